@@ -1,0 +1,330 @@
+import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4 } from "./simd";
+
+// Flash attention for one (batch, head) pair: scores are made one tile of BR queries by BC keys at
+// a time and folded into an online softmax, so the Lq x Lk matrix never exists unless the caller
+// asks for the weights.
+//
+// Per block of BR query rows, per tile of BC keys:
+//   pass 1: S (BR, BC) = Q . K^T              (4 x 8 register micro-kernel over Kt)
+//   pass 2: S = S * scale + mask, -Inf past the causal limit; m_new = max(m, rowmax S)
+//   pass 3: P = e^(S - m_new); l = l * e^(m - m_new) + rowsum P; O = O * e^(m - m_new)
+//   pass 4: O += P . V
+// and at the end of the block out = O / l (a row whose every key is masked has l = 0: zeros).
+
+const BR: i32 = 4; // query rows per block: the rows of the score micro-kernel
+const BC: i32 = 64; // keys per tile: one online-softmax update each
+const F32: usize = 4;
+const NEG_INF: f32 = -Infinity;
+const S_ROW: usize = <usize>BC * F32; // bytes of one row of the score tile
+
+@inline function roundUp8(n: i32): usize {
+  return <usize>((n + 7) & ~7);
+}
+
+@inline function roundUp4(n: i32): usize {
+  return <usize>((n + 3) & ~3);
+}
+
+@inline function ktBytes(Lk: i32, E: i32): usize {
+  return <usize>E * roundUp8(Lk) * F32;
+}
+
+// V is read in place when its rows are whole vectors, else through a padded copy
+@inline function vpBytes(Lk: i32, Ev: i32): usize {
+  return Ev & 3 ? <usize>Lk * roundUp4(Ev) * F32 : 0;
+}
+
+// bytes of scratch that attention_f32_prepare_kv and attention_f32_flash need for these sizes
+export function attention_f32_workspace(Lk: i32, E: i32, Ev: i32): usize {
+  return ktBytes(Lk, E) + vpBytes(Lk, Ev) + <usize>BR * S_ROW + <usize>BR * roundUp4(Ev) * F32 + 2 * <usize>BR * F32;
+}
+
+// work <- Kt (E, Lk8) = K (Lk, E)^T with zero columns up to Lk8 = Lk rounded up to 8,
+//         then, when Ev % 4 != 0, Vp (Lk, Ev4) = V (Lk, Ev) with zero columns up to Ev4.
+// Done once per key/value head and shared by every query head that reads it (GQA).
+export function attention_f32_prepare_kv(work: usize, k: usize, v: usize, Lk: i32, E: i32, Ev: i32): void {
+  const lk8 = roundUp8(Lk);
+  const e4 = <usize>E * F32;
+  for (let e: usize = 0; e < <usize>E; e++) {
+    const dst = work + e * lk8 * F32;
+    let src = k + e * F32;
+    for (let j: usize = 0; j < <usize>Lk; j++) {
+      store<f32>(dst + j * F32, load<f32>(src));
+      src += e4;
+    }
+    for (let j = <usize>Lk; j < lk8; j++) store<f32>(dst + j * F32, 0);
+  }
+  if (!(Ev & 3)) return;
+  const ev4 = roundUp4(Ev);
+  const vp = work + ktBytes(Lk, E);
+  for (let j: usize = 0; j < <usize>Lk; j++) {
+    const src = v + j * <usize>Ev * F32;
+    const dst = vp + j * ev4 * F32;
+    for (let e: usize = 0; e < ev4; e++) {
+      store<f32>(dst + e * F32, e < <usize>Ev ? load<f32>(src + e * F32) : 0);
+    }
+  }
+}
+
+// out (Lq, Ev) = softmax(q (Lq, E) . k (Lk, E)^T * scale + mask) . v (Lk, Ev)
+//   work:     prepared by attention_f32_prepare_kv for this k and v (v is passed again for its address)
+//   mask:     0, or f32 rows of Lk entries, row i at mask + i * maskRow (maskRow = 0: one row for all)
+//   causal:   query i sees keys j <= i + causalOffset only (0 top-left, Lk - Lq bottom-right)
+//   weights:  0, or (Lq, Lk) that receives the softmax probabilities
+// Pointers are byte addresses; q, v, work 16-byte aligned; any sizes (tails handled).
+export function attention_f32_flash(
+  out: usize, weights: usize, q: usize, v: usize, mask: usize, work: usize,
+  Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, maskRow: i32, causal: bool, causalOffset: i32,
+): void {
+  const ev4 = roundUp4(Ev);
+  const vp = Ev & 3 ? work + ktBytes(Lk, E) : v;
+  const s = work + ktBytes(Lk, E) + vpBytes(Lk, Ev);
+  const o = s + <usize>BR * S_ROW;
+  const m = o + <usize>BR * ev4 * F32;
+  const l = m + <usize>BR * F32;
+  for (let r0 = 0; r0 < Lq; r0 += BR) {
+    const rows = min(BR, Lq - r0);
+    // keys past the last row's causal limit are masked for every row of the block: skip them
+    const keyEnd = causal ? max(0, min(Lk, r0 + rows + causalOffset)) : Lk;
+    for (let r = 0; r < BR; r++) {
+      store<f32>(m + <usize>r * F32, NEG_INF);
+      store<f32>(l + <usize>r * F32, 0);
+    }
+    memory.fill(o, 0, <usize>BR * ev4 * F32);
+    if (weights) fillRows(weights, r0, rows, Lk, NEG_INF);
+    for (let t0 = 0; t0 < keyEnd; t0 += BC) {
+      const cols = min(BC, keyEnd - t0);
+      if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
+      scoreTile(s, q, work, r0, Lq, t0, <i32>roundUp8(cols), E, roundUp8(Lk));
+      for (let r = 0; r < rows; r++) {
+        const i = r0 + r;
+        const limit = causal ? min(cols, i + causalOffset + 1 - t0) : cols;
+        const mrow = mask ? mask + (<usize>i * <usize>maskRow + <usize>t0) * F32 : 0;
+        const srow = s + <usize>r * S_ROW;
+        const rowMax = maskScores(srow, mrow, limit, <i32>roundUp8(cols), scale);
+        if (weights) memory.copy(weights + (<usize>i * <usize>Lk + <usize>t0) * F32, srow, <usize>cols * F32);
+        softmaxUpdate(srow, o + <usize>r * ev4 * F32, m + <usize>r * F32, l + <usize>r * F32, rowMax, <i32>roundUp8(cols), ev4);
+      }
+      accumulatePV(o, s, vp + <usize>t0 * ev4 * F32, cols, ev4);
+    }
+    for (let r = 0; r < rows; r++) {
+      const i = r0 + r;
+      const sum = load<f32>(l + <usize>r * F32);
+      storeRow(out + <usize>i * <usize>Ev * F32, o + <usize>r * ev4 * F32, Ev, sum);
+      if (weights) normalizeWeights(weights + <usize>i * <usize>Lk * F32, Lk, load<f32>(m + <usize>r * F32), sum);
+    }
+  }
+}
+
+@inline function fillRows(w: usize, r0: i32, rows: i32, Lk: i32, value: f32): void {
+  const start = w + <usize>r0 * <usize>Lk * F32;
+  const n = <usize>rows * <usize>Lk;
+  for (let j: usize = 0; j < n; j++) store<f32>(start + j * F32, value);
+}
+
+// true when the mask is -Inf on every (row, key) of the tile: nothing there can take part
+@inline function tileMasked(mask: usize, maskRow: i32, r0: i32, rows: i32, t0: i32, cols: i32): bool {
+  const ninf = f32x4.splat(NEG_INF);
+  for (let r = 0; r < rows; r++) {
+    const mrow = mask + (<usize>(r0 + r) * <usize>maskRow + <usize>t0) * F32;
+    let j = 0;
+    for (; j + 4 <= cols; j += 4) {
+      if (v128.any_true(f32x4.ne(v128.load(mrow + <usize>j * F32), ninf))) return false;
+    }
+    for (; j < cols; j++) {
+      if (load<f32>(mrow + <usize>j * F32) != NEG_INF) return false;
+    }
+  }
+  return true;
+}
+
+// pass 1: s (BR, BC) <- q rows r0.. (BR, E) . Kt columns t0.. (E, cols8); rows past Lq repeat the
+// last row (their results are never read)
+@inline function scoreTile(s: usize, q: usize, kt: usize, r0: i32, Lq: i32, t0: i32, cols8: i32, E: i32, lk8: usize): void {
+  const rowBytes = <usize>E * F32;
+  const q0 = q + <usize>r0 * rowBytes;
+  const q1 = r0 + 1 < Lq ? q0 + rowBytes : q0;
+  const q2 = r0 + 2 < Lq ? q1 + rowBytes : q1;
+  const q3 = r0 + 3 < Lq ? q2 + rowBytes : q2;
+  const ktRow = lk8 * F32;
+  for (let c = 0; c < cols8; c += 8) {
+    let a00 = f32x4.splat(0), a01 = f32x4.splat(0);
+    let a10 = f32x4.splat(0), a11 = f32x4.splat(0);
+    let a20 = f32x4.splat(0), a21 = f32x4.splat(0);
+    let a30 = f32x4.splat(0), a31 = f32x4.splat(0);
+    let kp = kt + <usize>(t0 + c) * F32;
+    for (let e: usize = 0; e < rowBytes; e += F32) {
+      const k0 = v128.load(kp);
+      const k1 = v128.load(kp, 16);
+      let x = v128.load32_splat(q0 + e);
+      a00 = fma_f32x4(x, k0, a00);
+      a01 = fma_f32x4(x, k1, a01);
+      x = v128.load32_splat(q1 + e);
+      a10 = fma_f32x4(x, k0, a10);
+      a11 = fma_f32x4(x, k1, a11);
+      x = v128.load32_splat(q2 + e);
+      a20 = fma_f32x4(x, k0, a20);
+      a21 = fma_f32x4(x, k1, a21);
+      x = v128.load32_splat(q3 + e);
+      a30 = fma_f32x4(x, k0, a30);
+      a31 = fma_f32x4(x, k1, a31);
+      kp += ktRow;
+    }
+    const sp = s + <usize>c * F32;
+    v128.store(sp, a00);
+    v128.store(sp, a01, 16);
+    v128.store(sp, a10, S_ROW);
+    v128.store(sp, a11, S_ROW + 16);
+    v128.store(sp, a20, 2 * S_ROW);
+    v128.store(sp, a21, 2 * S_ROW + 16);
+    v128.store(sp, a30, 3 * S_ROW);
+    v128.store(sp, a31, 3 * S_ROW + 16);
+  }
+}
+
+// pass 2 for one row: s[j] = s[j] * scale + mask[j] for j < limit, -Inf up to cols8; returns the max
+@inline function maskScores(srow: usize, mrow: usize, limit: i32, cols8: i32, scale: f32): f32 {
+  const sc = f32x4.splat(scale);
+  let vmax = f32x4.splat(NEG_INF);
+  let j = 0;
+  for (; j + 4 <= limit; j += 4) {
+    const at = <usize>j * F32;
+    let x = f32x4.mul(v128.load(srow + at), sc);
+    if (mrow) x = f32x4.add(x, v128.load(mrow + at));
+    v128.store(srow + at, x);
+    vmax = f32x4.max(vmax, x);
+  }
+  let rowMax = hmax_f32x4(vmax);
+  for (; j < limit; j++) {
+    const at = <usize>j * F32;
+    let x = load<f32>(srow + at) * scale;
+    if (mrow) x += load<f32>(mrow + at);
+    store<f32>(srow + at, x);
+    rowMax = max(rowMax, x);
+  }
+  for (j = max(j, 0); j < cols8; j++) store<f32>(srow + <usize>j * F32, NEG_INF);
+  return rowMax;
+}
+
+// pass 3 for one row: p = e^(s - m_new) in place, l and the output row rescaled to the new max
+@inline function softmaxUpdate(srow: usize, orow: usize, m: usize, l: usize, rowMax: f32, cols8: i32, ev4: usize): void {
+  const mOld = load<f32>(m);
+  const mNew = max(mOld, rowMax);
+  if (mNew == NEG_INF) {
+    // nothing has taken part yet: all of p is 0
+    memory.fill(srow, 0, <usize>cols8 * F32);
+    return;
+  }
+  const mv = f32x4.splat(mNew);
+  let sum = f32x4.splat(0);
+  for (let j = 0; j < cols8; j += 4) {
+    const at = <usize>j * F32;
+    const p = exp_f32x4(f32x4.sub(v128.load(srow + at), mv));
+    v128.store(srow + at, p);
+    sum = f32x4.add(sum, p);
+  }
+  const correction = exp_f32(mOld - mNew);
+  store<f32>(m, mNew);
+  store<f32>(l, load<f32>(l) * correction + hsum_f32x4(sum));
+  const cv = f32x4.splat(correction);
+  for (let e: usize = 0; e < ev4 * F32; e += 16) v128.store(orow + e, f32x4.mul(v128.load(orow + e), cv));
+}
+
+// pass 4: o (BR, ev4) += p (BR, BC; cols used) . v (cols, ev4)
+@inline function accumulatePV(o: usize, p: usize, v: usize, cols: i32, ev4: usize): void {
+  const oRow = ev4 * F32;
+  const vRow = ev4 * F32;
+  let c: usize = 0;
+  for (; c + 8 <= ev4; c += 8) {
+    const op = o + c * F32;
+    let a00 = v128.load(op), a01 = v128.load(op, 16);
+    let a10 = v128.load(op + oRow), a11 = v128.load(op + oRow, 16);
+    let a20 = v128.load(op + 2 * oRow), a21 = v128.load(op + 2 * oRow, 16);
+    let a30 = v128.load(op + 3 * oRow), a31 = v128.load(op + 3 * oRow, 16);
+    let vp = v + c * F32;
+    let pp = p;
+    for (let j = 0; j < cols; j++) {
+      const v0 = v128.load(vp);
+      const v1 = v128.load(vp, 16);
+      let x = v128.load32_splat(pp);
+      a00 = fma_f32x4(x, v0, a00);
+      a01 = fma_f32x4(x, v1, a01);
+      x = v128.load32_splat(pp, S_ROW);
+      a10 = fma_f32x4(x, v0, a10);
+      a11 = fma_f32x4(x, v1, a11);
+      x = v128.load32_splat(pp, 2 * S_ROW);
+      a20 = fma_f32x4(x, v0, a20);
+      a21 = fma_f32x4(x, v1, a21);
+      x = v128.load32_splat(pp, 3 * S_ROW);
+      a30 = fma_f32x4(x, v0, a30);
+      a31 = fma_f32x4(x, v1, a31);
+      vp += vRow;
+      pp += F32;
+    }
+    v128.store(op, a00);
+    v128.store(op, a01, 16);
+    v128.store(op + oRow, a10);
+    v128.store(op + oRow, a11, 16);
+    v128.store(op + 2 * oRow, a20);
+    v128.store(op + 2 * oRow, a21, 16);
+    v128.store(op + 3 * oRow, a30);
+    v128.store(op + 3 * oRow, a31, 16);
+  }
+  if (c < ev4) {
+    // one vector of columns left
+    const op = o + c * F32;
+    let a0 = v128.load(op), a1 = v128.load(op + oRow), a2 = v128.load(op + 2 * oRow), a3 = v128.load(op + 3 * oRow);
+    let vp = v + c * F32;
+    let pp = p;
+    for (let j = 0; j < cols; j++) {
+      const v0 = v128.load(vp);
+      a0 = fma_f32x4(v128.load32_splat(pp), v0, a0);
+      a1 = fma_f32x4(v128.load32_splat(pp, S_ROW), v0, a1);
+      a2 = fma_f32x4(v128.load32_splat(pp, 2 * S_ROW), v0, a2);
+      a3 = fma_f32x4(v128.load32_splat(pp, 3 * S_ROW), v0, a3);
+      vp += vRow;
+      pp += F32;
+    }
+    v128.store(op, a0);
+    v128.store(op + oRow, a1);
+    v128.store(op + 2 * oRow, a2);
+    v128.store(op + 3 * oRow, a3);
+  }
+}
+
+// out row (Ev) = o row / sum; zeros when sum is 0 (every key masked)
+@inline function storeRow(dst: usize, orow: usize, Ev: i32, sum: f32): void {
+  if (sum == 0) {
+    memory.fill(dst, 0, <usize>Ev * F32);
+    return;
+  }
+  const sv = f32x4.splat(sum);
+  let e = 0;
+  for (; e + 4 <= Ev; e += 4) {
+    const at = <usize>e * F32;
+    v128.store(dst + at, f32x4.div(v128.load(orow + at), sv));
+  }
+  for (; e < Ev; e++) {
+    const at = <usize>e * F32;
+    store<f32>(dst + at, load<f32>(orow + at) / sum);
+  }
+}
+
+// weights row (Lk) holds the masked scores (-Inf where skipped): w = e^(w - m) / sum, zeros when sum is 0
+@inline function normalizeWeights(w: usize, Lk: i32, rowMax: f32, sum: f32): void {
+  if (sum == 0) {
+    memory.fill(w, 0, <usize>Lk * F32);
+    return;
+  }
+  const mv = f32x4.splat(rowMax);
+  const sv = f32x4.splat(sum);
+  let j = 0;
+  for (; j + 4 <= Lk; j += 4) {
+    const at = <usize>j * F32;
+    v128.store(w + at, f32x4.div(exp_f32x4(f32x4.sub(v128.load(w + at), mv)), sv));
+  }
+  for (; j < Lk; j++) {
+    const at = <usize>j * F32;
+    store<f32>(w + at, exp_f32(load<f32>(w + at) - rowMax) / sum);
+  }
+}

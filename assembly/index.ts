@@ -1,0 +1,7 @@
+// The kernel module's exports. Every byte of linear memory above heap_base() is the host's.
+export { attention_f32_workspace, attention_f32_prepare_kv, attention_f32_flash } from "./attention";
+export { exp_f32_n } from "./exp";
+
+export function heap_base(): usize {
+  return __heap_base;
+}

@@ -1,0 +1,112 @@
+// Float64 oracles, written plainly, and the helpers the tests share.
+
+export interface Dims {
+  batch: number[]; // leading dimensions before the head dimension
+  Hq: number;
+  Hk: number;
+  Lq: number;
+  Lk: number;
+  E: number;
+  Ev: number;
+}
+
+export interface RefOptions {
+  scale?: number;
+  mask?: { data: Float32Array | Uint8Array; shape: number[] }; // broadcast to [...batch, Hq, Lq, Lk]
+  boolMeansKeep?: boolean; // SDPA: true = takes part (default); MHA: true = masked out
+  causalOffset?: number; // query i sees keys j <= i + causalOffset
+}
+
+// out [...batch, Hq, Lq, Ev] and weights [...batch, Hq, Lq, Lk] of softmax(q k^T * scale + mask) v,
+// q [...batch, Hq, Lq, E], k [...batch, Hk, Lk, E], v [...batch, Hk, Lk, Ev];
+// a row with no key allowed gives zeros
+export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, d: Dims, o: RefOptions = {}) {
+  const B = d.batch.reduce((a, b) => a * b, 1);
+  const scale = o.scale ?? 1 / Math.sqrt(d.E);
+  const scoreShape = [...d.batch, d.Hq, d.Lq, d.Lk];
+  const out = new Float64Array(B * d.Hq * d.Lq * d.Ev);
+  const weights = new Float64Array(B * d.Hq * d.Lq * d.Lk);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < d.Hq; h++) {
+      const g = Math.floor(h / (d.Hq / d.Hk));
+      for (let i = 0; i < d.Lq; i++) {
+        const s = new Float64Array(d.Lk);
+        for (let j = 0; j < d.Lk; j++) {
+          let dot = 0;
+          for (let e = 0; e < d.E; e++) dot += q[((b * d.Hq + h) * d.Lq + i) * d.E + e] * k[((b * d.Hk + g) * d.Lk + j) * d.E + e];
+          s[j] = dot * scale;
+          if (o.mask) {
+            const x = o.mask.data[broadcastIndex(o.mask.shape, scoreShape, [...unflatten(b, d.batch), h, i, j])];
+            if (o.mask.data instanceof Uint8Array) s[j] += (x !== 0) === (o.boolMeansKeep ?? true) ? 0 : -Infinity;
+            else s[j] += x;
+          }
+          if (o.causalOffset !== undefined && j > i + o.causalOffset) s[j] = -Infinity;
+        }
+        const max = Math.max(...s);
+        if (max === -Infinity) continue; // every key masked: zeros
+        let sum = 0;
+        for (let j = 0; j < d.Lk; j++) sum += Math.exp(s[j] - max);
+        for (let j = 0; j < d.Lk; j++) {
+          const p = Math.exp(s[j] - max) / sum;
+          weights[((b * d.Hq + h) * d.Lq + i) * d.Lk + j] = p;
+          for (let e = 0; e < d.Ev; e++) out[((b * d.Hq + h) * d.Lq + i) * d.Ev + e] += p * v[((b * d.Hk + g) * d.Lk + j) * d.Ev + e];
+        }
+      }
+    }
+  }
+  return { out, weights };
+}
+
+// flat index into an array of shape `shape` broadcast (numpy rules) to `target`, at `coords` of target
+export function broadcastIndex(shape: number[], target: number[], coords: number[]): number {
+  const off = target.length - shape.length;
+  let index = 0;
+  for (let i = 0; i < shape.length; i++) index = index * shape[i] + (shape[i] === 1 ? 0 : coords[i + off]);
+  return index;
+}
+
+function unflatten(n: number, dims: number[]): number[] {
+  const out = new Array<number>(dims.length);
+  for (let i = dims.length - 1; i >= 0; i--) {
+    out[i] = n % dims[i];
+    n = Math.floor(n / dims[i]);
+  }
+  return out;
+}
+
+// a seeded generator, so a failure can be replayed from the seed in its message
+export function rng(seed: number) {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    next,
+    // uniform in [-1, 1), never all zeros
+    floats: (n: number, scale = 1) => Float32Array.from({ length: n }, () => (next() * 2 - 1) * scale),
+    bools: (n: number, pTrue = 0.7) => Uint8Array.from({ length: n }, () => (next() < pTrue ? 1 : 0)),
+  };
+}
+
+export function freshSeed(): number {
+  return Math.floor(Math.random() * 2 ** 31);
+}
+
+// |got - want| <= atol + rtol * |want| everywhere, else an error naming the first bad coordinates
+export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, shape: number[], tol: { atol: number; rtol: number }, what = ""): void {
+  if (got.length !== want.length) throw new Error(`${what}: length ${got.length}, want ${want.length}`);
+  for (let n = 0; n < want.length; n++) {
+    const g = got[n];
+    const w = want[n];
+    const ok = Number.isNaN(w) ? Number.isNaN(g) : Math.abs(g - w) <= tol.atol + tol.rtol * Math.abs(w) || g === w;
+    if (!ok) throw new Error(`${what} at ${fmtCoords(n, shape)}: got ${g}, want ${w} (|d| = ${Math.abs(g - w)})`);
+  }
+}
+
+function fmtCoords(n: number, shape: number[]): string {
+  return `[${unflatten(n, shape).join(", ")}]`;
+}
