@@ -26,7 +26,7 @@
 //   2^n is put straight into the exponent bits.
 // Lanes with x < ln(2^-126) = -87.33655 (including -Infinity) give +0, so the result is never
 // subnormal; x is clamped above at 88 (e^88 = 1.65e38 < FLT_MAX); NaN stays NaN.
-// Measured against Math.exp: at most 2 ulp over [-87, 0] (test/exp.test.ts).
+// Measured against Math.exp: at most 3 ulp (1.8e-7 relative) over [-87, 0] (test/exp.test.ts).
 @inline export function exp_f32x4(x: v128): v128 {
   const LOG2E: f32 = 1.44269504;
   const LN2_HI: f32 = 0.693359375;
