@@ -12,7 +12,7 @@ export interface Dims {
 
 export interface RefOptions {
   scale?: number;
-  mask?: { data: Float32Array | Uint8Array; shape: number[] }; // broadcast to [...batch, Hq, Lq, Lk]
+  mask?: { data: Float32Array | Uint8Array; shape: readonly number[] }; // broadcast to [...batch, Hq, Lq, Lk]
   boolMeansKeep?: boolean; // SDPA: true = takes part (default); MHA: true = masked out
   causalOffset?: number; // query i sees keys j <= i + causalOffset
 }
@@ -58,14 +58,14 @@ export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, 
 }
 
 // flat index into an array of shape `shape` broadcast (numpy rules) to `target`, at `coords` of target
-export function broadcastIndex(shape: number[], target: number[], coords: number[]): number {
+export function broadcastIndex(shape: readonly number[], target: readonly number[], coords: readonly number[]): number {
   const off = target.length - shape.length;
   let index = 0;
   for (let i = 0; i < shape.length; i++) index = index * shape[i] + (shape[i] === 1 ? 0 : coords[i + off]);
   return index;
 }
 
-function unflatten(n: number, dims: number[]): number[] {
+function unflatten(n: number, dims: readonly number[]): number[] {
   const out = new Array<number>(dims.length);
   for (let i = dims.length - 1; i >= 0; i--) {
     out[i] = n % dims[i];
@@ -97,7 +97,7 @@ export function freshSeed(): number {
 }
 
 // |got - want| <= atol + rtol * |want| everywhere, else an error naming the first bad coordinates
-export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, shape: number[], tol: { atol: number; rtol: number }, what = ""): void {
+export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, shape: readonly number[], tol: { atol: number; rtol: number }, what = ""): void {
   if (got.length !== want.length) throw new Error(`${what}: length ${got.length}, want ${want.length}`);
   for (let n = 0; n < want.length; n++) {
     const g = got[n];
@@ -107,6 +107,6 @@ export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, sha
   }
 }
 
-function fmtCoords(n: number, shape: number[]): string {
+function fmtCoords(n: number, shape: readonly number[]): string {
   return `[${unflatten(n, shape).join(", ")}]`;
 }
