@@ -112,6 +112,21 @@ describe("masking at the edges", () => {
     }
   });
 
+  test("a whole tile of masked keys (keys 64..127 of 130) is skipped and gets zero weight", () => {
+    const r2 = rng(freshSeed());
+    const Lk = 130;
+    const qq = tensor(r2.floats(2 * 5 * 8), [1, 2, 5, 8]);
+    const kk = tensor(r2.floats(2 * Lk * 8), [1, 2, Lk, 8]);
+    const keep = Uint8Array.from({ length: Lk }, (_, j) => (j >= 64 && j < 128 ? 0 : 1));
+    const mask = tensor(keep, [1, 1, 1, Lk]);
+    const { output, weights } = scaledDotProductAttention(qq, kk, kk, { attnMask: mask, returnWeights: true });
+    for (let row = 0; row < 10; row++) {
+      expect(weights.data.subarray(row * Lk + 64, row * Lk + 128).every((w) => w === 0)).toBe(true);
+    }
+    const ref = attentionRef(qq.data, kk.data, kk.data, d([1], 2, 2, 5, Lk, 8), { mask });
+    expectClose(output.data, ref.out, output.shape, TOL);
+  });
+
   test("an all -Infinity float mask gives zeros, not NaN", () => {
     const out = scaledDotProductAttention(q, k, v, { attnMask: tensor(new Float32Array(5).fill(-Infinity), [5]) });
     expect(Array.from(out.data)).toEqual(new Array(12).fill(0));
