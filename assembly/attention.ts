@@ -1,3 +1,5 @@
+import { tile_4x8 } from "./gemm";
+import { pack_f32_t, roundUp4, roundUp8 } from "./pack";
 import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4 } from "./simd";
 
 // Flash attention for one (batch, head) pair: scores are made one tile of BR queries by BC keys at
@@ -17,14 +19,6 @@ const F32: usize = 4;
 const NEG_INF: f32 = -Infinity;
 const S_ROW: usize = <usize>BC * F32; // bytes of one row of the score tile
 
-@inline function roundUp8(n: i32): usize {
-  return <usize>((n + 7) & ~7);
-}
-
-@inline function roundUp4(n: i32): usize {
-  return <usize>((n + 3) & ~3);
-}
-
 @inline function ktBytes(Lk: i32, E: i32): usize {
   return <usize>E * roundUp8(Lk) * F32;
 }
@@ -41,24 +35,15 @@ export function attention_f32_workspace(Lk: i32, E: i32, Ev: i32): usize {
 
 // work <- Kt (E, Lk8) = K (Lk, E)^T with zero columns up to Lk8 = Lk rounded up to 8,
 //         then, when Ev % 4 != 0, Vp (Lk, Ev4) = V (Lk, Ev) with zero columns up to Ev4.
-// Done once per key/value head and shared by every query head that reads it (GQA).
-export function attention_f32_prepare_kv(work: usize, k: usize, v: usize, Lk: i32, E: i32, Ev: i32): void {
-  const lk8 = roundUp8(Lk);
-  const e4 = <usize>E * F32;
-  for (let e: usize = 0; e < <usize>E; e++) {
-    const dst = work + e * lk8 * F32;
-    let src = k + e * F32;
-    for (let j: usize = 0; j < <usize>Lk; j++) {
-      store<f32>(dst + j * F32, load<f32>(src));
-      src += e4;
-    }
-    for (let j = <usize>Lk; j < lk8; j++) store<f32>(dst + j * F32, 0);
-  }
+// Rows of k and v are kStride and vStride elements apart. Done once per key/value head and
+// shared by every query head that reads it (GQA).
+export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v: usize, vStride: i32, Lk: i32, E: i32, Ev: i32): void {
+  pack_f32_t(work, k, kStride, Lk, E);
   if (!(Ev & 3)) return;
   const ev4 = roundUp4(Ev);
   const vp = work + ktBytes(Lk, E);
   for (let j: usize = 0; j < <usize>Lk; j++) {
-    const src = v + j * <usize>Ev * F32;
+    const src = v + j * <usize>vStride * F32;
     const dst = vp + j * ev4 * F32;
     for (let e: usize = 0; e < ev4; e++) {
       store<f32>(dst + e * F32, e < <usize>Ev ? load<f32>(src + e * F32) : 0);
@@ -67,17 +52,20 @@ export function attention_f32_prepare_kv(work: usize, k: usize, v: usize, Lk: i3
 }
 
 // out (Lq, Ev) = softmax(q (Lq, E) . k (Lk, E)^T * scale + mask) . v (Lk, Ev)
+//   rows of out, q, v are outStride, qStride, vStride elements apart (heads inside [B, L, E] rows)
 //   work:     prepared by attention_f32_prepare_kv for this k and v (v is passed again for its address)
 //   mask:     0, or f32 rows of Lk entries, row i at mask + i * maskRow (maskRow = 0: one row for all)
 //   causal:   query i sees keys j <= i + causalOffset only (0 top-left, Lk - Lq bottom-right)
 //   weights:  0, or (Lq, Lk) that receives the softmax probabilities
-// Pointers are byte addresses; q, v, work 16-byte aligned; any sizes (tails handled).
+// Pointers are byte addresses; work 16-byte aligned; any sizes (tails handled).
 export function attention_f32_flash(
-  out: usize, weights: usize, q: usize, v: usize, mask: usize, work: usize,
-  Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, maskRow: i32, causal: bool, causalOffset: i32,
+  out: usize, outStride: i32, weights: usize, q: usize, qStride: i32, v: usize, vStride: i32,
+  mask: usize, maskRow: i32, work: usize,
+  Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, causal: bool, causalOffset: i32,
 ): void {
   const ev4 = roundUp4(Ev);
   const vp = Ev & 3 ? work + ktBytes(Lk, E) : v;
+  const vRow = (Ev & 3 ? ev4 : <usize>vStride) * F32;
   const s = work + ktBytes(Lk, E) + vpBytes(Lk, Ev);
   const o = s + <usize>BR * S_ROW;
   const m = o + <usize>BR * ev4 * F32;
@@ -95,7 +83,7 @@ export function attention_f32_flash(
     for (let t0 = 0; t0 < keyEnd; t0 += BC) {
       const cols = min(BC, keyEnd - t0);
       if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
-      scoreTile(s, q, work, r0, Lq, t0, <i32>roundUp8(cols), E, roundUp8(Lk));
+      scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E, roundUp8(Lk));
       for (let r = 0; r < rows; r++) {
         const i = r0 + r;
         const limit = causal ? min(cols, i + causalOffset + 1 - t0) : cols;
@@ -105,12 +93,12 @@ export function attention_f32_flash(
         if (weights) memory.copy(weights + (<usize>i * <usize>Lk + <usize>t0) * F32, srow, <usize>cols * F32);
         softmaxUpdate(srow, o + <usize>r * ev4 * F32, m + <usize>r * F32, l + <usize>r * F32, rowMax, <i32>roundUp8(cols), ev4);
       }
-      accumulatePV(o, s, vp + <usize>t0 * ev4 * F32, cols, ev4);
+      accumulatePV(o, s, vp + <usize>t0 * vRow, vRow, cols, ev4);
     }
     for (let r = 0; r < rows; r++) {
       const i = r0 + r;
       const sum = load<f32>(l + <usize>r * F32);
-      storeRow(out + <usize>i * <usize>Ev * F32, o + <usize>r * ev4 * F32, Ev, sum);
+      storeRow(out + <usize>i * <usize>outStride * F32, o + <usize>r * ev4 * F32, Ev, sum);
       if (weights) normalizeWeights(weights + <usize>i * <usize>Lk * F32, Lk, load<f32>(m + <usize>r * F32), sum);
     }
   }
@@ -140,45 +128,13 @@ export function attention_f32_flash(
 
 // pass 1: s (BR, BC) <- q rows r0.. (BR, E) . Kt columns t0.. (E, cols8); rows past Lq repeat the
 // last row (their results are never read)
-@inline function scoreTile(s: usize, q: usize, kt: usize, r0: i32, Lq: i32, t0: i32, cols8: i32, E: i32, lk8: usize): void {
-  const rowBytes = <usize>E * F32;
-  const q0 = q + <usize>r0 * rowBytes;
-  const q1 = r0 + 1 < Lq ? q0 + rowBytes : q0;
-  const q2 = r0 + 2 < Lq ? q1 + rowBytes : q1;
-  const q3 = r0 + 3 < Lq ? q2 + rowBytes : q2;
-  const ktRow = lk8 * F32;
+@inline function scoreTile(s: usize, q: usize, qRow: usize, kt: usize, r0: i32, Lq: i32, t0: i32, cols8: i32, E: i32, lk8: usize): void {
+  const q0 = q + <usize>r0 * qRow;
+  const q1 = r0 + 1 < Lq ? q0 + qRow : q0;
+  const q2 = r0 + 2 < Lq ? q1 + qRow : q1;
+  const q3 = r0 + 3 < Lq ? q2 + qRow : q2;
   for (let c = 0; c < cols8; c += 8) {
-    let a00 = f32x4.splat(0), a01 = f32x4.splat(0);
-    let a10 = f32x4.splat(0), a11 = f32x4.splat(0);
-    let a20 = f32x4.splat(0), a21 = f32x4.splat(0);
-    let a30 = f32x4.splat(0), a31 = f32x4.splat(0);
-    let kp = kt + <usize>(t0 + c) * F32;
-    for (let e: usize = 0; e < rowBytes; e += F32) {
-      const k0 = v128.load(kp);
-      const k1 = v128.load(kp, 16);
-      let x = v128.load32_splat(q0 + e);
-      a00 = fma_f32x4(x, k0, a00);
-      a01 = fma_f32x4(x, k1, a01);
-      x = v128.load32_splat(q1 + e);
-      a10 = fma_f32x4(x, k0, a10);
-      a11 = fma_f32x4(x, k1, a11);
-      x = v128.load32_splat(q2 + e);
-      a20 = fma_f32x4(x, k0, a20);
-      a21 = fma_f32x4(x, k1, a21);
-      x = v128.load32_splat(q3 + e);
-      a30 = fma_f32x4(x, k0, a30);
-      a31 = fma_f32x4(x, k1, a31);
-      kp += ktRow;
-    }
-    const sp = s + <usize>c * F32;
-    v128.store(sp, a00);
-    v128.store(sp, a01, 16);
-    v128.store(sp, a10, S_ROW);
-    v128.store(sp, a11, S_ROW + 16);
-    v128.store(sp, a20, 2 * S_ROW);
-    v128.store(sp, a21, 2 * S_ROW + 16);
-    v128.store(sp, a30, 3 * S_ROW);
-    v128.store(sp, a31, 3 * S_ROW + 16);
+    tile_4x8(s + <usize>c * F32, S_ROW, q0, q1, q2, q3, kt + <usize>(t0 + c) * F32, lk8 * F32, E);
   }
 }
 
@@ -230,10 +186,9 @@ export function attention_f32_flash(
   for (let e: usize = 0; e < ev4 * F32; e += 16) v128.store(orow + e, f32x4.mul(v128.load(orow + e), cv));
 }
 
-// pass 4: o (BR, ev4) += p (BR, BC; cols used) . v (cols, ev4)
-@inline function accumulatePV(o: usize, p: usize, v: usize, cols: i32, ev4: usize): void {
+// pass 4: o (BR, ev4) += p (BR, BC; cols used) . v (cols, ev4), rows of v vRow bytes apart
+@inline function accumulatePV(o: usize, p: usize, v: usize, vRow: usize, cols: i32, ev4: usize): void {
   const oRow = ev4 * F32;
-  const vRow = ev4 * F32;
   let c: usize = 0;
   for (; c + 8 <= ev4; c += 8) {
     const op = o + c * F32;

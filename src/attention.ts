@@ -62,13 +62,13 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
     for (let b = 0; b < B; b++) {
       for (let g = 0; g < Hk; g++) {
         const kv = b * Hk + g;
-        K.attention_f32_prepare_kv(scratch, k + 4 * kv * Lk * E, v + 4 * kv * Lk * Ev, Lk, E, Ev);
+        K.attention_f32_prepare_kv(scratch, k + 4 * kv * Lk * E, E, v + 4 * kv * Lk * Ev, Ev, Lk, E, Ev);
         for (let h = g * group; h < (g + 1) * group; h++) {
           const n = b * Hq + h;
           K.attention_f32_flash(
-            out + 4 * n * Lq * Ev, w && w + 4 * n * Lq * Lk, q + 4 * n * Lq * E, v + 4 * kv * Lk * Ev,
-            mask ? m + 4 * mask.offsets[n] : 0, scratch,
-            Lq, Lk, E, Ev, p.scale, mask?.rowStride ?? 0, p.causal !== null, causalOffset,
+            out + 4 * n * Lq * Ev, Ev, w && w + 4 * n * Lq * Lk, q + 4 * n * Lq * E, E, v + 4 * kv * Lk * Ev, Ev,
+            mask ? m + 4 * mask.offsets[n] : 0, mask?.rowStride ?? 0, scratch,
+            Lq, Lk, E, Ev, p.scale, p.causal !== null, causalOffset,
           );
         }
       }
