@@ -1,6 +1,6 @@
 import { ArgumentError, OutOfMemoryError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
-import { type KernelMask, kernelMask } from "./mask.js";
+import { type KernelMask, additive, kernelMask } from "./mask.js";
 import { type BoolTensor, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, size } from "./tensor.js";
 
 export interface AttentionOptions {
@@ -157,7 +157,7 @@ function plan(query: unknown, key: unknown, value: unknown, options: AttentionOp
     throw new ArgumentError(`returnWeights: expected a boolean, got ${describe(options.returnWeights)}`);
   }
   const scoreShape = [...q.shape.slice(0, -1), Lk];
-  const mask = options.attnMask === undefined ? null : kernelMask("attnMask", checkMask("attnMask", options.attnMask), scoreShape, true);
+  const mask = options.attnMask === undefined ? null : kernelMask("attnMask", additive(checkMask("attnMask", options.attnMask), true), scoreShape);
   return {
     B: size(batch),
     Hq,

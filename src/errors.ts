@@ -17,3 +17,6 @@ export class InitError extends WasmAttentionError {}
 
 /** A request that does not fit in WebAssembly memory (wasm32: at most 4 GiB). */
 export class OutOfMemoryError extends WasmAttentionError {}
+
+/** A module used before `loadStateDict()` or after `dispose()`. */
+export class StateError extends WasmAttentionError {}

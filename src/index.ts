@@ -1,5 +1,22 @@
 export { init, type InitOptions, type WasmSource } from "./init.js";
 export { scaledDotProductAttention, type AttentionOptions } from "./attention.js";
 export { tensor, type Tensor, type BoolTensor } from "./tensor.js";
-export { WasmAttentionError, ArgumentError, ShapeError, InitError, OutOfMemoryError } from "./errors.js";
+export { loadSafetensors } from "./safetensors.js";
+export { Module, type Param } from "./module.js";
+export { Linear, type LinearOptions, type Activation } from "./linear.js";
+export { LayerNorm, type LayerNormOptions } from "./layernorm.js";
+export { MultiHeadAttention, type MultiHeadAttentionOptions, type MultiHeadAttentionForwardOptions } from "./multihead.js";
+export {
+  TransformerEncoderLayer,
+  TransformerDecoderLayer,
+  TransformerEncoder,
+  TransformerDecoder,
+  type TransformerLayerOptions,
+  type StackOptions,
+  type EncoderForwardOptions,
+  type StackEncoderForwardOptions,
+  type DecoderForwardOptions,
+} from "./transformer.js";
+export { KVCache } from "./cache.js";
+export { WasmAttentionError, ArgumentError, ShapeError, InitError, OutOfMemoryError, StateError } from "./errors.js";
 export { memoryStats, type MemoryStats } from "./stats.js";

@@ -1,9 +1,9 @@
 import { ShapeError } from "./errors.js";
-import { type BoolTensor, type Tensor, fmt, size, tag } from "./tensor.js";
+import { type BoolTensor, type Tensor, checkMask, fmt, size, tag } from "./tensor.js";
 
 /**
  * A mask as the attention kernel reads it: additive float rows of Lk entries.
- *   data:      the mask with its last dimension expanded to Lk, booleans turned into 0 / -Infinity
+ *   data:      the mask with its last dimension expanded to Lk
  *   rowStride: elements between the rows of consecutive queries (0: one row serves every query)
  *   offsets:   for each (batch..., head) slice of the scores, in order, the element offset of its rows
  */
@@ -14,11 +14,20 @@ export interface KernelMask {
 }
 
 /**
- * Broadcasts `mask` (numpy rules) against scores of shape [...lead, Lq, Lk] without copying what
- * broadcasting repeats, except along Lk. `keepWhenTrue` is SDPA's convention for booleans
- * (true = takes part); false is nn.MultiheadAttention's (true = masked out).
+ * A mask as numbers added to the scores. Booleans become 0 / -Infinity: `keepWhenTrue` is SDPA's
+ * convention (true = takes part); false is nn.MultiheadAttention's (true = masked out).
  */
-export function kernelMask(name: string, mask: Tensor | BoolTensor, scores: readonly number[], keepWhenTrue: boolean): KernelMask {
+export function additive(mask: Tensor | BoolTensor, keepWhenTrue: boolean): Tensor {
+  if (tag(mask.data) !== "Uint8Array") return mask as Tensor;
+  const data = Float32Array.from(mask.data, (x) => ((x !== 0) === keepWhenTrue ? 0 : -Infinity));
+  return { data, shape: mask.shape };
+}
+
+/**
+ * Broadcasts an additive mask (numpy rules) against scores of shape [...lead, Lq, Lk] without
+ * copying what broadcasting repeats, except along Lk.
+ */
+export function kernelMask(name: string, mask: Tensor, scores: readonly number[]): KernelMask {
   const rank = scores.length;
   if (mask.shape.length > rank) {
     throw new ShapeError(`${name}: shape ${fmt(mask.shape)} has more dimensions than the scores ${fmt(scores)}`);
@@ -35,14 +44,10 @@ export function kernelMask(name: string, mask: Tensor | BoolTensor, scores: read
   const Lk = scores[rank - 1];
   const srcLast = padded[rank - 1];
   const rows = size(padded.slice(0, -1));
-  const data = new Float32Array(rows * Lk);
-  const src = mask.data;
-  const isBool = tag(src) === "Uint8Array";
-  for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < Lk; j++) {
-      const x = src[r * srcLast + (srcLast === 1 ? 0 : j)];
-      data[r * Lk + j] = isBool ? ((x !== 0) === keepWhenTrue ? 0 : -Infinity) : x;
-    }
+  let data = mask.data;
+  if (srcLast !== Lk) {
+    data = new Float32Array(rows * Lk);
+    for (let r = 0; r < rows; r++) data.fill(mask.data[r], r * Lk, (r + 1) * Lk);
   }
   // element strides of the expanded mask over the scores' dimensions; 0 where it broadcasts
   const strides = new Array<number>(rank);
@@ -64,4 +69,47 @@ export function kernelMask(name: string, mask: Tensor | BoolTensor, scores: read
     offsets[n] = offset;
   }
   return { data, rowStride: strides[rank - 2], offsets };
+}
+
+/**
+ * nn.MultiheadAttention's masks (true = masked out) as one kernel mask over scores [B, H, Lq, Lk]:
+ * attnMask [Lq, Lk] or [B*H, Lq, Lk], keyPaddingMask [B, Lk]; both given are added, as torch does.
+ */
+export function mhaMask(
+  names: { attn: string; padding: string },
+  attnMask: unknown,
+  keyPaddingMask: unknown,
+  B: number, H: number, Lq: number, Lk: number,
+): KernelMask | null {
+  const scores = [B, H, Lq, Lk];
+  let attn: Tensor | null = null;
+  if (attnMask !== undefined && attnMask !== null) {
+    const m = additive(checkMask(names.attn, attnMask), false);
+    const s = m.shape;
+    if (s.length === 2 && s[0] === Lq && s[1] === Lk) attn = { data: m.data, shape: [1, 1, Lq, Lk] };
+    else if (s.length === 3 && s[0] === B * H && s[1] === Lq && s[2] === Lk) attn = { data: m.data, shape: [B, H, Lq, Lk] };
+    else throw new ShapeError(`${names.attn}: expected [${Lq}, ${Lk}] or [${B * H}, ${Lq}, ${Lk}] (batch * heads, Lq, Lk), got ${fmt(s)}`);
+  }
+  let padding: Tensor | null = null;
+  if (keyPaddingMask !== undefined && keyPaddingMask !== null) {
+    const m = additive(checkMask(names.padding, keyPaddingMask), false);
+    if (m.shape.length !== 2 || m.shape[0] !== B || m.shape[1] !== Lk) {
+      throw new ShapeError(`${names.padding}: expected [${B}, ${Lk}] (batch, Lk), got ${fmt(m.shape)}`);
+    }
+    padding = { data: m.data, shape: [B, 1, 1, Lk] };
+  }
+  if (!attn && !padding) return null;
+  if (!attn || !padding) return kernelMask(attn ? names.attn : names.padding, (attn ?? padding)!, scores);
+  const Hm = attn.shape[1];
+  const sum = new Float32Array(B * Hm * Lq * Lk);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < Hm; h++) {
+      const src = (attn.shape[0] === 1 ? 0 : b * Hm + h) * Lq * Lk;
+      const dst = (b * Hm + h) * Lq * Lk;
+      for (let i = 0; i < Lq; i++) {
+        for (let j = 0; j < Lk; j++) sum[dst + i * Lk + j] = attn.data[src + i * Lk + j] + padding.data[b * Lk + j];
+      }
+    }
+  }
+  return kernelMask(names.attn, { data: sum, shape: [B, Hm, Lq, Lk] }, scores);
 }

@@ -1,0 +1,168 @@
+import { ShapeError, StateError } from "./errors.js";
+import { type Kernels, runtime } from "./init.js";
+import type { Heap, Scope } from "./memory.js";
+import { type Tensor, checkTensor, fmt } from "./tensor.js";
+
+/** One tensor of a state dict: its name (torch's), the shape it must have, and where it goes. */
+export interface Param {
+  key: string;
+  shape: readonly number[];
+  load(t: Tensor): void;
+}
+
+/** What a forward pass works with: the kernels, the heap and the call's scope. */
+export interface Ctx {
+  K: Kernels;
+  heap: Heap;
+  scope: Scope;
+}
+
+// frees the weights of modules that were dropped without dispose()
+const forgotten = new FinalizationRegistry<{ heap: Heap; blocks: Map<string, number> }>(({ heap, blocks }) => {
+  for (const at of blocks.values()) heap.free(at);
+});
+
+/**
+ * A module holding weights in WebAssembly memory. `loadStateDict(dict, prefix)` checks every
+ * expected key (torch's names) before copying any, so a failed load changes nothing. `dispose()`
+ * frees the weights; a module dropped without it is freed when garbage-collected.
+ */
+export abstract class Module {
+  #disposed = false;
+  #loaded = false;
+
+  /** Every parameter of this module and its children, keys relative to this module. */
+  abstract params(): Param[];
+
+  /** The modules inside this one, for dispose(). */
+  protected children(): Module[] {
+    return [];
+  }
+
+  loadStateDict(dict: Record<string, Tensor>, prefix = ""): this {
+    this.assertLive();
+    const params = this.params();
+    const problems: string[] = [];
+    const found: Tensor[] = [];
+    for (const p of params) {
+      const key = prefix + p.key;
+      const t = dict[key];
+      if (t === undefined) {
+        problems.push(`missing "${key}" ${fmt(p.shape)}`);
+        continue;
+      }
+      const checked = checkTensor(`state dict "${key}"`, t);
+      if (checked.shape.length !== p.shape.length || checked.shape.some((d, i) => d !== p.shape[i])) {
+        problems.push(`"${key}" has shape ${fmt(checked.shape)}, expected ${fmt(p.shape)}`);
+      }
+      found.push(checked);
+    }
+    if (problems.length) throw new ShapeError(`${this.constructor.name}.loadStateDict: ${problems.join("; ")}`);
+    params.forEach((p, i) => p.load(found[i]));
+    this.markLoaded();
+    return this;
+  }
+
+  /** Frees the weights. Using the module afterwards is a StateError. */
+  dispose(): void {
+    if (this.#disposed) return;
+    for (const child of this.children()) child.dispose();
+    this.freeOwn();
+    this.#disposed = true;
+  }
+
+  protected markLoaded(): void {
+    this.#loaded = true;
+    for (const child of this.children()) child.markLoaded();
+  }
+
+  /** A leaf is ready once its weights are loaded; a composite once all its children are. */
+  protected get ready(): boolean {
+    const kids = this.children();
+    return kids.length ? kids.every((c) => c.ready) : this.#loaded;
+  }
+
+  protected freeOwn(): void {}
+
+  protected assertLive(): void {
+    if (this.#disposed) throw new StateError(`${this.constructor.name} was disposed: it can no longer be used`);
+  }
+
+  /** @internal throws a StateError unless the weights are loaded and not disposed */
+  assertReady(): void {
+    this.assertLive();
+    if (!this.ready) throw new StateError(`${this.constructor.name} has no weights: call loadStateDict() first`);
+  }
+}
+
+/** A leaf module's tensors in WebAssembly memory, by name. */
+export class Resident {
+  readonly #blocks = new Map<string, number>();
+  readonly #owner: object;
+  #heap: Heap | null = null;
+
+  /** `owner` is the module whose garbage collection frees these tensors if dispose() was never called. */
+  constructor(owner: object) {
+    this.#owner = owner;
+  }
+
+  /** Copies `data` in as `name` (replacing what was there); `pack` lays out a Linear weight (N, K) for gemm. */
+  set(name: string, data: Float32Array, pack?: { N: number; K: number }): void {
+    const { kernels: K, heap } = runtime();
+    if (!this.#heap) {
+      this.#heap = heap;
+      forgotten.register(this.#owner, { heap, blocks: this.#blocks }, this.#owner);
+    }
+    const old = this.#blocks.get(name);
+    if (old !== undefined) heap.free(old);
+    if (!pack) {
+      const at = heap.alloc(data.byteLength);
+      heap.f32(at, data.length).set(data);
+      this.#blocks.set(name, at);
+      return;
+    }
+    const at = heap.alloc(4 * pack.K * (Math.ceil(pack.N / 8) * 8));
+    const src = heap.alloc(data.byteLength);
+    heap.f32(src, data.length).set(data);
+    K.pack_f32_t(at, src, pack.K, pack.N, pack.K);
+    heap.free(src);
+    this.#blocks.set(name, at);
+  }
+
+  get(name: string): number {
+    return this.#blocks.get(name) ?? 0;
+  }
+
+  free(): void {
+    if (!this.#heap) return;
+    forgotten.unregister(this.#owner);
+    for (const at of this.#blocks.values()) this.#heap.free(at);
+    this.#blocks.clear();
+  }
+}
+
+/** Runs `body` with the kernels and a scope whose allocations are freed afterwards. */
+export function withScope<T>(body: (ctx: Ctx) => T): T {
+  const { kernels, heap } = runtime();
+  const scope = heap.scope();
+  try {
+    return body({ K: kernels, heap, scope });
+  } finally {
+    scope.release();
+  }
+}
+
+/** Runs `body` with a scope of its own inside `ctx`: its scratch is freed when it returns. */
+export function nested<T>(ctx: Ctx, body: (ctx: Ctx) => T): T {
+  const scope = ctx.heap.scope();
+  try {
+    return body({ ...ctx, scope });
+  } finally {
+    scope.release();
+  }
+}
+
+/** Prefixes the keys of child params: prefixed("self_attn.", attn.params()). */
+export function prefixed(prefix: string, params: Param[]): Param[] {
+  return params.map((p) => ({ ...p, key: prefix + p.key }));
+}

@@ -1,0 +1,260 @@
+import { KVCache } from "./cache.js";
+import { ArgumentError, ShapeError } from "./errors.js";
+import { Linear, bool, positiveInt } from "./linear.js";
+import { type KernelMask, mhaMask } from "./mask.js";
+import { type Ctx, Module, type Param, nested, prefixed, withScope } from "./module.js";
+import { type BoolTensor, type Tensor, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
+
+export interface MultiHeadAttentionOptions {
+  embedDim: number;
+  numHeads: number;
+  /** Features of key inputs; default embedDim. */
+  kdim?: number;
+  /** Features of value inputs; default embedDim. */
+  vdim?: number;
+  bias?: boolean;
+  /** Key/value heads for grouped-query (1: multi-query) attention; default numHeads. Not in torch. */
+  numKvHeads?: number;
+}
+
+export interface MultiHeadAttentionForwardOptions {
+  /** [B, Lk]: boolean true = this key is padding, ignore it; or float, added to the scores. */
+  keyPaddingMask?: Tensor | BoolTensor;
+  /** [Lq, Lk] or [B * numHeads, Lq, Lk]: boolean true = NOT allowed (torch's MHA convention); or float, added. */
+  attnMask?: Tensor | BoolTensor;
+  /** Return the attention weights (default true, as torch). */
+  needWeights?: boolean;
+  /** Average the weights over heads: [B, Lq, Lk] (default true); else per head [B, H, Lq, Lk]. */
+  averageAttnWeights?: boolean;
+  /** Causal self-attention: query i sees keys 0..i. With attnMask given too, attnMask is used (torch's hint). */
+  isCausal?: boolean;
+  /** Decode token by token: causal self-attention whose past keys and values live in the cache. */
+  cache?: KVCache;
+}
+
+/** @internal one attention call on data already in wasm memory */
+export interface Attend {
+  B: number;
+  Lq: number;
+  Lk: number;
+  q: number; // [B, Lq, embedDim]
+  k: number; // [B, Lk, kdim]
+  v: number; // [B, Lk, vdim]
+  out: number; // [B, Lq, embedDim] = out_proj(attention) + residual
+  residual: number;
+  mask: { at: number; info: KernelMask } | null;
+  causal: boolean;
+  weights: number; // 0 or [B, numHeads, Lq, Lk]
+  cache?: KVCache;
+}
+
+const FORWARD_OPTIONS = ["keyPaddingMask", "attnMask", "needWeights", "averageAttnWeights", "isCausal", "cache"];
+
+/**
+ * torch.nn.MultiheadAttention(batch_first=True). State dict as torch: in_proj_weight [E + 2 kvDim, E]
+ * and in_proj_bias (when kdim = vdim = embedDim), else q_proj_weight, k_proj_weight, v_proj_weight;
+ * out_proj.weight, out_proj.bias. kvDim = numKvHeads * embedDim / numHeads (= E without GQA).
+ */
+export class MultiHeadAttention extends Module {
+  readonly embedDim: number;
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  readonly kdim: number;
+  readonly vdim: number;
+  readonly bias: boolean;
+  readonly headDim: number;
+  readonly #q: Linear;
+  readonly #k: Linear;
+  readonly #v: Linear;
+  readonly #out: Linear;
+
+  constructor(options: MultiHeadAttentionOptions) {
+    super();
+    checkOptions("MultiHeadAttention options", options, ["embedDim", "numHeads", "kdim", "vdim", "bias", "numKvHeads"]);
+    const who = "MultiHeadAttention";
+    this.embedDim = positiveInt(who, "embedDim", options.embedDim);
+    this.numHeads = positiveInt(who, "numHeads", options.numHeads);
+    this.numKvHeads = positiveInt(who, "numKvHeads", options.numKvHeads ?? this.numHeads);
+    this.kdim = positiveInt(who, "kdim", options.kdim ?? this.embedDim);
+    this.vdim = positiveInt(who, "vdim", options.vdim ?? this.embedDim);
+    this.bias = bool(who, "bias", options.bias, true);
+    if (this.embedDim % this.numHeads) {
+      throw new ArgumentError(`${who}: embedDim (${this.embedDim}) must be divisible by numHeads (${this.numHeads})`);
+    }
+    if (this.numHeads % this.numKvHeads) {
+      throw new ArgumentError(`${who}: numHeads (${this.numHeads}) must be a multiple of numKvHeads (${this.numKvHeads})`);
+    }
+    this.headDim = this.embedDim / this.numHeads;
+    const kvDim = this.numKvHeads * this.headDim;
+    this.#q = new Linear({ inFeatures: this.embedDim, outFeatures: this.embedDim, bias: this.bias });
+    this.#k = new Linear({ inFeatures: this.kdim, outFeatures: kvDim, bias: this.bias });
+    this.#v = new Linear({ inFeatures: this.vdim, outFeatures: kvDim, bias: this.bias });
+    this.#out = new Linear({ inFeatures: this.embedDim, outFeatures: this.embedDim, bias: this.bias });
+  }
+
+  protected override children(): Module[] {
+    return [this.#q, this.#k, this.#v, this.#out];
+  }
+
+  params(): Param[] {
+    const E = this.embedDim;
+    const kvDim = this.numKvHeads * this.headDim;
+    const rows = [E, E + kvDim, E + 2 * kvDim];
+    const ps: Param[] = [];
+    if (this.kdim === E && this.vdim === E) {
+      ps.push({
+        key: "in_proj_weight",
+        shape: [E + 2 * kvDim, E],
+        load: (t) => {
+          this.#q.setWeight(t.data.subarray(0, rows[0] * E));
+          this.#k.setWeight(t.data.subarray(rows[0] * E, rows[1] * E));
+          this.#v.setWeight(t.data.subarray(rows[1] * E, rows[2] * E));
+        },
+      });
+    } else {
+      ps.push(
+        { key: "q_proj_weight", shape: [E, E], load: (t) => this.#q.setWeight(t.data) },
+        { key: "k_proj_weight", shape: [kvDim, this.kdim], load: (t) => this.#k.setWeight(t.data) },
+        { key: "v_proj_weight", shape: [kvDim, this.vdim], load: (t) => this.#v.setWeight(t.data) },
+      );
+    }
+    if (this.bias) {
+      ps.push({
+        key: "in_proj_bias",
+        shape: [E + 2 * kvDim],
+        load: (t) => {
+          this.#q.setBias(t.data.subarray(0, rows[0]));
+          this.#k.setBias(t.data.subarray(rows[0], rows[1]));
+          this.#v.setBias(t.data.subarray(rows[1], rows[2]));
+        },
+      });
+    }
+    return [...ps, ...prefixed("out_proj.", this.#out.params())];
+  }
+
+  /**
+   * query [B, Lq, embedDim], key [B, Lk, kdim], value [B, Lk, vdim] (or all without B) ->
+   * { output [B, Lq, embedDim], weights [B, Lq, Lk] averaged, [B, H, Lq, Lk] per head, or null }.
+   * Boolean masks here mean true = NOT allowed, the opposite of scaledDotProductAttention.
+   * A query whose every key is masked gets zeros, not NaN.
+   */
+  forward(query: Tensor, key: Tensor, value: Tensor, options: MultiHeadAttentionForwardOptions = {}): { output: Tensor; weights: Tensor | null } {
+    this.assertReady();
+    checkOptions("MultiHeadAttention.forward options", options, FORWARD_OPTIONS);
+    const q = checkTensor("query", query);
+    const k = checkTensor("key", key);
+    const v = checkTensor("value", value);
+    const batched = q.shape.length === 3;
+    if (q.shape.length !== 3 && q.shape.length !== 2) throw new ShapeError(`query: expected [B, Lq, ${this.embedDim}] or [Lq, ${this.embedDim}], got ${fmt(q.shape)}`);
+    const [B, Lq, Eq] = batched ? q.shape : [1, ...q.shape];
+    const expect = (name: string, t: Tensor, features: number) => {
+      const [b, l, f] = batched ? t.shape : [1, ...t.shape];
+      if (t.shape.length !== q.shape.length || b !== B || f !== features) {
+        throw new ShapeError(`${name}: expected ${fmt(batched ? [B, l ?? 0, features] : [l ?? 0, features])} to go with query ${fmt(q.shape)}, got ${fmt(t.shape)}`);
+      }
+      return l;
+    };
+    if (Eq !== this.embedDim) throw new ShapeError(`query: expected [..., ${this.embedDim}] (embedDim), got ${fmt(q.shape)}`);
+    const Lk = expect("key", k, this.kdim);
+    if (expect("value", v, this.vdim) !== Lk) throw new ShapeError(`value: expected ${Lk} positions like key ${fmt(k.shape)}, got ${fmt(v.shape)}`);
+    const needWeights = bool("MultiHeadAttention.forward", "needWeights", options.needWeights, true);
+    const average = bool("MultiHeadAttention.forward", "averageAttnWeights", options.averageAttnWeights, true);
+    const isCausal = bool("MultiHeadAttention.forward", "isCausal", options.isCausal, false);
+    const cache = options.cache;
+    if (cache !== undefined) {
+      if (!(cache instanceof KVCache)) throw new ArgumentError(`cache: expected a KVCache, got ${describe(cache)}`);
+      if (!isCausal) throw new ArgumentError("cache: decoding with a cache needs isCausal: true");
+      if (query !== key || key !== value) throw new ArgumentError("cache: decoding is self-attention: pass the same tensor as query, key and value");
+      if (options.attnMask || options.keyPaddingMask) throw new ArgumentError("cache: masks are not supported together with a cache");
+      cache.check(B);
+    }
+    const padding = options.keyPaddingMask && !batched ? { ...options.keyPaddingMask, shape: [1, ...options.keyPaddingMask.shape] } : options.keyPaddingMask;
+    const mask = mhaMask({ attn: "attnMask", padding: "keyPaddingMask" }, options.attnMask, padding, B, this.numHeads, Lq, Lk);
+    const LkAll = Lk + (cache?.length ?? 0);
+    const H = this.numHeads;
+
+    return withScope((ctx) => {
+      const { scope, heap } = ctx;
+      const out = scope.alloc(4 * B * Lq * this.embedDim);
+      const weights = needWeights ? scope.alloc(4 * B * H * Lq * LkAll) : 0;
+      // self-attention passes one tensor three times: copy it in once
+      const qAt = scope.put(q.data);
+      const kAt = key === query ? qAt : scope.put(k.data);
+      const vAt = value === query ? qAt : value === key ? kAt : scope.put(v.data);
+      this.run(ctx, {
+        B, Lq, Lk,
+        q: qAt,
+        k: kAt,
+        v: vAt,
+        out, residual: 0,
+        mask: mask && { at: scope.put(mask.data), info: mask },
+        causal: isCausal && !options.attnMask,
+        weights,
+        cache,
+      });
+      const output = { data: heap.f32(out, B * Lq * this.embedDim).slice(), shape: [...q.shape] };
+      if (!needWeights) return { output, weights: null };
+      const lead = batched ? [B] : [];
+      if (!average) return { output, weights: { data: heap.f32(weights, B * H * Lq * LkAll).slice(), shape: [...lead, H, Lq, LkAll] } };
+      const avg = scope.alloc(4 * B * Lq * LkAll);
+      for (let b = 0; b < B; b++) ctx.K.mean_f32(avg + 4 * b * Lq * LkAll, weights + 4 * b * H * Lq * LkAll, H, Lq * LkAll);
+      return { output, weights: { data: heap.f32(avg, B * Lq * LkAll).slice(), shape: [...lead, Lq, LkAll] } };
+    });
+  }
+
+  /** @internal */
+  run(outer: Ctx, a: Attend): void {
+    nested(outer, (ctx) => this.#attend(ctx, a));
+  }
+
+  #attend(ctx: Ctx, a: Attend): void {
+    const { K, scope } = ctx;
+    const E = this.embedDim;
+    const hd = this.headDim;
+    const kvDim = this.numKvHeads * hd;
+    const Q = scope.alloc(4 * a.B * a.Lq * E);
+    this.#q.run(ctx, Q, a.q, a.B * a.Lq);
+    // keys and values: [B, rows, kvDim], the first Lk rows of each batch used
+    let kAll: number, vAll: number, rows: number, past = 0;
+    if (a.cache) {
+      const entry = a.cache.reserve(ctx, this, a.B, kvDim, a.Lq);
+      past = entry.length;
+      rows = entry.capacity;
+      for (let b = 0; b < a.B; b++) {
+        const at = 4 * (b * rows + past) * kvDim;
+        this.#k.run(ctx, entry.k + at, a.k + 4 * b * a.Lq * this.kdim, a.Lq);
+        this.#v.run(ctx, entry.v + at, a.v + 4 * b * a.Lq * this.vdim, a.Lq);
+      }
+      entry.length += a.Lq;
+      [kAll, vAll] = [entry.k, entry.v];
+    } else {
+      rows = a.Lk;
+      kAll = scope.alloc(4 * a.B * a.Lk * kvDim);
+      vAll = scope.alloc(4 * a.B * a.Lk * kvDim);
+      this.#k.run(ctx, kAll, a.k, a.B * a.Lk);
+      this.#v.run(ctx, vAll, a.v, a.B * a.Lk);
+    }
+    const Lk = past + a.Lk;
+    const attn = scope.alloc(4 * a.B * a.Lq * E);
+    const work = scope.alloc(K.attention_f32_workspace(Lk, hd, hd));
+    const scale = Math.fround(1 / Math.sqrt(hd));
+    const group = this.numHeads / this.numKvHeads;
+    for (let b = 0; b < a.B; b++) {
+      for (let g = 0; g < this.numKvHeads; g++) {
+        const kb = kAll + 4 * (b * rows * kvDim + g * hd);
+        const vb = vAll + 4 * (b * rows * kvDim + g * hd);
+        K.attention_f32_prepare_kv(work, kb, kvDim, vb, kvDim, Lk, hd, hd);
+        for (let h = g * group; h < (g + 1) * group; h++) {
+          const n = b * this.numHeads + h;
+          const head = 4 * (b * a.Lq * E + h * hd);
+          K.attention_f32_flash(
+            attn + head, E, a.weights && a.weights + 4 * n * a.Lq * Lk, Q + head, E, vb, kvDim,
+            a.mask ? a.mask.at + 4 * a.mask.info.offsets[n] : 0, a.mask?.info.rowStride ?? 0, work,
+            a.Lq, Lk, hd, hd, scale, a.causal, past,
+          );
+        }
+      }
+    }
+    this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
+  }
+}
