@@ -1,0 +1,77 @@
+import { beforeAll, describe, test } from "vitest";
+import { init, runtime } from "../src/init.js";
+import { ACT } from "../src/linear.js";
+import { expectClose, freshSeed, rng } from "./reference.js";
+
+beforeAll(() => init());
+
+const erf = (x: number): number => {
+  // float64 erf: Taylor series near 0, continued fraction for erfc in the tails (both < 1e-14)
+  const z = Math.abs(x);
+  if (z < 3) {
+    let term = z;
+    let sum = z;
+    for (let n = 1; n < 200; n++) {
+      term *= (-z * z) / n;
+      sum += term / (2 * n + 1);
+    }
+    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = n / 2 / (z + f);
+  return Math.sign(x) * (1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / (z + f));
+};
+
+const activations: Record<keyof typeof ACT, (x: number) => number> = {
+  none: (x) => x,
+  relu: (x) => Math.max(x, 0),
+  gelu: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
+  "gelu-tanh": (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
+};
+
+// out (M, N) = act(a (M, K) . w (N, K)^T + bias) + residual, through pack_f32_t and gemm_f32
+function gemm(a: Float32Array, w: Float32Array, bias: Float32Array | null, residual: Float32Array | null, M: number, N: number, K: number, act: keyof typeof ACT, aliasResidual: boolean) {
+  const { kernels: k, heap } = runtime();
+  const s = heap.scope();
+  try {
+    const wRaw = s.put(w);
+    const packed = s.alloc(4 * K * Math.ceil(N / 8) * 8);
+    k.pack_f32_t(packed, wRaw, K, N, K);
+    const res = residual ? s.put(residual) : 0;
+    const out = aliasResidual ? res : s.alloc(4 * M * N);
+    k.gemm_f32(out, s.put(a), packed, bias ? s.put(bias) : 0, res, s.alloc(k.gemm_f32_workspace()), M, N, K, ACT[act]);
+    return heap.f32(out, M * N).slice();
+  } finally {
+    s.release();
+  }
+}
+
+describe("gemm_f32 vs the float64 reference", () => {
+  const shapes: [number, number, number][] = [];
+  for (const M of [1, 3, 4, 5, 67]) for (const N of [1, 7, 8, 9, 130]) for (const K of [1, 5, 67]) shapes.push([M, N, K]);
+  shapes.push([17, 300, 64], [2, 8, 768]);
+  for (const [M, N, K] of shapes) {
+    test(`M=${M} N=${N} K=${K}`, () => {
+      const seed = freshSeed();
+      const r = rng(seed);
+      const a = r.floats(M * K, 2);
+      const w = r.floats(N * K);
+      const bias = r.floats(N);
+      const residual = r.floats(M * N);
+      for (const act of Object.keys(ACT) as (keyof typeof ACT)[]) {
+        for (const [withBias, withResidual, alias] of [[false, false, false], [true, false, false], [true, true, false], [true, true, true]]) {
+          const got = gemm(a, w, withBias ? bias : null, withResidual ? residual : null, M, N, K, act, alias);
+          const want = new Float64Array(M * N);
+          for (let i = 0; i < M; i++) {
+            for (let j = 0; j < N; j++) {
+              let acc = withBias ? bias[j] : 0;
+              for (let k = 0; k < K; k++) acc += a[i * K + k] * w[j * K + k];
+              want[i * N + j] = activations[act](acc) + (withResidual ? residual[i * N + j] : 0);
+            }
+          }
+          expectClose(got, want, [M, N], { atol: 1e-5, rtol: 1e-5 }, `${act} bias=${withBias} residual=${withResidual} alias=${alias} (seed ${seed})`);
+        }
+      }
+    });
+  }
+});

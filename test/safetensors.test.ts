@@ -1,0 +1,72 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, test } from "vitest";
+import { ArgumentError, ShapeError, loadSafetensors } from "../src/index.js";
+import { type Stored, decode, fixture } from "./fixtures.js";
+
+// a safetensors file from a header object and a data section
+function file(header: Record<string, unknown>, data: Uint8Array, { pad = 0, lengthOverride }: { pad?: number; lengthOverride?: bigint } = {}): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(header) + " ".repeat(pad));
+  const out = new Uint8Array(8 + json.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, lengthOverride ?? BigInt(json.length), true);
+  out.set(json, 8);
+  out.set(data, 8 + json.length);
+  return out;
+}
+
+const f32bytes = (...xs: number[]) => new Uint8Array(new Float32Array(xs).buffer);
+
+describe("loadSafetensors", () => {
+  test("F16 and BF16 widen exactly: subnormals, +-0, +-Infinity, NaN (file written by PyTorch)", () => {
+    const t = loadSafetensors(readFileSync(new URL("./fixtures/dtypes.safetensors", import.meta.url)));
+    const want = fixture<Record<string, Stored>>("dtypes.json");
+    expect(t.half.shape).toEqual([3, 4]);
+    expect(t.brain.shape).toEqual([15]);
+    for (const name of ["half", "brain"]) {
+      const w = decode(want[name]);
+      t[name].data.forEach((x, i) => expect(Object.is(x, w[i]) || (Number.isNaN(x) && Number.isNaN(w[i]))).toBe(true));
+    }
+    expect(Object.is(t.half.data[1], -0)).toBe(true);
+    expect(t.half.data[6]).toBe(2 ** -24); // the smallest f16 subnormal
+    expect(t.scalar.shape).toEqual([]);
+    expect(Array.from(t.scalar.data)).toEqual([1.5]);
+  });
+
+  test("data in any order, at unaligned offsets, from a Uint8Array with a non-zero byteOffset, metadata skipped", () => {
+    const data = new Uint8Array([0, 0, 0, ...f32bytes(3, 4), ...f32bytes(1, 2)]);
+    const bytes = file({ __metadata__: { a: "b" }, second: { dtype: "F32", shape: [2], data_offsets: [3, 11] }, first: { dtype: "F32", shape: [1, 2], data_offsets: [11, 19] } }, data);
+    const shifted = new Uint8Array(bytes.length + 5);
+    shifted.set(bytes, 5);
+    for (const input of [bytes, bytes.slice().buffer, shifted.subarray(5)]) {
+      const t = loadSafetensors(input);
+      expect(Object.keys(t).sort()).toEqual(["first", "second"]);
+      expect(Array.from(t.first.data)).toEqual([1, 2]);
+      expect(t.first.shape).toEqual([1, 2]);
+      expect(Array.from(t.second.data)).toEqual([3, 4]);
+    }
+  });
+
+  const ok = { a: { dtype: "F32", shape: [2], data_offsets: [0, 8] } };
+  const malformed: [string, () => Uint8Array | ArrayBuffer, typeof ArgumentError, RegExp][] = [
+    ["too short", () => new Uint8Array(5), ArgumentError, /too short/],
+    ["header length past the end", () => file(ok, f32bytes(1, 2), { lengthOverride: 10_000n }), ArgumentError, /header length 10000 runs past the end/],
+    ["header length of 2^64 - 1", () => file(ok, f32bytes(1, 2), { lengthOverride: 2n ** 64n - 1n }), ArgumentError, /runs past the end/],
+    ["invalid JSON", () => { const b = file(ok, f32bytes(1, 2)); b[9] = 0x7b; b[10] = 0x7b; return b; }, ArgumentError, /not valid UTF-8 JSON/],
+    ["header not an object", () => file([1, 2] as never, f32bytes(1, 2)), ArgumentError, /must be a JSON object/],
+    ["offsets past the data", () => file({ a: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, f32bytes(1, 2)), ArgumentError, /"a" data_offsets \[0, 16\] run past the 8 bytes/],
+    ["offsets reversed", () => file({ a: { dtype: "F32", shape: [0], data_offsets: [8, 4] } }, f32bytes(1, 2)), ArgumentError, /data_offsets \[8,4\]/],
+    ["overlapping tensors", () => file({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [1], data_offsets: [4, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" and "b" overlap/],
+    ["shape does not match the bytes", () => file({ a: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, f32bytes(1, 2)), ShapeError, /shape \[3\] of F32 \(12 bytes\) but data_offsets span 8 bytes/],
+    ["unknown dtype, named", () => file({ a: { dtype: "I64", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" has dtype "I64"; supported are F32, F16, BF16/],
+    ["bad shape", () => file({ a: { dtype: "F32", shape: [-2], data_offsets: [0, 8] } }, f32bytes(1, 2)), ShapeError, /"a" has shape \[-2\]/],
+  ];
+  for (const [what, make, cls, message] of malformed) {
+    test(`malformed: ${what}`, () => {
+      expect(() => loadSafetensors(make())).toThrow(cls);
+      expect(() => loadSafetensors(make())).toThrow(message);
+    });
+  }
+
+  test("not bytes at all is an ArgumentError", () => {
+    expect(() => loadSafetensors("abc" as never)).toThrow(/expected a Uint8Array or ArrayBuffer, got string/);
+  });
+});
