@@ -139,7 +139,7 @@ describe("decoding with a KV cache equals the full causal forward", () => {
   const E = 16;
   const layer = { dModel: E, nhead: 4, dimFeedforward: 32, activation: "gelu" as const };
 
-  function steps<T>(x: Tensor, B: number, L: number, split: number[], f: (chunk: Tensor) => Tensor): Float32Array {
+  function steps(x: Tensor, B: number, L: number, split: number[], f: (chunk: Tensor) => Tensor): Float32Array {
     const out = new Float32Array(B * L * E);
     let at = 0;
     for (const n of split) {
