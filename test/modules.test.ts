@@ -124,6 +124,21 @@ describe("state dicts and the module lifecycle", () => {
     enc.dispose(); // twice is fine
   });
 
+  test("a float key padding mask with -Infinity equals the boolean one; a fully padded sequence gives zero weights, not NaN", () => {
+    const r = rng(freshSeed());
+    const m = new MultiHeadAttention({ embedDim: 8, numHeads: 2 });
+    const dict = randomDict(m, r);
+    m.loadStateDict(dict);
+    const x = tensor(r.floats(2 * 4 * 8), [2, 4, 8]);
+    const pad = Uint8Array.from([0, 0, 1, 1, 1, 1, 1, 1]); // batch 1 is all padding
+    const asBool = m.forward(x, x, x, { keyPaddingMask: tensor(pad, [2, 4]) });
+    const asFloat = m.forward(x, x, x, { keyPaddingMask: tensor(Float32Array.from(pad, (p) => (p ? -Infinity : 0)), [2, 4]) });
+    expect(asFloat.output.data).toEqual(asBool.output.data);
+    expect(Array.from(asBool.weights!.data.subarray(16))).toEqual(new Array(16).fill(0));
+    // no key takes part: the attention is zeros, so the output is out_proj's bias
+    for (let i = 0; i < 4; i++) expectClose(asBool.output.data.subarray(32 + i * 8, 40 + i * 8), dict["out_proj.bias"].data, [8], { atol: 1e-6, rtol: 1e-6 });
+  });
+
   test("a wrong input shape names the argument", () => {
     const r = rng(freshSeed());
     const m = new MultiHeadAttention({ embedDim: 8, numHeads: 2, kdim: 5 });
