@@ -1,0 +1,93 @@
+// A minimal ONNX model writer (protobuf by hand), so the benchmark builds its onnxruntime-web
+// models at run time with no Python and nothing large committed. Field numbers are onnx.proto's.
+
+class Writer {
+  bytes = [];
+  varint(n) {
+    let v = BigInt.asUintN(64, BigInt(n));
+    do {
+      let b = Number(v & 0x7fn);
+      v >>= 7n;
+      if (v) b |= 0x80;
+      this.bytes.push(b);
+    } while (v);
+    return this;
+  }
+  tag(field, wire) {
+    return this.varint((field << 3) | wire);
+  }
+  int(field, n) {
+    return this.tag(field, 0).varint(n);
+  }
+  float(field, x) {
+    this.tag(field, 5);
+    this.bytes.push(...new Uint8Array(new Float32Array([x]).buffer));
+    return this;
+  }
+  raw(field, bytes) {
+    this.tag(field, 2).varint(bytes.length);
+    for (let i = 0; i < bytes.length; i += 65536) this.bytes.push(...bytes.subarray(i, i + 65536));
+    return this;
+  }
+  str(field, s) {
+    return this.raw(field, new TextEncoder().encode(s));
+  }
+  msg(field, build) {
+    const w = new Writer();
+    build(w);
+    return this.raw(field, Uint8Array.from(w.bytes));
+  }
+}
+
+const FLOAT = 1;
+const INT64 = 7;
+
+// dims: numbers or strings (symbolic)
+function valueInfo(w, name, dims) {
+  w.str(1, name).msg(2, (t) =>
+    t.msg(1, (tt) => tt.int(1, FLOAT).msg(2, (s) => dims.forEach((d) => s.msg(1, (dim) => (typeof d === "number" ? dim.int(1, d) : dim.str(2, d)))))),
+  );
+}
+
+function attribute(w, name, value) {
+  w.str(1, name);
+  if (Array.isArray(value)) {
+    value.forEach((v) => w.int(8, v));
+    w.int(20, 7); // INTS
+  } else if (Number.isInteger(value)) w.int(3, value).int(20, 2); // INT
+  else w.float(2, value).int(20, 1); // FLOAT
+}
+
+/**
+ * model({ inputs: [[name, dims]], outputs: [[name, dims]], nodes: [{ op, inputs, outputs, attrs?, domain? }],
+ *         initializers: [[name, dims, Float32Array | number[], "int64"?]] }) -> Uint8Array of an ONNX model (opset 17 + com.microsoft 1)
+ */
+export function model({ inputs, outputs, nodes, initializers = [] }) {
+  const w = new Writer();
+  w.int(1, 8); // ir_version
+  w.str(2, "wasm-attention bench");
+  w.msg(8, (o) => o.str(1, "").int(2, 17));
+  w.msg(8, (o) => o.str(1, "com.microsoft").int(2, 1));
+  w.msg(7, (g) => {
+    nodes.forEach((n, i) =>
+      g.msg(1, (nw) => {
+        n.inputs.forEach((x) => nw.str(1, x));
+        n.outputs.forEach((x) => nw.str(2, x));
+        nw.str(3, `${n.op}_${i}`).str(4, n.op);
+        if (n.domain) nw.str(7, n.domain);
+        for (const [k, v] of Object.entries(n.attrs ?? {})) nw.msg(5, (a) => attribute(a, k, v));
+      }),
+    );
+    g.str(2, "bench");
+    for (const [name, dims, data, type] of initializers) {
+      const raw = type === "int64" ? new BigInt64Array(data.map(BigInt)) : data;
+      g.msg(5, (t) => {
+        dims.forEach((d) => t.int(1, d));
+        t.int(2, type === "int64" ? INT64 : FLOAT).str(8, name).raw(9, new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength));
+      });
+    }
+    inputs.forEach(([name, dims]) => g.msg(11, (v) => valueInfo(v, name, dims)));
+    outputs.forEach(([name, dims]) => g.msg(12, (v) => valueInfo(v, name, dims)));
+  });
+  return Uint8Array.from(w.bytes);
+}

@@ -1,0 +1,141 @@
+// The peers, set up on the same inputs as ours: onnxruntime-web (wasm backend; a plain-ops graph
+// and its fused com.microsoft MultiHeadAttention op) and @tensorflow/tfjs-backend-wasm.
+import { createRequire } from "node:module";
+import * as ort from "onnxruntime-web";
+import { model } from "./onnx.mjs";
+
+const require = createRequire(import.meta.url);
+
+export async function setupOrt(threads) {
+  ort.env.wasm.numThreads = threads;
+  ort.env.logLevel = "error";
+  return ort;
+}
+
+export async function setupTf(threads) {
+  const tf = require("@tensorflow/tfjs-core");
+  const wasm = require("@tensorflow/tfjs-backend-wasm");
+  wasm.setThreadsCount?.(threads);
+  await tf.setBackend("wasm");
+  await tf.ready();
+  return tf;
+}
+
+const ortTensor = (t, shape = t.shape) => new ort.Tensor("float32", t.data, shape);
+const causalMask = (Lq, Lk) => Float32Array.from({ length: Lq * Lk }, (_, n) => (n % Lk > Math.floor(n / Lk) + Lk - Lq ? -Infinity : 0));
+
+/** softmax(q k^T / sqrt(d) [+ causal mask]) v as MatMul/Softmax ops; q [1, H, Lq, d] */
+export async function ortAttention({ H, Lq, Lk, d, causal }) {
+  const nodes = [
+    { op: "Transpose", inputs: ["k"], outputs: ["kt"], attrs: { perm: [0, 1, 3, 2] } },
+    { op: "MatMul", inputs: ["q", "kt"], outputs: ["s"] },
+    { op: "Mul", inputs: ["s", "scale"], outputs: ["s2"] },
+    ...(causal ? [{ op: "Add", inputs: ["s2", "mask"], outputs: ["s3"] }] : []),
+    { op: "Softmax", inputs: [causal ? "s3" : "s2"], outputs: ["p"], attrs: { axis: -1 } },
+    { op: "MatMul", inputs: ["p", "v"], outputs: ["o"] },
+  ];
+  const initializers = [["scale", [], new Float32Array([1 / Math.sqrt(d)])]];
+  if (causal) initializers.push(["mask", [Lq, Lk], causalMask(Lq, Lk)]);
+  const session = await ort.InferenceSession.create(
+    model({ inputs: [["q", [1, H, Lq, d]], ["k", [1, H, Lk, d]], ["v", [1, H, Lk, d]]], outputs: [["o", [1, H, Lq, d]]], nodes, initializers }),
+    { executionProviders: ["wasm"] },
+  );
+  return async (q, k, v) => (await session.run({ q: ortTensor(q), k: ortTensor(k), v: ortTensor(v) })).o.data;
+}
+
+/** the fused contrib op; inputs [1, L, H*d] (the same bytes as [1, H, L, d] are not: it is a layout of its own) */
+export async function ortFusedMha({ H, Lq, Lk, d, causal }) {
+  const attrs = { num_heads: H, ...(causal ? { unidirectional: 1 } : {}) };
+  const session = await ort.InferenceSession.create(
+    model({
+      inputs: [["q", [1, Lq, H * d]], ["k", [1, Lk, H * d]], ["v", [1, Lk, H * d]]],
+      outputs: [["o", [1, Lq, H * d]]],
+      nodes: [{ op: "MultiHeadAttention", domain: "com.microsoft", inputs: ["q", "k", "v"], outputs: ["o"], attrs }],
+    }),
+    { executionProviders: ["wasm"] },
+  );
+  return async (q, k, v) => (await session.run({ q: ortTensor(q, [1, Lq, H * d]), k: ortTensor(k, [1, Lk, H * d]), v: ortTensor(v, [1, Lk, H * d]) })).o.data;
+}
+
+export function tfAttention(tf, { d, causal, Lq, Lk }) {
+  const mask = causal ? tf.tensor(causalMask(Lq, Lk), [Lq, Lk]) : null;
+  return (q, k, v) => {
+    const out = tf.tidy(() => {
+      let s = tf.mul(tf.matMul(tf.tensor(q.data, q.shape), tf.tensor(k.data, k.shape), false, true), 1 / Math.sqrt(d));
+      if (mask) s = tf.add(s, mask);
+      return tf.matMul(tf.softmax(s), tf.tensor(v.data, v.shape));
+    });
+    const data = out.dataSync();
+    out.dispose();
+    return data;
+  };
+}
+
+/**
+ * A BERT-style post-LN encoder layer (GELU) as plain ONNX ops, from a torch-named state dict
+ * (the same weights our TransformerEncoderLayer loads).
+ */
+export async function ortEncoderLayer(dict, { L, E, H, F }) {
+  const d = E / H;
+  const t = (w, rows, cols) => {
+    // torch Linear weight (out, in) -> MatMul's (in, out)
+    const out = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c];
+    return out;
+  };
+  const inW = dict["self_attn.in_proj_weight"].data;
+  const inB = dict["self_attn.in_proj_bias"].data;
+  const init = [
+    ["wq", [E, E], t(inW.subarray(0, E * E), E, E)], ["bq", [E], inB.slice(0, E)],
+    ["wk", [E, E], t(inW.subarray(E * E, 2 * E * E), E, E)], ["bk", [E], inB.slice(E, 2 * E)],
+    ["wv", [E, E], t(inW.subarray(2 * E * E), E, E)], ["bv", [E], inB.slice(2 * E)],
+    ["wo", [E, E], t(dict["self_attn.out_proj.weight"].data, E, E)], ["bo", [E], dict["self_attn.out_proj.bias"].data],
+    ["w1", [E, F], t(dict["linear1.weight"].data, F, E)], ["b1", [F], dict["linear1.bias"].data],
+    ["w2", [F, E], t(dict["linear2.weight"].data, E, F)], ["b2", [E], dict["linear2.bias"].data],
+    ["g1", [E], dict["norm1.weight"].data], ["n1", [E], dict["norm1.bias"].data],
+    ["g2", [E], dict["norm2.weight"].data], ["n2", [E], dict["norm2.bias"].data],
+    ["scale", [], new Float32Array([1 / Math.sqrt(d)])],
+    ["half", [], new Float32Array([0.5])], ["one", [], new Float32Array([1])], ["rsqrt2", [], new Float32Array([Math.SQRT1_2])],
+  ];
+  const linear = (x, w, b, out) => [
+    { op: "MatMul", inputs: [x, w], outputs: [`${out}_m`] },
+    { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
+  ];
+  const split = (x, out, perm) => [
+    { op: "Reshape", inputs: [x, "shape_heads"], outputs: [`${out}_r`] },
+    { op: "Transpose", inputs: [`${out}_r`], outputs: [out], attrs: { perm } },
+  ];
+  const nodes = [
+    ...linear("x", "wq", "bq", "q"), ...linear("x", "wk", "bk", "k"), ...linear("x", "wv", "bv", "v"),
+    ...split("q", "qh", [0, 2, 1, 3]), ...split("k", "kt", [0, 2, 3, 1]), ...split("v", "vh", [0, 2, 1, 3]),
+    { op: "MatMul", inputs: ["qh", "kt"], outputs: ["s"] },
+    { op: "Mul", inputs: ["s", "scale"], outputs: ["s2"] },
+    { op: "Softmax", inputs: ["s2"], outputs: ["p"], attrs: { axis: -1 } },
+    { op: "MatMul", inputs: ["p", "vh"], outputs: ["a"] },
+    { op: "Transpose", inputs: ["a"], outputs: ["at"], attrs: { perm: [0, 2, 1, 3] } },
+    { op: "Reshape", inputs: ["at", "shape_merge"], outputs: ["am"] },
+    ...linear("am", "wo", "bo", "o"),
+    { op: "Add", inputs: ["o", "x"], outputs: ["r1"] },
+    { op: "LayerNormalization", inputs: ["r1", "g1", "n1"], outputs: ["h1"], attrs: { axis: -1, epsilon: 1e-5 } },
+    ...linear("h1", "w1", "b1", "f1"),
+    { op: "Mul", inputs: ["f1", "rsqrt2"], outputs: ["g_a"] },
+    { op: "Erf", inputs: ["g_a"], outputs: ["g_b"] },
+    { op: "Add", inputs: ["g_b", "one"], outputs: ["g_c"] },
+    { op: "Mul", inputs: ["f1", "g_c"], outputs: ["g_d"] },
+    { op: "Mul", inputs: ["g_d", "half"], outputs: ["g"] },
+    ...linear("g", "w2", "b2", "f2"),
+    { op: "Add", inputs: ["f2", "h1"], outputs: ["r2"] },
+    { op: "LayerNormalization", inputs: ["r2", "g2", "n2"], outputs: ["y"], attrs: { axis: -1, epsilon: 1e-5 } },
+  ];
+  const int64 = (name, values) => [name, [values.length], values, "int64"];
+  const session = await ort.InferenceSession.create(
+    model({
+      inputs: [["x", [1, L, E]]],
+      outputs: [["y", [1, L, E]]],
+      nodes,
+      initializers: [...init, int64("shape_heads", [1, L, H, d]), int64("shape_merge", [1, L, E])],
+    }),
+    { executionProviders: ["wasm"], graphOptimizationLevel: "all" },
+  );
+  return async (x) => (await session.run({ x: ortTensor(x) })).y.data;
+}

@@ -1,0 +1,147 @@
+// npm run bench: this library side by side with onnxruntime-web and TensorFlow.js (wasm) on the
+// same inputs, one thread, contenders interleaved, medians after warm-up. Prints a table and
+// writes bench/RESULTS.md.
+import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import * as lib from "../dist/index.js";
+import { measurePeak } from "./peak.mjs";
+import { ortAttention, ortEncoderLayer, ortFusedMha, setupOrt, setupTf, tfAttention } from "./peers.mjs";
+import { randomTensor, table } from "./harness.mjs";
+
+const quick = process.argv.includes("--quick");
+const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253, 15, 253, 133, 2, 11]);
+
+await lib.init();
+await setupOrt(1);
+const tf = await setupTf(1);
+const peak = await measurePeak({ relaxed: WebAssembly.validate(RELAXED_PROBE) });
+console.error(`peak: ${peak.madd.toFixed(1)} GFLOP/s mul+add, ${peak.relaxedMadd?.toFixed(1) ?? "n/a"} relaxed, ${peak.stream.toFixed(1)} GB/s`);
+
+// runs every contender in turn, round after round, until each has `runs` timings or its budget is spent
+async function race(contenders, { runs, budgetMs }) {
+  const times = contenders.map(() => []);
+  const spent = contenders.map(() => 0);
+  for (const c of contenders) await c.fn(); // warm-up
+  for (const c of contenders) await c.fn();
+  for (let round = 0; round < runs; round++) {
+    for (const [i, c] of contenders.entries()) {
+      if (round >= 3 && spent[i] > budgetMs) continue;
+      const t0 = performance.now();
+      await c.fn();
+      const ms = performance.now() - t0;
+      times[i].push(ms);
+      spent[i] += ms;
+    }
+  }
+  return times.map((t) => [...t].sort((a, b) => a - b)[t.length >> 1]);
+}
+
+function maxDiff(a, b) {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+const rows = [];
+async function bench(name, flops, contenders, opts = { runs: quick ? 5 : 25, budgetMs: quick ? 2000 : 8000 }) {
+  // every peer must agree with us before its time counts
+  const ours = await contenders[0].fn();
+  const live = [];
+  for (const c of contenders) {
+    try {
+      const out = c === contenders[0] ? ours : await c.fn();
+      const diff = maxDiff(ours, out);
+      if (!(diff < 1e-3)) throw new Error(`disagrees with wasm-attention by ${diff}`);
+      live.push(c);
+    } catch (e) {
+      rows.push({ case: name, contender: c.name, "median ms": "failed", "GFLOP/s": "", "% of peak": "", "time / ours": String(e.message ?? e).slice(0, 60) });
+    }
+  }
+  const medians = await race(live, opts);
+  const oursMs = medians[0];
+  live.forEach((c, i) => {
+    const gflops = flops / medians[i] / 1e6;
+    rows.push({
+      case: name,
+      contender: c.name,
+      "median ms": medians[i].toFixed(2),
+      "GFLOP/s": flops ? gflops.toFixed(1) : "",
+      "% of peak": flops ? `${((100 * gflops) / peak.madd).toFixed(0)}%` : "",
+      "time / ours": (medians[i] / oursMs).toFixed(2),
+    });
+  });
+  console.error(rows.slice(-contenders.length).map((r) => `${r.case} | ${r.contender}: ${r["median ms"]} ms`).join("\n"));
+}
+
+const H = 12;
+const d = 64;
+const lengths = quick ? [128, 512] : [128, 512, 2048];
+for (const L of lengths) {
+  for (const causal of [false, true]) {
+    const [q, k, v] = [1, 2, 3].map((s) => randomTensor([1, H, L, d], s));
+    const shape = { H, Lq: L, Lk: L, d, causal };
+    const contenders = [
+      { name: "wasm-attention", fn: () => lib.scaledDotProductAttention(q, k, v, { isCausal: causal }).data },
+      { name: "onnxruntime-web (ops)", fn: await ortAttention(shape).then((f) => () => f(q, k, v)) },
+      { name: "onnxruntime-web (fused MHA)", fn: await ortFusedMha(shape).then((f) => () => f(toBLE(q), toBLE(k), toBLE(v))).then((f) => async () => fromBLE(await f(), L)) },
+    ];
+    if (L <= 512 || !quick) contenders.push({ name: "tfjs-wasm", fn: tfAttention(tf, shape).bind(null, q, k, v) });
+    await bench(`attention L=${L}${causal ? " causal" : ""}`, (4 * H * L * L * d) / (causal ? 2 : 1), contenders, { runs: L >= 2048 ? 7 : quick ? 5 : 25, budgetMs: quick ? 2000 : 10000 });
+  }
+}
+
+{
+  const Lk = 4096;
+  const q = randomTensor([1, H, 1, d], 1);
+  const [k, v] = [2, 3].map((s) => randomTensor([1, H, Lk, d], s));
+  const shape = { H, Lq: 1, Lk, d, causal: false };
+  await bench(`decode step Lq=1, Lk=${Lk}`, 4 * H * Lk * d, [
+    { name: "wasm-attention", fn: () => lib.scaledDotProductAttention(q, k, v).data },
+    { name: "onnxruntime-web (ops)", fn: await ortAttention(shape).then((f) => () => f(q, k, v)) },
+    { name: "tfjs-wasm", fn: tfAttention(tf, shape).bind(null, q, k, v) },
+  ]);
+}
+
+for (const L of quick ? [128] : [128, 512]) {
+  const [E, F] = [768, 3072];
+  const layer = new lib.TransformerEncoderLayer({ dModel: E, nhead: H, dimFeedforward: F, activation: "gelu" });
+  const dict = Object.fromEntries(layer.params().map((p, i) => [p.key, scaled(randomTensor(p.shape, 10 + i), p.key.startsWith("norm") && p.key.endsWith("weight") ? 0 : 0.05, p.key.startsWith("norm") && p.key.endsWith("weight") ? 1 : 0)]));
+  layer.loadStateDict(dict);
+  const x = randomTensor([1, L, E], 5);
+  const flops = 2 * L * (4 * E * E + 2 * E * F) + 4 * L * L * E;
+  await bench(`BERT-base encoder layer L=${L}`, flops, [
+    { name: "wasm-attention", fn: () => layer.forward(x).data },
+    { name: "onnxruntime-web (ops)", fn: await ortEncoderLayer(dict, { L, E, H, F }).then((f) => () => f(x)) },
+  ], { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000 });
+  layer.dispose();
+}
+
+function scaled(t, scale, offset) {
+  for (let i = 0; i < t.data.length; i++) t.data[i] = t.data[i] * scale + offset;
+  return t;
+}
+
+// [1, H, L, d] <-> [1, L, H*d], the fused op's layout (the conversion is not timed against it)
+function toBLE(t) {
+  const [, h, L, dd] = t.shape;
+  const out = new Float32Array(t.data.length);
+  for (let i = 0; i < h; i++) for (let l = 0; l < L; l++) out.set(t.data.subarray((i * L + l) * dd, (i * L + l + 1) * dd), (l * h + i) * dd);
+  return { data: out, shape: t.shape };
+}
+function fromBLE(data, L) {
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < H; i++) for (let l = 0; l < L; l++) out.set(data.subarray((l * H + i) * d, (l * H + i + 1) * d), (i * L + l) * d);
+  return out;
+}
+
+const versions = ["onnxruntime-web", "@tensorflow/tfjs-backend-wasm", "assemblyscript"].map((p) => `${p} ${JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url))).version}`);
+const machine = `${os.cpus()[0].model}, ${os.cpus().length} cores, Node ${process.version}; ${versions.join(", ")}`;
+const peakLine = `Measured peak (bench/peak.mjs, one core): f32x4 mul+add ${peak.madd.toFixed(1)} GFLOP/s, relaxed_madd ${peak.relaxedMadd?.toFixed(1) ?? "n/a"} GFLOP/s, streaming loads ${peak.stream.toFixed(1)} GB/s.`;
+const text = table(rows, ["case", "contender", "median ms", "GFLOP/s", "% of peak", "time / ours"]);
+console.log(`${machine}\n${peakLine}\n\n${text}`);
+if (!quick) {
+  writeFileSync(
+    new URL("./RESULTS.md", import.meta.url),
+    `# Benchmark results\n\nWritten by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${machine}.\n${peakLine}\nOne thread, baseline SIMD build; B = 1, 12 heads, d = 64; median of interleaved runs after warm-up. Peers get the same inputs, and their outputs are checked against ours before they are timed. "time / ours": the contender's median time over ours (above 1: we are faster).\n\n${text}\n`,
+  );
+}
