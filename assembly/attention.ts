@@ -36,9 +36,10 @@ export function attention_f32_workspace(Lk: i32, E: i32, Ev: i32): usize {
 // work <- Kt (E, Lk8) = K (Lk, E)^T with zero columns up to Lk8 = Lk rounded up to 8,
 //         then, when Ev % 4 != 0, Vp (Lk, Ev4) = V (Lk, Ev) with zero columns up to Ev4.
 // Rows of k and v are kStride and vStride elements apart. Done once per key/value head and
-// shared by every query head that reads it (GQA).
-export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v: usize, vStride: i32, Lk: i32, E: i32, Ev: i32): void {
-  pack_f32_t(work, k, kStride, Lk, E);
+// shared by every query head that reads it (GQA). With transposeK false, Kt is not made: the
+// flash kernel then reads keys in place (worth it for a few queries, as when decoding).
+export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v: usize, vStride: i32, Lk: i32, E: i32, Ev: i32, transposeK: bool): void {
+  if (transposeK) pack_f32_t(work, k, kStride, Lk, E);
   if (!(Ev & 3)) return;
   const ev4 = roundUp4(Ev);
   const vp = work + ktBytes(Lk, E);
@@ -54,12 +55,13 @@ export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v:
 // out (Lq, Ev) = softmax(q (Lq, E) . k (Lk, E)^T * scale + mask) . v (Lk, Ev)
 //   rows of out, q, v are outStride, qStride, vStride elements apart (heads inside [B, L, E] rows)
 //   work:     prepared by attention_f32_prepare_kv for this k and v (v is passed again for its address)
+//   k:        0 to read keys from Kt in work; else the keys themselves, rows kStride elements apart
 //   mask:     0, or f32 rows of Lk entries, row i at mask + i * maskRow (maskRow = 0: one row for all)
 //   causal:   query i sees keys j <= i + causalOffset only (0 top-left, Lk - Lq bottom-right)
 //   weights:  0, or (Lq, Lk) that receives the softmax probabilities
 // Pointers are byte addresses; work 16-byte aligned; any sizes (tails handled).
 export function attention_f32_flash(
-  out: usize, outStride: i32, weights: usize, q: usize, qStride: i32, v: usize, vStride: i32,
+  out: usize, outStride: i32, weights: usize, q: usize, qStride: i32, k: usize, kStride: i32, v: usize, vStride: i32,
   mask: usize, maskRow: i32, work: usize,
   Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, causal: bool, causalOffset: i32,
 ): void {
@@ -83,7 +85,8 @@ export function attention_f32_flash(
     for (let t0 = 0; t0 < keyEnd; t0 += BC) {
       const cols = min(BC, keyEnd - t0);
       if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
-      scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E, roundUp8(Lk));
+      if (k) scoreRows(s, q, <usize>qStride * F32, k, <usize>kStride * F32, r0, rows, t0, cols, E);
+      else scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E, roundUp8(Lk));
       for (let r = 0; r < rows; r++) {
         const i = r0 + r;
         const limit = causal ? min(cols, i + causalOffset + 1 - t0) : cols;
@@ -93,7 +96,8 @@ export function attention_f32_flash(
         if (weights) memory.copy(weights + (<usize>i * <usize>Lk + <usize>t0) * F32, srow, <usize>cols * F32);
         softmaxUpdate(srow, o + <usize>r * ev4 * F32, m + <usize>r * F32, l + <usize>r * F32, rowMax, <i32>roundUp8(cols), ev4);
       }
-      accumulatePV(o, s, vp + <usize>t0 * vRow, vRow, cols, ev4);
+      if (rows == 1) accumulatePV1(o, s, vp + <usize>t0 * vRow, vRow, cols, ev4);
+      else accumulatePV(o, s, vp + <usize>t0 * vRow, vRow, cols, ev4);
     }
     for (let r = 0; r < rows; r++) {
       const i = r0 + r;
@@ -135,6 +139,50 @@ export function attention_f32_flash(
   const q3 = r0 + 3 < Lq ? q2 + qRow : q2;
   for (let c = 0; c < cols8; c += 8) {
     tile_4x8(s + <usize>c * F32, S_ROW, q0, q1, q2, q3, kt + <usize>(t0 + c) * F32, lk8 * F32, E);
+  }
+}
+
+// pass 1 without Kt: s[r, j] = q row (r0 + r) . k row (t0 + j), four keys at a time, summed
+// across lanes at the end; columns cols..cols8 are left for maskScores to fill
+@inline function scoreRows(s: usize, q: usize, qRow: usize, k: usize, kRow: usize, r0: i32, rows: i32, t0: i32, cols: i32, E: i32): void {
+  const e4 = <usize>(E & ~3) * F32;
+  const eEnd = <usize>E * F32;
+  for (let r = 0; r < rows; r++) {
+    const qr = q + <usize>(r0 + r) * qRow;
+    const srow = s + <usize>r * S_ROW;
+    let j = 0;
+    for (; j + 4 <= cols; j += 4) {
+      const k0 = k + <usize>(t0 + j) * kRow;
+      const k1 = k0 + kRow;
+      const k2 = k1 + kRow;
+      const k3 = k2 + kRow;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      for (let e: usize = 0; e < e4; e += 16) {
+        const x = v128.load(qr + e);
+        a0 = fma_f32x4(x, v128.load(k0 + e), a0);
+        a1 = fma_f32x4(x, v128.load(k1 + e), a1);
+        a2 = fma_f32x4(x, v128.load(k2 + e), a2);
+        a3 = fma_f32x4(x, v128.load(k3 + e), a3);
+      }
+      // lanes: [sum a0, sum a1, sum a2, sum a3]
+      const lo = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), v128.shuffle<f32>(a0, a1, 2, 6, 3, 7));
+      const hi = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), v128.shuffle<f32>(a2, a3, 2, 6, 3, 7));
+      let dots = f32x4.add(v128.shuffle<f32>(lo, hi, 0, 1, 4, 5), v128.shuffle<f32>(lo, hi, 2, 3, 6, 7));
+      for (let e = e4; e < eEnd; e += F32) {
+        const x = f32x4.splat(load<f32>(qr + e));
+        const ks = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(load<f32>(k0 + e)), 1, load<f32>(k1 + e)), 2, load<f32>(k2 + e)), 3, load<f32>(k3 + e));
+        dots = fma_f32x4(x, ks, dots);
+      }
+      v128.store(srow + <usize>j * F32, dots);
+    }
+    for (; j < cols; j++) {
+      const kj = k + <usize>(t0 + j) * kRow;
+      let a = f32x4.splat(0);
+      for (let e: usize = 0; e < e4; e += 16) a = fma_f32x4(v128.load(qr + e), v128.load(kj + e), a);
+      let dot = hsum_f32x4(a);
+      for (let e = e4; e < eEnd; e += F32) dot += load<f32>(qr + e) * load<f32>(kj + e);
+      store<f32>(srow + <usize>j * F32, dot);
+    }
   }
 }
 
@@ -244,6 +292,48 @@ export function attention_f32_flash(
     v128.store(op + oRow, a1);
     v128.store(op + 2 * oRow, a2);
     v128.store(op + 3 * oRow, a3);
+  }
+}
+
+// pass 4 for a block of one query (decoding): o (ev4) += p (cols) . v (cols, ev4), 32 columns of
+// accumulators at a time, so each row of v is loaded once per 32 columns and no work is wasted
+@inline function accumulatePV1(o: usize, p: usize, v: usize, vRow: usize, cols: i32, ev4: usize): void {
+  let c: usize = 0;
+  for (; c + 32 <= ev4; c += 32) {
+    const op = o + c * F32;
+    let a0 = v128.load(op), a1 = v128.load(op, 16), a2 = v128.load(op, 32), a3 = v128.load(op, 48);
+    let a4 = v128.load(op, 64), a5 = v128.load(op, 80), a6 = v128.load(op, 96), a7 = v128.load(op, 112);
+    let vp = v + c * F32;
+    for (let j = 0; j < cols; j++) {
+      const x = v128.load32_splat(p + <usize>j * F32);
+      a0 = fma_f32x4(x, v128.load(vp), a0);
+      a1 = fma_f32x4(x, v128.load(vp, 16), a1);
+      a2 = fma_f32x4(x, v128.load(vp, 32), a2);
+      a3 = fma_f32x4(x, v128.load(vp, 48), a3);
+      a4 = fma_f32x4(x, v128.load(vp, 64), a4);
+      a5 = fma_f32x4(x, v128.load(vp, 80), a5);
+      a6 = fma_f32x4(x, v128.load(vp, 96), a6);
+      a7 = fma_f32x4(x, v128.load(vp, 112), a7);
+      vp += vRow;
+    }
+    v128.store(op, a0);
+    v128.store(op, a1, 16);
+    v128.store(op, a2, 32);
+    v128.store(op, a3, 48);
+    v128.store(op, a4, 64);
+    v128.store(op, a5, 80);
+    v128.store(op, a6, 96);
+    v128.store(op, a7, 112);
+  }
+  for (; c < ev4; c += 4) {
+    const op = o + c * F32;
+    let a = v128.load(op);
+    let vp = v + c * F32;
+    for (let j = 0; j < cols; j++) {
+      a = fma_f32x4(v128.load32_splat(p + <usize>j * F32), v128.load(vp), a);
+      vp += vRow;
+    }
+    v128.store(op, a);
   }
 }
 

@@ -58,15 +58,17 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
     const w = p.returnWeights ? scope.alloc(4 * weightsLength) : 0;
     const scratch = scope.alloc(work);
     const group = Hq / Hk;
+    const keysInPlace = readKeysInPlace(Lq * group);
     const causalOffset = p.causal === "bottom-right" ? Lk - Lq : 0;
     for (let b = 0; b < B; b++) {
       for (let g = 0; g < Hk; g++) {
         const kv = b * Hk + g;
-        K.attention_f32_prepare_kv(scratch, k + 4 * kv * Lk * E, E, v + 4 * kv * Lk * Ev, Ev, Lk, E, Ev);
+        const kAt = k + 4 * kv * Lk * E;
+        K.attention_f32_prepare_kv(scratch, kAt, E, v + 4 * kv * Lk * Ev, Ev, Lk, E, Ev, !keysInPlace);
         for (let h = g * group; h < (g + 1) * group; h++) {
           const n = b * Hq + h;
           K.attention_f32_flash(
-            out + 4 * n * Lq * Ev, Ev, w && w + 4 * n * Lq * Lk, q + 4 * n * Lq * E, E, v + 4 * kv * Lk * Ev, Ev,
+            out + 4 * n * Lq * Ev, Ev, w && w + 4 * n * Lq * Lk, q + 4 * n * Lq * E, E, keysInPlace ? kAt : 0, E, v + 4 * kv * Lk * Ev, Ev,
             mask ? m + 4 * mask.offsets[n] : 0, mask?.rowStride ?? 0, scratch,
             Lq, Lk, E, Ev, p.scale, p.causal !== null, causalOffset,
           );
@@ -79,6 +81,14 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
   } finally {
     scope.release();
   }
+}
+
+/**
+ * Whether the kernel reads keys in place instead of from a transposed copy: the copy costs a pass
+ * over the keys per key/value head and pays off once a few queries (of all heads sharing them) reuse it.
+ */
+export function readKeysInPlace(queriesPerKvHead: number): boolean {
+  return queriesPerKvHead < 4;
 }
 
 interface Plan {

@@ -1,3 +1,4 @@
+import { readKeysInPlace } from "./attention.js";
 import { KVCache } from "./cache.js";
 import { ArgumentError, ShapeError } from "./errors.js";
 import { Linear, bool, positiveInt } from "./linear.js";
@@ -239,16 +240,17 @@ export class MultiHeadAttention extends Module {
     const work = scope.alloc(K.attention_f32_workspace(Lk, hd, hd));
     const scale = Math.fround(1 / Math.sqrt(hd));
     const group = this.numHeads / this.numKvHeads;
+    const inPlace = readKeysInPlace(a.Lq * group);
     for (let b = 0; b < a.B; b++) {
       for (let g = 0; g < this.numKvHeads; g++) {
         const kb = kAll + 4 * (b * rows * kvDim + g * hd);
         const vb = vAll + 4 * (b * rows * kvDim + g * hd);
-        K.attention_f32_prepare_kv(work, kb, kvDim, vb, kvDim, Lk, hd, hd);
+        K.attention_f32_prepare_kv(work, kb, kvDim, vb, kvDim, Lk, hd, hd, !inPlace);
         for (let h = g * group; h < (g + 1) * group; h++) {
           const n = b * this.numHeads + h;
           const head = 4 * (b * a.Lq * E + h * hd);
           K.attention_f32_flash(
-            attn + head, E, a.weights && a.weights + 4 * n * a.Lq * Lk, Q + head, E, vb, kvDim,
+            attn + head, E, a.weights && a.weights + 4 * n * a.Lq * Lk, Q + head, E, inPlace ? kb : 0, kvDim, vb, kvDim,
             a.mask ? a.mask.at + 4 * a.mask.info.offsets[n] : 0, a.mask?.info.rowStride ?? 0, work,
             a.Lq, Lk, hd, hd, scale, a.causal, past,
           );

@@ -69,7 +69,8 @@ describe("gemm_f32 vs the float64 reference", () => {
               want[i * N + j] = activations[act](acc) + (withResidual ? residual[i * N + j] : 0);
             }
           }
-          expectClose(got, want, [M, N], { atol: 1e-5, rtol: 1e-5 }, `${act} bias=${withBias} residual=${withResidual} alias=${alias} (seed ${seed})`);
+          // f32 sums of K products: the rounding error grows with K, so atol does too
+          expectClose(got, want, [M, N], { atol: 1e-5 * Math.max(1, K / 64), rtol: 1e-5 }, `${act} bias=${withBias} residual=${withResidual} alias=${alias} (seed ${seed})`);
         }
       }
     });
