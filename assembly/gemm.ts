@@ -3,7 +3,7 @@ import { roundUp8 } from "./pack";
 import { fma_f32x4 } from "./simd";
 
 const F32: usize = 4;
-const NC: i32 = 128; // columns of w per panel: K x 128 floats of w stay in cache across row blocks
+const NC: i32 = 64; // columns of w per panel: K x 64 floats of w stay in cache across row blocks
 
 // dst (4, 8), rows dstRow bytes apart = rows a0..a3 (K) . b (K, 8), rows of b bRow bytes apart.
 // The register micro-kernel of every matrix product here: 8 accumulators, per k two loads of b,

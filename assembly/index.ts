@@ -9,3 +9,8 @@ export { exp_f32_n } from "./exp";
 export function heap_base(): usize {
   return __heap_base;
 }
+
+// 1 in the build that uses relaxed SIMD (f32x4.relaxed_madd), 0 in the baseline build
+export function relaxed_simd(): bool {
+  return ASC_FEATURE_RELAXED_SIMD;
+}

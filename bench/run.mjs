@@ -11,7 +11,12 @@ import { randomTensor, table } from "./harness.mjs";
 const quick = process.argv.includes("--quick");
 const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253, 15, 253, 133, 2, 11]);
 
-await lib.init();
+await lib.init({ simd: "baseline" });
+const relaxedSupported = lib.relaxedSimdSupported();
+const rlib = await import("../dist/index.js?relaxed");
+if (relaxedSupported) await rlib.init({ simd: "relaxed" });
+// the relaxed build as a second contender, where the runtime has relaxed SIMD
+const withRelaxed = (name, fn) => (relaxedSupported ? [{ name: `${name} (relaxed)`, fn }] : []);
 await setupOrt(1);
 const tf = await setupTf(1);
 const peak = await measurePeak({ relaxed: WebAssembly.validate(RELAXED_PROBE) });
@@ -82,6 +87,7 @@ for (const L of lengths) {
     const shape = { H, Lq: L, Lk: L, d, causal };
     const contenders = [
       { name: "wasm-attention", fn: () => lib.scaledDotProductAttention(q, k, v, { isCausal: causal }).data },
+      ...withRelaxed("wasm-attention", () => rlib.scaledDotProductAttention(q, k, v, { isCausal: causal }).data),
       { name: "onnxruntime-web (ops)", fn: await ortAttention(shape).then((f) => () => f(q, k, v)) },
       { name: "onnxruntime-web (fused MHA)", fn: await ortFusedMha(shape).then((f) => () => f(toBLE(q), toBLE(k), toBLE(v))).then((f) => async () => fromBLE(await f(), L)) },
     ];
@@ -97,6 +103,7 @@ for (const L of lengths) {
   const shape = { H, Lq: 1, Lk, d, causal: false };
   await bench(`decode step Lq=1, Lk=${Lk}`, 4 * H * Lk * d, [
     { name: "wasm-attention", fn: () => lib.scaledDotProductAttention(q, k, v).data },
+    ...withRelaxed("wasm-attention", () => rlib.scaledDotProductAttention(q, k, v).data),
     { name: "onnxruntime-web (ops)", fn: await ortAttention(shape).then((f) => () => f(q, k, v)) },
     { name: "tfjs-wasm", fn: tfAttention(tf, shape).bind(null, q, k, v) },
   ]);
@@ -107,13 +114,16 @@ for (const L of quick ? [128] : [128, 512]) {
   const layer = new lib.TransformerEncoderLayer({ dModel: E, nhead: H, dimFeedforward: F, activation: "gelu" });
   const dict = Object.fromEntries(layer.params().map((p, i) => [p.key, scaled(randomTensor(p.shape, 10 + i), p.key.startsWith("norm") && p.key.endsWith("weight") ? 0 : 0.05, p.key.startsWith("norm") && p.key.endsWith("weight") ? 1 : 0)]));
   layer.loadStateDict(dict);
+  const rlayer = relaxedSupported ? new rlib.TransformerEncoderLayer({ dModel: E, nhead: H, dimFeedforward: F, activation: "gelu" }).loadStateDict(dict) : null;
   const x = randomTensor([1, L, E], 5);
   const flops = 2 * L * (4 * E * E + 2 * E * F) + 4 * L * L * E;
   await bench(`BERT-base encoder layer L=${L}`, flops, [
     { name: "wasm-attention", fn: () => layer.forward(x).data },
+    ...withRelaxed("wasm-attention", () => rlayer.forward(x).data),
     { name: "onnxruntime-web (ops)", fn: await ortEncoderLayer(dict, { L, E, H, F }).then((f) => () => f(x)) },
   ], { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000 });
   layer.dispose();
+  rlayer?.dispose();
 }
 
 function scaled(t, scale, offset) {
@@ -142,6 +152,6 @@ console.log(`${machine}\n${peakLine}\n\n${text}`);
 if (!quick) {
   writeFileSync(
     new URL("./RESULTS.md", import.meta.url),
-    `# Benchmark results\n\nWritten by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${machine}.\n${peakLine}\nOne thread, baseline SIMD build; B = 1, 12 heads, d = 64; median of interleaved runs after warm-up. Peers get the same inputs, and their outputs are checked against ours before they are timed. "time / ours": the contender's median time over ours (above 1: we are faster).\n\n${text}\n`,
+    `# Benchmark results\n\nWritten by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${machine}.\n${peakLine}\nOne thread; "wasm-attention" is the baseline SIMD build, "(relaxed)" the relaxed-SIMD build; B = 1, 12 heads, d = 64; median of interleaved runs after warm-up. Peers get the same inputs, and their outputs are checked against ours before they are timed. "time / ours": the contender's median time over ours (above 1: we are faster).\n\n${text}\n`,
   );
 }

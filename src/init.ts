@@ -1,5 +1,6 @@
 import type { instantiate } from "../build/kernels.js";
-import embedded from "../build/kernels.wasm";
+import baselineBytes from "../build/kernels.wasm";
+import relaxedBytes from "../build/kernels-relaxed.wasm";
 import { ArgumentError, InitError } from "./errors.js";
 import { Heap } from "./memory.js";
 import { checkOptions, describe, tag } from "./tensor.js";
@@ -11,14 +12,41 @@ export type Kernels = Awaited<ReturnType<typeof instantiate>>;
 export type WasmSource = WebAssembly.Module | BufferSource | Response | URL;
 
 export interface InitOptions {
-  /** The kernel binary; by default the one embedded in this package. */
+  /** The kernel binary; by default one of the two embedded in this package (see `simd`). */
   wasm?: WasmSource | PromiseLike<WasmSource>;
+  /**
+   * Which embedded build: "baseline" (WASM SIMD: the same bits in every runtime), "relaxed"
+   * (fused multiply-add where the CPU has it: faster, results may differ in the last bits between
+   * machines), or "auto" (default): relaxed where the runtime supports it, unless `deterministic`.
+   */
+  simd?: "auto" | "baseline" | "relaxed";
+  /** Ask for identical results in every runtime: "auto" then means the baseline build. */
+  deterministic?: boolean;
+}
+
+/** What `init()` loaded. */
+export interface RuntimeInfo {
+  /** The build running: "baseline" or "relaxed" SIMD. */
+  simd: "baseline" | "relaxed";
 }
 
 /** @internal */
 export interface Runtime {
   kernels: Kernels;
   heap: Heap;
+  info: RuntimeInfo;
+}
+
+// A module whose one function runs f32x4.relaxed_madd on three i8x16.splat(0): it validates only
+// where relaxed SIMD is supported. (type () -> v128; body: 3 x (i32.const 0, i8x16.splat), fd 85 02, end)
+const RELAXED_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00,
+  0x0a, 0x13, 0x01, 0x11, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f, 0xfd, 0x85, 0x02, 0x0b,
+]);
+
+/** Whether this runtime runs relaxed SIMD (Node 20 only with --experimental-wasm-relaxed-simd). */
+export function relaxedSimdSupported(): boolean {
+  return WebAssembly.validate(RELAXED_PROBE);
 }
 
 let ready: Runtime | null = null;
@@ -27,7 +55,7 @@ let pending: Promise<void> | null = null;
 /**
  * Loads the kernels. Call once and await it; every other function is synchronous afterwards.
  *
- * `init()` uses the embedded binary. `init(source)` or `init({ wasm: source })` takes a
+ * `init()` uses an embedded binary (see InitOptions.simd). `init(source)` or `init({ wasm: source })` takes a
  * `WebAssembly.Module` (the only form Cloudflare Workers and other edge runtimes allow), bytes,
  * a `Response`, a `URL`, or a promise of one of these. Concurrent calls share one load; after a
  * failure, calling again retries; after success, further calls resolve at once and keep the
@@ -49,6 +77,11 @@ export function init(source?: WasmSource | PromiseLike<WasmSource> | InitOptions
   return pending;
 }
 
+/** Which build `init()` loaded. */
+export function runtimeInfo(): RuntimeInfo {
+  return { ...runtime().info };
+}
+
 /** @internal The loaded kernels and heap; throws if `init()` has not finished. */
 export function runtime(): Runtime {
   if (ready) return ready;
@@ -61,15 +94,36 @@ export function runtime(): Runtime {
 
 async function load(arg: WasmSource | PromiseLike<WasmSource> | InitOptions | undefined): Promise<Runtime> {
   const source = isOptions(arg) ? optionsSource(arg) : arg;
-  const module = await compile((await source) ?? embedded);
+  const module = await compile((await source) ?? embedded(isOptions(arg) ? arg : {}));
   const instance = await WebAssembly.instantiate(module, {});
   const kernels = instance.exports as unknown as Kernels;
-  return { kernels, heap: new Heap(kernels.memory, kernels.heap_base()) };
+  const info: RuntimeInfo = { simd: kernels.relaxed_simd() ? "relaxed" : "baseline" };
+  return { kernels, heap: new Heap(kernels.memory, kernels.heap_base()), info };
 }
 
 function optionsSource(options: InitOptions): InitOptions["wasm"] {
-  checkOptions("init options", options, ["wasm"]);
+  checkOptions("init options", options, ["wasm", "simd", "deterministic"]);
+  const { simd = "auto", deterministic } = options;
+  if (simd !== "auto" && simd !== "baseline" && simd !== "relaxed") {
+    throw new ArgumentError(`init: simd must be "auto", "baseline" or "relaxed", got ${describe(simd)}`);
+  }
+  if (deterministic !== undefined && typeof deterministic !== "boolean") {
+    throw new ArgumentError(`init: deterministic must be a boolean, got ${describe(deterministic)}`);
+  }
+  if (deterministic && simd === "relaxed") throw new ArgumentError('init: simd "relaxed" cannot be deterministic; use "baseline" or "auto"');
+  if (options.wasm !== undefined && options.simd !== undefined) {
+    throw new ArgumentError("init: pass either wasm (your own binary) or simd (which embedded build), not both");
+  }
   return options.wasm;
+}
+
+// the embedded binary the options ask for
+function embedded({ simd = "auto", deterministic = false }: InitOptions): Uint8Array {
+  const relaxed = relaxedSimdSupported();
+  if (simd === "relaxed" && !relaxed) {
+    throw new InitError('init: simd "relaxed" is not supported by this runtime (Node 20 needs --experimental-wasm-relaxed-simd); use "auto" or "baseline"');
+  }
+  return simd === "relaxed" || (simd === "auto" && relaxed && !deterministic) ? relaxedBytes : baselineBytes;
 }
 
 async function compile(source: WasmSource): Promise<WebAssembly.Module> {
