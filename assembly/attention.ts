@@ -1,5 +1,5 @@
 import { tile_4x8 } from "./gemm";
-import { pack_f32_t, roundUp4, roundUp8 } from "./pack";
+import { pack_f32_t, packedBytes, roundUp4, roundUp8 } from "./pack";
 import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4 } from "./simd";
 
 // Flash attention for one (batch, head) pair: scores are made one tile of BR queries by BC keys at
@@ -20,7 +20,7 @@ const NEG_INF: f32 = -Infinity;
 const S_ROW: usize = <usize>BC * F32; // bytes of one row of the score tile
 
 @inline function ktBytes(Lk: i32, E: i32): usize {
-  return <usize>E * roundUp8(Lk) * F32;
+  return packedBytes(Lk, E);
 }
 
 // V is read in place when its rows are whole vectors, else through a padded copy
@@ -33,7 +33,7 @@ export function attention_f32_workspace(Lk: i32, E: i32, Ev: i32): usize {
   return ktBytes(Lk, E) + vpBytes(Lk, Ev) + <usize>BR * S_ROW + <usize>BR * roundUp4(Ev) * F32 + 2 * <usize>BR * F32;
 }
 
-// work <- Kt (E, Lk8) = K (Lk, E)^T with zero columns up to Lk8 = Lk rounded up to 8,
+// work <- Kt = K (Lk, E)^T packed by pack_f32_t (panels of 8 keys, zero keys up to Lk rounded to 8),
 //         then, when Ev % 4 != 0, Vp (Lk, Ev4) = V (Lk, Ev) with zero columns up to Ev4.
 // Rows of k and v are kStride and vStride elements apart. Done once per key/value head and
 // shared by every query head that reads it (GQA). With transposeK false, Kt is not made: the
@@ -86,7 +86,7 @@ export function attention_f32_flash(
       const cols = min(BC, keyEnd - t0);
       if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
       if (k) scoreRows(s, q, <usize>qStride * F32, k, <usize>kStride * F32, r0, rows, t0, cols, E);
-      else scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E, roundUp8(Lk));
+      else scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E);
       for (let r = 0; r < rows; r++) {
         const i = r0 + r;
         const limit = causal ? min(cols, i + causalOffset + 1 - t0) : cols;
@@ -132,13 +132,13 @@ export function attention_f32_flash(
 
 // pass 1: s (BR, BC) <- q rows r0.. (BR, E) . Kt columns t0.. (E, cols8); rows past Lq repeat the
 // last row (their results are never read)
-@inline function scoreTile(s: usize, q: usize, qRow: usize, kt: usize, r0: i32, Lq: i32, t0: i32, cols8: i32, E: i32, lk8: usize): void {
+@inline function scoreTile(s: usize, q: usize, qRow: usize, kt: usize, r0: i32, Lq: i32, t0: i32, cols8: i32, E: i32): void {
   const q0 = q + <usize>r0 * qRow;
   const q1 = r0 + 1 < Lq ? q0 + qRow : q0;
   const q2 = r0 + 2 < Lq ? q1 + qRow : q1;
   const q3 = r0 + 3 < Lq ? q2 + qRow : q2;
   for (let c = 0; c < cols8; c += 8) {
-    tile_4x8(s + <usize>c * F32, S_ROW, q0, q1, q2, q3, kt + <usize>(t0 + c) * F32, lk8 * F32, E);
+    tile_4x8(s + <usize>c * F32, S_ROW, q0, q1, q2, q3, kt + <usize>((t0 + c) >> 3) * <usize>E * 8 * F32, E);
   }
 }
 

@@ -1,14 +1,13 @@
 import { activate_f32x4 } from "./activation";
-import { roundUp8 } from "./pack";
 import { fma_f32x4 } from "./simd";
 
 const F32: usize = 4;
 const NC: i32 = 64; // columns of w per panel: K x 64 floats of w stay in cache across row blocks
 
-// dst (4, 8), rows dstRow bytes apart = rows a0..a3 (K) . b (K, 8), rows of b bRow bytes apart.
+// dst (4, 8), rows dstRow bytes apart = rows a0..a3 (K) . b (K, 8), b contiguous (a pack_f32_t panel).
 // The register micro-kernel of every matrix product here: 8 accumulators, per k two loads of b,
 // four splats of a and eight multiply-adds.
-@inline export function tile_4x8(dst: usize, dstRow: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, bRow: usize, K: i32): void {
+@inline export function tile_4x8(dst: usize, dstRow: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, K: i32): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
@@ -29,7 +28,7 @@ const NC: i32 = 64; // columns of w per panel: K x 64 floats of w stay in cache 
     x = v128.load32_splat(a3 + k);
     c30 = fma_f32x4(x, b0, c30);
     c31 = fma_f32x4(x, b1, c31);
-    b += bRow;
+    b += 32;
   }
   v128.store(dst, c00);
   v128.store(dst, c01, 16);
@@ -47,14 +46,14 @@ export function gemm_f32_workspace(): usize {
 }
 
 // out (M, N) = act(a (M, K) . W^T + bias (N)) + residual (M, N)
-//   w:        W (N, K), a torch Linear weight, packed by pack_f32_t into (K, N8)
+//   w:        W (N, K), a torch Linear weight, packed by pack_f32_t (panels of 8 rows of W)
 //   bias, residual: 0 for none; residual may be out itself (x = x + f(x))
 //   act:      ACT_* from activation.ts
 //   work:     gemm_f32_workspace() bytes
 // Rows past M repeat the last row and are not stored; columns past N are zeros of w, not stored.
 export function gemm_f32(out: usize, a: usize, w: usize, bias: usize, residual: usize, work: usize, M: i32, N: i32, K: i32, act: i32): void {
   const aRow = <usize>K * F32;
-  const wRow = roundUp8(N) * F32;
+  const panel = <usize>K * 8 * F32;
   for (let jc = 0; jc < N; jc += NC) {
     const jEnd = min(N, jc + NC);
     for (let r0 = 0; r0 < M; r0 += 4) {
@@ -64,7 +63,7 @@ export function gemm_f32(out: usize, a: usize, w: usize, bias: usize, residual: 
       const a2 = rows > 2 ? a1 + aRow : a1;
       const a3 = rows > 3 ? a2 + aRow : a2;
       for (let c = jc; c < jEnd; c += 8) {
-        tile_4x8(work, 8 * F32, a0, a1, a2, a3, w + <usize>c * F32, wRow, K);
+        tile_4x8(work, 8 * F32, a0, a1, a2, a3, w + <usize>(c >> 3) * panel, K);
         storeTile(out, work, bias, residual, r0, rows, c, min(8, N - c), N, act);
       }
     }

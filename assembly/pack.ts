@@ -1,20 +1,27 @@
 const F32: usize = 4;
 
-// dst (cols, rows8) = src (rows, cols)^T, rows8 = rows rounded up to 8, the extra columns zero.
-// src rows are srcStride elements apart. This is the layout tile_4x8 reads its b operand in:
-// a torch Linear weight (N, K) becomes (K, N8); attention keys (Lk, E) become (E, Lk8).
+// dst = src (rows, cols)^T in panels of 8: panel p holds rows 8p..8p+7 of src as a (cols, 8) block,
+// dst + p * cols * 8 floats; rows past `rows` are zero. This is how tile_4x8 reads its b operand:
+// eight columns of b, one k after another, contiguous. A torch Linear weight (N, K) is packed with
+// rows = N, cols = K; attention keys (Lk, E) with rows = Lk, cols = E. src rows are srcStride apart.
 export function pack_f32_t(dst: usize, src: usize, srcStride: i32, rows: i32, cols: i32): void {
   const rows8 = roundUp8(rows);
   const step = <usize>srcStride * F32;
-  for (let c: usize = 0; c < <usize>cols; c++) {
-    const out = dst + c * rows8 * F32;
-    let p = src + c * F32;
-    for (let r: usize = 0; r < <usize>rows; r++) {
-      store<f32>(out + r * F32, load<f32>(p));
-      p += step;
+  const panel = <usize>cols * 8 * F32;
+  for (let r: usize = 0; r < rows8; r++) {
+    const out = dst + (r >> 3) * panel + (r & 7) * F32;
+    if (r < <usize>rows) {
+      const p = src + r * step;
+      for (let c: usize = 0; c < <usize>cols; c++) store<f32>(out + c * 8 * F32, load<f32>(p + c * F32));
+    } else {
+      for (let c: usize = 0; c < <usize>cols; c++) store<f32>(out + c * 8 * F32, 0);
     }
-    for (let r = <usize>rows; r < rows8; r++) store<f32>(out + r * F32, 0);
   }
+}
+
+// bytes of pack_f32_t's output
+@inline export function packedBytes(rows: i32, cols: i32): usize {
+  return roundUp8(rows) * <usize>cols * F32;
 }
 
 @inline export function roundUp8(n: i32): usize {

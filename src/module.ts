@@ -121,7 +121,7 @@ export class Resident {
       this.#blocks.set(name, at);
       return;
     }
-    const at = heap.alloc(4 * pack.K * (Math.ceil(pack.N / 8) * 8));
+    const at = heap.alloc(4 * pack.K * Math.ceil(pack.N / 8) * 8);
     const src = heap.alloc(data.byteLength);
     heap.f32(src, data.length).set(data);
     K.pack_f32_t(at, src, pack.K, pack.N, pack.K);
