@@ -1,5 +1,6 @@
 import { ArgumentError, OutOfMemoryError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
+import { place } from "./resident.js";
 import { type KernelMask, additive, kernelMask } from "./mask.js";
 import { type BoolTensor, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, size } from "./tensor.js";
 
@@ -32,6 +33,7 @@ const OPTIONS = ["attnMask", "isCausal", "causalAlignment", "scale", "enableGqa"
  * query [..., Hq, Lq, E], key [..., Hk, Lk, E], value [..., Hk, Lk, Ev] give [..., Hq, Lq, Ev].
  * Leading dimensions are optional and must match. A query row whose every key is masked gets
  * zeros (and zero weights), not NaN. Inputs are not modified; the output is a new tensor.
+ * Resident tensors (residentTensor()) are read where they are, without a copy.
  */
 export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options?: AttentionOptions & { returnWeights?: false }): Tensor;
 export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions & { returnWeights: true }): { output: Tensor; weights: Tensor };
@@ -43,16 +45,16 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
   const outLength = B * Hq * Lq * Ev;
   const weightsLength = p.returnWeights ? B * Hq * Lq * Lk : 0;
   const work = K.attention_f32_workspace(Lk, E, Ev);
-  const bytes = 4 * (query.data.length + key.data.length + value.data.length + outLength + weightsLength + (mask?.data.length ?? 0)) + work;
+  const bytes = 4 * (size(query.shape) + size(key.shape) + size(value.shape) + outLength + weightsLength + (mask?.data.length ?? 0)) + work;
   if (bytes > 2 ** 32) {
     throw new OutOfMemoryError(`scaledDotProductAttention: needs ${bytes} bytes of WebAssembly memory, more than the 4 GiB a module can address`);
   }
 
   const scope = heap.scope();
   try {
-    const q = scope.put(query.data);
-    const k = scope.put(key.data);
-    const v = scope.put(value.data);
+    const q = place(scope, query);
+    const k = key === query ? q : place(scope, key);
+    const v = value === key ? k : place(scope, value);
     const m = mask ? scope.put(mask.data) : 0;
     const out = scope.alloc(4 * outLength);
     const w = p.returnWeights ? scope.alloc(4 * weightsLength) : 0;

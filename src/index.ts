@@ -18,5 +18,6 @@ export {
   type DecoderForwardOptions,
 } from "./transformer.js";
 export { KVCache } from "./cache.js";
+export { ResidentTensor, residentTensor } from "./resident.js";
 export { WasmAttentionError, ArgumentError, ShapeError, InitError, OutOfMemoryError, StateError } from "./errors.js";
 export { memoryStats, type MemoryStats } from "./stats.js";

@@ -1,5 +1,6 @@
 import { readKeysInPlace } from "./attention.js";
 import { KVCache } from "./cache.js";
+import { place } from "./resident.js";
 import { ArgumentError, ShapeError } from "./errors.js";
 import { Linear, bool, positiveInt } from "./linear.js";
 import { type KernelMask, mhaMask } from "./mask.js";
@@ -179,9 +180,9 @@ export class MultiHeadAttention extends Module {
       const out = scope.alloc(4 * B * Lq * this.embedDim);
       const weights = needWeights ? scope.alloc(4 * B * H * Lq * LkAll) : 0;
       // self-attention passes one tensor three times: copy it in once
-      const qAt = scope.put(q.data);
-      const kAt = key === query ? qAt : scope.put(k.data);
-      const vAt = value === query ? qAt : value === key ? kAt : scope.put(v.data);
+      const qAt = place(scope, q);
+      const kAt = key === query ? qAt : place(scope, k);
+      const vAt = value === query ? qAt : value === key ? kAt : place(scope, v);
       this.run(ctx, {
         B, Lq, Lk,
         q: qAt,

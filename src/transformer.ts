@@ -3,6 +3,7 @@ import { ArgumentError, ShapeError } from "./errors.js";
 import { type Activation, Linear, bool, positiveInt } from "./linear.js";
 import { LayerNorm } from "./layernorm.js";
 import { mhaMask } from "./mask.js";
+import { place } from "./resident.js";
 import { type Ctx, Module, type Param, nested, prefixed, withScope } from "./module.js";
 import { type Attend, MultiHeadAttention } from "./multihead.js";
 import { type BoolTensor, type Tensor, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
@@ -334,10 +335,10 @@ function runDecoder(fn: string, layers: TransformerDecoderLayer[], norm: LayerNo
   const memMask = mhaMask({ attn: "memoryMask", padding: "memoryKeyPaddingMask" }, o.memoryMask, unbatch(o.memoryKeyPaddingMask, x.batched), B, H, x.L, m.L);
   return withScope((ctx) => {
     const at = ctx.scope.put(x.t.data);
-    const mem = ctx.scope.put(m.t.data);
-    const place = (k: typeof selfMask) => k && { at: ctx.scope.put(k.data), info: k };
-    const sm = place(selfMask);
-    const mm = place(memMask);
+    const mem = place(ctx.scope, m.t);
+    const placeMask = (k: typeof selfMask) => k && { at: ctx.scope.put(k.data), info: k };
+    const sm = placeMask(selfMask);
+    const mm = placeMask(memMask);
     for (const layer of layers) layer.run(ctx, at, mem, B, x.L, m.L, sm, mm, isCausal && !o.tgtMask, cache);
     norm?.run(ctx, at, at, B * x.L);
     return { data: ctx.heap.f32(at, x.t.data.length).slice(), shape: [...x.t.shape] };
