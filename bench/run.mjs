@@ -9,6 +9,7 @@ import { ortAttention, ortEncoderLayer, ortFusedMha, setupOrt, setupTf, tfAttent
 import { randomTensor, table } from "./harness.mjs";
 
 const quick = process.argv.includes("--quick");
+const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
 const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253, 15, 253, 133, 2, 11]);
 
 await lib.init({ simd: "baseline" });
@@ -49,6 +50,7 @@ function maxDiff(a, b) {
 
 const rows = [];
 async function bench(name, flops, contenders, opts = { runs: quick ? 5 : 25, budgetMs: quick ? 2000 : 8000 }) {
+  if (only && !name.includes(only)) return;
   // every peer must agree with us before its time counts
   const ours = await contenders[0].fn();
   const live = [];
@@ -101,8 +103,10 @@ for (const L of lengths) {
   const q = randomTensor([1, H, 1, d], 1);
   const [k, v] = [2, 3].map((s) => randomTensor([1, H, Lk, d], s));
   const shape = { H, Lq: 1, Lk, d, causal: false };
+  const [rk, rv] = [k, v].map((t) => lib.residentTensor(t.shape, t.data));
   await bench(`decode step Lq=1, Lk=${Lk}`, 4 * H * Lk * d, [
     { name: "wasm-attention", fn: () => lib.scaledDotProductAttention(q, k, v).data },
+    { name: "wasm-attention (resident K, V)", fn: () => lib.scaledDotProductAttention(q, rk, rv).data },
     ...withRelaxed("wasm-attention", () => rlib.scaledDotProductAttention(q, k, v).data),
     { name: "onnxruntime-web (ops)", fn: await ortAttention(shape).then((f) => () => f(q, k, v)) },
     { name: "tfjs-wasm", fn: tfAttention(tf, shape).bind(null, q, k, v) },
