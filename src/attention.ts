@@ -1,5 +1,6 @@
 import { ArgumentError, OutOfMemoryError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
+import { attendHeads } from "./heads.js";
 import { place } from "./resident.js";
 import { type KernelMask, additive, kernelMask } from "./mask.js";
 import { type BoolTensor, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, size } from "./tensor.js";
@@ -38,7 +39,7 @@ const OPTIONS = ["attnMask", "isCausal", "causalAlignment", "scale", "enableGqa"
 export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options?: AttentionOptions & { returnWeights?: false }): Tensor;
 export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions & { returnWeights: true }): { output: Tensor; weights: Tensor };
 export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions = {}): Tensor | { output: Tensor; weights: Tensor } {
-  const { kernels: K, heap } = runtime();
+  const { kernels: K, heap, pool } = runtime();
   const p = plan(query, key, value, options);
   const { B, Hq, Hk, Lq, Lk, E, Ev } = p;
   const mask = p.mask;
@@ -58,39 +59,20 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
     const m = mask ? scope.put(mask.data) : 0;
     const out = scope.alloc(4 * outLength);
     const w = p.returnWeights ? scope.alloc(4 * weightsLength) : 0;
-    const scratch = scope.alloc(work);
-    const group = Hq / Hk;
-    const keysInPlace = readKeysInPlace(Lq * group);
-    const causalOffset = p.causal === "bottom-right" ? Lk - Lq : 0;
-    for (let b = 0; b < B; b++) {
-      for (let g = 0; g < Hk; g++) {
-        const kv = b * Hk + g;
-        const kAt = k + 4 * kv * Lk * E;
-        K.attention_f32_prepare_kv(scratch, kAt, E, v + 4 * kv * Lk * Ev, Ev, Lk, E, Ev, !keysInPlace);
-        for (let h = g * group; h < (g + 1) * group; h++) {
-          const n = b * Hq + h;
-          K.attention_f32_flash(
-            out + 4 * n * Lq * Ev, Ev, w && w + 4 * n * Lq * Lk, q + 4 * n * Lq * E, E, keysInPlace ? kAt : 0, E, v + 4 * kv * Lk * Ev, Ev,
-            mask ? m + 4 * mask.offsets[n] : 0, mask?.rowStride ?? 0, scratch,
-            Lq, Lk, E, Ev, p.scale, p.causal !== null, causalOffset,
-          );
-        }
-      }
-    }
+    const at = (base: number, H: number, L: number, D: number) => (b: number, h: number) => base + 4 * (b * H + h) * L * D;
+    attendHeads({ K, heap, scope, pool }, {
+      B, Hq, Hk, Lq, Lk, E, Ev,
+      q: at(q, Hq, Lq, E), k: at(k, Hk, Lk, E), v: at(v, Hk, Lk, Ev), out: at(out, Hq, Lq, Ev),
+      qStride: E, kStride: E, vStride: Ev, outStride: Ev,
+      weights: w, mask: m, maskOffsets: mask?.offsets ?? [], maskRow: mask?.rowStride ?? 0,
+      scale: p.scale, causal: p.causal !== null, causalOffset: p.causal === "bottom-right" ? Lk - Lq : 0,
+    });
     const output = { data: heap.f32(out, outLength).slice(), shape: p.outShape };
     if (!p.returnWeights) return output;
     return { output, weights: { data: heap.f32(w, weightsLength).slice(), shape: p.scoreShape } };
   } finally {
     scope.release();
   }
-}
-
-/**
- * Whether the kernel reads keys in place instead of from a transposed copy: the copy costs a pass
- * over the keys per key/value head and pays off once a few queries (of all heads sharing them) reuse it.
- */
-export function readKeysInPlace(queriesPerKvHead: number): boolean {
-  return queriesPerKvHead < 4;
 }
 
 interface Plan {

@@ -1,4 +1,4 @@
-export { init, runtimeInfo, relaxedSimdSupported, type InitOptions, type RuntimeInfo, type WasmSource } from "./init.js";
+export { init, shutdown, runtimeInfo, relaxedSimdSupported, type InitOptions, type RuntimeInfo, type WasmSource } from "./init.js";
 export { scaledDotProductAttention, type AttentionOptions } from "./attention.js";
 export { tensor, type Tensor, type BoolTensor } from "./tensor.js";
 export { loadSafetensors } from "./safetensors.js";

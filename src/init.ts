@@ -1,8 +1,11 @@
 import type { instantiate } from "../build/kernels.js";
 import baselineBytes from "../build/kernels.wasm";
 import relaxedBytes from "../build/kernels-relaxed.wasm";
+import relaxedThreadsBytes from "../build/kernels-relaxed-threads.wasm";
+import threadsBytes from "../build/kernels-threads.wasm";
 import { ArgumentError, InitError } from "./errors.js";
 import { Heap } from "./memory.js";
+import { Pool, threadsUnavailable } from "./threads.js";
 import { checkOptions, describe, tag } from "./tensor.js";
 
 /** @internal The kernel module's exports, typed from the AssemblyScript sources by the build. */
@@ -22,12 +25,21 @@ export interface InitOptions {
   simd?: "auto" | "baseline" | "relaxed";
   /** Ask for identical results in every runtime: "auto" then means the baseline build. */
   deterministic?: boolean;
+  /**
+   * Threads to compute on (default 1): this one and threads - 1 workers sharing one
+   * WebAssembly.Memory. Results are bit-identical to one thread. Needs SharedArrayBuffer and
+   * Worker (browsers: a cross-origin isolated page); without them the library warns once and runs
+   * on one thread. The calling thread takes part and waits for the others.
+   */
+  threads?: number;
 }
 
 /** What `init()` loaded. */
 export interface RuntimeInfo {
   /** The build running: "baseline" or "relaxed" SIMD. */
   simd: "baseline" | "relaxed";
+  /** Threads computing: 1, or the number asked for where shared memory works. */
+  threads: number;
 }
 
 /** @internal */
@@ -35,6 +47,7 @@ export interface Runtime {
   kernels: Kernels;
   heap: Heap;
   info: RuntimeInfo;
+  pool: Pool;
 }
 
 // A module whose one function runs f32x4.relaxed_madd on three i8x16.splat(0): it validates only
@@ -82,6 +95,14 @@ export function runtimeInfo(): RuntimeInfo {
   return { ...runtime().info };
 }
 
+
+/** Stops the worker threads, if any; afterwards the library must be initialised again. */
+export function shutdown(): void {
+  ready?.pool.close();
+  ready = null;
+  pending = null;
+}
+
 /** @internal The loaded kernels and heap; throws if `init()` has not finished. */
 export function runtime(): Runtime {
   if (ready) return ready;
@@ -93,16 +114,37 @@ export function runtime(): Runtime {
 }
 
 async function load(arg: WasmSource | PromiseLike<WasmSource> | InitOptions | undefined): Promise<Runtime> {
+  const options = isOptions(arg) ? arg : {};
   const source = isOptions(arg) ? optionsSource(arg) : arg;
-  const module = await compile((await source) ?? embedded(isOptions(arg) ? arg : {}));
-  const instance = await WebAssembly.instantiate(module, {});
+  const threads = threadCount(options.threads);
+  const module = await compile((await source) ?? embedded(options, threads > 1));
+  // the shared-memory builds import their memory: one for every thread
+  const shared = WebAssembly.Module.imports(module).some((i) => i.kind === "memory");
+  if (threads > 1 && !shared) throw new InitError(`init: threads need a shared-memory build (kernels-threads.wasm or kernels-relaxed-threads.wasm); this binary has its own memory`);
+  const memory = shared ? new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true }) : null;
+  const instance = await WebAssembly.instantiate(module, memory ? { env: { memory } } : {});
   const kernels = instance.exports as unknown as Kernels;
-  const info: RuntimeInfo = { simd: kernels.relaxed_simd() ? "relaxed" : "baseline" };
-  return { kernels, heap: new Heap(kernels.memory, kernels.heap_base()), info };
+  const mem = memory ?? kernels.memory;
+  const pool = threads > 1 ? await Pool.start(kernels, module, mem, threads) : Pool.single(kernels);
+  const info: RuntimeInfo = { simd: kernels.relaxed_simd() ? "relaxed" : "baseline", threads: pool.size };
+  return { kernels, heap: new Heap(mem, kernels.heap_base()), info, pool };
+}
+
+let warned = false;
+
+// the threads asked for, or 1 (with one warning) where this runtime cannot share memory
+function threadCount(asked: unknown): number {
+  if (asked === undefined) return 1;
+  if (typeof asked !== "number" || !Number.isInteger(asked) || asked < 1) throw new ArgumentError(`init: threads must be a positive integer, got ${describe(asked)}`);
+  const reason = asked > 1 ? threadsUnavailable() : null;
+  if (!reason) return asked;
+  if (!warned) console.warn(`wasm-attention: running on one thread instead of ${asked}: ${reason}`);
+  warned = true;
+  return 1;
 }
 
 function optionsSource(options: InitOptions): InitOptions["wasm"] {
-  checkOptions("init options", options, ["wasm", "simd", "deterministic"]);
+  checkOptions("init options", options, ["wasm", "simd", "deterministic", "threads"]);
   const { simd = "auto", deterministic } = options;
   if (simd !== "auto" && simd !== "baseline" && simd !== "relaxed") {
     throw new ArgumentError(`init: simd must be "auto", "baseline" or "relaxed", got ${describe(simd)}`);
@@ -118,12 +160,14 @@ function optionsSource(options: InitOptions): InitOptions["wasm"] {
 }
 
 // the embedded binary the options ask for
-function embedded({ simd = "auto", deterministic = false }: InitOptions): Uint8Array {
+function embedded({ simd = "auto", deterministic = false }: InitOptions, shared: boolean): Uint8Array {
   const relaxed = relaxedSimdSupported();
   if (simd === "relaxed" && !relaxed) {
     throw new InitError('init: simd "relaxed" is not supported by this runtime (Node 20 needs --experimental-wasm-relaxed-simd); use "auto" or "baseline"');
   }
-  return simd === "relaxed" || (simd === "auto" && relaxed && !deterministic) ? relaxedBytes : baselineBytes;
+  const useRelaxed = simd === "relaxed" || (simd === "auto" && relaxed && !deterministic);
+  if (shared) return useRelaxed ? relaxedThreadsBytes : threadsBytes;
+  return useRelaxed ? relaxedBytes : baselineBytes;
 }
 
 async function compile(source: WasmSource): Promise<WebAssembly.Module> {

@@ -1,5 +1,6 @@
 import { ArgumentError, ShapeError } from "./errors.js";
 import { type Ctx, Module, type Param, Resident, withScope } from "./module.js";
+import { type Call, SCRATCH } from "./threads.js";
 import { type Tensor, checkTensor, checkOptions, fmt } from "./tensor.js";
 
 /** Activations the matrix-product kernel applies in its store (numbers as in assembly/activation.ts). */
@@ -61,10 +62,22 @@ export class Linear extends Module {
     });
   }
 
-  /** @internal out (M, outFeatures) = act(a (M, inFeatures) W^T + b) + residual */
+  /**
+   * @internal out (M, outFeatures) = act(a (M, inFeatures) W^T + b) + residual, in blocks of rows
+   * spread over the thread pool when the product is large enough to pay for the hand-off
+   */
   run(ctx: Ctx, out: number, a: number, M: number, residual = 0, act: Activation | "none" = "none"): void {
-    const work = ctx.scope.alloc(ctx.K.gemm_f32_workspace());
-    ctx.K.gemm_f32(out, a, this.#w.get("weight"), this.#w.get("bias"), residual, work, M, this.outFeatures, this.inFeatures, ACT[act]);
+    const [N, K] = [this.outFeatures, this.inFeatures];
+    const work = ctx.K.gemm_f32_workspace();
+    const scratch = ctx.scope.alloc(work * ctx.pool.size);
+    const blocks = ctx.pool.size > 1 && M * N * K >= 1 << 20 ? 4 * ctx.pool.size : 1;
+    const rows = Math.max(4, Math.ceil(M / blocks / 4) * 4);
+    const tasks: Call[][] = [];
+    for (let r0 = 0; r0 < M; r0 += rows) {
+      const n = Math.min(rows, M - r0);
+      tasks.push([["gemm_f32", out + 4 * r0 * N, a + 4 * r0 * K, this.#w.get("weight"), this.#w.get("bias"), residual && residual + 4 * r0 * N, SCRATCH, n, N, K, ACT[act]]]);
+    }
+    ctx.pool.run(tasks, { base: scratch, stride: work });
   }
 
   protected override freeOwn(): void {

@@ -1,6 +1,7 @@
 import { ShapeError, StateError } from "./errors.js";
 import { type Kernels, runtime } from "./init.js";
 import type { Heap, Scope } from "./memory.js";
+import type { Pool } from "./threads.js";
 import { type Tensor, checkTensor, fmt } from "./tensor.js";
 
 /** One tensor of a state dict: its name (torch's), the shape it must have, and where it goes. */
@@ -10,11 +11,12 @@ export interface Param {
   load(t: Tensor): void;
 }
 
-/** What a forward pass works with: the kernels, the heap and the call's scope. */
+/** What a forward pass works with: the kernels, the heap, the call's scope and the thread pool. */
 export interface Ctx {
   K: Kernels;
   heap: Heap;
   scope: Scope;
+  pool: Pool;
 }
 
 // frees the weights of modules that were dropped without dispose()
@@ -143,10 +145,10 @@ export class Resident {
 
 /** Runs `body` with the kernels and a scope whose allocations are freed afterwards. */
 export function withScope<T>(body: (ctx: Ctx) => T): T {
-  const { kernels, heap } = runtime();
+  const { kernels, heap, pool } = runtime();
   const scope = heap.scope();
   try {
-    return body({ K: kernels, heap, scope });
+    return body({ K: kernels, heap, scope, pool });
   } finally {
     scope.release();
   }

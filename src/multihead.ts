@@ -1,4 +1,4 @@
-import { readKeysInPlace } from "./attention.js";
+import { attendHeads } from "./heads.js";
 import { KVCache } from "./cache.js";
 import { place } from "./resident.js";
 import { ArgumentError, ShapeError } from "./errors.js";
@@ -210,7 +210,7 @@ export class MultiHeadAttention extends Module {
   }
 
   #attend(ctx: Ctx, a: Attend): void {
-    const { K, scope } = ctx;
+    const { scope } = ctx;
     const E = this.embedDim;
     const hd = this.headDim;
     const kvDim = this.numKvHeads * hd;
@@ -238,26 +238,17 @@ export class MultiHeadAttention extends Module {
     }
     const Lk = past + a.Lk;
     const attn = scope.alloc(4 * a.B * a.Lq * E);
-    const work = scope.alloc(K.attention_f32_workspace(Lk, hd, hd));
-    const scale = Math.fround(1 / Math.sqrt(hd));
-    const group = this.numHeads / this.numKvHeads;
-    const inPlace = readKeysInPlace(a.Lq * group);
-    for (let b = 0; b < a.B; b++) {
-      for (let g = 0; g < this.numKvHeads; g++) {
-        const kb = kAll + 4 * (b * rows * kvDim + g * hd);
-        const vb = vAll + 4 * (b * rows * kvDim + g * hd);
-        K.attention_f32_prepare_kv(work, kb, kvDim, vb, kvDim, Lk, hd, hd, !inPlace);
-        for (let h = g * group; h < (g + 1) * group; h++) {
-          const n = b * this.numHeads + h;
-          const head = 4 * (b * a.Lq * E + h * hd);
-          K.attention_f32_flash(
-            attn + head, E, a.weights && a.weights + 4 * n * a.Lq * Lk, Q + head, E, inPlace ? kb : 0, kvDim, vb, kvDim,
-            a.mask ? a.mask.at + 4 * a.mask.info.offsets[n] : 0, a.mask?.info.rowStride ?? 0, work,
-            a.Lq, Lk, hd, hd, scale, a.causal, past,
-          );
-        }
-      }
-    }
+    // heads are column slices of [B, L, features] rows: no copies to split or merge them
+    attendHeads(ctx, {
+      B: a.B, Hq: this.numHeads, Hk: this.numKvHeads, Lq: a.Lq, Lk, E: hd, Ev: hd,
+      q: (b, h) => Q + 4 * (b * a.Lq * E + h * hd),
+      k: (b, g) => kAll + 4 * (b * rows * kvDim + g * hd),
+      v: (b, g) => vAll + 4 * (b * rows * kvDim + g * hd),
+      out: (b, h) => attn + 4 * (b * a.Lq * E + h * hd),
+      qStride: E, kStride: kvDim, vStride: kvDim, outStride: E,
+      weights: a.weights, mask: a.mask?.at ?? 0, maskOffsets: a.mask?.info.offsets ?? [], maskRow: a.mask?.info.rowStride ?? 0,
+      scale: Math.fround(1 / Math.sqrt(hd)), causal: a.causal, causalOffset: past,
+    });
     this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
   }
 }

@@ -1,0 +1,85 @@
+import type { Ctx } from "./module.js";
+import { type Call, SCRATCH } from "./threads.js";
+
+/**
+ * Where one attention call's heads live in WebAssembly memory: batch b, query head h, key/value
+ * head g = floor(h / (Hq / Hk)). Addresses are bytes; strides are elements between rows, so heads
+ * may be whole blocks ([B, H, L, E]) or slices of rows ([B, L, H * E]).
+ */
+export interface Heads {
+  B: number;
+  Hq: number;
+  Hk: number;
+  Lq: number;
+  Lk: number;
+  E: number;
+  Ev: number;
+  q(b: number, h: number): number;
+  k(b: number, g: number): number;
+  v(b: number, g: number): number;
+  out(b: number, h: number): number;
+  qStride: number;
+  kStride: number;
+  vStride: number;
+  outStride: number;
+  /** 0, or [B, Hq, Lq, Lk] for the probabilities */
+  weights: number;
+  /** 0, or the mask rows of slice n = b * Hq + h at mask + 4 * offsets[n], rows maskRow apart */
+  mask: number;
+  maskOffsets: readonly number[];
+  maskRow: number;
+  scale: number;
+  causal: boolean;
+  /** query i sees keys j <= i + causalOffset */
+  causalOffset: number;
+}
+
+/**
+ * Whether the kernel reads keys in place instead of from a transposed copy: the copy costs a pass
+ * over the keys per key/value head and pays off once a few queries (of all heads sharing them) reuse it.
+ */
+export function readKeysInPlace(queriesPerKvHead: number): boolean {
+  return queriesPerKvHead < 4;
+}
+
+/**
+ * Runs attention over every head, on every thread of the pool: one task per key/value head (its
+ * keys prepared once, then each query head that reads them), or, when there are fewer key/value
+ * heads than threads, per block of query rows. Every row is computed the same way whichever task
+ * holds it, so the result does not depend on the number of threads.
+ */
+export function attendHeads(ctx: Ctx, a: Heads): void {
+  const { K, scope, pool } = ctx;
+  const group = a.Hq / a.Hk;
+  const inPlace = readKeysInPlace(a.Lq * group);
+  const work = K.attention_f32_workspace(a.Lk, a.E, a.Ev);
+  const scratch = scope.alloc(work * pool.size);
+  // rows per task: all of them, or a multiple of 4 that gives each thread about two tasks
+  const tasksPerKv = a.B * a.Hk >= 2 * pool.size ? 1 : Math.ceil((2 * pool.size) / (a.B * a.Hk));
+  const rows = Math.max(4, Math.ceil(a.Lq / tasksPerKv / 4) * 4);
+  const tasks: Call[][] = [];
+  for (let b = 0; b < a.B; b++) {
+    for (let g = 0; g < a.Hk; g++) {
+      const k = a.k(b, g);
+      const v = a.v(b, g);
+      for (let r0 = 0; r0 < a.Lq; r0 += rows) {
+        const n = Math.min(rows, a.Lq - r0);
+        const task: Call[] = [["attention_f32_prepare_kv", SCRATCH, k, a.kStride, v, a.vStride, a.Lk, a.E, a.Ev, inPlace ? 0 : 1]];
+        for (let h = g * group; h < (g + 1) * group; h++) {
+          const slice = b * a.Hq + h;
+          task.push([
+            "attention_f32_flash",
+            a.out(b, h) + 4 * r0 * a.outStride, a.outStride,
+            a.weights && a.weights + 4 * (slice * a.Lq + r0) * a.Lk,
+            a.q(b, h) + 4 * r0 * a.qStride, a.qStride,
+            inPlace ? k : 0, a.kStride, v, a.vStride,
+            a.mask && a.mask + 4 * (a.maskOffsets[slice] + r0 * a.maskRow), a.maskRow, SCRATCH,
+            n, a.Lk, a.E, a.Ev, a.scale, a.causal ? 1 : 0, a.causalOffset + r0,
+          ]);
+        }
+        tasks.push(task);
+      }
+    }
+  }
+  pool.run(tasks, { base: scratch, stride: work });
+}

@@ -1,0 +1,98 @@
+import { afterAll, describe, expect, test, vi } from "vitest";
+import { attentionRef, expectClose, freshSeed, rng } from "./reference.js";
+
+type Lib = typeof import("../src/index.js");
+async function fresh(): Promise<Lib> {
+  vi.resetModules();
+  return import("../src/index.js");
+}
+
+const one = await fresh();
+await one.init({ threads: 1, simd: "baseline" });
+const two = await fresh();
+await two.init({ threads: 2, simd: "baseline" });
+afterAll(() => two.shutdown());
+
+describe("two threads give the same bits as one", () => {
+  test("runtimeInfo reports the threads", () => {
+    expect(one.runtimeInfo()).toEqual({ simd: "baseline", threads: 1 });
+    expect(two.runtimeInfo()).toEqual({ simd: "baseline", threads: 2 });
+  });
+
+  const cases: [string, number[], number[], object][] = [
+    ["one head, rows split across threads", [1, 1, 203, 32], [1, 1, 150, 32], {}],
+    ["one head, causal, with weights", [1, 1, 97, 16], [1, 1, 97, 16], { isCausal: true, returnWeights: true }],
+    ["many heads", [2, 6, 33, 17], [2, 6, 70, 17], {}],
+    ["GQA, bottom-right causal", [1, 8, 9, 8], [1, 2, 40, 8], { enableGqa: true, isCausal: true, causalAlignment: "bottom-right" }],
+    ["decode: one query", [1, 12, 1, 64], [1, 12, 300, 64], {}],
+  ];
+  for (const [name, qShape, kShape, options] of cases) {
+    test(`scaledDotProductAttention: ${name}`, () => {
+      const seed = freshSeed();
+      const r = rng(seed);
+      const q = one.tensor(r.floats(qShape.reduce((a, b) => a * b, 1)), qShape);
+      const k = one.tensor(r.floats(kShape.reduce((a, b) => a * b, 1)), kShape);
+      const a = one.scaledDotProductAttention(q, k, k, options) as unknown as { data?: Float32Array; output?: { data: Float32Array }; weights?: { data: Float32Array } };
+      const b = two.scaledDotProductAttention(q, k, k, options) as unknown as typeof a;
+      expect(b.data ?? b.output!.data).toEqual(a.data ?? a.output!.data);
+      if (a.weights) expect(b.weights!.data).toEqual(a.weights.data);
+      const [B, Hq, Lq, E] = qShape;
+      const ref = attentionRef(q.data, k.data, k.data, { batch: [B], Hq, Hk: kShape[1], Lq, Lk: kShape[2], E, Ev: E }, { causalOffset: "isCausal" in options ? ("causalAlignment" in options ? kShape[2] - Lq : 0) : undefined });
+      expectClose(b.data ?? b.output!.data, ref.out, [B, Hq, Lq, E], { atol: 2e-6, rtol: 1e-5 }, `seed ${seed}`);
+    });
+  }
+
+  test("an encoder stack and KV-cache decoding", () => {
+    const r = rng(freshSeed());
+    const options = { layer: { dModel: 64, nhead: 4, dimFeedforward: 256, activation: "gelu" as const }, numLayers: 2, norm: true };
+    const [a, b] = [new one.TransformerEncoder(options), new two.TransformerEncoder(options)];
+    const dict = Object.fromEntries(a.params().map((p) => [p.key, one.tensor(r.floats(p.shape.reduce((x, y) => x * y, 1), 0.3), p.shape)]));
+    a.loadStateDict(dict);
+    b.loadStateDict(dict);
+    const x = one.tensor(r.floats(2 * 77 * 64), [2, 77, 64]);
+    expect(b.forward(x, { isCausal: true }).data).toEqual(a.forward(x, { isCausal: true }).data);
+    const [ca, cb] = [new one.KVCache(), new two.KVCache()];
+    const step = one.tensor(r.floats(2 * 64), [2, 1, 64]);
+    a.forward(x, { isCausal: true, cache: ca });
+    b.forward(x, { isCausal: true, cache: cb });
+    expect(b.forward(step, { isCausal: true, cache: cb }).data).toEqual(a.forward(step, { isCausal: true, cache: ca }).data);
+  });
+
+  test("memory stays flat over many calls on the pool", () => {
+    const r = rng(freshSeed());
+    const q = two.tensor(r.floats(4 * 64 * 32), [4, 64, 32]);
+    two.scaledDotProductAttention(q, q, q);
+    const before = two.memoryStats();
+    for (let i = 0; i < 2000; i++) two.scaledDotProductAttention(q, q, q, { isCausal: i % 2 === 0 });
+    expect(two.memoryStats()).toEqual(before);
+  });
+});
+
+describe("thread options", () => {
+  test("threads must be a positive integer", async () => {
+    const lib = await fresh();
+    await expect(lib.init({ threads: 0 })).rejects.toThrow(/threads must be a positive integer, got number 0/);
+    await expect(lib.init({ threads: 1.5 })).rejects.toThrow(/positive integer/);
+  });
+
+  test("without SharedArrayBuffer: one warning, one thread, same results", async () => {
+    const lib = await fresh();
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    vi.stubGlobal("SharedArrayBuffer", undefined);
+    try {
+      await lib.init({ threads: 2 });
+    } finally {
+      vi.unstubAllGlobals();
+    }
+    expect(lib.runtimeInfo().threads).toBe(1);
+    expect(warn).toHaveBeenCalledTimes(1);
+    expect(String(warn.mock.calls[0][0])).toMatch(/running on one thread instead of 2: SharedArrayBuffer is not available/);
+    warn.mockRestore();
+  });
+
+  test("a binary with its own memory cannot run threads", async () => {
+    const lib = await fresh();
+    const { readFileSync } = await import("node:fs");
+    await expect(lib.init({ wasm: new Uint8Array(readFileSync(new URL("../build/kernels.wasm", import.meta.url))), threads: 2 })).rejects.toThrow(/threads need a shared-memory build/);
+  });
+});
