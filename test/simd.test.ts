@@ -22,7 +22,7 @@ describe("the baseline and relaxed builds", () => {
     expect(lib.relaxedSimdSupported()).toBe(false);
     await expect(lib.init({ simd: "relaxed" })).rejects.toThrow(/not supported by this runtime.*--experimental-wasm-relaxed-simd/);
     await lib.init({ simd: "auto" });
-    expect(lib.runtimeInfo()).toEqual({ simd: "baseline" });
+    expect(lib.runtimeInfo()).toEqual({ simd: "baseline", threads: 1 });
   });
 
   test("option errors", async () => {
