@@ -9,22 +9,37 @@ import { ortAttention, ortEncoderLayer, ortFusedMha, setupOrt, setupTf, tfAttent
 import { randomTensor, table } from "./harness.mjs";
 
 const quick = process.argv.includes("--quick");
+const threadsArg = process.argv.find((a) => a.startsWith("--threads="));
+const threads = threadsArg ? Number(threadsArg.slice(10)) : 1;
+const child = process.argv.includes("--json"); // a child run: rows as JSON on stdout
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
 const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253, 15, 253, 133, 2, 11]);
 
-await lib.init({ simd: "baseline" });
+await lib.init({ simd: "baseline", threads });
 const relaxedSupported = lib.relaxedSimdSupported();
 const rlib = await import("../dist/index.js?relaxed");
-if (relaxedSupported) await rlib.init({ simd: "relaxed" });
+if (relaxedSupported) await rlib.init({ simd: "relaxed", threads });
 // the relaxed build as a second contender, where the runtime has relaxed SIMD
 const withRelaxed = (name, fn) => (relaxedSupported ? [{ name: `${name} (relaxed)`, fn }] : []);
-await setupOrt(1);
-const tf = await setupTf(1);
+await setupOrt(threads);
+const tf = threads === 1 ? await setupTf(1) : null; // tfjs-wasm has no threads in Node
 const peak = await measurePeak({ relaxed: WebAssembly.validate(RELAXED_PROBE) });
 console.error(`peak: ${peak.madd.toFixed(1)} GFLOP/s mul+add, ${peak.relaxedMadd?.toFixed(1) ?? "n/a"} relaxed, ${peak.stream.toFixed(1)} GB/s`);
 
-// runs every contender in turn, round after round, until each has `runs` timings or its budget is spent
-async function race(contenders, { runs, budgetMs }) {
+// runs every contender in turn, round after round, until each has `runs` timings or its budget is
+// spent. With threads, contenders run one after another instead: onnxruntime-web's pool spins
+// after each call and would take the cores from whoever runs next.
+async function race(contenders, opts) {
+  if (threads === 1) return interleaved(contenders, opts);
+  const medians = [];
+  for (const c of contenders) {
+    await new Promise((ok) => setTimeout(ok, 200));
+    medians.push(...(await interleaved([c], opts)));
+  }
+  return medians;
+}
+
+async function interleaved(contenders, { runs, budgetMs }) {
   const times = contenders.map(() => []);
   const spent = contenders.map(() => 0);
   for (const c of contenders) await c.fn(); // warm-up
@@ -61,7 +76,7 @@ async function bench(name, flops, contenders, opts = { runs: quick ? 5 : 25, bud
       if (!(diff < 1e-3)) throw new Error(`disagrees with wasm-attention by ${diff}`);
       live.push(c);
     } catch (e) {
-      rows.push({ case: name, contender: c.name, "median ms": "failed", "GFLOP/s": "", "% of peak": "", "time / ours": String(e.message ?? e).slice(0, 60) });
+      rows.push({ case: name, threads, contender: c.name, "median ms": "failed", "GFLOP/s": "", "% of peak": "", "time / ours": String(e.message ?? e).slice(0, 60) });
     }
   }
   const medians = await race(live, opts);
@@ -70,6 +85,7 @@ async function bench(name, flops, contenders, opts = { runs: quick ? 5 : 25, bud
     const gflops = flops / medians[i] / 1e6;
     rows.push({
       case: name,
+      threads,
       contender: c.name,
       "median ms": medians[i].toFixed(2),
       "GFLOP/s": flops ? gflops.toFixed(1) : "",
@@ -93,7 +109,7 @@ for (const L of lengths) {
       { name: "onnxruntime-web (ops)", fn: await ortAttention(shape).then((f) => () => f(q, k, v)) },
       { name: "onnxruntime-web (fused MHA)", fn: await ortFusedMha(shape).then((f) => () => f(toBLE(q), toBLE(k), toBLE(v))).then((f) => async () => fromBLE(await f(), L)) },
     ];
-    if (L <= 512 || !quick) contenders.push({ name: "tfjs-wasm", fn: tfAttention(tf, shape).bind(null, q, k, v) });
+    if (tf && (L <= 512 || !quick)) contenders.push({ name: "tfjs-wasm", fn: tfAttention(tf, shape).bind(null, q, k, v) });
     await bench(`attention L=${L}${causal ? " causal" : ""}`, (4 * H * L * L * d) / (causal ? 2 : 1), contenders, { runs: L >= 2048 ? 7 : quick ? 5 : 25, budgetMs: quick ? 2000 : 10000 });
   }
 }
@@ -109,7 +125,7 @@ for (const L of lengths) {
     { name: "wasm-attention (resident K, V)", fn: () => lib.scaledDotProductAttention(q, rk, rv).data },
     ...withRelaxed("wasm-attention", () => rlib.scaledDotProductAttention(q, k, v).data),
     { name: "onnxruntime-web (ops)", fn: await ortAttention(shape).then((f) => () => f(q, k, v)) },
-    { name: "tfjs-wasm", fn: tfAttention(tf, shape).bind(null, q, k, v) },
+    ...(tf ? [{ name: "tfjs-wasm", fn: tfAttention(tf, shape).bind(null, q, k, v) }] : []),
   ]);
 }
 
@@ -148,14 +164,34 @@ function fromBLE(data, L) {
   return out;
 }
 
+if (child) {
+  console.log(JSON.stringify({ rows, peak }));
+  process.exit(0);
+}
+// the same cases on two threads, in a process of their own (onnxruntime-web fixes its thread count once)
+if (!threadsArg && !quick) {
+  const { execFileSync } = await import("node:child_process");
+  const out = execFileSync(process.execPath, [...process.execArgv, new URL(import.meta.url).pathname, "--threads=2", "--json"], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 });
+  rows.push(...JSON.parse(out.trim().split("\n").pop()).rows);
+}
+// cold start and peak memory, each in a fresh process
+const scenarioRows = [];
+if (!quick && !threadsArg) {
+  const { execFileSync } = await import("node:child_process");
+  for (const name of ["cold start: wasm-attention", "cold start: onnxruntime-web", "memory: attention L=16384, wasm-attention", "memory: attention L=16384, onnxruntime-web", "memory: 4-layer encoder L=4096, wasm-attention"]) {
+    const r = JSON.parse(execFileSync(process.execPath, [new URL("./scenarios.mjs", import.meta.url).pathname, name], { encoding: "utf8", maxBuffer: 1 << 20 }).trim());
+    scenarioRows.push({ scenario: name, result: r.ms !== undefined ? `${r.ms.toFixed(1)} ms` : `${(r.bytes / 2 ** 20).toFixed(1)} MB above the process baseline${r.wasmBytes ? ` (WebAssembly memory ${(r.wasmBytes / 2 ** 20).toFixed(1)} MB)` : ""}${r.failed ? `; failed: ${r.failed}` : ""}` });
+    console.error(`${name}: ${scenarioRows.at(-1).result}`);
+  }
+}
 const versions = ["onnxruntime-web", "@tensorflow/tfjs-backend-wasm", "assemblyscript"].map((p) => `${p} ${JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url))).version}`);
 const machine = `${os.cpus()[0].model}, ${os.cpus().length} cores, Node ${process.version}; ${versions.join(", ")}`;
 const peakLine = `Measured peak (bench/peak.mjs, one core): f32x4 mul+add ${peak.madd.toFixed(1)} GFLOP/s, relaxed_madd ${peak.relaxedMadd?.toFixed(1) ?? "n/a"} GFLOP/s, streaming loads ${peak.stream.toFixed(1)} GB/s.`;
-const text = table(rows, ["case", "contender", "median ms", "GFLOP/s", "% of peak", "time / ours"]);
+const text = table(rows, ["case", "threads", "contender", "median ms", "GFLOP/s", "% of peak", "time / ours"]) + (scenarioRows.length ? `\n\nCold start (import + init + first 12-head L=128 call) and peak memory (VmHWM), one process each:\n\n${table(scenarioRows, ["scenario", "result"])}` : "");
 console.log(`${machine}\n${peakLine}\n\n${text}`);
 if (!quick) {
   writeFileSync(
     new URL("./RESULTS.md", import.meta.url),
-    `# Benchmark results\n\nWritten by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${machine}.\n${peakLine}\nOne thread; "wasm-attention" is the baseline SIMD build, "(relaxed)" the relaxed-SIMD build; B = 1, 12 heads, d = 64; median of interleaved runs after warm-up. Peers get the same inputs, and their outputs are checked against ours before they are timed. "time / ours": the contender's median time over ours (above 1: we are faster).\n\n${text}\n`,
+    `# Benchmark results\n\nWritten by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${machine}.\n${peakLine}\n"wasm-attention" is the baseline SIMD build, "(relaxed)" the relaxed-SIMD build; B = 1, 12 heads, d = 64; median of interleaved runs after warm-up; % of peak is against the one-core mul+add peak, also for two threads. Peers get the same inputs, and their outputs are checked against ours before they are timed. "time / ours": the contender's median time over ours (above 1: we are faster).\n\n${text}\n`,
   );
 }
