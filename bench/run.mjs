@@ -6,8 +6,14 @@ import os from "node:os";
 import * as lib from "../dist/index.js";
 import { measurePeak } from "./peak.mjs";
 import { ortAttention, ortEncoderLayer, ortFusedMha, setupOrt, setupTf, tfAttention } from "./peers.mjs";
-import { randomTensor, table } from "./harness.mjs";
+import { randomTensor } from "./harness.mjs";
+import { report } from "./report.mjs";
 
+if (process.argv.includes("--report")) {
+  // rewrite RESULTS.md from the last run's numbers
+  writeFileSync(new URL("./RESULTS.md", import.meta.url), report(JSON.parse(readFileSync(new URL("./results.json", import.meta.url), "utf8"))));
+  process.exit(0);
+}
 const quick = process.argv.includes("--quick");
 const threadsArg = process.argv.find((a) => a.startsWith("--threads="));
 const threads = threadsArg ? Number(threadsArg.slice(10)) : 1;
@@ -186,12 +192,9 @@ if (!quick && !threadsArg) {
 }
 const versions = ["onnxruntime-web", "@tensorflow/tfjs-backend-wasm", "assemblyscript"].map((p) => `${p} ${JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url))).version}`);
 const machine = `${os.cpus()[0].model}, ${os.cpus().length} cores, Node ${process.version}; ${versions.join(", ")}`;
-const peakLine = `Measured peak (bench/peak.mjs, one core): f32x4 mul+add ${peak.madd.toFixed(1)} GFLOP/s, relaxed_madd ${peak.relaxedMadd?.toFixed(1) ?? "n/a"} GFLOP/s, streaming loads ${peak.stream.toFixed(1)} GB/s.`;
-const text = table(rows, ["case", "threads", "contender", "median ms", "GFLOP/s", "% of peak", "time / ours"]) + (scenarioRows.length ? `\n\nCold start (import + init + first 12-head L=128 call) and peak memory (VmHWM), one process each:\n\n${table(scenarioRows, ["scenario", "result"])}` : "");
-console.log(`${machine}\n${peakLine}\n\n${text}`);
+const results = { date: new Date().toISOString().slice(0, 10), machine, peak, rows, scenarioRows };
+console.log(report(results));
 if (!quick) {
-  writeFileSync(
-    new URL("./RESULTS.md", import.meta.url),
-    `# Benchmark results\n\nWritten by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${machine}.\n${peakLine}\n"wasm-attention" is the baseline SIMD build, "(relaxed)" the relaxed-SIMD build; B = 1, 12 heads, d = 64; median of interleaved runs after warm-up; % of peak is against the one-core mul+add peak, also for two threads. Peers get the same inputs, and their outputs are checked against ours before they are timed. "time / ours": the contender's median time over ours (above 1: we are faster).\n\n${text}\n`,
-  );
+  writeFileSync(new URL("./results.json", import.meta.url), JSON.stringify(results, null, 1) + "\n");
+  writeFileSync(new URL("./RESULTS.md", import.meta.url), report(results));
 }
