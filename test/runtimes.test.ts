@@ -1,0 +1,87 @@
+// The built package in every JavaScript runtime we claim: each computes test/support/fixed-case.mjs
+// with the baseline build and must give Node's bits exactly.
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { EdgeVM } from "@edge-runtime/vm";
+import { build } from "esbuild";
+import { Miniflare } from "miniflare";
+import { beforeAll, describe, expect, test } from "vitest";
+
+const root = new URL("..", import.meta.url);
+const file = (p: string) => new URL(p, root);
+const run = (cmd: string, args: string[]) => JSON.parse(execFileSync(cmd, args, { cwd: root, encoding: "utf8", timeout: 120_000 }).trim().split("\n").pop()!);
+let node: { info: { simd: string; threads: number }; bits: string };
+
+beforeAll(() => {
+  node = run(process.execPath, ["test/support/cli-case.mjs"]);
+});
+
+describe("one package, the same bits everywhere (baseline build)", () => {
+  test("Node", () => {
+    expect(node.info).toEqual({ simd: "baseline", threads: 1 });
+    expect(node.bits.split(",").length).toBe(2 * 4 * 37 * 24 + 3 * 11 * 32);
+  });
+
+  test("Deno", () => {
+    const deno = run("npx", ["--no-install", "deno", "run", "--allow-read", "test/support/cli-case.mjs"]);
+    expect(deno.relaxedSupported).toBe(true); // Deno has relaxed SIMD; deterministic: true still picks baseline
+    expect(deno.info.simd).toBe("baseline");
+    expect(deno.bits).toBe(node.bits);
+  });
+
+  test("Bun", () => {
+    const bun = run("npx", ["--no-install", "bun", "test/support/cli-case.mjs"]);
+    expect(bun.info.simd).toBe("baseline");
+    expect(bun.bits).toBe(node.bits);
+  });
+
+  test("Cloudflare workerd (miniflare): the binary imported as a module", async () => {
+    const mf = new Miniflare({
+      modules: [
+        { type: "ESModule", path: "worker.mjs", contents: readFileSync(file("test/support/worker.mjs"), "utf8") },
+        { type: "ESModule", path: "index.js", contents: readFileSync(file("dist/index.js"), "utf8") },
+        { type: "ESModule", path: "fixed-case.mjs", contents: readFileSync(file("test/support/fixed-case.mjs"), "utf8") },
+        { type: "CompiledWasm", path: "kernels.wasm", contents: readFileSync(file("dist/kernels.wasm")) },
+      ],
+      compatibilityDate: "2026-07-01",
+    });
+    try {
+      const refused = await mf.dispatchFetch("http://localhost/embedded");
+      expect(refused.status).toBe(500);
+      expect(await refused.text()).toMatch(/InitError: this runtime does not compile WebAssembly from bytes.*import wasm from "wasm-attention\/kernels.wasm".*init\(wasm\)/);
+      const res = await mf.dispatchFetch("http://localhost/");
+      const body = (await res.json()) as typeof node;
+      expect(body.info.simd).toBe("baseline");
+      expect(body.bits).toBe(node.bits);
+    } finally {
+      await mf.dispose();
+    }
+  });
+
+  test("Vercel's edge runtime (@edge-runtime/vm, no code generation from bytes)", async () => {
+    const bundle = await build({
+      stdin: {
+        contents: `import * as lib from "./dist/index.js"; import { bits, fixedCase } from "./test/support/fixed-case.mjs";
+          globalThis.runCase = async (wasm) => {
+            let refused = "";
+            try { await lib.init(); } catch (e) { refused = e.message; }
+            await lib.init(wasm);
+            return JSON.stringify({ refused, info: lib.runtimeInfo(), bits: bits(fixedCase(lib)) });
+          };`,
+        resolveDir: root.pathname,
+      },
+      bundle: true,
+      format: "iife",
+      write: false,
+      loader: { ".wasm": "binary" },
+    });
+    const vm = new EdgeVM({ codeGeneration: { strings: false, wasm: false } });
+    vm.evaluate(bundle.outputFiles[0].text);
+    // the module is compiled outside the sandbox, as the platform does, and crosses into it
+    const module = new WebAssembly.Module(readFileSync(file("dist/kernels.wasm")));
+    const out = JSON.parse(await vm.evaluate("runCase")(module));
+    expect(out.refused).toMatch(/does not compile WebAssembly from bytes/);
+    expect(out.info.simd).toBe("baseline");
+    expect(out.bits).toBe(node.bits);
+  });
+});
