@@ -1,8 +1,5 @@
 import type { instantiate } from "../build/kernels.js";
-import baselineBytes from "../build/kernels.wasm";
-import relaxedBytes from "../build/kernels-relaxed.wasm";
-import relaxedThreadsBytes from "../build/kernels-relaxed-threads.wasm";
-import threadsBytes from "../build/kernels-threads.wasm";
+import { type Binary, binaries } from "./binaries.js";
 import { ArgumentError, InitError } from "./errors.js";
 import { Heap } from "./memory.js";
 import { Pool, threadsUnavailable } from "./threads.js";
@@ -159,18 +156,19 @@ function optionsSource(options: InitOptions): InitOptions["wasm"] {
   return options.wasm;
 }
 
-// the embedded binary the options ask for
-function embedded({ simd = "auto", deterministic = false }: InitOptions, shared: boolean): Uint8Array {
+// the packaged binary the options ask for
+function embedded({ simd = "auto", deterministic = false }: InitOptions, shared: boolean): Binary {
   const relaxed = relaxedSimdSupported();
   if (simd === "relaxed" && !relaxed) {
     throw new InitError('init: simd "relaxed" is not supported by this runtime (Node 20 needs --experimental-wasm-relaxed-simd); use "auto" or "baseline"');
   }
   const useRelaxed = simd === "relaxed" || (simd === "auto" && relaxed && !deterministic);
-  if (shared) return useRelaxed ? relaxedThreadsBytes : threadsBytes;
-  return useRelaxed ? relaxedBytes : baselineBytes;
+  const chosen = shared ? binaries[useRelaxed ? "relaxed-threads" : "threads"] : binaries[useRelaxed ? "relaxed" : "baseline"];
+  if (!chosen) throw new InitError("init: this entry of the package has no shared-memory build: threads are not available here");
+  return chosen;
 }
 
-async function compile(source: WasmSource): Promise<WebAssembly.Module> {
+async function compile(source: WasmSource | Binary): Promise<WebAssembly.Module> {
   if (isModule(source)) return source;
   if (tag(source) === "URL") return compile(await fetchUrl(source as URL));
   if (tag(source) === "Response") {

@@ -1,5 +1,6 @@
 // The built package (dist/), as a user imports it: the bundle with the embedded binary, the raw
 // kernels.wasm subpath, and declarations for every public export.
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import * as source from "../src/index.js";
@@ -13,21 +14,36 @@ describe("the built package", () => {
   test("package.json: ESM, no side effects, types and the kernels.wasm subpath point at files", () => {
     expect(pkg.type).toBe("module");
     expect(pkg.sideEffects).toBe(false);
-    for (const target of [pkg.exports["."].types, pkg.exports["."].default, pkg.exports["./kernels.wasm"]]) {
+    const targets = [...Object.values(pkg.exports["."]), ...Object.entries(pkg.exports).filter(([k]) => k.endsWith(".wasm")).flatMap(([, v]) => Object.values(v as object))];
+    for (const target of targets as string[]) {
       expect(() => readFileSync(new URL(target, root))).not.toThrow();
     }
   });
 
   test("the bundle gives the same bits as the sources, from the embedded binary and from kernels.wasm", async () => {
     const dist = await load();
-    await dist.init();
-    await source.init(new WebAssembly.Module(readFileSync(new URL(pkg.exports["./kernels.wasm"], root))));
+    await dist.init({ simd: "baseline" });
+    await source.init(new WebAssembly.Module(readFileSync(new URL(pkg.exports["./kernels.wasm"].default, root))));
     const r = rng(freshSeed());
     const q = dist.tensor(r.floats(2 * 3 * 9 * 20), [2, 3, 9, 20]);
     const k = dist.tensor(r.floats(2 * 3 * 70 * 20), [2, 3, 70, 20]);
     const fromDist = dist.scaledDotProductAttention(q, k, k, { isCausal: true, causalAlignment: "bottom-right" });
     const fromSource = source.scaledDotProductAttention(q, k, k, { isCausal: true, causalAlignment: "bottom-right" });
     expect(fromDist.data).toEqual(fromSource.data);
+  });
+
+  test("size budget: the default entry (every kernel build embedded) is under 100 KB gzipped", async () => {
+    // @ts-expect-error: a plain .mjs script without declarations
+    const { sizes } = await import("../scripts/size.mjs");
+    const [main] = Object.values(sizes) as number[];
+    expect(main).toBeLessThan(100 * 1024);
+  });
+
+  test("npm pack passes publint --strict and @arethetypeswrong/cli (esm-only profile)", () => {
+    const opts = { cwd: new URL("..", import.meta.url), encoding: "utf8" as const, timeout: 120_000 };
+    expect(execFileSync("npx", ["--no-install", "publint", "--strict"], opts)).toMatch(/All good/);
+    // attw exits non-zero on any problem that the profile does not ignore
+    execFileSync("npx", ["--no-install", "attw", "--pack", ".", "--profile", "esm-only"], opts);
   });
 
   test("every public export has a declaration in dist/index.d.ts", () => {

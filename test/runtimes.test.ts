@@ -58,6 +58,31 @@ describe("one package, the same bits everywhere (baseline build)", () => {
     }
   });
 
+  test("Cloudflare workerd: the package's workerd entry needs no argument to init()", async () => {
+    const mf = new Miniflare({
+      modules: [
+        {
+          type: "ESModule",
+          path: "worker.mjs",
+          contents: `import * as lib from "./workerd.js"; import { bits, fixedCase } from "./fixed-case.mjs";
+            export default { async fetch() { await lib.init({ deterministic: true }); return Response.json({ info: lib.runtimeInfo(), bits: bits(fixedCase(lib)) }); } };`,
+        },
+        { type: "ESModule", path: "workerd.js", contents: readFileSync(file("dist/workerd.js"), "utf8") },
+        { type: "ESModule", path: "fixed-case.mjs", contents: readFileSync(file("test/support/fixed-case.mjs"), "utf8") },
+        { type: "CompiledWasm", path: "kernels.wasm", contents: readFileSync(file("dist/kernels.wasm")) },
+        { type: "CompiledWasm", path: "kernels-relaxed.wasm", contents: readFileSync(file("dist/kernels-relaxed.wasm")) },
+      ],
+      compatibilityDate: "2026-07-01",
+    });
+    try {
+      const body = (await (await mf.dispatchFetch("http://localhost/")).json()) as typeof node;
+      expect(body.info.simd).toBe("baseline");
+      expect(body.bits).toBe(node.bits);
+    } finally {
+      await mf.dispose();
+    }
+  });
+
   test("Vercel's edge runtime (@edge-runtime/vm, no code generation from bytes)", async () => {
     const bundle = await build({
       stdin: {
