@@ -4,7 +4,7 @@
 //   node examples/demo.mjs ["a sentence with it" ...] [--svg file.svg]
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { init } from "../dist/index.js";
+import { init } from "wasm-attention";
 import { createPronounModel } from "./pronoun/model.mjs";
 import { attentionSvg } from "./pronoun/svg.mjs";
 

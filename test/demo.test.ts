@@ -3,7 +3,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { beforeAll, expect, test } from "vitest";
-import { init } from "../dist/index.js";
+import { init } from "wasm-attention";
 // @ts-expect-error: a plain .mjs example without declarations
 import { createPronounModel } from "../examples/pronoun/model.mjs";
 import { expectClose } from "./reference.js";

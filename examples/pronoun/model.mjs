@@ -1,7 +1,7 @@
 // The demo model, through the public API only: word and position embeddings (looked up here),
 // a 2-layer transformer encoder, and a pointer head that is one attention row from "it" to every
 // word. Platform neutral: pass the bytes of model.safetensors and the parsed vocab.json.
-import { Linear, TransformerEncoder, loadSafetensors, scaledDotProductAttention, tensor } from "../../dist/index.js";
+import { Linear, TransformerEncoder, loadSafetensors, scaledDotProductAttention, tensor } from "wasm-attention";
 
 export function createPronounModel(weightBytes, config) {
   const dict = loadSafetensors(weightBytes);
