@@ -20,3 +20,6 @@ export class OutOfMemoryError extends WasmAttentionError {}
 
 /** A module used before `loadStateDict()` or after `dispose()`. */
 export class StateError extends WasmAttentionError {}
+
+/** A worker thread of the pool failed or stopped; the pool replaces its workers. */
+export class ThreadError extends WasmAttentionError {}

@@ -19,5 +19,5 @@ export {
 } from "./transformer.js";
 export { KVCache } from "./cache.js";
 export { ResidentTensor, residentTensor } from "./resident.js";
-export { WasmAttentionError, ArgumentError, ShapeError, InitError, OutOfMemoryError, StateError } from "./errors.js";
+export { WasmAttentionError, ArgumentError, ShapeError, InitError, OutOfMemoryError, StateError, ThreadError } from "./errors.js";
 export { memoryStats, type MemoryStats } from "./stats.js";

@@ -1,47 +1,62 @@
-import { InitError } from "./errors.js";
+import { ThreadError } from "./errors.js";
 import type { Kernels } from "./init.js";
 import { workerMain } from "./worker.js";
 
 /** A kernel call: the export's name and its arguments; SCRATCH stands for the running thread's scratch. */
 export type Call = [name: KernelName, ...args: number[]];
-export type KernelName = "gemm_f32" | "attention_f32_prepare_kv" | "attention_f32_flash";
+export type KernelName = "gemm_f32" | "attention_f32_prepare_kv" | "attention_f32_flash" | "__exit";
 /** @internal */
 export const SCRATCH = -1;
 
-const NAMES: KernelName[] = ["gemm_f32", "attention_f32_prepare_kv", "attention_f32_flash"];
+const NAMES = ["gemm_f32", "attention_f32_prepare_kv", "attention_f32_flash"] as const;
 const TASK_SLOTS = 1 << 17; // f64 slots for one dispatch's tasks (1 MiB)
+const MAX_TASKS = 0xffff;
+// control block (Int32): the dispatch counter, then counters tagged with its low 16 bits in their high half
+const GEN = 0; // bumped (and notified) to start a dispatch
+const NEXT = 1; // gen << 16 | next task to claim
+const DONE = 2; // gen << 16 | tasks completed
+const COUNT = 3; // tasks in this dispatch
+const STOP = 4; // 1: workers return
+const FAILED = 5; // the GEN value of a dispatch in which a kernel threw on a worker
 
 interface Thread {
   terminate(): unknown;
 }
+type Spawn = (id: number, seen: number) => Thread;
 
 /**
  * Runs lists of kernel calls on n threads sharing one WebAssembly memory: this thread and n - 1
- * workers, each with its own instance of the module. Each task (a list of calls, run in order)
- * goes to whichever thread takes it next; the caller takes part and blocks until all are done,
- * so the API stays synchronous. With n = 1 everything runs here, in the same order.
+ * workers, each with its own instance of the module. Tasks are claimed one at a time through a
+ * counter tagged with the dispatch they belong to, so a slow or late worker can never take a task
+ * of another dispatch. The caller takes part and blocks (or spins, where it may not block) until
+ * every task is done, so the API stays synchronous. A worker that dies holding a task is noticed
+ * when the dispatch stops making progress: the call throws a ThreadError, the workers are replaced,
+ * and later calls work. A worker that dies idle costs nothing: the others take its share.
  */
 export class Pool {
   readonly size: number;
+  /** @internal how long a dispatch may make no progress before its worker counts as dead */
+  hangMs = 10_000;
   readonly #kernels: Kernels;
-  readonly #threads: Thread[];
+  #threads: Thread[] = [];
+  readonly #spawn: Spawn | null;
   readonly #ctrl: Int32Array;
   readonly #slots: Float64Array;
   readonly #tasks: Float64Array;
   readonly #canBlock: boolean;
 
-  private constructor(kernels: Kernels, threads: Thread[], ctrl: SharedArrayBuffer | null, tasks: SharedArrayBuffer | null, canBlock: boolean) {
+  private constructor(kernels: Kernels, size: number, spawn: Spawn | null, ctrl: SharedArrayBuffer | null, tasks: SharedArrayBuffer | null) {
     this.#kernels = kernels;
-    this.#threads = threads;
-    this.size = threads.length + 1;
+    this.size = size;
+    this.#spawn = spawn;
     this.#ctrl = new Int32Array(ctrl ?? new ArrayBuffer(64));
     this.#slots = new Float64Array(this.#ctrl.buffer);
     this.#tasks = new Float64Array(tasks ?? new ArrayBuffer(8));
-    this.#canBlock = canBlock;
+    this.#canBlock = canBlockHere();
   }
 
   static single(kernels: Kernels): Pool {
-    return new Pool(kernels, [], null, null, false);
+    return new Pool(kernels, 1, null, null, null);
   }
 
   /** n - 1 workers running `module` on `memory` (shared); resolves when all have started. */
@@ -49,38 +64,43 @@ export class Pool {
     const ctrl = new SharedArrayBuffer(64);
     const tasks = new SharedArrayBuffer(8 * TASK_SLOTS);
     const source = `(${workerMain.toString()})()`;
-    const threads: Thread[] = [];
-    const started: Promise<void>[] = [];
     const node = await nodeWorkers();
-    for (let id = 1; id < n; id++) {
-      const message = { module, memory, ctrl, tasks, id, names: NAMES };
+    const started: Promise<void>[] = [];
+    const spawn = (id: number, seen: number): Thread => {
+      const message = { module, memory, ctrl, tasks, id, names: NAMES, seen };
+      let ready: Promise<void>;
+      let thread: Thread;
       if (node) {
         const w = new node.Worker(source, { eval: true });
         w.unref(); // an idle pool does not keep the process alive
-        threads.push(w);
-        started.push(new Promise((ok, fail) => {
+        ready = new Promise((ok, fail) => {
           w.once("message", () => ok());
           w.once("error", fail);
-        }));
+        });
         w.postMessage(message);
+        thread = w;
       } else {
-        const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
-        const w = new Worker(url, { type: "module" });
-        threads.push(w);
-        started.push(new Promise((ok, fail) => {
+        const w = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })), { type: "module" });
+        ready = new Promise((ok, fail) => {
           w.addEventListener("message", () => ok(), { once: true });
-          w.addEventListener("error", (e) => fail(new InitError(`a worker failed to start: ${e.message}`)), { once: true });
-        }));
+          w.addEventListener("error", (e) => fail(new Error(e.message)), { once: true });
+        });
         w.postMessage(message);
+        thread = w;
       }
-    }
+      started.push(ready);
+      ready.catch(() => {}); // a replacement that fails to start only leaves the pool smaller
+      return thread;
+    };
+    const pool = new Pool(kernels, n, spawn, ctrl, tasks);
+    pool.#threads = Array.from({ length: n - 1 }, (_, i) => spawn(i + 1, 0));
     try {
       await Promise.all(started);
     } catch (cause) {
-      threads.forEach((t) => t.terminate());
-      throw cause instanceof InitError ? cause : new InitError(`a worker failed to start: ${String(cause)}`);
+      pool.close();
+      throw new ThreadError(`a worker thread failed to start: ${String(cause)}`);
     }
-    return new Pool(kernels, threads, ctrl, tasks, canBlockHere());
+    return pool;
   }
 
   /** Runs every task; `scratch` is where thread t finds its scratch: base + t * stride. */
@@ -89,52 +109,84 @@ export class Pool {
       for (const task of tasks) for (const call of task) this.#call(call, scratch.base);
       return;
     }
+    for (let i = 0; i < tasks.length; i += MAX_TASKS) this.#dispatch(tasks.slice(i, i + MAX_TASKS), scratch);
+  }
+
+  #dispatch(tasks: Call[][], scratch: { base: number; stride: number }): void {
     const buf = this.#tasks;
     let at = tasks.length;
     tasks.forEach((task, i) => {
       buf[i] = at;
       buf[at++] = task.length;
       for (const [name, ...args] of task) {
-        buf[at++] = NAMES.indexOf(name);
+        buf[at++] = name === "__exit" ? NAMES.length : NAMES.indexOf(name);
         buf[at++] = args.length;
         for (const a of args) buf[at++] = a;
       }
     });
-    if (at > buf.length) throw new InitError("wasm-attention internal: too many tasks for one dispatch");
+    if (at > buf.length) throw new ThreadError("wasm-attention internal: too many tasks for one dispatch");
     const ctrl = this.#ctrl;
-    Atomics.store(ctrl, 1, 0);
-    Atomics.store(ctrl, 2, 0);
-    Atomics.store(ctrl, 3, tasks.length);
-    Atomics.store(ctrl, 5, 0);
+    const seen = (Atomics.load(ctrl, GEN) + 1) | 0;
+    const tag = (seen & 0xffff) << 16;
+    const count = tasks.length;
+    Atomics.store(ctrl, COUNT, count);
+    Atomics.store(ctrl, NEXT, tag);
+    Atomics.store(ctrl, DONE, tag);
     this.#slots[4] = scratch.base;
     this.#slots[5] = scratch.stride;
-    Atomics.add(ctrl, 0, 1);
-    Atomics.notify(ctrl, 0);
-    for (let i = Atomics.add(ctrl, 1, 1); i < tasks.length; i = Atomics.add(ctrl, 1, 1)) {
-      for (const call of tasks[i]) this.#call(call, scratch.base);
+    Atomics.store(ctrl, GEN, seen);
+    Atomics.notify(ctrl, GEN);
+    // this thread claims tasks like any worker
+    for (;;) {
+      const next = Atomics.load(ctrl, NEXT);
+      if ((next & 0xffff) >= count) break;
+      if (Atomics.compareExchange(ctrl, NEXT, next, next + 1) !== next) continue;
+      for (const call of tasks[next & 0xffff]) this.#call(call, scratch.base);
+      Atomics.add(ctrl, DONE, 1);
     }
-    const workers = this.size - 1;
-    for (let done = Atomics.load(ctrl, 2); done < workers; done = Atomics.load(ctrl, 2)) {
-      if (this.#canBlock) Atomics.wait(ctrl, 2, done, 50);
+    let done = Atomics.load(ctrl, DONE);
+    let progress = performance.now();
+    while ((done & 0xffff) < count) {
+      if (this.#canBlock) Atomics.wait(ctrl, DONE, done, 50);
+      const now = Atomics.load(ctrl, DONE);
+      if (now !== done) {
+        done = now;
+        progress = performance.now();
+      } else if (performance.now() - progress > this.hangMs) {
+        this.#replaceWorkers();
+        throw new ThreadError(`a worker thread stopped before finishing its task (no progress for ${this.hangMs} ms); the workers were replaced: call again`);
+      }
     }
-    if (Atomics.load(ctrl, 5)) throw new InitError("a kernel failed on a worker thread");
+    if (Atomics.load(ctrl, FAILED) === seen) throw new ThreadError("a kernel failed on a worker thread");
+  }
+
+  // ends every worker and starts new ones; they join the dispatches that come after they have started
+  #replaceWorkers(): void {
+    const seen = Atomics.load(this.#ctrl, GEN);
+    this.#threads.forEach((t) => t.terminate());
+    this.#threads = this.#threads.map((_, i) => this.#spawn!(i + 1, seen));
   }
 
   /** Ends the workers. */
   close(): void {
-    Atomics.store(this.#ctrl, 4, 1);
-    Atomics.add(this.#ctrl, 0, 1);
-    Atomics.notify(this.#ctrl, 0);
+    Atomics.store(this.#ctrl, STOP, 1);
+    Atomics.add(this.#ctrl, GEN, 1);
+    Atomics.notify(this.#ctrl, GEN);
     this.#threads.forEach((t) => t.terminate());
   }
 
   #call([name, ...args]: Call, scratch: number): void {
+    if (name === "__exit") {
+      // the tests' fault injection kills the worker that runs it; here it only gives the workers time to take one
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      return;
+    }
     const fn = this.#kernels[name] as unknown as (...a: number[]) => void;
     fn(...args.map((a) => (a === SCRATCH ? scratch : a)));
   }
 }
 
-type NodeWorker = { once(e: string, f: (x: unknown) => void): void; postMessage(x: unknown): void; terminate(): unknown; unref(): void };
+type NodeWorker = Thread & { once(e: string, f: (x: unknown) => void): void; postMessage(x: unknown): void; unref(): void };
 
 // Node's worker_threads, where there is no web Worker (Node 20); the specifier is a variable so bundlers leave it alone
 async function nodeWorkers(): Promise<{ Worker: new (src: string, o: { eval: boolean }) => NodeWorker } | null> {

@@ -1,16 +1,21 @@
 // The code each pool worker runs, as a self-contained function: its source text becomes the
 // worker's script (a Blob module worker on the web, Deno and Bun; an eval'd worker_threads
-// script on Node), so it must not refer to anything outside itself.
+// script on Node), so it must not refer to anything outside itself. The protocol is in threads.ts.
+
+// on Node the worker's script is CommonJS: `require` is there; elsewhere it is not
+declare const require: ((m: string) => unknown) | undefined;
 
 /** @internal */
 export function workerMain(): void {
-  type Msg = { module: WebAssembly.Module; memory: WebAssembly.Memory; ctrl: SharedArrayBuffer; tasks: SharedArrayBuffer; id: number; names: string[] };
-  const nodeRequire = (globalThis as { require?: (m: string) => unknown }).require;
-  const port = (nodeRequire ? (nodeRequire("node:worker_threads") as { parentPort: unknown }).parentPort : globalThis) as {
+  type Msg = { module: WebAssembly.Module; memory: WebAssembly.Memory; ctrl: SharedArrayBuffer; tasks: SharedArrayBuffer; id: number; names: string[]; seen: number };
+  const webWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope === "function";
+  const nodeRequire = webWorker || typeof require !== "function" ? undefined : require;
+  const port = (webWorker ? globalThis : (nodeRequire!("node:worker_threads") as { parentPort: unknown }).parentPort) as {
     postMessage(x: unknown): void;
     addEventListener?(t: string, f: (e: { data: Msg }) => void): void;
     on?(t: string, f: (d: Msg) => void): void;
   };
+  const exit = () => (webWorker ? (globalThis as unknown as { close(): void }).close() : (globalThis as unknown as { process: { exit(c: number): void } }).process.exit(1));
   const start = (msg: Msg) => {
     const instance = new WebAssembly.Instance(msg.module, { env: { memory: msg.memory } });
     const fns = msg.names.map((n) => instance.exports[n] as (...a: number[]) => void);
@@ -18,31 +23,39 @@ export function workerMain(): void {
     const slots = new Float64Array(msg.ctrl);
     const tasks = new Float64Array(msg.tasks);
     port.postMessage({ ready: msg.id });
-    // ctrl: [0] generation, [1] next task, [2] workers done, [3] task count, [4] stop, [5] failures; slots [4], [5]: scratch base, stride
-    let generation = 0;
+    let seen = msg.seen;
     for (;;) {
-      Atomics.wait(ctrl, 0, generation);
-      generation = Atomics.load(ctrl, 0);
+      Atomics.wait(ctrl, 0, seen);
+      seen = Atomics.load(ctrl, 0);
       if (Atomics.load(ctrl, 4)) return;
-      const scratch = slots[4] + msg.id * slots[5];
+      const gen = seen & 0xffff;
       const count = Atomics.load(ctrl, 3);
-      try {
-        for (let i = Atomics.add(ctrl, 1, 1); i < count; i = Atomics.add(ctrl, 1, 1)) {
-          let at = tasks[i];
-          const calls = tasks[at++];
+      const scratch = slots[4] + msg.id * slots[5];
+      for (;;) {
+        // claim a task of this dispatch only: the high half of NEXT is the dispatch it counts
+        const next = Atomics.load(ctrl, 1);
+        if (next >>> 16 !== gen || (next & 0xffff) >= count) break;
+        if (Atomics.compareExchange(ctrl, 1, next, next + 1) !== next) continue;
+        let at = tasks[next & 0xffff];
+        const calls = tasks[at++];
+        try {
           for (let c = 0; c < calls; c++) {
             const fn = tasks[at++];
             const n = tasks[at++];
+            if (fn === fns.length) exit(); // fault injection for the tests: this thread dies here
             const args = new Array<number>(n);
             for (let a = 0; a < n; a++, at++) args[a] = tasks[at] === -1 ? scratch : tasks[at];
             fns[fn](...args);
           }
+        } catch {
+          Atomics.store(ctrl, 5, seen);
         }
-      } catch {
-        Atomics.add(ctrl, 5, 1);
+        for (;;) {
+          const done = Atomics.load(ctrl, 2);
+          if (done >>> 16 !== gen || Atomics.compareExchange(ctrl, 2, done, done + 1) === done) break;
+        }
+        Atomics.notify(ctrl, 2);
       }
-      Atomics.add(ctrl, 2, 1);
-      Atomics.notify(ctrl, 2);
     }
   };
   if (port.on) port.on("message", start);

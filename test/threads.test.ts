@@ -96,3 +96,24 @@ describe("thread options", () => {
     await expect(lib.init({ wasm: new Uint8Array(readFileSync(new URL("../build/kernels.wasm", import.meta.url))), threads: 2 })).rejects.toThrow(/threads need a shared-memory build/);
   });
 });
+
+describe("a worker that dies", () => {
+  test("holding a task: the call fails with a ThreadError instead of hanging, and the pool recovers", async () => {
+    const lib = await fresh();
+    await lib.init({ threads: 2, simd: "baseline" });
+    const { runtime } = await import("../src/init.js");
+    const pool = runtime().pool;
+    pool.hangMs = 500;
+    const q = lib.tensor(Float32Array.from({ length: 4 * 64 * 16 }, (_, i) => Math.sin(i)), [4, 64, 16]);
+    const before = lib.scaledDotProductAttention(q, q, q).data;
+    // the worker takes one of these tasks and dies in it (the main thread only waits 20 ms in each)
+    const t0 = performance.now();
+    expect(() => pool.run(Array.from({ length: 6 }, () => [["__exit"]]))).toThrow(/stopped before finishing its task.*replaced/);
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    // the next calls work, the replacement joins once it has started, and the numbers are unchanged
+    expect(lib.scaledDotProductAttention(q, q, q).data).toEqual(before);
+    await new Promise((ok) => setTimeout(ok, 300));
+    for (let i = 0; i < 20; i++) expect(lib.scaledDotProductAttention(q, q, q).data).toEqual(before);
+    lib.shutdown();
+  });
+});
