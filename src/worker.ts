@@ -2,14 +2,13 @@
 // worker's script (a Blob module worker on the web, Deno and Bun; an eval'd worker_threads
 // script on Node), so it must not refer to anything outside itself. The protocol is in threads.ts.
 
-// on Node the worker's script is CommonJS: `require` is there; elsewhere it is not
-declare const require: ((m: string) => unknown) | undefined;
-
 /** @internal */
 export function workerMain(): void {
   type Msg = { module: WebAssembly.Module; memory: WebAssembly.Memory; ctrl: SharedArrayBuffer; tasks: SharedArrayBuffer; id: number; names: string[]; seen: number };
   const webWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope === "function";
-  const nodeRequire = webWorker || typeof require !== "function" ? undefined : require;
+  // on Node (an eval'd worker script) both are globals; read as properties so that bundlers leave them alone
+  const node = globalThis as { process?: { getBuiltinModule?: (m: string) => unknown }; require?: (m: string) => unknown };
+  const nodeRequire = webWorker ? undefined : (node.process?.getBuiltinModule ?? node.require);
   const port = (webWorker ? globalThis : (nodeRequire!("node:worker_threads") as { parentPort: unknown }).parentPort) as {
     postMessage(x: unknown): void;
     addEventListener?(t: string, f: (e: { data: Msg }) => void): void;

@@ -22,6 +22,20 @@ describe("one package, the same bits everywhere (baseline build)", () => {
     expect(node.bits.split(",").length).toBe(2 * 4 * 37 * 24 + 3 * 11 * 32);
   });
 
+  test("Node, the built package on two threads (worker_threads)", () => {
+    const two = run(process.execPath, ["test/support/cli-case.mjs", "--threads", "2"]);
+    expect(two.info).toEqual({ simd: "baseline", threads: 2 });
+    expect(two.bits).toBe(node.bits);
+  });
+
+  test("Deno and Bun on two threads (Web Workers)", () => {
+    for (const cmd of [["deno", "run", "--allow-read"], ["bun"]]) {
+      const two = run("npx", ["--no-install", ...cmd, "test/support/cli-case.mjs", "--threads", "2"]);
+      expect(two.info).toEqual({ simd: "baseline", threads: 2 });
+      expect(two.bits).toBe(node.bits);
+    }
+  });
+
   test("Deno", () => {
     const deno = run("npx", ["--no-install", "deno", "run", "--allow-read", "test/support/cli-case.mjs"]);
     expect(deno.relaxedSupported).toBe(true); // Deno has relaxed SIMD; deterministic: true still picks baseline
