@@ -8,7 +8,7 @@ import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4 } from "./simd";
 //
 // Per block of BR query rows, per tile of BC keys:
 //   pass 1: S (BR, BC) = Q . K^T              (4 x 8 register micro-kernel over Kt)
-//   pass 2: S = S * scale + mask, -Inf past the causal limit; m_new = max(m, rowmax S)
+//   pass 2: S = S * scale + mask, -Inf outside the row's band of keys; m_new = max(m, rowmax S)
 //   pass 3: P = e^(S - m_new); l = l * e^(m - m_new) + rowsum P; O = O * e^(m - m_new)
 //   pass 4: O += P . V
 // and at the end of the block out = O / l (a row whose every key is masked has l = 0: zeros).
@@ -57,13 +57,14 @@ export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v:
 //   work:     prepared by attention_f32_prepare_kv for this k and v (v is passed again for its address)
 //   k:        0 to read keys from Kt in work; else the keys themselves, rows kStride elements apart
 //   mask:     0, or f32 rows of Lk entries, row i at mask + i * maskRow (maskRow = 0: one row for all)
-//   causal:   query i sees keys j <= i + causalOffset only (0 top-left, Lk - Lq bottom-right)
+//   band:     query i sees keys i + diag - left <= j <= i + diag + right; left or right < 0: no bound
+//             on that side (causal: right = 0; a sliding window: both); tiles outside are skipped
 //   weights:  0, or (Lq, Lk) that receives the softmax probabilities
 // Pointers are byte addresses; work 16-byte aligned; any sizes (tails handled).
 export function attention_f32_flash(
   out: usize, outStride: i32, weights: usize, q: usize, qStride: i32, k: usize, kStride: i32, v: usize, vStride: i32,
   mask: usize, maskRow: i32, work: usize,
-  Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, causal: bool, causalOffset: i32,
+  Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, diag: i32, left: i32, right: i32,
 ): void {
   const ev4 = roundUp4(Ev);
   const vp = Ev & 3 ? work + ktBytes(Lk, E) : v;
@@ -74,25 +75,28 @@ export function attention_f32_flash(
   const l = m + <usize>BR * F32;
   for (let r0 = 0; r0 < Lq; r0 += BR) {
     const rows = min(BR, Lq - r0);
-    // keys past the last row's causal limit are masked for every row of the block: skip them
-    const keyEnd = causal ? max(0, min(Lk, r0 + rows + causalOffset)) : Lk;
+    // keys outside every row's band are skipped: start at the first row's lower bound (down to a
+    // panel of 8 keys), end after the last row's upper bound
+    const keyStart = left < 0 ? 0 : max(0, r0 + diag - left) & ~7;
+    const keyEnd = right < 0 ? Lk : max(0, min(Lk, r0 + rows + diag + right));
     for (let r = 0; r < BR; r++) {
       store<f32>(m + <usize>r * F32, NEG_INF);
       store<f32>(l + <usize>r * F32, 0);
     }
     memory.fill(o, 0, <usize>BR * ev4 * F32);
     if (weights) fillRows(weights, r0, rows, Lk, NEG_INF);
-    for (let t0 = 0; t0 < keyEnd; t0 += BC) {
+    for (let t0 = keyStart; t0 < keyEnd; t0 += BC) {
       const cols = min(BC, keyEnd - t0);
       if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
       if (k) scoreRows(s, q, <usize>qStride * F32, k, <usize>kStride * F32, r0, rows, t0, cols, E);
       else scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E);
       for (let r = 0; r < rows; r++) {
         const i = r0 + r;
-        const limit = causal ? min(cols, i + causalOffset + 1 - t0) : cols;
+        const lower = left < 0 ? 0 : max(0, i + diag - left - t0);
+        const limit = right < 0 ? cols : min(cols, i + diag + right + 1 - t0);
         const mrow = mask ? mask + (<usize>i * <usize>maskRow + <usize>t0) * F32 : 0;
         const srow = s + <usize>r * S_ROW;
-        const rowMax = maskScores(srow, mrow, limit, <i32>roundUp8(cols), scale);
+        const rowMax = maskScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale);
         if (weights) memory.copy(weights + (<usize>i * <usize>Lk + <usize>t0) * F32, srow, <usize>cols * F32);
         softmaxUpdate(srow, o + <usize>r * ev4 * F32, m + <usize>r * F32, l + <usize>r * F32, rowMax, <i32>roundUp8(cols), ev4);
       }
@@ -186,11 +190,13 @@ export function attention_f32_flash(
   }
 }
 
-// pass 2 for one row: s[j] = s[j] * scale + mask[j] for j < limit, -Inf up to cols8; returns the max
-@inline function maskScores(srow: usize, mrow: usize, limit: i32, cols8: i32, scale: f32): f32 {
+// pass 2 for one row: s[j] = s[j] * scale + mask[j] for lower <= j < limit, -Inf elsewhere up to
+// cols8; returns the max
+@inline function maskScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i32, scale: f32): f32 {
   const sc = f32x4.splat(scale);
   let vmax = f32x4.splat(NEG_INF);
   let j = 0;
+  for (; j < min(lower, cols8); j++) store<f32>(srow + <usize>j * F32, NEG_INF);
   for (; j + 4 <= limit; j += 4) {
     const at = <usize>j * F32;
     let x = f32x4.mul(v128.load(srow + at), sc);

@@ -21,13 +21,19 @@ export interface AttentionOptions {
   causalAlignment?: "top-left" | "bottom-right";
   /** Multiplies QK^T; default 1/sqrt(E). */
   scale?: number;
+  /**
+   * A sliding window [left, right] (FlashAttention-2's): query i sees keys i - left ..= i + right,
+   * measured from the diagonal that `causalAlignment` sets; Infinity for no bound on a side. With
+   * isCausal, right is 0. Keys outside are never scored: the cost is O(L * window * E).
+   */
+  window?: readonly [number, number];
   /** Grouped-query attention: query head h reads key/value head floor(h / (Hq / Hk)). */
   enableGqa?: boolean;
   /** Also return the softmax probabilities [..., Hq, Lq, Lk]. */
   returnWeights?: boolean;
 }
 
-const OPTIONS = ["attnMask", "isCausal", "causalAlignment", "scale", "enableGqa", "returnWeights"] as const;
+const OPTIONS = ["attnMask", "isCausal", "causalAlignment", "window", "scale", "enableGqa", "returnWeights"] as const;
 
 /**
  * softmax(Q K^T * scale + mask) V, with the semantics of torch.nn.functional.scaled_dot_product_attention:
@@ -65,7 +71,7 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
       q: at(q, Hq, Lq, E), k: at(k, Hk, Lk, E), v: at(v, Hk, Lk, Ev), out: at(out, Hq, Lq, Ev),
       qStride: E, kStride: E, vStride: Ev, outStride: Ev,
       weights: w, mask: m, maskOffsets: mask?.offsets ?? [], maskRow: mask?.rowStride ?? 0,
-      scale: p.scale, causal: p.causal !== null, causalOffset: p.causal === "bottom-right" ? Lk - Lq : 0,
+      scale: p.scale, diag: p.alignment === "bottom-right" ? Lk - Lq : 0, left: p.window[0], right: p.window[1],
     });
     const output = { data: heap.f32(out, outLength).slice(), shape: p.outShape };
     if (!p.returnWeights) return output;
@@ -73,6 +79,19 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
   } finally {
     scope.release();
   }
+}
+
+// the kernel's band [left, right] from the window option and isCausal; -1 for no bound
+function band(window: unknown, causal: boolean): [number, number] {
+  let [left, right] = [-1, -1];
+  if (window !== undefined) {
+    const ok = (x: unknown) => x === Infinity || (typeof x === "number" && Number.isInteger(x) && x >= 0 && x < 2 ** 31);
+    if (!Array.isArray(window) || window.length !== 2 || !window.every(ok)) {
+      throw new ArgumentError(`window: expected [left, right], each a non-negative integer or Infinity, got ${Array.isArray(window) ? `[${window.join(", ")}]` : describe(window)}`);
+    }
+    [left, right] = window.map((x: number) => (x === Infinity ? -1 : x));
+  }
+  return [left, causal ? 0 : right];
 }
 
 interface Plan {
@@ -84,7 +103,9 @@ interface Plan {
   E: number;
   Ev: number;
   scale: number;
-  causal: "top-left" | "bottom-right" | null;
+  alignment: "top-left" | "bottom-right";
+  /** [left, right] of the band of keys each query sees; -1: unbounded */
+  window: [number, number];
   mask: KernelMask | null;
   returnWeights: boolean;
   outShape: number[];
@@ -161,7 +182,8 @@ function plan(query: unknown, key: unknown, value: unknown, options: AttentionOp
     E,
     Ev,
     scale: Math.fround(scale),
-    causal: options.isCausal ? alignment : null,
+    alignment,
+    window: band(options.window, options.isCausal ?? false),
     mask,
     returnWeights: options.returnWeights ?? false,
     outShape: [...q.shape.slice(0, -1), Ev],

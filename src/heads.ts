@@ -29,9 +29,10 @@ export interface Heads {
   maskOffsets: readonly number[];
   maskRow: number;
   scale: number;
-  causal: boolean;
-  /** query i sees keys j <= i + causalOffset */
-  causalOffset: number;
+  /** query i sees keys i + diag - left <= j <= i + diag + right; -1: no bound on that side (causal: right = 0) */
+  diag: number;
+  left: number;
+  right: number;
 }
 
 /**
@@ -74,7 +75,7 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
             a.q(b, h) + 4 * r0 * a.qStride, a.qStride,
             inPlace ? k : 0, a.kStride, v, a.vStride,
             a.mask && a.mask + 4 * (a.maskOffsets[slice] + r0 * a.maskRow), a.maskRow, SCRATCH,
-            n, a.Lk, a.E, a.Ev, a.scale, a.causal ? 1 : 0, a.causalOffset + r0,
+            n, a.Lk, a.E, a.Ev, a.scale, a.diag + r0, a.left, a.right,
           ]);
         }
         tasks.push(task);

@@ -9,6 +9,7 @@ const TOL = { atol: 2e-6, rtol: 1e-5 };
 interface Case {
   name: string;
   dims: Dims;
+  window?: [number, number];
   mask?: { shape: number[]; dtype: "bool" | "float" };
   causal?: "top-left" | "bottom-right";
   scale?: number;
@@ -44,6 +45,12 @@ const cases: Case[] = [
   { name: "causal Lq < Lk bottom-right", dims: d([1], 2, 2, 5, 130, 8), causal: "bottom-right" },
   { name: "causal Lq > Lk bottom-right (first rows fully masked)", dims: d([1], 2, 2, 9, 4, 8), causal: "bottom-right" },
   { name: "explicit scale", dims: d([1], 2, 2, 5, 6, 7), scale: 0.05 },
+  { name: "window [3, 2]", dims: d([2], 2, 2, 67, 67, 16), window: [3, 2] },
+  { name: "window [0, 0]: each query sees itself", dims: d([1], 2, 2, 9, 9, 4), window: [0, 0] },
+  { name: "window [70, Infinity] across tiles", dims: d([1], 1, 1, 200, 200, 8), window: [70, Infinity] },
+  { name: "window [5, 3] with causal (right becomes 0)", dims: d([1], 2, 2, 40, 40, 7), window: [5, 3], causal: "top-left" },
+  { name: "window [4, 4] bottom-right, Lq < Lk, keys read in place", dims: d([2], 2, 2, 3, 150, 16), window: [4, 4], causal: "bottom-right" },
+  { name: "window with a bool mask and GQA", dims: d([1], 4, 2, 33, 70, 8), window: [10, 10], mask: { shape: [33, 70], dtype: "bool" } },
 ];
 
 describe("scaledDotProductAttention vs the float64 reference", () => {
@@ -60,8 +67,9 @@ describe("scaledDotProductAttention vs the float64 reference", () => {
       const qCopy = q.data.slice();
       const { output, weights } = scaledDotProductAttention(q, k, v, {
         attnMask: mask,
-        isCausal: c.causal !== undefined,
+        isCausal: c.causal !== undefined && !c.window,
         causalAlignment: c.causal,
+        window: c.window && c.causal ? [c.window[0], 0] : c.window,
         scale: c.scale,
         enableGqa: Hq !== Hk,
         returnWeights: true,
@@ -70,13 +78,15 @@ describe("scaledDotProductAttention vs the float64 reference", () => {
         scale: c.scale,
         mask,
         causalOffset: c.causal === "bottom-right" ? Lk - Lq : c.causal ? 0 : undefined,
+        window: c.window && c.causal ? [c.window[0], 0] : c.window,
+        diag: c.causal === "bottom-right" ? Lk - Lq : 0,
       });
       expect(output.shape).toEqual([...batch, Hq, Lq, Ev]);
       expect(weights.shape).toEqual([...batch, Hq, Lq, Lk]);
       expectClose(output.data, ref.out, output.shape as number[], TOL, `output (seed ${seed})`);
       expectClose(weights.data, ref.weights, weights.shape as number[], TOL, `weights (seed ${seed})`);
       // without weights: the same numbers, bit for bit
-      const plain = scaledDotProductAttention(q, k, v, { attnMask: mask, isCausal: c.causal !== undefined, causalAlignment: c.causal, scale: c.scale, enableGqa: Hq !== Hk });
+      const plain = scaledDotProductAttention(q, k, v, { attnMask: mask, isCausal: c.causal !== undefined && !c.window, causalAlignment: c.causal, window: c.window && c.causal ? [c.window[0], 0] : c.window, scale: c.scale, enableGqa: Hq !== Hk });
       expect(plain.data).toEqual(output.data);
       expect(q.data).toEqual(qCopy);
     });
@@ -168,6 +178,26 @@ describe("masking at the edges", () => {
     expect(b0.shape).toEqual([0, 2, 3, 2]);
     const z = scaledDotProductAttention(q, tensor(new Float32Array(0), [2, 0, 4]), tensor(new Float32Array(0), [2, 0, 2]));
     expect(Array.from(z.data)).toEqual(new Array(12).fill(0));
+  });
+
+  test("L = 100,000 with a causal window of 128: no index overflow past 65,535, rows checked against the reference", () => {
+    const r2 = rng(freshSeed());
+    const [L, E, w] = [100_000, 16, 128];
+    const big = tensor(r2.floats(L * E), [1, L, E]);
+    const out = scaledDotProductAttention(big, big, big, { window: [w, 0] });
+    for (const i of [0, 1, 127, 128, 65_535, 65_536, 65_600, 99_999]) {
+      const lo = Math.max(0, i - w);
+      const rows = i - lo + 1;
+      const slice = (t: Float32Array) => t.slice(lo * E, (i + 1) * E);
+      const ref = attentionRef(slice(big.data).slice(-E), slice(big.data), slice(big.data), d([], 1, 1, 1, rows, E));
+      expectClose(out.data.subarray(i * E, (i + 1) * E), ref.out, [E], { atol: 2e-6, rtol: 1e-5 }, `row ${i}`);
+    }
+  });
+
+  test("window errors", () => {
+    expect(() => scaledDotProductAttention(q, k, v, { window: [1] as never })).toThrow(/window: expected \[left, right\], each a non-negative integer or Infinity, got \[1\]/);
+    expect(() => scaledDotProductAttention(q, k, v, { window: [-1, 2] })).toThrow(/got \[-1, 2\]/);
+    expect(() => scaledDotProductAttention(q, k, v, { window: [1.5, 2] })).toThrow(/non-negative integer/);
   });
 
   test("the same input gives bit-identical output across 100 calls", () => {

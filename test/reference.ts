@@ -15,6 +15,8 @@ export interface RefOptions {
   mask?: { data: Float32Array | Uint8Array; shape: readonly number[] }; // broadcast to [...batch, Hq, Lq, Lk]
   boolMeansKeep?: boolean; // SDPA: true = takes part (default); MHA: true = masked out
   causalOffset?: number; // query i sees keys j <= i + causalOffset
+  window?: [number, number]; // query i sees keys i + diag - left ..= i + diag + right
+  diag?: number;
 }
 
 // out [...batch, Hq, Lq, Ev] and weights [...batch, Hq, Lq, Lk] of softmax(q k^T * scale + mask) v,
@@ -41,6 +43,7 @@ export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, 
             else s[j] += x;
           }
           if (o.causalOffset !== undefined && j > i + o.causalOffset) s[j] = -Infinity;
+          if (o.window && (j < i + (o.diag ?? 0) - o.window[0] || j > i + (o.diag ?? 0) + o.window[1])) s[j] = -Infinity;
         }
         const max = Math.max(...s);
         if (max === -Infinity) continue; // every key masked: zeros
