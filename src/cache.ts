@@ -1,4 +1,5 @@
-import { ShapeError, StateError } from "./errors.js";
+import { ArgumentError, ShapeError, StateError } from "./errors.js";
+import { checkOptions } from "./tensor.js";
 import { runtime } from "./init.js";
 import type { Ctx } from "./module.js";
 import type { Heap } from "./memory.js";
@@ -33,7 +34,10 @@ export class KVCache {
   #disposed = false;
 
   constructor(options: { capacity?: number } = {}) {
-    this.#initialCapacity = Math.max(1, options.capacity ?? 16);
+    checkOptions("KVCache options", options, ["capacity"]);
+    const capacity = options.capacity ?? 16;
+    if (!Number.isInteger(capacity) || capacity < 1) throw new ArgumentError(`KVCache: capacity must be a positive integer, got ${String(capacity)}`);
+    this.#initialCapacity = capacity;
   }
 
   /** Tokens cached so far (per batch row). */
