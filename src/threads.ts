@@ -6,7 +6,7 @@ import { workerMain } from "./worker.js";
 export type Call = [name: KernelName, ...args: number[]];
 export type KernelName = "gemm_f32" | "attention_f32_prepare_kv" | "attention_f32_flash" | "__exit";
 /** @internal */
-export const SCRATCH = -1;
+export const SCRATCH = Number.MIN_SAFE_INTEGER; // never a real argument: -1 is one (an unbounded side of a band)
 
 const NAMES = ["gemm_f32", "attention_f32_prepare_kv", "attention_f32_flash"] as const;
 const TASK_SLOTS = 1 << 17; // f64 slots for one dispatch's tasks (1 MiB)

@@ -43,7 +43,7 @@ export function workerMain(): void {
             const n = tasks[at++];
             if (fn === fns.length) exit(); // fault injection for the tests: this thread dies here
             const args = new Array<number>(n);
-            for (let a = 0; a < n; a++, at++) args[a] = tasks[at] === -1 ? scratch : tasks[at];
+            for (let a = 0; a < n; a++, at++) args[a] = tasks[at] === Number.MIN_SAFE_INTEGER ? scratch : tasks[at]; // SCRATCH in threads.ts
             fns[fn](...args);
           }
         } catch {

@@ -45,6 +45,8 @@ const cases: Case[] = [
   { name: "causal Lq < Lk bottom-right", dims: d([1], 2, 2, 5, 130, 8), causal: "bottom-right" },
   { name: "causal Lq > Lk bottom-right (first rows fully masked)", dims: d([1], 2, 2, 9, 4, 8), causal: "bottom-right" },
   { name: "explicit scale", dims: d([1], 2, 2, 5, 6, 7), scale: 0.05 },
+  // Lk - Lq = -1 once collided with the thread pool's scratch placeholder (found by the property tests)
+  { name: "causal bottom-right, Lq = Lk + 1 (diagonal at -1)", dims: d([1], 2, 2, 4, 3, 26), causal: "bottom-right" },
   { name: "window [3, 2]", dims: d([2], 2, 2, 67, 67, 16), window: [3, 2] },
   { name: "window [0, 0]: each query sees itself", dims: d([1], 2, 2, 9, 9, 4), window: [0, 0] },
   { name: "window [70, Infinity] across tiles", dims: d([1], 1, 1, 200, 200, 8), window: [70, Infinity] },
