@@ -152,6 +152,13 @@ for (const L of quick ? [128] : [128, 512]) {
   rlayer?.dispose();
 }
 
+export function scenarioResult(r) {
+  const mb = (b) => (b / 2 ** 20).toFixed(1);
+  if (r.ms !== undefined) return `${r.ms.toFixed(1)} ms`;
+  if (r.rssGrowth !== undefined) return `RSS grew ${mb(r.rssGrowth)} MB over the 10,000 calls after 1,000 warm-up calls (WebAssembly memory ${mb(r.wasmBytes)} MB, flat)`;
+  return `${mb(r.bytes)} MB above the process baseline${r.wasmBytes ? ` (WebAssembly memory ${mb(r.wasmBytes)} MB)` : ""}${r.failed ? `; failed: ${r.failed}` : ""}`;
+}
+
 function scaled(t, scale, offset) {
   for (let i = 0; i < t.data.length; i++) t.data[i] = t.data[i] * scale + offset;
   return t;
@@ -184,9 +191,9 @@ if (!threadsArg && !quick) {
 const scenarioRows = [];
 if (!quick && !threadsArg) {
   const { execFileSync } = await import("node:child_process");
-  for (const name of ["cold start: wasm-attention", "cold start: onnxruntime-web", "memory: attention L=16384, wasm-attention", "memory: attention L=16384, onnxruntime-web", "memory: 4-layer encoder L=4096, wasm-attention"]) {
-    const r = JSON.parse(execFileSync(process.execPath, [new URL("./scenarios.mjs", import.meta.url).pathname, name], { encoding: "utf8", maxBuffer: 1 << 20 }).trim());
-    scenarioRows.push({ scenario: name, result: r.ms !== undefined ? `${r.ms.toFixed(1)} ms` : `${(r.bytes / 2 ** 20).toFixed(1)} MB above the process baseline${r.wasmBytes ? ` (WebAssembly memory ${(r.wasmBytes / 2 ** 20).toFixed(1)} MB)` : ""}${r.failed ? `; failed: ${r.failed}` : ""}` });
+  for (const name of ["cold start: wasm-attention", "cold start: onnxruntime-web", "memory: attention L=16384, wasm-attention", "memory: attention L=16384, onnxruntime-web", "memory: 4-layer encoder L=4096, wasm-attention", "rss: 10,000 encoder and attention calls"]) {
+    const r = JSON.parse(execFileSync(process.execPath, ["--expose-gc", new URL("./scenarios.mjs", import.meta.url).pathname, name], { encoding: "utf8", maxBuffer: 1 << 20 }).trim());
+    scenarioRows.push({ scenario: name, result: scenarioResult(r) });
     console.error(`${name}: ${scenarioRows.at(-1).result}`);
   }
 }

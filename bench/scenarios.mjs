@@ -63,6 +63,26 @@ const scenarios = {
     enc.forward(x, { isCausal: true });
     return { bytes: hwm() - base, wasmBytes: lib.memoryStats().bufferBytes };
   },
+  // process RSS over 10,000 calls of an encoder and of attention: what the soak test cannot see
+  async "rss: 10,000 encoder and attention calls"() {
+    const lib = await import("../dist/index.js");
+    await lib.init();
+    const enc = new lib.TransformerEncoder({ layer: { dModel: 64, nhead: 4, dimFeedforward: 256 }, numLayers: 2 });
+    enc.loadStateDict(Object.fromEntries(enc.params().map((p) => [p.key, lib.tensor(random(p.shape.reduce((a, b) => a * b, 1)), p.shape)])));
+    const x = lib.tensor(random(2 * 32 * 64), [2, 32, 64]);
+    const run = (n) => {
+      for (let i = 0; i < n; i++) {
+        enc.forward(x, { isCausal: true });
+        lib.scaledDotProductAttention(x, x, x, { returnWeights: i % 2 === 0 });
+      }
+    };
+    run(1000);
+    globalThis.gc?.();
+    const base = rss();
+    run(10_000);
+    globalThis.gc?.();
+    return { rssGrowth: rss() - base, wasmBytes: lib.memoryStats().bufferBytes };
+  },
 };
 
 if (!scenarios[name]) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(", ")}`);
