@@ -19,5 +19,6 @@ export {
 } from "./transformer.js";
 export { KVCache } from "./cache.js";
 export { ResidentTensor, residentTensor } from "./resident.js";
+export { linearAttention, LinearAttentionState, type LinearAttentionOptions } from "./linear-attention.js";
 export { WasmAttentionError, ArgumentError, ShapeError, InitError, OutOfMemoryError, StateError, ThreadError } from "./errors.js";
 export { memoryStats, type MemoryStats } from "./stats.js";
