@@ -58,14 +58,19 @@ export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v:
 //   k:        0 to read keys from Kt in work; else the keys themselves, rows kStride elements apart
 //   mask:     0, or f32 rows of Lk entries, row i at mask + i * maskRow (maskRow = 0: one row for all)
 //   band:     query i sees keys i + diag - left <= j <= i + diag + right; left or right < 0: no bound
-//             on that side (causal: right = 0; a sliding window: both); tiles outside are skipped
+//             on that side (causal: right = 0; a sliding window: both); tiles outside are skipped;
+//             with dilation d > 1, only keys with (i + diag - j) % d == 0 (Longformer)
+//   softcap:  0, or scores become softcap * tanh(score / softcap) (before biases and mask)
+//   slope:    0, or ALiBi: -slope * |i + diag - j| is added to every score
 //   weights:  0, or (Lq, Lk) that receives the softmax probabilities
 // Pointers are byte addresses; work 16-byte aligned; any sizes (tails handled).
 export function attention_f32_flash(
   out: usize, outStride: i32, weights: usize, q: usize, qStride: i32, k: usize, kStride: i32, v: usize, vStride: i32,
   mask: usize, maskRow: i32, work: usize,
   Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, diag: i32, left: i32, right: i32,
+  dilation: i32, softcap: f32, slope: f32,
 ): void {
+  const plain = dilation <= 1 && softcap == 0 && slope == 0;
   const ev4 = roundUp4(Ev);
   const vp = Ev & 3 ? work + ktBytes(Lk, E) : v;
   const vRow = (Ev & 3 ? ev4 : <usize>vStride) * F32;
@@ -96,7 +101,9 @@ export function attention_f32_flash(
         const limit = right < 0 ? cols : min(cols, i + diag + right + 1 - t0);
         const mrow = mask ? mask + (<usize>i * <usize>maskRow + <usize>t0) * F32 : 0;
         const srow = s + <usize>r * S_ROW;
-        const rowMax = maskScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale);
+        const rowMax = plain
+          ? maskScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale)
+          : shapeScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale, i + diag - t0, dilation, softcap, slope);
         if (weights) memory.copy(weights + (<usize>i * <usize>Lk + <usize>t0) * F32, srow, <usize>cols * F32);
         softmaxUpdate(srow, o + <usize>r * ev4 * F32, m + <usize>r * F32, l + <usize>r * F32, rowMax, <i32>roundUp8(cols), ev4);
       }
@@ -214,6 +221,43 @@ export function attention_f32_flash(
   }
   for (j = max(j, 0); j < cols8; j++) store<f32>(srow + <usize>j * F32, NEG_INF);
   return rowMax;
+}
+
+// pass 2 with the extras, element by element: s = cap * tanh(s * scale / cap) - slope * |d| + mask,
+// where d = (i + diag) - j, and -Inf where d is not a multiple of the dilation; `at` is i + diag - t0
+function shapeScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i32, scale: f32, at: i32, dilation: i32, softcap: f32, slope: f32): f32 {
+  let rowMax = NEG_INF;
+  for (let j = 0; j < cols8; j++) {
+    const ptr = srow + <usize>j * F32;
+    if (j < lower || j >= limit) {
+      store<f32>(ptr, NEG_INF);
+      continue;
+    }
+    const d = at - j;
+    if (dilation > 1 && d % dilation != 0) {
+      store<f32>(ptr, NEG_INF);
+      continue;
+    }
+    let x = load<f32>(ptr) * scale;
+    if (softcap != 0) x = softcap * tanh_f32(x / softcap);
+    if (slope != 0) x -= slope * <f32>abs(d);
+    if (mrow) x += load<f32>(mrow + <usize>j * F32);
+    store<f32>(ptr, x);
+    rowMax = max(rowMax, x);
+  }
+  return rowMax;
+}
+
+// tanh from the kernels' exp: odd Taylor series below 1/8 (error < 1e-9), else (1 - e^-2|x|) / (1 + e^-2|x|)
+@inline function tanh_f32(x: f32): f32 {
+  const a = abs(x);
+  if (a < 0.125) {
+    const x2 = x * x;
+    return x * (<f32>1 + x2 * (<f32>(-1.0 / 3) + x2 * (<f32>(2.0 / 15) + x2 * <f32>(-17.0 / 315))));
+  }
+  const e = exp_f32(<f32>-2 * a);
+  const t: f32 = (<f32>1 - e) / (<f32>1 + e);
+  return x < 0 ? -t : t;
 }
 
 // pass 3 for one row: p = e^(s - m_new) in place, l and the output row rescaled to the new max

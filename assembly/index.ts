@@ -6,6 +6,7 @@ export { mean_f32 } from "./reduce";
 export { pack_f32_t } from "./pack";
 export { exp_f32_n } from "./exp";
 export { linear_attention_f32 } from "./linear";
+export { rope_f32 } from "./rope";
 
 export function heap_base(): usize {
   return __heap_base;

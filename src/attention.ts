@@ -27,13 +27,51 @@ export interface AttentionOptions {
    * isCausal, right is 0. Keys outside are never scored: the cost is O(L * window * E).
    */
   window?: readonly [number, number];
+  /** With `window`: only keys whose distance from the diagonal is a multiple of this (Longformer's dilation). */
+  dilation?: number;
+  /** Scores become softcap * tanh(score / softcap) before the mask (Gemma 2's soft-capping). */
+  softcap?: number;
+  /**
+   * ALiBi: -slope * |i - j| is added to the scores inside the kernel (no bias matrix). `true` uses
+   * the standard geometric slopes for Hq heads (alibiSlopes(Hq)); or one slope per query head.
+   */
+  alibi?: boolean | readonly number[];
+  /** Rotary position embedding applied to (copies of) query and key; see RopeOptions. */
+  rope?: RopeOptions;
   /** Grouped-query attention: query head h reads key/value head floor(h / (Hq / Hk)). */
   enableGqa?: boolean;
   /** Also return the softmax probabilities [..., Hq, Lq, Lk]. */
   returnWeights?: boolean;
 }
 
-const OPTIONS = ["attnMask", "isCausal", "causalAlignment", "window", "scale", "enableGqa", "returnWeights"] as const;
+const OPTIONS = ["attnMask", "isCausal", "causalAlignment", "window", "dilation", "softcap", "alibi", "rope", "scale", "enableGqa", "returnWeights"] as const;
+
+/**
+ * Rotary position embedding (Su et al.): key j is at position offset + j, query i at offset + i
+ * (+ Lk - Lq with bottom-right alignment, as when decoding); the first rotaryDim dims of each head
+ * rotate by pos * theta^(-2i / rotaryDim).
+ */
+export interface RopeOptions {
+  /** Default 10000. */
+  theta?: number;
+  /** Pairs (2i, 2i + 1) as GPT-J and LLaMA; default false: pairs (i, i + rotaryDim / 2) as GPT-NeoX. */
+  interleaved?: boolean;
+  /** Dims rotated (even, at most E); default E. */
+  rotaryDim?: number;
+  /** Position of the first key; default 0. */
+  positionOffset?: number;
+}
+
+/**
+ * ALiBi's slopes for n heads (Press et al.): 2^(-8 (h + 1) / n) when n is a power of two; otherwise
+ * those of the nearest lower power of two, then every other slope of twice that many.
+ */
+export function alibiSlopes(n: number): number[] {
+  if (!Number.isInteger(n) || n < 1) throw new ArgumentError(`alibiSlopes: n must be a positive integer, got ${String(n)}`);
+  const pow2 = (m: number) => Array.from({ length: m }, (_, h) => 2 ** ((-8 * (h + 1)) / m));
+  const m = 2 ** Math.floor(Math.log2(n));
+  return m === n ? pow2(n) : [...pow2(m), ...pow2(2 * m).filter((_, i) => i % 2 === 0).slice(0, n - m)];
+}
 
 /**
  * softmax(Q K^T * scale + mask) V, with the semantics of torch.nn.functional.scaled_dot_product_attention:
@@ -59,9 +97,16 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
 
   const scope = heap.scope();
   try {
-    const q = place(scope, query);
-    const k = key === query ? q : place(scope, key);
-    const v = value === key ? k : place(scope, value);
+    // with RoPE, query and key are rotated in copies: inputs, resident ones too, are never modified
+    const q = p.rope ? scope.put(query.data) : place(scope, query);
+    const k = key === query && !p.rope ? q : p.rope ? scope.put(key.data) : place(scope, key);
+    const v = value === key && !p.rope ? k : place(scope, value);
+    if (p.rope) {
+      const { theta, interleaved, rotaryDim, positionOffset } = p.rope;
+      const qFirst = positionOffset + (p.alignment === "bottom-right" ? Lk - Lq : 0);
+      K.rope_f32(q, B * Hq * Lq, Lq, E, 1, E, rotaryDim, qFirst, theta, interleaved);
+      K.rope_f32(k, B * Hk * Lk, Lk, E, 1, E, rotaryDim, positionOffset, theta, interleaved);
+    }
     const m = mask ? scope.put(mask.data) : 0;
     const out = scope.alloc(4 * outLength);
     const w = p.returnWeights ? scope.alloc(4 * weightsLength) : 0;
@@ -72,6 +117,7 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
       qStride: E, kStride: E, vStride: Ev, outStride: Ev,
       weights: w, mask: m, maskOffsets: mask?.offsets ?? [], maskRow: mask?.rowStride ?? 0,
       scale: p.scale, diag: p.alignment === "bottom-right" ? Lk - Lq : 0, left: p.window[0], right: p.window[1],
+      dilation: p.dilation, softcap: p.softcap, slope: (h) => p.slopes[h] ?? 0,
     });
     const output = { data: heap.f32(out, outLength).slice(), shape: p.outShape };
     if (!p.returnWeights) return output;
@@ -79,6 +125,36 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
   } finally {
     scope.release();
   }
+}
+
+// dilation, softcap, ALiBi slopes and RoPE settings, checked
+function extras(o: AttentionOptions, Hq: number, E: number) {
+  const dilation = o.dilation ?? 1;
+  if (!Number.isInteger(dilation) || dilation < 1) throw new ArgumentError(`dilation: expected a positive integer, got ${describe(o.dilation)}`);
+  if (dilation > 1 && !o.window) throw new ArgumentError("dilation: only with a window (a dilated sliding window)");
+  const softcap = o.softcap ?? 0;
+  if (typeof softcap !== "number" || !Number.isFinite(softcap) || softcap < 0) throw new ArgumentError(`softcap: expected a finite number > 0, got ${describe(o.softcap)}`);
+  let slopes: number[] = [];
+  if (o.alibi === true) slopes = alibiSlopes(Hq).map(Math.fround);
+  else if (Array.isArray(o.alibi)) {
+    if (o.alibi.length !== Hq || !o.alibi.every((x) => typeof x === "number" && Number.isFinite(x))) {
+      throw new ArgumentError(`alibi: expected true or ${Hq} finite slopes (one per query head), got ${o.alibi.length} values`);
+    }
+    slopes = o.alibi.map(Math.fround);
+  } else if (o.alibi !== undefined && o.alibi !== false) throw new ArgumentError(`alibi: expected a boolean or an array of slopes, got ${describe(o.alibi)}`);
+  let rope: Required<RopeOptions> | null = null;
+  if (o.rope !== undefined) {
+    checkOptions("rope", o.rope, ["theta", "interleaved", "rotaryDim", "positionOffset"]);
+    const r = { theta: o.rope.theta ?? 10000, interleaved: o.rope.interleaved ?? false, rotaryDim: o.rope.rotaryDim ?? E, positionOffset: o.rope.positionOffset ?? 0 };
+    if (typeof r.theta !== "number" || !(r.theta > 0) || !Number.isFinite(r.theta)) throw new ArgumentError(`rope.theta: expected a finite number > 0, got ${describe(r.theta)}`);
+    if (typeof r.interleaved !== "boolean") throw new ArgumentError(`rope.interleaved: expected a boolean, got ${describe(r.interleaved)}`);
+    if (!Number.isInteger(r.rotaryDim) || r.rotaryDim < 2 || r.rotaryDim % 2 || r.rotaryDim > E) {
+      throw new ArgumentError(`rope.rotaryDim: expected an even integer from 2 to E = ${E}, got ${describe(r.rotaryDim)}`);
+    }
+    if (!Number.isInteger(r.positionOffset) || r.positionOffset < 0) throw new ArgumentError(`rope.positionOffset: expected a non-negative integer, got ${describe(r.positionOffset)}`);
+    rope = r;
+  }
+  return { dilation, softcap: Math.fround(softcap), slopes, rope };
 }
 
 // the kernel's band [left, right] from the window option and isCausal; -1 for no bound
@@ -104,6 +180,10 @@ interface Plan {
   Ev: number;
   scale: number;
   alignment: "top-left" | "bottom-right";
+  dilation: number;
+  softcap: number;
+  slopes: number[];
+  rope: Required<RopeOptions> | null;
   /** [left, right] of the band of keys each query sees; -1: unbounded */
   window: [number, number];
   mask: KernelMask | null;
@@ -184,6 +264,7 @@ function plan(query: unknown, key: unknown, value: unknown, options: AttentionOp
     scale: Math.fround(scale),
     alignment,
     window: band(options.window, options.isCausal ?? false),
+    ...extras(options, Hq, E),
     mask,
     returnWeights: options.returnWeights ?? false,
     outShape: [...q.shape.slice(0, -1), Ev],

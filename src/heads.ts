@@ -33,6 +33,12 @@ export interface Heads {
   diag: number;
   left: number;
   right: number;
+  /** 1, or only keys with (i + diag - j) % dilation == 0 */
+  dilation: number;
+  /** 0, or scores become softcap * tanh(score / softcap) */
+  softcap: number;
+  /** ALiBi slope of query head h (0: none) */
+  slope(h: number): number;
 }
 
 /**
@@ -75,7 +81,7 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
             a.q(b, h) + 4 * r0 * a.qStride, a.qStride,
             inPlace ? k : 0, a.kStride, v, a.vStride,
             a.mask && a.mask + 4 * (a.maskOffsets[slice] + r0 * a.maskRow), a.maskRow, SCRATCH,
-            n, a.Lk, a.E, a.Ev, a.scale, a.diag + r0, a.left, a.right,
+            n, a.Lk, a.E, a.Ev, a.scale, a.diag + r0, a.left, a.right, a.dilation, a.softcap, a.slope(h),
           ]);
         }
         tasks.push(task);

@@ -17,6 +17,9 @@ export interface RefOptions {
   causalOffset?: number; // query i sees keys j <= i + causalOffset
   window?: [number, number]; // query i sees keys i + diag - left ..= i + diag + right
   diag?: number;
+  dilation?: number; // with window: only keys with (i + diag - j) % dilation == 0
+  softcap?: number; // scores become softcap * tanh(score / softcap) before biases and mask
+  slopes?: number[]; // ALiBi: -slopes[h] * |i + diag - j| added
 }
 
 // out [...batch, Hq, Lq, Ev] and weights [...batch, Hq, Lq, Lk] of softmax(q k^T * scale + mask) v,
@@ -37,6 +40,9 @@ export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, 
           let dot = 0;
           for (let e = 0; e < d.E; e++) dot += q[((b * d.Hq + h) * d.Lq + i) * d.E + e] * k[((b * d.Hk + g) * d.Lk + j) * d.E + e];
           s[j] = dot * scale;
+          if (o.softcap) s[j] = o.softcap * Math.tanh(s[j] / o.softcap);
+          if (o.slopes) s[j] -= o.slopes[h] * Math.abs(i + (o.diag ?? 0) - j);
+          if (o.dilation && o.dilation > 1 && (i + (o.diag ?? 0) - j) % o.dilation !== 0) s[j] = -Infinity;
           if (o.mask) {
             const x = o.mask.data[broadcastIndex(o.mask.shape, scoreShape, [...unflatten(b, d.batch), h, i, j])];
             if (o.mask.data instanceof Uint8Array) s[j] += (x !== 0) === (o.boolMeansKeep ?? true) ? 0 : -Infinity;
