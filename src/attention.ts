@@ -1,6 +1,6 @@
 import { ArgumentError, OutOfMemoryError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
-import { attendHeads } from "./heads.js";
+import { type Dims, attendHeads } from "./heads.js";
 import { place } from "./resident.js";
 import { type KernelMask, additive, kernelMask } from "./mask.js";
 import { type BoolTensor, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, size } from "./tensor.js";
@@ -170,14 +170,7 @@ function band(window: unknown, causal: boolean): [number, number] {
   return [left, causal ? 0 : right];
 }
 
-interface Plan {
-  B: number;
-  Hq: number;
-  Hk: number;
-  Lq: number;
-  Lk: number;
-  E: number;
-  Ev: number;
+interface Plan extends Dims {
   scale: number;
   alignment: "top-left" | "bottom-right";
   dilation: number;

@@ -6,7 +6,8 @@ import { type Call, SCRATCH } from "./threads.js";
  * head g = floor(h / (Hq / Hk)). Addresses are bytes; strides are elements between rows, so heads
  * may be whole blocks ([B, H, L, E]) or slices of rows ([B, L, H * E]).
  */
-export interface Heads {
+/** The sizes of one attention call: batch, query and key/value heads, lengths, head dims. */
+export interface Dims {
   B: number;
   Hq: number;
   Hk: number;
@@ -14,6 +15,9 @@ export interface Heads {
   Lk: number;
   E: number;
   Ev: number;
+}
+
+export interface Heads extends Dims {
   q(b: number, h: number): number;
   k(b: number, g: number): number;
   v(b: number, g: number): number;
