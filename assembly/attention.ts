@@ -60,6 +60,8 @@ export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v:
 //   band:     query i sees keys i + diag - left <= j <= i + diag + right; left or right < 0: no bound
 //             on that side (causal: right = 0; a sliding window: both); tiles outside are skipped;
 //             with dilation d > 1, only keys with (i + diag - j) % d == 0 (Longformer)
+//   layout:   0, or block-sparse: u8 (Lq / bs, nKB), query block i / bs sees key block j / bs where
+//             it is non-zero; key blocks no row of a block of queries sees are skipped (bs % 8 == 0)
 //   softcap:  0, or scores become softcap * tanh(score / softcap) (before biases and mask)
 //   slope:    0, or ALiBi: -slope * |i + diag - j| is added to every score
 //   weights:  0, or (Lq, Lk) that receives the softmax probabilities
@@ -68,7 +70,7 @@ export function attention_f32_flash(
   out: usize, outStride: i32, weights: usize, q: usize, qStride: i32, k: usize, kStride: i32, v: usize, vStride: i32,
   mask: usize, maskRow: i32, work: usize,
   Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, diag: i32, left: i32, right: i32,
-  dilation: i32, softcap: f32, slope: f32,
+  dilation: i32, softcap: f32, slope: f32, layout: usize, bs: i32, nKB: i32,
 ): void {
   const plain = dilation <= 1 && softcap == 0 && slope == 0;
   const ev4 = roundUp4(Ev);
@@ -90,15 +92,22 @@ export function attention_f32_flash(
     }
     memory.fill(o, 0, <usize>BR * ev4 * F32);
     if (weights) fillRows(weights, r0, rows, Lk, NEG_INF);
-    for (let t0 = keyStart; t0 < keyEnd; t0 += BC) {
-      const cols = min(BC, keyEnd - t0);
+    for (let t0 = keyStart, cols = 0; t0 < keyEnd; t0 += cols) {
+      cols = min(BC, keyEnd - t0);
+      if (layout) {
+        // a tile stays inside one key block; blocks that no row here sees are skipped whole
+        const kb = t0 / bs;
+        cols = min(cols, (kb + 1) * bs - t0);
+        if (!blockSeen(layout, nKB, r0 / bs, (r0 + rows - 1) / bs, kb)) continue;
+      }
       if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
       if (k) scoreRows(s, q, <usize>qStride * F32, k, <usize>kStride * F32, r0, rows, t0, cols, E);
       else scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E);
       for (let r = 0; r < rows; r++) {
         const i = r0 + r;
-        const lower = left < 0 ? 0 : max(0, i + diag - left - t0);
-        const limit = right < 0 ? cols : min(cols, i + diag + right + 1 - t0);
+        let lower = left < 0 ? 0 : max(0, i + diag - left - t0);
+        let limit = right < 0 ? cols : min(cols, i + diag + right + 1 - t0);
+        if (layout && !load<u8>(layout + <usize>(i / bs) * <usize>nKB + <usize>(t0 / bs))) lower = limit = 0;
         const mrow = mask ? mask + (<usize>i * <usize>maskRow + <usize>t0) * F32 : 0;
         const srow = s + <usize>r * S_ROW;
         const rowMax = plain
@@ -117,6 +126,10 @@ export function attention_f32_flash(
       if (weights) normalizeWeights(weights + <usize>i * <usize>Lk * F32, Lk, load<f32>(m + <usize>r * F32), sum);
     }
   }
+}
+
+@inline function blockSeen(layout: usize, nKB: i32, qb0: i32, qb1: i32, kb: i32): bool {
+  return load<u8>(layout + <usize>qb0 * <usize>nKB + <usize>kb) != 0 || load<u8>(layout + <usize>qb1 * <usize>nKB + <usize>kb) != 0;
 }
 
 @inline function fillRows(w: usize, r0: i32, rows: i32, Lk: i32, value: f32): void {

@@ -3,7 +3,7 @@ import { runtime } from "./init.js";
 import { type Dims, attendHeads } from "./heads.js";
 import { place } from "./resident.js";
 import { type KernelMask, additive, kernelMask } from "./mask.js";
-import { type BoolTensor, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, size } from "./tensor.js";
+import { type BoolTensor, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, size, tag } from "./tensor.js";
 
 export interface AttentionOptions {
   /**
@@ -36,6 +36,12 @@ export interface AttentionOptions {
    * the standard geometric slopes for Hq heads (alibiSlopes(Hq)); or one slope per query head.
    */
   alibi?: boolean | readonly number[];
+  /**
+   * Block-sparse attention: `layout` [ceil(Lq / blockSize), ceil(Lk / blockSize)], boolean (1: query
+   * block i sees key block j), for example from blockSparseLayout(); blockSize a multiple of 8.
+   * Key blocks that no query of a block sees are never scored.
+   */
+  blockSparse?: { layout: BoolTensor; blockSize: number };
   /** Rotary position embedding applied to (copies of) query and key; see RopeOptions. */
   rope?: RopeOptions;
   /** Grouped-query attention: query head h reads key/value head floor(h / (Hq / Hk)). */
@@ -44,7 +50,7 @@ export interface AttentionOptions {
   returnWeights?: boolean;
 }
 
-const OPTIONS = ["attnMask", "isCausal", "causalAlignment", "window", "dilation", "softcap", "alibi", "rope", "scale", "enableGqa", "returnWeights"] as const;
+const OPTIONS = ["attnMask", "isCausal", "causalAlignment", "window", "dilation", "softcap", "alibi", "rope", "blockSparse", "scale", "enableGqa", "returnWeights"] as const;
 
 /**
  * Rotary position embedding (Su et al.): key j is at position offset + j, query i at offset + i
@@ -108,6 +114,8 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
       K.rope_f32(k, B * Hk * Lk, Lk, E, 1, E, rotaryDim, positionOffset, theta, interleaved);
     }
     const m = mask ? scope.put(mask.data) : 0;
+    const layout = p.blockSparse ? scope.alloc(p.blockSparse.layout.length) : 0;
+    if (p.blockSparse) new Uint8Array(heap.memory.buffer, layout, p.blockSparse.layout.length).set(p.blockSparse.layout);
     const out = scope.alloc(4 * outLength);
     const w = p.returnWeights ? scope.alloc(4 * weightsLength) : 0;
     const at = (base: number, H: number, L: number, D: number) => (b: number, h: number) => base + 4 * (b * H + h) * L * D;
@@ -118,6 +126,7 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
       weights: w, mask: m, maskOffsets: mask?.offsets ?? [], maskRow: mask?.rowStride ?? 0,
       scale: p.scale, diag: p.alignment === "bottom-right" ? Lk - Lq : 0, left: p.window[0], right: p.window[1],
       dilation: p.dilation, softcap: p.softcap, slope: (h) => p.slopes[h] ?? 0,
+      layout, blockSize: p.blockSparse?.blockSize ?? 8, nKB: p.blockSparse?.nKB ?? 0,
     });
     const output = { data: heap.f32(out, outLength).slice(), shape: p.outShape };
     if (!p.returnWeights) return output;
@@ -125,6 +134,21 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
   } finally {
     scope.release();
   }
+}
+
+// the block-sparse layout, checked against the lengths
+function sparse(o: AttentionOptions["blockSparse"], Lq: number, Lk: number) {
+  if (o === undefined) return null;
+  checkOptions("blockSparse", o, ["layout", "blockSize"]);
+  const bs = o.blockSize;
+  if (!Number.isInteger(bs) || bs < 8 || bs % 8) throw new ArgumentError(`blockSparse.blockSize: expected a positive multiple of 8, got ${describe(bs)}`);
+  const layout = checkMask("blockSparse.layout", o.layout);
+  const want = [Math.ceil(Lq / bs), Math.ceil(Lk / bs)];
+  if (tag(layout.data) !== "Uint8Array") throw new ArgumentError("blockSparse.layout: expected a boolean tensor (Uint8Array data)");
+  if (layout.shape.length !== 2 || layout.shape[0] !== want[0] || layout.shape[1] !== want[1]) {
+    throw new ShapeError(`blockSparse.layout: expected ${fmt(want)} (ceil(Lq / ${bs}), ceil(Lk / ${bs})), got ${fmt(layout.shape)}`);
+  }
+  return { layout: layout.data as Uint8Array, blockSize: bs, nKB: want[1] };
 }
 
 // dilation, softcap, ALiBi slopes and RoPE settings, checked
@@ -177,6 +201,7 @@ interface Plan extends Dims {
   softcap: number;
   slopes: number[];
   rope: Required<RopeOptions> | null;
+  blockSparse: { layout: Uint8Array; blockSize: number; nKB: number } | null;
   /** [left, right] of the band of keys each query sees; -1: unbounded */
   window: [number, number];
   mask: KernelMask | null;
@@ -258,6 +283,7 @@ function plan(query: unknown, key: unknown, value: unknown, options: AttentionOp
     alignment,
     window: band(options.window, options.isCausal ?? false),
     ...extras(options, Hq, E),
+    blockSparse: sparse(options.blockSparse, Lq, Lk),
     mask,
     returnWeights: options.returnWeights ?? false,
     outShape: [...q.shape.slice(0, -1), Ev],

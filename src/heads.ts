@@ -43,6 +43,10 @@ export interface Heads extends Dims {
   softcap: number;
   /** ALiBi slope of query head h (0: none) */
   slope(h: number): number;
+  /** 0, or a block-sparse layout (u8, [ceil(Lq / blockSize), nKB]) in WebAssembly memory */
+  layout: number;
+  blockSize: number;
+  nKB: number;
 }
 
 /**
@@ -67,7 +71,9 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
   const scratch = scope.alloc(work * pool.size);
   // rows per task: all of them, or a multiple of 4 that gives each thread about two tasks
   const tasksPerKv = a.B * a.Hk >= 2 * pool.size ? 1 : Math.ceil((2 * pool.size) / (a.B * a.Hk));
-  const rows = Math.max(4, Math.ceil(a.Lq / tasksPerKv / 4) * 4);
+  // rows per task: a multiple of 4 (the kernel's row blocks) and of the sparse layout's blocks
+  const unit = a.layout ? a.blockSize : 4;
+  const rows = Math.max(unit, Math.ceil(a.Lq / tasksPerKv / unit) * unit);
   const tasks: Call[][] = [];
   for (let b = 0; b < a.B; b++) {
     for (let g = 0; g < a.Hk; g++) {
@@ -86,6 +92,7 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
             inPlace ? k : 0, a.kStride, v, a.vStride,
             a.mask && a.mask + 4 * (a.maskOffsets[slice] + r0 * a.maskRow), a.maskRow, SCRATCH,
             n, a.Lk, a.E, a.Ev, a.scale, a.diag + r0, a.left, a.right, a.dilation, a.softcap, a.slope(h),
+            a.layout && a.layout + (r0 / a.blockSize) * a.nKB, a.blockSize, a.nKB,
           ]);
         }
         tasks.push(task);

@@ -247,7 +247,7 @@ export class MultiHeadAttention extends Module {
       out: (b, h) => attn + 4 * (b * a.Lq * E + h * hd),
       qStride: E, kStride: kvDim, vStride: kvDim, outStride: E,
       weights: a.weights, mask: a.mask?.at ?? 0, maskOffsets: a.mask?.info.offsets ?? [], maskRow: a.mask?.info.rowStride ?? 0,
-      scale: Math.fround(1 / Math.sqrt(hd)), diag: past, left: -1, right: a.causal ? 0 : -1, dilation: 1, softcap: 0, slope: () => 0,
+      scale: Math.fround(1 / Math.sqrt(hd)), diag: past, left: -1, right: a.causal ? 0 : -1, dilation: 1, softcap: 0, slope: () => 0, layout: 0, blockSize: 8, nKB: 0,
     });
     this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
   }

@@ -42,6 +42,15 @@ describe("two threads give the same bits as one", () => {
     });
   }
 
+  test("block-sparse, dilated window, ALiBi and soft-cap: rows split across threads on block boundaries", () => {
+    const r = rng(freshSeed());
+    const q = one.tensor(r.floats(203 * 16), [1, 1, 203, 16]);
+    const layout = one.blockSparseLayout(203, 203, 24, { pattern: "bigbird", window: 1, global: 1, random: 1, seed: 3 });
+    expect(two.scaledDotProductAttention(q, q, q, { blockSparse: { layout, blockSize: 24 } }).data).toEqual(one.scaledDotProductAttention(q, q, q, { blockSparse: { layout, blockSize: 24 } }).data);
+    const extras = { window: [20, 20] as [number, number], dilation: 2, alibi: true, softcap: 3 };
+    expect(two.scaledDotProductAttention(q, q, q, extras).data).toEqual(one.scaledDotProductAttention(q, q, q, extras).data);
+  });
+
   test("an encoder stack and KV-cache decoding", () => {
     const r = rng(freshSeed());
     const options = { layer: { dModel: 64, nhead: 4, dimFeedforward: 256, activation: "gelu" as const }, numLayers: 2, norm: true };
