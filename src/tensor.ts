@@ -17,8 +17,8 @@ export interface BoolTensor {
  * it is (not copied); a `Uint8Array` makes a boolean mask; any other array of numbers is copied
  * into a new `Float32Array`.
  */
-export function tensor(data: Float32Array | ArrayLike<number>, shape: readonly number[]): Tensor;
 export function tensor(data: Uint8Array, shape: readonly number[]): BoolTensor;
+export function tensor(data: Float32Array | ArrayLike<number>, shape: readonly number[]): Tensor;
 export function tensor(data: Float32Array | Uint8Array | ArrayLike<number>, shape: readonly number[]): Tensor | BoolTensor {
   const dims = checkShape("shape", shape);
   const typed = tag(data) === "Float32Array" || tag(data) === "Uint8Array" ? data : Float32Array.from(data);
