@@ -1,6 +1,7 @@
 import { ArgumentError, OutOfMemoryError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
 import { type Dims, attendHeads } from "./heads.js";
+import { type BlockSparsePattern, blockSparseLayout } from "./sparse.js";
 import { place } from "./resident.js";
 import { type KernelMask, additive, kernelMask } from "./mask.js";
 import { type BoolTensor, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, size, tag } from "./tensor.js";
@@ -51,6 +52,44 @@ export interface AttentionOptions {
 }
 
 const OPTIONS = ["attnMask", "isCausal", "causalAlignment", "window", "dilation", "softcap", "alibi", "rope", "blockSparse", "scale", "enableGqa", "returnWeights"] as const;
+
+/**
+ * How a MultiHeadAttention (or a transformer layer's self-attention) attends, beyond plain softmax
+ * attention: the same options as scaledDotProductAttention's, with the block-sparse layout given
+ * as a pattern (made for each call's lengths).
+ */
+export interface AttentionVariant {
+  window?: readonly [number, number];
+  dilation?: number;
+  softcap?: number;
+  alibi?: boolean | readonly number[];
+  rope?: RopeOptions;
+  blockSparse?: BlockSparsePattern & { blockSize: number };
+}
+
+/** @internal a checked AttentionVariant for Hq heads of dimension E */
+export function checkVariant(v: AttentionVariant | undefined, Hq: number, E: number) {
+  checkOptions("attention", v, ["window", "dilation", "softcap", "alibi", "rope", "blockSparse"]);
+  const o = v ?? {};
+  band(o.window, false);
+  const bs = o.blockSparse;
+  if (bs) {
+    const { blockSize, ...pattern } = bs;
+    sparse({ layout: blockSparseLayout(blockSize, blockSize, blockSize, pattern as BlockSparsePattern), blockSize }, blockSize, blockSize);
+  }
+  return { ...extras(o as AttentionOptions, Hq, E), window: o.window, blockSparse: bs };
+}
+
+/** @internal the kernel's band and block layout of a checked variant for one call */
+export function variantCall(v: ReturnType<typeof checkVariant>, causal: boolean, Lq: number, Lk: number) {
+  const bs = v.blockSparse;
+  let layout: ReturnType<typeof sparse> = null;
+  if (bs) {
+    const { blockSize, ...pattern } = bs;
+    layout = sparse({ layout: blockSparseLayout(Lq, Lk, blockSize, pattern as BlockSparsePattern), blockSize }, Lq, Lk);
+  }
+  return { band: band(v.window, causal), layout };
+}
 
 /**
  * Rotary position embedding (Su et al.): key j is at position offset + j, query i at offset + i

@@ -1,3 +1,4 @@
+import { type AttentionVariant, checkVariant, variantCall } from "./attention.js";
 import { attendHeads } from "./heads.js";
 import { KVCache } from "./cache.js";
 import { place } from "./resident.js";
@@ -17,6 +18,8 @@ export interface MultiHeadAttentionOptions {
   bias?: boolean;
   /** Key/value heads for grouped-query (1: multi-query) attention; default numHeads. Not in torch. */
   numKvHeads?: number;
+  /** Sliding windows, ALiBi, RoPE, soft-capping, block sparsity: see AttentionVariant. Not in torch. */
+  attention?: AttentionVariant;
 }
 
 export interface MultiHeadAttentionForwardOptions {
@@ -69,10 +72,11 @@ export class MultiHeadAttention extends Module {
   readonly #k: Linear;
   readonly #v: Linear;
   readonly #out: Linear;
+  readonly #variant: ReturnType<typeof checkVariant>;
 
   constructor(options: MultiHeadAttentionOptions) {
     super();
-    checkOptions("MultiHeadAttention options", options, ["embedDim", "numHeads", "kdim", "vdim", "bias", "numKvHeads"]);
+    checkOptions("MultiHeadAttention options", options, ["embedDim", "numHeads", "kdim", "vdim", "bias", "numKvHeads", "attention"]);
     const who = "MultiHeadAttention";
     this.embedDim = positiveInt(who, "embedDim", options.embedDim);
     this.numHeads = positiveInt(who, "numHeads", options.numHeads);
@@ -87,6 +91,7 @@ export class MultiHeadAttention extends Module {
       throw new ArgumentError(`${who}: numHeads (${this.numHeads}) must be a multiple of numKvHeads (${this.numKvHeads})`);
     }
     this.headDim = this.embedDim / this.numHeads;
+    this.#variant = checkVariant(options.attention, this.numHeads, this.headDim);
     const kvDim = this.numKvHeads * this.headDim;
     this.#q = new Linear({ inFeatures: this.embedDim, outFeatures: this.embedDim, bias: this.bias });
     this.#k = new Linear({ inFeatures: this.kdim, outFeatures: kvDim, bias: this.bias });
@@ -216,6 +221,7 @@ export class MultiHeadAttention extends Module {
     const kvDim = this.numKvHeads * hd;
     const Q = scope.alloc(4 * a.B * a.Lq * E);
     this.#q.run(ctx, Q, a.q, a.B * a.Lq);
+    const rope = this.#variant.rope;
     // keys and values: [B, rows, kvDim], the first Lk rows of each batch used
     let kAll: number, vAll: number, rows: number, past = 0;
     if (a.cache) {
@@ -226,6 +232,7 @@ export class MultiHeadAttention extends Module {
         const at = 4 * (b * rows + past) * kvDim;
         this.#k.run(ctx, entry.k + at, a.k + 4 * b * a.Lq * this.kdim, a.Lq);
         this.#v.run(ctx, entry.v + at, a.v + 4 * b * a.Lq * this.vdim, a.Lq);
+        if (rope) ctx.K.rope_f32(entry.k + at, a.Lq, a.Lq, kvDim, this.numKvHeads, hd, rope.rotaryDim, rope.positionOffset + past, rope.theta, rope.interleaved);
       }
       entry.length += a.Lq;
       [kAll, vAll] = [entry.k, entry.v];
@@ -235,7 +242,13 @@ export class MultiHeadAttention extends Module {
       vAll = scope.alloc(4 * a.B * a.Lk * kvDim);
       this.#k.run(ctx, kAll, a.k, a.B * a.Lk);
       this.#v.run(ctx, vAll, a.v, a.B * a.Lk);
+      if (rope) ctx.K.rope_f32(kAll, a.B * a.Lk, a.Lk, kvDim, this.numKvHeads, hd, rope.rotaryDim, rope.positionOffset, rope.theta, rope.interleaved);
     }
+    // queries continue the keys' positions (bottom-right, as when decoding with a cache)
+    if (rope) ctx.K.rope_f32(Q, a.B * a.Lq, a.Lq, E, this.numHeads, hd, rope.rotaryDim, rope.positionOffset + past, rope.theta, rope.interleaved);
+    const { band, layout } = variantCall(this.#variant, a.causal, a.Lq, past + a.Lk);
+    const layoutAt = layout ? scope.alloc(layout.layout.length) : 0;
+    if (layout) new Uint8Array(ctx.heap.memory.buffer, layoutAt, layout.layout.length).set(layout.layout);
     const Lk = past + a.Lk;
     const attn = scope.alloc(4 * a.B * a.Lq * E);
     // heads are column slices of [B, L, features] rows: no copies to split or merge them
@@ -247,7 +260,9 @@ export class MultiHeadAttention extends Module {
       out: (b, h) => attn + 4 * (b * a.Lq * E + h * hd),
       qStride: E, kStride: kvDim, vStride: kvDim, outStride: E,
       weights: a.weights, mask: a.mask?.at ?? 0, maskOffsets: a.mask?.info.offsets ?? [], maskRow: a.mask?.info.rowStride ?? 0,
-      scale: Math.fround(1 / Math.sqrt(hd)), diag: past, left: -1, right: a.causal ? 0 : -1, dilation: 1, softcap: 0, slope: () => 0, layout: 0, blockSize: 8, nKB: 0,
+      scale: Math.fround(1 / Math.sqrt(hd)), diag: past, left: band[0], right: band[1],
+      dilation: this.#variant.dilation, softcap: this.#variant.softcap, slope: (h) => this.#variant.slopes[h] ?? 0,
+      layout: layoutAt, blockSize: layout?.blockSize ?? 8, nKB: layout?.nKB ?? 0,
     });
     this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
   }

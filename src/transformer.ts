@@ -6,6 +6,7 @@ import { mhaMask } from "./mask.js";
 import { place } from "./resident.js";
 import { type Ctx, Module, type Param, nested, prefixed, withScope } from "./module.js";
 import { type Attend, MultiHeadAttention } from "./multihead.js";
+import type { AttentionVariant } from "./attention.js";
 import { type BoolTensor, type Tensor, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
 
 export interface TransformerLayerOptions {
@@ -20,12 +21,14 @@ export interface TransformerLayerOptions {
   bias?: boolean;
   /** Key/value heads of the self-attention (grouped-query attention); default nhead. Not in torch. */
   numKvHeads?: number;
+  /** How the self-attention attends: windows, ALiBi, RoPE, soft-capping, block sparsity. Not in torch. */
+  attention?: AttentionVariant;
 }
 
 type Mask = Tensor | BoolTensor;
 type Placed = Attend["mask"];
 
-const LAYER_OPTIONS = ["dModel", "nhead", "dimFeedforward", "activation", "layerNormEps", "normFirst", "bias", "numKvHeads"];
+const LAYER_OPTIONS = ["dModel", "nhead", "dimFeedforward", "activation", "layerNormEps", "normFirst", "bias", "numKvHeads", "attention"];
 
 /** What every layer has: options checked once, the feed-forward block, and norms. */
 abstract class Layer extends Module {
@@ -33,7 +36,7 @@ abstract class Layer extends Module {
   readonly nhead: number;
   readonly normFirst: boolean;
   readonly activation: Activation;
-  readonly options: Required<Omit<TransformerLayerOptions, "numKvHeads">> & { numKvHeads: number };
+  readonly options: Required<Omit<TransformerLayerOptions, "numKvHeads" | "attention">> & { numKvHeads: number; attention?: AttentionVariant };
   readonly selfAttn: MultiHeadAttention;
   readonly linear1: Linear;
   readonly linear2: Linear;
@@ -52,6 +55,7 @@ abstract class Layer extends Module {
       normFirst: bool(who, "normFirst", options.normFirst, false),
       bias: bool(who, "bias", options.bias, true),
       numKvHeads: options.numKvHeads ?? options.nhead,
+      attention: options.attention,
     };
     if (!["relu", "gelu", "gelu-tanh"].includes(o.activation)) {
       throw new ArgumentError(`${who}: activation must be "relu", "gelu" or "gelu-tanh", got ${describe(o.activation)}`);
@@ -62,7 +66,7 @@ abstract class Layer extends Module {
     this.normFirst = o.normFirst;
     this.activation = o.activation;
     const norm = () => new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps, bias: o.bias });
-    this.selfAttn = new MultiHeadAttention({ embedDim: o.dModel, numHeads: o.nhead, bias: o.bias, numKvHeads: o.numKvHeads });
+    this.selfAttn = new MultiHeadAttention({ embedDim: o.dModel, numHeads: o.nhead, bias: o.bias, numKvHeads: o.numKvHeads, attention: o.attention });
     this.linear1 = new Linear({ inFeatures: o.dModel, outFeatures: o.dimFeedforward, bias: o.bias });
     this.linear2 = new Linear({ inFeatures: o.dimFeedforward, outFeatures: o.dModel, bias: o.bias });
     this.norm1 = norm();
