@@ -62,6 +62,7 @@ export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v:
 //             with dilation d > 1, only keys with (i + diag - j) % d == 0 (Longformer)
 //   layout:   0, or block-sparse: u8 (Lq / bs, nKB), query block i / bs sees key block j / bs where
 //             it is non-zero; key blocks no row of a block of queries sees are skipped (bs % 8 == 0)
+//   stats:    0, or (Lq, 2) receives each row's softmax max and sum (m, l), for merging passes
 //   softcap:  0, or scores become softcap * tanh(score / softcap) (before biases and mask)
 //   slope:    0, or ALiBi: -slope * |i + diag - j| is added to every score
 //   weights:  0, or (Lq, Lk) that receives the softmax probabilities
@@ -70,7 +71,7 @@ export function attention_f32_flash(
   out: usize, outStride: i32, weights: usize, q: usize, qStride: i32, k: usize, kStride: i32, v: usize, vStride: i32,
   mask: usize, maskRow: i32, work: usize,
   Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, diag: i32, left: i32, right: i32,
-  dilation: i32, softcap: f32, slope: f32, layout: usize, bs: i32, nKB: i32,
+  dilation: i32, softcap: f32, slope: f32, layout: usize, bs: i32, nKB: i32, stats: usize,
 ): void {
   const plain = dilation <= 1 && softcap == 0 && slope == 0;
   const ev4 = roundUp4(Ev);
@@ -123,7 +124,34 @@ export function attention_f32_flash(
       const i = r0 + r;
       const sum = load<f32>(l + <usize>r * F32);
       storeRow(out + <usize>i * <usize>outStride * F32, o + <usize>r * ev4 * F32, Ev, sum);
+      if (stats) {
+        store<f32>(stats + <usize>i * 8, load<f32>(m + <usize>r * F32));
+        store<f32>(stats + <usize>i * 8, sum, 4);
+      }
       if (weights) normalizeWeights(weights + <usize>i * <usize>Lk * F32, Lk, load<f32>(m + <usize>r * F32), sum);
+    }
+  }
+}
+
+// out (rows, Ev) = the softmax over the keys of two passes, from each pass's normalised output and
+// its rows' (max, sum) stats: weights l1 e^(m1 - M) and l2 e^(m2 - M), M = max(m1, m2). Rows of
+// out and out2 are outStride and out2Stride apart; a row that neither pass saw stays zeros.
+export function attention_f32_merge(out: usize, outStride: i32, stats: usize, out2: usize, out2Stride: i32, stats2: usize, rows: i32, Ev: i32): void {
+  for (let i = 0; i < rows; i++) {
+    const m1 = load<f32>(stats + <usize>i * 8);
+    const l1 = load<f32>(stats + <usize>i * 8, 4);
+    const m2 = load<f32>(stats2 + <usize>i * 8);
+    const l2 = load<f32>(stats2 + <usize>i * 8, 4);
+    if (l2 == 0) continue;
+    const big = l1 == 0 ? m2 : max(m1, m2);
+    const w1 = l1 == 0 ? <f32>0 : l1 * exp_f32(m1 - big);
+    const w2 = l2 * exp_f32(m2 - big);
+    const total = w1 + w2;
+    const a = out + <usize>i * <usize>outStride * F32;
+    const b = out2 + <usize>i * <usize>out2Stride * F32;
+    for (let e = 0; e < Ev; e++) {
+      const at = <usize>e * F32;
+      store<f32>(a + at, (load<f32>(a + at) * w1 + load<f32>(b + at) * w2) / total);
     }
   }
 }

@@ -1,5 +1,5 @@
 // The kernel module's exports. Every byte of linear memory above heap_base() is the host's.
-export { attention_f32_workspace, attention_f32_prepare_kv, attention_f32_flash } from "./attention";
+export { attention_f32_workspace, attention_f32_prepare_kv, attention_f32_flash, attention_f32_merge } from "./attention";
 export { gemm_f32, gemm_f32_workspace } from "./gemm";
 export { layernorm_f32 } from "./layernorm";
 export { mean_f32 } from "./reduce";

@@ -199,7 +199,13 @@ if (!quick && !threadsArg) {
 }
 const versions = ["onnxruntime-web", "@tensorflow/tfjs-backend-wasm", "assemblyscript"].map((p) => `${p} ${JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url))).version}`);
 const machine = `${os.cpus()[0].model}, ${os.cpus().length} cores, Node ${process.version}; ${versions.join(", ")}`;
-const results = { date: new Date().toISOString().slice(0, 10), machine, peak, rows, scenarioRows };
+// sequence-length scaling, each length in a process of its own
+let scaling = [];
+if (!quick && !threadsArg) {
+  const { execFileSync } = await import("node:child_process");
+  scaling = JSON.parse(execFileSync(process.execPath, [new URL("./scaling.mjs", import.meta.url).pathname], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 20 }).trim().split("\n").pop());
+}
+const results = { date: new Date().toISOString().slice(0, 10), machine, peak, rows, scenarioRows, scaling };
 console.log(report(results));
 if (!quick) {
   writeFileSync(new URL("./results.json", import.meta.url), JSON.stringify(results, null, 1) + "\n");

@@ -45,13 +45,19 @@ export interface AttentionOptions {
   blockSparse?: { layout: BoolTensor; blockSize: number };
   /** Rotary position embedding applied to (copies of) query and key; see RopeOptions. */
   rope?: RopeOptions;
+  /**
+   * Longformer's global attention (self-attention, Lq = Lk): these positions attend to every key and
+   * every query attends to them, on top of the window. Not with attnMask, isCausal, alibi,
+   * blockSparse or returnWeights.
+   */
+  globalTokens?: readonly number[];
   /** Grouped-query attention: query head h reads key/value head floor(h / (Hq / Hk)). */
   enableGqa?: boolean;
   /** Also return the softmax probabilities [..., Hq, Lq, Lk]. */
   returnWeights?: boolean;
 }
 
-const OPTIONS = ["attnMask", "isCausal", "causalAlignment", "window", "dilation", "softcap", "alibi", "rope", "blockSparse", "scale", "enableGqa", "returnWeights"] as const;
+const OPTIONS = ["attnMask", "isCausal", "causalAlignment", "window", "dilation", "softcap", "alibi", "rope", "blockSparse", "globalTokens", "scale", "enableGqa", "returnWeights"] as const;
 
 /**
  * How a MultiHeadAttention (or a transformer layer's self-attention) attends, beyond plain softmax
@@ -158,21 +164,87 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
     const out = scope.alloc(4 * outLength);
     const w = p.returnWeights ? scope.alloc(4 * weightsLength) : 0;
     const at = (base: number, H: number, L: number, D: number) => (b: number, h: number) => base + 4 * (b * H + h) * L * D;
-    attendHeads({ K, heap, scope, pool }, {
+    const ctx = { K, heap, scope, pool };
+    const heads = {
       B, Hq, Hk, Lq, Lk, E, Ev,
       q: at(q, Hq, Lq, E), k: at(k, Hk, Lk, E), v: at(v, Hk, Lk, Ev), out: at(out, Hq, Lq, Ev),
       qStride: E, kStride: E, vStride: Ev, outStride: Ev,
       weights: w, mask: m, maskOffsets: mask?.offsets ?? [], maskRow: mask?.rowStride ?? 0,
       scale: p.scale, diag: p.alignment === "bottom-right" ? Lk - Lq : 0, left: p.window[0], right: p.window[1],
-      dilation: p.dilation, softcap: p.softcap, slope: (h) => p.slopes[h] ?? 0,
+      dilation: p.dilation, softcap: p.softcap, slope: (h: number) => p.slopes[h] ?? 0,
       layout, blockSize: p.blockSparse?.blockSize ?? 8, nKB: p.blockSparse?.nKB ?? 0,
-    });
+    };
+    if (p.global) attendWithGlobals(ctx, heads, p.global);
+    else attendHeads(ctx, heads);
     const output = { data: heap.f32(out, outLength).slice(), shape: p.outShape };
     if (!p.returnWeights) return output;
     return { output, weights: { data: heap.f32(w, weightsLength).slice(), shape: p.scoreShape } };
   } finally {
     scope.release();
   }
+}
+
+/**
+ * Longformer's global attention in three passes over what the kernel already does:
+ *   1. every query over its band (the window), keeping each row's softmax (max, sum);
+ *   2. every query over the global keys outside its band, gathered into a block of their own;
+ *      the two passes are merged row by row as one softmax over the union;
+ *   3. the global queries over every key, written over their rows.
+ * Cost O(L * (window + G) * E + G * L * E), never O(L^2) for G << L.
+ */
+function attendWithGlobals(ctx: Parameters<typeof attendHeads>[0], a: Parameters<typeof attendHeads>[1], global: number[]): void {
+  const { K, heap, scope } = ctx;
+  const { B, Hq, Hk, Lq, E, Ev } = a;
+  const G = global.length;
+  const slices = B * Hq;
+  const stats = scope.alloc(8 * slices * Lq);
+  attendHeads(ctx, { ...a, stats });
+  // the global keys and values, and which of them each query already saw in its band
+  const gather = (src: (b: number, g: number) => number, H: number, D: number, rows: number[]) => {
+    const dst = scope.alloc(4 * B * H * rows.length * D);
+    for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) rows.forEach((r, j) => heap.f32(dst + 4 * ((b * H + h) * rows.length + j) * D, D).set(heap.f32(src(b, h) + 4 * r * D, D)));
+    return (b: number, h: number) => dst + 4 * (b * H + h) * rows.length * D;
+  };
+  const gk = gather(a.k, Hk, E, global);
+  const gv = gather(a.v, Hk, Ev, global);
+  const seen = new Float32Array(Lq * G);
+  for (let i = 0; i < Lq; i++) {
+    global.forEach((pos, j) => {
+      const d = i + a.diag - pos;
+      const inBand = (a.left < 0 || d <= a.left) && (a.right < 0 || -d <= a.right) && (a.dilation <= 1 || d % a.dilation === 0);
+      seen[i * G + j] = inBand ? -Infinity : 0;
+    });
+  }
+  const mask2 = scope.put(seen);
+  const out2 = scope.alloc(4 * slices * Lq * Ev);
+  const stats2 = scope.alloc(8 * slices * Lq);
+  const none = { diag: 0, left: -1, right: -1, dilation: 1, layout: 0, weights: 0 };
+  attendHeads(ctx, {
+    ...a, ...none, Lk: G, k: gk, v: gv, out: (b, h) => out2 + 4 * (b * Hq + h) * Lq * Ev,
+    mask: mask2, maskOffsets: new Array<number>(slices).fill(0), maskRow: G, stats: stats2,
+  });
+  for (let n = 0; n < slices; n++) K.attention_f32_merge(a.out(Math.floor(n / Hq), n % Hq), Ev, stats + 8 * n * Lq, out2 + 4 * n * Lq * Ev, Ev, stats2 + 8 * n * Lq, Lq, Ev);
+  // the global queries see everything
+  const gq = gather(a.q, Hq, E, global);
+  const outG = scope.alloc(4 * slices * G * Ev);
+  attendHeads(ctx, { ...a, ...none, Lq: G, q: gq, out: (b, h) => outG + 4 * (b * Hq + h) * G * Ev, mask: 0, maskOffsets: [], maskRow: 0 });
+  for (let n = 0; n < slices; n++) {
+    global.forEach((pos, j) => heap.f32(a.out(Math.floor(n / Hq), n % Hq) + 4 * pos * Ev, Ev).set(heap.f32(outG + 4 * (n * G + j) * Ev, Ev)));
+  }
+}
+
+// the global positions, checked, sorted
+function globals(o: AttentionOptions, Lq: number, Lk: number): number[] | null {
+  if (o.globalTokens === undefined) return null;
+  const g = o.globalTokens;
+  if (!Array.isArray(g) || !g.every((x) => Number.isInteger(x) && x >= 0 && x < Lk) || new Set(g).size !== g.length) {
+    throw new ArgumentError(`globalTokens: expected distinct positions from 0 to ${Lk - 1}, got ${Array.isArray(g) ? `[${g.slice(0, 8).join(", ")}${g.length > 8 ? ", ..." : ""}]` : describe(g)}`);
+  }
+  if (Lq !== Lk) throw new ShapeError(`globalTokens: for self-attention, Lq = Lk; got Lq = ${Lq}, Lk = ${Lk}`);
+  for (const name of ["attnMask", "isCausal", "alibi", "blockSparse", "returnWeights"] as const) {
+    if (o[name]) throw new ArgumentError(`globalTokens: not together with ${name}`);
+  }
+  return g.length ? [...g].sort((a, b) => a - b) : null;
 }
 
 // the block-sparse layout, checked against the lengths
@@ -241,6 +313,7 @@ interface Plan extends Dims {
   slopes: number[];
   rope: Required<RopeOptions> | null;
   blockSparse: { layout: Uint8Array; blockSize: number; nKB: number } | null;
+  global: number[] | null;
   /** [left, right] of the band of keys each query sees; -1: unbounded */
   window: [number, number];
   mask: KernelMask | null;
@@ -323,6 +396,7 @@ function plan(query: unknown, key: unknown, value: unknown, options: AttentionOp
     window: band(options.window, options.isCausal ?? false),
     ...extras(options, Hq, E),
     blockSparse: sparse(options.blockSparse, Lq, Lk),
+    global: globals(options, Lq, Lk),
     mask,
     returnWeights: options.returnWeights ?? false,
     outShape: [...q.shape.slice(0, -1), Ev],

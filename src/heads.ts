@@ -47,6 +47,8 @@ export interface Heads extends Dims {
   layout: number;
   blockSize: number;
   nKB: number;
+  /** 0, or [B, Hq, Lq, 2] for each row's softmax (max, sum) */
+  stats?: number;
 }
 
 /**
@@ -93,6 +95,7 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
             a.mask && a.mask + 4 * (a.maskOffsets[slice] + r0 * a.maskRow), a.maskRow, SCRATCH,
             n, a.Lk, a.E, a.Ev, a.scale, a.diag + r0, a.left, a.right, a.dilation, a.softcap, a.slope(h),
             a.layout && a.layout + (r0 / a.blockSize) * a.nKB, a.blockSize, a.nKB,
+            a.stats ? a.stats + 8 * (slice * a.Lq + r0) : 0,
           ]);
         }
         tasks.push(task);
