@@ -14,17 +14,18 @@ export const FEATURE_RELU = 1; // phi(x) = max(x, 0)
 // Non-causal: S and z sum over all Lk keys first. Causal (Lq = Lk): query i uses the sums over j <= i.
 // s (E, Ev) and z (E) hold the running state: they start from what is in them (zeros for a fresh
 // sequence) and end with every key added, so calls can continue a sequence token by token.
-// work: E floats for phi(q_i). Cost O(L * E * Ev); rows of q, k, v, out are contiguous.
+// work: E floats for phi(q_i). Cost O(L * E * Ev); rows of out, q, k, v are outStride, qStride,
+// kStride, vStride elements apart (heads inside [B, L, features] rows).
 export function linear_attention_f32(
-  out: usize, q: usize, k: usize, v: usize, s: usize, z: usize, work: usize,
-  Lq: i32, Lk: i32, E: i32, Ev: i32, causal: bool, map: i32, eps: f32,
+  out: usize, outStride: i32, q: usize, qStride: i32, k: usize, kStride: i32, v: usize, vStride: i32,
+  s: usize, z: usize, work: usize, Lq: i32, Lk: i32, E: i32, Ev: i32, causal: bool, map: i32, eps: f32,
 ): void {
   if (!causal) {
-    for (let j = 0; j < Lk; j++) addKey(s, z, k + <usize>j * <usize>E * F32, v + <usize>j * <usize>Ev * F32, E, Ev, map);
+    for (let j = 0; j < Lk; j++) addKey(s, z, k + <usize>j * <usize>kStride * F32, v + <usize>j * <usize>vStride * F32, E, Ev, map);
   }
   for (let i = 0; i < Lq; i++) {
-    if (causal) addKey(s, z, k + <usize>i * <usize>E * F32, v + <usize>i * <usize>Ev * F32, E, Ev, map);
-    readOut(out + <usize>i * <usize>Ev * F32, q + <usize>i * <usize>E * F32, s, z, work, E, Ev, map, eps);
+    if (causal) addKey(s, z, k + <usize>i * <usize>kStride * F32, v + <usize>i * <usize>vStride * F32, E, Ev, map);
+    readOut(out + <usize>i * <usize>outStride * F32, q + <usize>i * <usize>qStride * F32, s, z, work, E, Ev, map, eps);
   }
 }
 

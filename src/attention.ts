@@ -1,6 +1,7 @@
 import { ArgumentError, OutOfMemoryError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
 import { type Dims, attendHeads } from "./heads.js";
+import { type LinearAttentionOptions, settings } from "./linear-attention.js";
 import { type BlockSparsePattern, blockSparseLayout } from "./sparse.js";
 import { place } from "./resident.js";
 import { type KernelMask, additive, kernelMask } from "./mask.js";
@@ -71,19 +72,26 @@ export interface AttentionVariant {
   alibi?: boolean | readonly number[];
   rope?: RopeOptions;
   blockSparse?: BlockSparsePattern & { blockSize: number };
+  /** Linear attention instead of softmax attention (see linearAttention); no masks but causal, no weights. */
+  linear?: boolean | Omit<LinearAttentionOptions, "causal">;
 }
 
 /** @internal a checked AttentionVariant for Hq heads of dimension E */
 export function checkVariant(v: AttentionVariant | undefined, Hq: number, E: number) {
-  checkOptions("attention", v, ["window", "dilation", "softcap", "alibi", "rope", "blockSparse"]);
+  checkOptions("attention", v, ["window", "dilation", "softcap", "alibi", "rope", "blockSparse", "linear"]);
   const o = v ?? {};
+  const linear = o.linear ? settings("attention.linear", o.linear === true ? {} : o.linear) : null;
+  if (linear) {
+    const other = (["window", "softcap", "alibi", "blockSparse"] as const).find((n) => o[n] !== undefined);
+    if (other) throw new ArgumentError(`attention: linear attention does not combine with ${other}`);
+  }
   band(o.window, false);
   const bs = o.blockSparse;
   if (bs) {
     const { blockSize, ...pattern } = bs;
     sparse({ layout: blockSparseLayout(blockSize, blockSize, blockSize, pattern as BlockSparsePattern), blockSize }, blockSize, blockSize);
   }
-  return { ...extras(o as AttentionOptions, Hq, E), window: o.window, blockSparse: bs };
+  return { ...extras(o as AttentionOptions, Hq, E), window: o.window, blockSparse: bs, linear };
 }
 
 /** @internal the kernel's band and block layout of a checked variant for one call */
@@ -185,28 +193,29 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
 }
 
 /**
- * Longformer's global attention in three passes over what the kernel already does:
+ * @internal Longformer's global attention in three passes over what the kernel already does:
  *   1. every query over its band (the window), keeping each row's softmax (max, sum);
  *   2. every query over the global keys outside its band, gathered into a block of their own;
  *      the two passes are merged row by row as one softmax over the union;
  *   3. the global queries over every key, written over their rows.
  * Cost O(L * (window + G) * E + G * L * E), never O(L^2) for G << L.
  */
-function attendWithGlobals(ctx: Parameters<typeof attendHeads>[0], a: Parameters<typeof attendHeads>[1], global: number[]): void {
+export function attendWithGlobals(ctx: Parameters<typeof attendHeads>[0], a: Parameters<typeof attendHeads>[1], global: number[]): void {
   const { K, heap, scope } = ctx;
   const { B, Hq, Hk, Lq, E, Ev } = a;
   const G = global.length;
   const slices = B * Hq;
   const stats = scope.alloc(8 * slices * Lq);
   attendHeads(ctx, { ...a, stats });
-  // the global keys and values, and which of them each query already saw in its band
-  const gather = (src: (b: number, g: number) => number, H: number, D: number, rows: number[]) => {
-    const dst = scope.alloc(4 * B * H * rows.length * D);
-    for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) rows.forEach((r, j) => heap.f32(dst + 4 * ((b * H + h) * rows.length + j) * D, D).set(heap.f32(src(b, h) + 4 * r * D, D)));
-    return (b: number, h: number) => dst + 4 * (b * H + h) * rows.length * D;
+  // the global rows of query, key or value heads, packed: [B, H, G, D]
+  const gather = (src: (b: number, g: number) => number, H: number, D: number, stride: number) => {
+    const dst = scope.alloc(4 * B * H * G * D);
+    for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) global.forEach((r, j) => heap.f32(dst + 4 * ((b * H + h) * G + j) * D, D).set(heap.f32(src(b, h) + 4 * r * stride, D)));
+    return (b: number, h: number) => dst + 4 * (b * H + h) * G * D;
   };
-  const gk = gather(a.k, Hk, E, global);
-  const gv = gather(a.v, Hk, Ev, global);
+  const gk = gather(a.k, Hk, E, a.kStride);
+  const gv = gather(a.v, Hk, Ev, a.vStride);
+  // the global keys each query already saw in its band
   const seen = new Float32Array(Lq * G);
   for (let i = 0; i < Lq; i++) {
     global.forEach((pos, j) => {
@@ -220,21 +229,21 @@ function attendWithGlobals(ctx: Parameters<typeof attendHeads>[0], a: Parameters
   const stats2 = scope.alloc(8 * slices * Lq);
   const none = { diag: 0, left: -1, right: -1, dilation: 1, layout: 0, weights: 0 };
   attendHeads(ctx, {
-    ...a, ...none, Lk: G, k: gk, v: gv, out: (b, h) => out2 + 4 * (b * Hq + h) * Lq * Ev,
+    ...a, ...none, Lk: G, k: gk, v: gv, kStride: E, vStride: Ev, out: (b, h) => out2 + 4 * (b * Hq + h) * Lq * Ev, outStride: Ev,
     mask: mask2, maskOffsets: new Array<number>(slices).fill(0), maskRow: G, stats: stats2,
   });
-  for (let n = 0; n < slices; n++) K.attention_f32_merge(a.out(Math.floor(n / Hq), n % Hq), Ev, stats + 8 * n * Lq, out2 + 4 * n * Lq * Ev, Ev, stats2 + 8 * n * Lq, Lq, Ev);
+  for (let n = 0; n < slices; n++) K.attention_f32_merge(a.out(Math.floor(n / Hq), n % Hq), a.outStride, stats + 8 * n * Lq, out2 + 4 * n * Lq * Ev, Ev, stats2 + 8 * n * Lq, Lq, Ev);
   // the global queries see everything
-  const gq = gather(a.q, Hq, E, global);
+  const gq = gather(a.q, Hq, E, a.qStride);
   const outG = scope.alloc(4 * slices * G * Ev);
-  attendHeads(ctx, { ...a, ...none, Lq: G, q: gq, out: (b, h) => outG + 4 * (b * Hq + h) * G * Ev, mask: 0, maskOffsets: [], maskRow: 0 });
+  attendHeads(ctx, { ...a, ...none, Lq: G, q: gq, qStride: E, out: (b, h) => outG + 4 * (b * Hq + h) * G * Ev, outStride: Ev, mask: 0, maskOffsets: [], maskRow: 0 });
   for (let n = 0; n < slices; n++) {
-    global.forEach((pos, j) => heap.f32(a.out(Math.floor(n / Hq), n % Hq) + 4 * pos * Ev, Ev).set(heap.f32(outG + 4 * (n * G + j) * Ev, Ev)));
+    global.forEach((pos, j) => heap.f32(a.out(Math.floor(n / Hq), n % Hq) + 4 * pos * a.outStride, Ev).set(heap.f32(outG + 4 * (n * G + j) * Ev, Ev)));
   }
 }
 
 // the global positions, checked, sorted
-function globals(o: AttentionOptions, Lq: number, Lk: number): number[] | null {
+export function globals(o: AttentionOptions, Lq: number, Lk: number): number[] | null {
   if (o.globalTokens === undefined) return null;
   const g = o.globalTokens;
   if (!Array.isArray(g) || !g.every((x) => Number.isInteger(x) && x >= 0 && x < Lk) || new Set(g).size !== g.length) {

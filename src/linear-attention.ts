@@ -14,7 +14,8 @@ export interface LinearAttentionOptions {
 
 const MAPS = { "elu+1": 0, relu: 1 } as const;
 
-function settings(what: string, o: LinearAttentionOptions | undefined) {
+/** @internal */
+export function settings(what: string, o: LinearAttentionOptions | undefined) {
   checkOptions(`${what} options`, o, ["causal", "featureMap", "eps"]);
   const causal = o?.causal ?? false;
   if (typeof causal !== "boolean") throw new ArgumentError(`causal: expected a boolean, got ${describe(causal)}`);
@@ -64,7 +65,7 @@ export function linearAttention(query: Tensor, key: Tensor, value: Tensor, optio
     const work = scope.alloc(4 * p.E);
     for (let n = 0; n < p.N; n++) {
       heap.f32(state, p.E * p.Ev + p.E).fill(0);
-      K.linear_attention_f32(out + 4 * n * p.Lq * p.Ev, q + 4 * n * p.Lq * p.E, k + 4 * n * p.Lk * p.E, v + 4 * n * p.Lk * p.Ev, state, state + 4 * p.E * p.Ev, work, p.Lq, p.Lk, p.E, p.Ev, o.causal, o.map, o.eps);
+      K.linear_attention_f32(out + 4 * n * p.Lq * p.Ev, p.Ev, q + 4 * n * p.Lq * p.E, p.E, k + 4 * n * p.Lk * p.E, p.E, v + 4 * n * p.Lk * p.Ev, p.Ev, state, state + 4 * p.E * p.Ev, work, p.Lq, p.Lk, p.E, p.Ev, o.causal, o.map, o.eps);
     }
     return { data: heap.f32(out, p.N * p.Lq * p.Ev).slice(), shape: [...p.lead, p.Lq, p.Ev] };
   } finally {
@@ -124,7 +125,7 @@ export class LinearAttentionState {
       const per = p.E * p.Ev + p.E;
       for (let n = 0; n < p.N; n++) {
         const s = at + 4 * n * per;
-        K.linear_attention_f32(out + 4 * n * p.Lq * p.Ev, q + 4 * n * p.Lq * p.E, k + 4 * n * p.Lq * p.E, v + 4 * n * p.Lq * p.Ev, s, s + 4 * p.E * p.Ev, work, p.Lq, p.Lq, p.E, p.Ev, true, this.#o.map, this.#o.eps);
+        K.linear_attention_f32(out + 4 * n * p.Lq * p.Ev, p.Ev, q + 4 * n * p.Lq * p.E, p.E, k + 4 * n * p.Lq * p.E, p.E, v + 4 * n * p.Lq * p.Ev, p.Ev, s, s + 4 * p.E * p.Ev, work, p.Lq, p.Lq, p.E, p.Ev, true, this.#o.map, this.#o.eps);
       }
       return { data: heap.f32(out, p.N * p.Lq * p.Ev).slice(), shape: [...p.lead, p.Lq, p.Ev] };
     } finally {

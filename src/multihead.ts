@@ -1,5 +1,5 @@
-import { type AttentionVariant, checkVariant, variantCall } from "./attention.js";
-import { attendHeads } from "./heads.js";
+import { type AttentionVariant, attendWithGlobals, checkVariant, globals, variantCall } from "./attention.js";
+import { type Heads, attendHeads } from "./heads.js";
 import { KVCache } from "./cache.js";
 import { place } from "./resident.js";
 import { ArgumentError, ShapeError } from "./errors.js";
@@ -35,6 +35,8 @@ export interface MultiHeadAttentionForwardOptions {
   isCausal?: boolean;
   /** Decode token by token: causal self-attention whose past keys and values live in the cache. */
   cache?: KVCache;
+  /** Longformer's global positions (self-attention, with `attention.window`); see scaledDotProductAttention. */
+  globalTokens?: readonly number[];
 }
 
 /** @internal one attention call on data already in wasm memory */
@@ -51,9 +53,10 @@ export interface Attend {
   causal: boolean;
   weights: number; // 0 or [B, numHeads, Lq, Lk]
   cache?: KVCache;
+  global?: number[] | null;
 }
 
-const FORWARD_OPTIONS = ["keyPaddingMask", "attnMask", "needWeights", "averageAttnWeights", "isCausal", "cache"];
+const FORWARD_OPTIONS = ["keyPaddingMask", "attnMask", "needWeights", "averageAttnWeights", "isCausal", "cache", "globalTokens"];
 
 /**
  * torch.nn.MultiheadAttention(batch_first=True). State dict as torch: in_proj_weight [E + 2 kvDim, E]
@@ -164,7 +167,7 @@ export class MultiHeadAttention extends Module {
     if (Eq !== this.embedDim) throw new ShapeError(`query: expected [..., ${this.embedDim}] (embedDim), got ${fmt(q.shape)}`);
     const Lk = expect("key", k, this.kdim);
     if (expect("value", v, this.vdim) !== Lk) throw new ShapeError(`value: expected ${Lk} positions like key ${fmt(k.shape)}, got ${fmt(v.shape)}`);
-    const needWeights = bool("MultiHeadAttention.forward", "needWeights", options.needWeights, true);
+    const needWeights = bool("MultiHeadAttention.forward", "needWeights", options.needWeights, !this.#variant.linear);
     const average = bool("MultiHeadAttention.forward", "averageAttnWeights", options.averageAttnWeights, true);
     const isCausal = bool("MultiHeadAttention.forward", "isCausal", options.isCausal, false);
     const cache = options.cache;
@@ -179,6 +182,7 @@ export class MultiHeadAttention extends Module {
     const mask = mhaMask({ attn: "attnMask", padding: "keyPaddingMask" }, options.attnMask, padding, B, this.numHeads, Lq, Lk);
     const LkAll = Lk + (cache?.length ?? 0);
     const H = this.numHeads;
+    const global = this.checkCall({ masked: !!mask, causal: isCausal, needWeights, Lq, Lk, globalTokens: options.globalTokens });
 
     return withScope((ctx) => {
       const { scope, heap } = ctx;
@@ -198,6 +202,7 @@ export class MultiHeadAttention extends Module {
         causal: isCausal && !options.attnMask,
         weights,
         cache,
+        global,
       });
       const output = { data: heap.f32(out, B * Lq * this.embedDim).slice(), shape: [...q.shape] };
       if (!needWeights) return { output, weights: null };
@@ -207,6 +212,23 @@ export class MultiHeadAttention extends Module {
       for (let b = 0; b < B; b++) ctx.K.mean_f32(avg + 4 * b * Lq * LkAll, weights + 4 * b * H * Lq * LkAll, H, Lq * LkAll);
       return { output, weights: { data: heap.f32(avg, B * Lq * LkAll).slice(), shape: [...lead, Lq, LkAll] } };
     });
+  }
+
+  /**
+   * @internal what this module's variant cannot do with a call, found before anything runs; returns
+   * the checked global positions
+   */
+  checkCall(c: { masked: boolean; causal: boolean; needWeights: boolean; Lq: number; Lk: number; globalTokens?: readonly number[] }): number[] | null {
+    if (this.#variant.linear) {
+      if (c.masked) throw new ArgumentError("MultiHeadAttention with linear attention: masks are not supported (causal is)");
+      if (c.needWeights) throw new ArgumentError("MultiHeadAttention with linear attention: there are no attention weights; pass needWeights: false");
+      if (c.globalTokens) throw new ArgumentError("MultiHeadAttention with linear attention: globalTokens are not supported");
+    }
+    if (c.globalTokens === undefined) return null;
+    return globals({
+      globalTokens: c.globalTokens, attnMask: c.masked ? ({} as BoolTensor) : undefined, isCausal: c.causal,
+      alibi: this.#variant.slopes.length > 0, blockSparse: this.#variant.blockSparse as never, returnWeights: c.needWeights,
+    }, c.Lq, c.Lk);
   }
 
   /** @internal */
@@ -251,8 +273,13 @@ export class MultiHeadAttention extends Module {
     if (layout) new Uint8Array(ctx.heap.memory.buffer, layoutAt, layout.layout.length).set(layout.layout);
     const Lk = past + a.Lk;
     const attn = scope.alloc(4 * a.B * a.Lq * E);
+    if (this.#variant.linear) {
+      this.#linear(ctx, a, Q, kAll, vAll, rows, past, attn);
+      this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
+      return;
+    }
     // heads are column slices of [B, L, features] rows: no copies to split or merge them
-    attendHeads(ctx, {
+    (a.global ? (c: Ctx, h: Heads) => attendWithGlobals(c, h, a.global!) : attendHeads)(ctx, {
       B: a.B, Hq: this.numHeads, Hk: this.numKvHeads, Lq: a.Lq, Lk, E: hd, Ev: hd,
       q: (b, h) => Q + 4 * (b * a.Lq * E + h * hd),
       k: (b, g) => kAll + 4 * (b * rows * kvDim + g * hd),
@@ -265,5 +292,31 @@ export class MultiHeadAttention extends Module {
       layout: layoutAt, blockSize: layout?.blockSize ?? 8, nKB: layout?.nKB ?? 0,
     });
     this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
+  }
+
+  // linear attention per head over the projected rows; with a cache, the past keys first, then the new tokens causally
+  #linear(ctx: Ctx, a: Attend, Q: number, kAll: number, vAll: number, rows: number, past: number, attn: number): void {
+    const { K, scope, heap } = ctx;
+    const [E, hd] = [this.embedDim, this.headDim];
+    const kvDim = this.numKvHeads * hd;
+    const { map, eps } = this.#variant.linear!;
+    const state = scope.alloc(4 * (hd * hd + hd));
+    const work = scope.alloc(4 * hd);
+    const group = this.numHeads / this.numKvHeads;
+    for (let b = 0; b < a.B; b++) {
+      for (let h = 0; h < this.numHeads; h++) {
+        heap.f32(state, hd * hd + hd).fill(0);
+        const kb = kAll + 4 * (b * rows * kvDim + Math.floor(h / group) * hd);
+        const vb = vAll + 4 * (b * rows * kvDim + Math.floor(h / group) * hd);
+        const qb = Q + 4 * (b * a.Lq * E + h * hd);
+        const ob = attn + 4 * (b * a.Lq * E + h * hd);
+        const z = state + 4 * hd * hd;
+        if (!a.causal) K.linear_attention_f32(ob, E, qb, E, kb, kvDim, vb, kvDim, state, z, work, a.Lq, past + a.Lk, hd, hd, false, map, eps);
+        else {
+          if (past) K.linear_attention_f32(ob, E, qb, E, kb, kvDim, vb, kvDim, state, z, work, 0, past, hd, hd, false, map, eps);
+          K.linear_attention_f32(ob, E, qb, E, kb + 4 * past * kvDim, kvDim, vb + 4 * past * kvDim, kvDim, state, z, work, a.Lq, a.Lq, hd, hd, true, map, eps);
+        }
+      }
+    }
   }
 }

@@ -116,16 +116,17 @@ export class TransformerEncoderLayer extends Layer {
       isCausal: options.isCausal,
       cache: options.cache,
       needWeights: options.needWeights,
-    }, ["srcMask", "srcKeyPaddingMask", "isCausal", "cache", "needWeights"], options);
+      globalTokens: options.globalTokens,
+    }, ["srcMask", "srcKeyPaddingMask", "isCausal", "cache", "needWeights", "globalTokens"], options);
   }
 
   /** @internal x (B*L, dModel) in place */
-  run(outer: Ctx, x: number, B: number, L: number, mask: Placed, causal: boolean, cache: KVCache | undefined, weights: number): void {
+  run(outer: Ctx, x: number, B: number, L: number, mask: Placed, causal: boolean, cache: KVCache | undefined, weights: number, global: number[] | null): void {
     nested(outer, (ctx) => {
       const M = B * L;
       const t = ctx.scope.alloc(4 * M * this.dModel);
       const attend = (input: number, out: number, residual: number) =>
-        this.selfAttn.run(ctx, { B, Lq: L, Lk: L, q: input, k: input, v: input, out, residual, mask, causal, weights, cache });
+        this.selfAttn.run(ctx, { B, Lq: L, Lk: L, q: input, k: input, v: input, out, residual, mask, causal, weights, cache, global });
       if (this.normFirst) {
         this.norm1.run(ctx, t, x, M);
         attend(t, x, x);
@@ -208,6 +209,8 @@ export interface EncoderForwardOptions {
   cache?: KVCache;
   /** Also return each layer's attention weights per head [B, H, L, Lk]: an extension, for interpretability. */
   needWeights?: boolean;
+  /** Longformer's global positions, for self-attention with an `attention.window`. */
+  globalTokens?: readonly number[];
 }
 
 export interface StackEncoderForwardOptions extends Omit<EncoderForwardOptions, "srcMask"> {
@@ -257,7 +260,7 @@ export class TransformerEncoder extends Stack<TransformerEncoderLayer> {
   forward(src: Tensor, options?: StackEncoderForwardOptions & { needWeights?: false }): Tensor;
   forward(src: Tensor, options: StackEncoderForwardOptions & { needWeights: true }): { output: Tensor; weights: Tensor[] };
   forward(src: Tensor, options: StackEncoderForwardOptions = {}): Tensor | { output: Tensor; weights: Tensor[] } {
-    return runEncoder("TransformerEncoder.forward", this.layers, this.norm, src, options, ["mask", "srcKeyPaddingMask", "isCausal", "cache", "needWeights"], options);
+    return runEncoder("TransformerEncoder.forward", this.layers, this.norm, src, options, ["mask", "srcKeyPaddingMask", "isCausal", "cache", "needWeights", "globalTokens"], options);
   }
 }
 
@@ -310,11 +313,12 @@ function runEncoder(
   const cache = checkCache(o.cache, isCausal, !!(o.mask || o.srcKeyPaddingMask), B);
   const mask = mhaMask({ attn: "mask", padding: "srcKeyPaddingMask" }, o.mask, unbatch(o.srcKeyPaddingMask, batched), B, H, L, L);
   const Lk = L + (cache?.length ?? 0);
+  const global = layers.map((l) => l.selfAttn.checkCall({ masked: !!mask, causal: isCausal && !o.mask, needWeights, Lq: L, Lk: L, globalTokens: o.globalTokens }))[0];
   return withScope((ctx) => {
     const x = ctx.scope.put(t.data);
     const placed = mask && { at: ctx.scope.put(mask.data), info: mask };
     const weights = layers.map(() => (needWeights ? ctx.scope.alloc(4 * B * H * L * Lk) : 0));
-    layers.forEach((layer, i) => layer.run(ctx, x, B, L, placed, isCausal && !o.mask, cache, weights[i]));
+    layers.forEach((layer, i) => layer.run(ctx, x, B, L, placed, isCausal && !o.mask, cache, weights[i], global));
     norm?.run(ctx, x, x, B * L);
     const output = { data: ctx.heap.f32(x, t.data.length).slice(), shape: [...t.shape] };
     if (!needWeights) return output;
@@ -337,6 +341,7 @@ function runDecoder(fn: string, layers: TransformerDecoderLayer[], norm: LayerNo
   const cache = checkCache(o.cache, isCausal, !!(o.tgtMask || o.tgtKeyPaddingMask), B);
   const selfMask = mhaMask({ attn: "tgtMask", padding: "tgtKeyPaddingMask" }, o.tgtMask, unbatch(o.tgtKeyPaddingMask, x.batched), B, H, x.L, x.L);
   const memMask = mhaMask({ attn: "memoryMask", padding: "memoryKeyPaddingMask" }, o.memoryMask, unbatch(o.memoryKeyPaddingMask, x.batched), B, H, x.L, m.L);
+  for (const l of layers) l.selfAttn.checkCall({ masked: !!selfMask, causal: isCausal && !o.tgtMask, needWeights: false, Lq: x.L, Lk: x.L });
   return withScope((ctx) => {
     const at = ctx.scope.put(x.t.data);
     const mem = place(ctx.scope, m.t);

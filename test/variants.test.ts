@@ -56,6 +56,43 @@ describe("MultiHeadAttention variants equal scaledDotProductAttention's", () => 
     });
   }
 
+  test("linear attention by option equals linearAttention on the split heads, causal or not", () => {
+    const r = rng(freshSeed());
+    const x = lib.tensor(r.floats(B * L * E), [B, L, E]);
+    const h = lib.tensor(split(x.data), [B, H, L, hd]);
+    for (const causal of [false, true]) {
+      const { output, weights } = identityMha({ linear: { featureMap: "relu" } }).forward(x, x, x, { isCausal: causal });
+      expect(weights).toBeNull();
+      expectClose(output.data, merge(lib.linearAttention(h, h, h, { causal, featureMap: "relu" }).data), [B, L, E], { atol: 1e-5, rtol: 1e-5 });
+    }
+  });
+
+  test("global tokens by forward option equal scaledDotProductAttention's", () => {
+    const r = rng(freshSeed());
+    const x = lib.tensor(r.floats(B * L * E), [B, L, E]);
+    const h = lib.tensor(split(x.data), [B, H, L, hd]);
+    const { output } = identityMha({ window: [3, 3] }).forward(x, x, x, { globalTokens: [0, 20], needWeights: false });
+    expectClose(output.data, merge(lib.scaledDotProductAttention(h, h, h, { window: [3, 3], globalTokens: [0, 20] }).data), [B, L, E], { atol: 1e-5, rtol: 1e-5 });
+    const enc = new lib.TransformerEncoder({ layer: { dModel: E, nhead: H, dimFeedforward: 16, attention: { window: [4, 4] } }, numLayers: 1 });
+    enc.loadStateDict(Object.fromEntries(enc.params().map((p) => [p.key, lib.tensor(r.floats(p.shape.reduce((a, b) => a * b, 1), 0.3), p.shape)])));
+    expect(enc.forward(x, { globalTokens: [1] }).data).not.toEqual(enc.forward(x).data);
+    expect(() => enc.forward(x, { globalTokens: [1], isCausal: true })).toThrow(/globalTokens: not together with isCausal/);
+  });
+
+  test("a linear-attention stack decodes with a cache exactly as its full causal forward", () => {
+    const r = rng(freshSeed());
+    const enc = new lib.TransformerEncoder({ layer: { dModel: E, nhead: H, dimFeedforward: 32, attention: { linear: true, rope: {} } }, numLayers: 2 });
+    enc.loadStateDict(Object.fromEntries(enc.params().map((p) => [p.key, lib.tensor(r.floats(p.shape.reduce((a, b) => a * b, 1), 0.4), p.shape)])));
+    const x = lib.tensor(r.floats(L * E), [1, L, E]);
+    const full = enc.forward(x, { isCausal: true });
+    const cache = new lib.KVCache();
+    const got = new Float32Array(L * E);
+    for (const [a, b] of [[0, 5], [5, 6], [6, L]]) got.set(enc.forward(lib.tensor(x.data.slice(a * E, b * E), [1, b - a, E]), { isCausal: true, cache }).data, a * E);
+    expectClose(got, full.data, [1, L, E], { atol: 1e-5, rtol: 1e-4 });
+    expect(() => enc.forward(x, { srcKeyPaddingMask: lib.tensor(new Uint8Array(L), [1, L]) })).toThrow(/linear attention: masks are not supported/);
+    expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: true, window: [1, 1] } })).toThrow(/linear attention does not combine with window/);
+  });
+
   test("a layer stack with RoPE, ALiBi and a window decodes with a cache exactly as its full causal forward", () => {
     const r = rng(freshSeed());
     const enc = new lib.TransformerEncoder({ layer: { dModel: E, nhead: H, dimFeedforward: 32, attention: { rope: {}, alibi: true, window: [6, 6] } }, numLayers: 2 });
