@@ -182,13 +182,44 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
       dilation: p.dilation, softcap: p.softcap, slope: (h: number) => p.slopes[h] ?? 0,
       layout, blockSize: p.blockSparse?.blockSize ?? 8, nKB: p.blockSparse?.nKB ?? 0,
     };
-    if (p.global) attendWithGlobals(ctx, heads, p.global);
-    else attendHeads(ctx, heads);
+    attend(ctx, heads, p.global);
     const output = { data: heap.f32(out, outLength).slice(), shape: p.outShape };
     if (!p.returnWeights) return output;
     return { output, weights: { data: heap.f32(w, weightsLength).slice(), shape: p.scoreShape } };
   } finally {
     scope.release();
+  }
+}
+
+/**
+ * @internal Attention over every head, by the cheapest exact route: global tokens in three passes;
+ * a dilated window as `dilation` interleaved problems (queries of one residue class against the
+ * keys they can see, rows `dilation` apart), so no score is computed only to be dropped; else the
+ * kernel directly (with a mask, returned weights or a block layout, a dilated window is masked per
+ * score instead).
+ */
+export function attend(ctx: Parameters<typeof attendHeads>[0], a: Parameters<typeof attendHeads>[1], global: number[] | null | undefined): void {
+  if (global) return attendWithGlobals(ctx, a, global);
+  const d = a.dilation;
+  if (d <= 1 || a.mask || a.weights || a.layout || a.stats) return attendHeads(ctx, a);
+  const mod = (x: number) => ((x % d) + d) % d;
+  for (let c = 0; c < Math.min(d, a.Lq); c++) {
+    // queries i = c + d i', keys j = ck + d j' with j - i - diag a multiple of d
+    const ck = mod(c + a.diag);
+    const Lq = Math.ceil((a.Lq - c) / d);
+    const Lk = Math.max(0, Math.ceil((a.Lk - ck) / d));
+    attendHeads(ctx, {
+      ...a, Lq, Lk,
+      q: (b, h) => a.q(b, h) + 4 * c * a.qStride, qStride: a.qStride * d,
+      out: (b, h) => a.out(b, h) + 4 * c * a.outStride, outStride: a.outStride * d,
+      k: (b, g) => a.k(b, g) + 4 * ck * a.kStride, kStride: a.kStride * d,
+      v: (b, g) => a.v(b, g) + 4 * ck * a.vStride, vStride: a.vStride * d,
+      diag: (c + a.diag - ck) / d,
+      left: a.left < 0 ? -1 : Math.floor(a.left / d),
+      right: a.right < 0 ? -1 : Math.floor(a.right / d),
+      dilation: 1,
+      slope: (h) => a.slope(h) * d,
+    });
   }
 }
 

@@ -1,5 +1,4 @@
-import { type AttentionVariant, attendWithGlobals, checkVariant, globals, variantCall } from "./attention.js";
-import { type Heads, attendHeads } from "./heads.js";
+import { type AttentionVariant, attend, checkVariant, globals, variantCall } from "./attention.js";
 import { KVCache } from "./cache.js";
 import { place } from "./resident.js";
 import { ArgumentError, ShapeError } from "./errors.js";
@@ -279,7 +278,7 @@ export class MultiHeadAttention extends Module {
       return;
     }
     // heads are column slices of [B, L, features] rows: no copies to split or merge them
-    (a.global ? (c: Ctx, h: Heads) => attendWithGlobals(c, h, a.global!) : attendHeads)(ctx, {
+    attend(ctx, {
       B: a.B, Hq: this.numHeads, Hk: this.numKvHeads, Lq: a.Lq, Lk, E: hd, Ev: hd,
       q: (b, h) => Q + 4 * (b * a.Lq * E + h * hd),
       k: (b, g) => kAll + 4 * (b * rows * kvDim + g * hd),
@@ -290,7 +289,7 @@ export class MultiHeadAttention extends Module {
       scale: Math.fround(1 / Math.sqrt(hd)), diag: past, left: band[0], right: band[1],
       dilation: this.#variant.dilation, softcap: this.#variant.softcap, slope: (h) => this.#variant.slopes[h] ?? 0,
       layout: layoutAt, blockSize: layout?.blockSize ?? 8, nKB: layout?.nKB ?? 0,
-    });
+    }, a.global);
     this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
   }
 

@@ -28,6 +28,9 @@ describe("properties", () => {
         mask: fc.constantFrom("none", "bool", "float", "padding"),
         causal: fc.constantFrom("none", "top-left", "bottom-right"),
         window: fc.option(fc.tuple(fc.integer({ min: 0, max: 20 }), fc.integer({ min: 0, max: 20 }))),
+        dilation: fc.integer({ min: 1, max: 4 }),
+        alibi: fc.boolean(),
+        softcap: fc.option(fc.double({ min: 0.5, max: 10, noNaN: true })),
         scale: fc.option(fc.double({ min: 0.01, max: 2, noNaN: true })),
       })
       .chain((p) =>
@@ -53,11 +56,14 @@ describe("properties", () => {
         const causal = p.causal !== "none" && !attnMask;
         const diag = p.causal === "bottom-right" ? p.Lk - p.Lq : 0;
         const window: [number, number] | undefined = p.window ? [p.window[0], causal ? 0 : p.window[1]] : undefined;
+        const dilation = window ? p.dilation : 1;
+        const softcap = p.softcap === null ? undefined : Math.fround(p.softcap);
         const out = lib.scaledDotProductAttention(qt, kt, vt, {
-          attnMask, isCausal: causal && !window, causalAlignment: p.causal === "none" ? undefined : p.causal, window, scale: p.scale ?? undefined, enableGqa: p.group > 1,
+          attnMask, isCausal: causal && !window, causalAlignment: p.causal === "none" ? undefined : p.causal, window, dilation, softcap, alibi: p.alibi, scale: p.scale ?? undefined, enableGqa: p.group > 1,
         });
         const ref = attentionRef(q, k, v, { batch: [p.B], Hq, Hk: p.Hk, Lq: p.Lq, Lk: p.Lk, E: p.E, Ev: p.Ev }, {
-          mask: attnMask, scale: p.scale ?? undefined, causalOffset: causal && !window ? diag : undefined, window, diag,
+          mask: attnMask, scale: p.scale ?? undefined, causalOffset: causal && !window ? diag : undefined, window, diag, dilation, softcap,
+          slopes: p.alibi ? lib.alibiSlopes(Hq).map(Math.fround) : undefined,
         });
         expectClose(out.data, ref.out, out.shape, { atol: 5e-6, rtol: 2e-5 });
       }),
