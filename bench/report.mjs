@@ -22,11 +22,14 @@ export function report({ date, machine, peak, rows, scenarioRows, scaling = [] }
     const cc = `${c} causal`;
     target(`${cc}: 3.5x onnxruntime-web`, "3.5x", x(ort(cc) / ours(cc)), ort(cc) / ours(cc) >= 3.5, needs(3.5, cc, L, true).replace("(the issue", "while causal costs us half of non-causal (the issue"));
     const share = flops(L, false) / ours(c) / 1e6 / peak.madd;
-    target(`${c}: 70% of the mul+add peak`, "70%", `${(100 * share).toFixed(1)}%`, share >= 0.7, "the online-softmax passes (exp, max, rescale) and the score tile stores between the two products");
+    target(`${c}: 70% of the mul+add peak`, "70%", `${(Math.floor(1000 * share) / 10).toFixed(1)}%`, share >= 0.7, "the online-softmax passes (exp, max, rescale) and the score tile stores between the two products");
   }
   const d = "decode step Lq=1, Lk=4096";
-  target(`${d}, plain tensors: 2x`, "2x", x(ort(d) / ours(d)), ort(d) / ours(d) >= 2, `copying 25 MB of K and V into WebAssembly memory takes about 1.1 ms of our ${ours(d).toFixed(2)} ms; the kernel streams K and V at about ${(25.2 / ours(d, 1, "wasm-attention (resident K, V)")).toFixed(0)} GB/s against ${peak.stream.toFixed(0)} GB/s measured`);
-  target(`${d}, resident K and V: 4x`, "4x", x(ort(d) / ours(d, 1, "wasm-attention (resident K, V)")), ort(d) / ours(d, 1, "wasm-attention (resident K, V)") >= 4, `the kernel streams K and V at about ${(25.2 / ours(d, 1, "wasm-attention (resident K, V)")).toFixed(0)} GB/s of the ${peak.stream.toFixed(0)} GB/s measured: per key it still runs the online softmax's bookkeeping (one tile of 64 keys at a time); two threads reach ${x(ort(d) / ours(d, 2, "wasm-attention (resident K, V)"))}`);
+  const resident = (c) => ours(c, 1, "wasm-attention (resident K, V)");
+  const gbs = (c, Lk) => ((2 * 12 * Lk * 64 * 4) / resident(c) / 1e6).toFixed(0);
+  const memoryBound = `the resident kernel reads K and V at ${gbs(d, 4096)} GB/s against ${peak.stream.toFixed(0)} GB/s for one plain stream of loads from memory: two streams at once, with arithmetic between the loads and no prefetch instruction in WebAssembly (the peers run between our calls, so K and V come from memory, not cache; the 1024-key case reads at ${gbs("decode step Lq=1, Lk=1024", 1024)} GB/s)`;
+  target(`${d}, plain tensors: 2x`, "2x", x(ort(d) / ours(d)), ort(d) / ours(d) >= 2, `copying 25 MB of K and V into WebAssembly memory costs about ${(ours(d) - resident(d)).toFixed(1)} ms of our ${ours(d).toFixed(2)} ms; then ${memoryBound}`);
+  target(`${d}, resident K and V: 4x`, "4x", x(ort(d) / resident(d)), ort(d) / resident(d) >= 4, `${memoryBound}; two threads reach ${x(ort(d) / ours(d, 2, "wasm-attention (resident K, V)"))}`);
   for (const L of [128, 512]) {
     const c = `BERT-base encoder layer L=${L}`;
     target(`${c}: 1.7x`, "1.7x", x(ort(c) / ours(c)), ort(c) / ours(c) >= 1.7, `our layer runs at ${((100 * (2 * L * (4 * 768 * 768 + 2 * 768 * 3072) + 4 * L * L * 768)) / ours(c) / 1e6 / peak.madd).toFixed(0)}% of the mul+add peak, onnxruntime-web at ${((100 * (2 * L * (4 * 768 * 768 + 2 * 768 * 3072) + 4 * L * L * 768)) / ort(c) / 1e6 / peak.madd).toFixed(0)}%: 1.7x would need more than the peak; the relaxed build reaches ${x(ort(c) / ours(c, 1, "wasm-attention (relaxed)"))}`);

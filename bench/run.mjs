@@ -120,8 +120,8 @@ for (const L of lengths) {
   }
 }
 
-{
-  const Lk = 4096;
+// decode steps: K and V of 12 heads in cache (Lk = 1024, 6 MB) and not (Lk = 4096, 25 MB)
+for (const Lk of quick ? [4096] : [1024, 4096]) {
   const q = randomTensor([1, H, 1, d], 1);
   const [k, v] = [2, 3].map((s) => randomTensor([1, H, Lk, d], s));
   const shape = { H, Lq: 1, Lk, d, causal: false };
@@ -133,6 +133,8 @@ for (const L of lengths) {
     { name: "onnxruntime-web (ops)", fn: await ortAttention(shape).then((f) => () => f(q, k, v)) },
     ...(tf ? [{ name: "tfjs-wasm", fn: tfAttention(tf, shape).bind(null, q, k, v) }] : []),
   ]);
+  rk.dispose();
+  rv.dispose();
 }
 
 for (const L of quick ? [128] : [128, 512]) {
