@@ -4,7 +4,7 @@
 import fc from "fast-check";
 import { beforeAll, describe, expect, test } from "vitest";
 import * as lib from "../src/index.js";
-import { attentionRef, expectClose } from "./reference.js";
+import { attentionRef, expectClose, mhaRef } from "./reference.js";
 
 const runs = Number(process.env.FUZZ_RUNS ?? 60);
 const seed = Number(process.env.FUZZ_SEED ?? 20261128);
@@ -98,6 +98,54 @@ describe("properties", () => {
         }
         expectClose(z.data, wantLn, [p.M, p.K], { atol: 1e-4, rtol: 1e-4 });
         ln.dispose();
+      }),
+      settings,
+    );
+  });
+
+  test("MultiHeadAttention equals the float64 reference (self and cross, GQA, padding, causal)", () => {
+    const problem = fc
+      .record({
+        B: fc.integer({ min: 1, max: 3 }),
+        Hk: fc.integer({ min: 1, max: 3 }),
+        group: fc.integer({ min: 1, max: 3 }),
+        hd: fc.integer({ min: 1, max: 9 }),
+        Lq: fc.integer({ min: 1, max: 20 }),
+        Lk: fc.integer({ min: 1, max: 20 }),
+        self: fc.boolean(),
+        causal: fc.boolean(),
+        padded: fc.boolean(),
+        bias: fc.boolean(),
+      })
+      .chain((p) => {
+        const H = p.Hk * p.group;
+        const E = H * p.hd;
+        const Lk = p.self ? p.Lq : p.Lk;
+        return fc.record({
+          p: fc.constant({ ...p, H, E, Lk }),
+          q: floats(p.B * p.Lq * E, 2),
+          kv: floats(p.B * Lk * E, 2),
+          w: floats((E + 2 * p.Hk * p.hd) * E, 0.5),
+          b: floats(E + 2 * p.Hk * p.hd, 0.5),
+          ow: floats(E * E, 0.5),
+          ob: floats(E, 0.5),
+          pad: fc.uint8Array({ minLength: p.B * Lk, maxLength: p.B * Lk, max: 1 }),
+        });
+      });
+    fc.assert(
+      fc.property(problem, ({ p, q, kv, w, b, ow, ob, pad }) => {
+        const m = new lib.MultiHeadAttention({ embedDim: p.E, numHeads: p.H, numKvHeads: p.Hk, bias: p.bias });
+        const dict: Record<string, lib.Tensor> = { in_proj_weight: lib.tensor(w, [w.length / p.E, p.E]), "out_proj.weight": lib.tensor(ow, [p.E, p.E]) };
+        if (p.bias) Object.assign(dict, { in_proj_bias: lib.tensor(b, [b.length]), "out_proj.bias": lib.tensor(ob, [p.E]) });
+        m.loadStateDict(dict);
+        const x = lib.tensor(q, [p.B, p.Lq, p.E]);
+        const y = p.self ? x : lib.tensor(kv, [p.B, p.Lk, p.E]);
+        const causal = p.causal && p.self;
+        const { output, weights } = m.forward(x, y, y, { isCausal: causal, keyPaddingMask: p.padded ? lib.tensor(pad, [p.B, p.Lk]) : undefined, averageAttnWeights: false });
+        const ref = mhaRef(q, p.self ? q : kv, dict, { B: p.B, Lq: p.Lq, Lk: p.Lk, E: p.E, H: p.H, Hk: p.Hk, causal, padding: p.padded ? pad : undefined });
+        expectClose(output.data, ref.out, output.shape, { atol: 2e-5, rtol: 1e-4 });
+        expectClose(weights!.data, ref.weights, weights!.shape, { atol: 1e-5, rtol: 1e-4 });
+        m.dispose();
       }),
       settings,
     );
