@@ -60,8 +60,8 @@ export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v:
 //   band:     query i sees keys i + diag - left <= j <= i + diag + right; left or right < 0: no bound
 //             on that side (causal: right = 0; a sliding window: both); tiles outside are skipped;
 //             with dilation d > 1, only keys with (i + diag - j) % d == 0 (Longformer)
-//   layout:   0, or block-sparse: u8 (Lq / bs, nKB), query block i / bs sees key block j / bs where
-//             it is non-zero; key blocks no row of a block of queries sees are skipped (bs % 8 == 0)
+//   blocks:   0, or block-sparse (bs % 8 == 0): query block i / bs sees the key blocks
+//             blocks[starts[i / bs] .. starts[i / bs + 1]) (i32 lists); no other key is visited
 //   stats:    0, or (Lq, 2) receives each row's softmax max and sum (m, l), for merging passes
 //   softcap:  0, or scores become softcap * tanh(score / softcap) (before biases and mask)
 //   slope:    0, or ALiBi: -slope * |i + diag - j| is added to every score
@@ -71,7 +71,7 @@ export function attention_f32_flash(
   out: usize, outStride: i32, weights: usize, q: usize, qStride: i32, k: usize, kStride: i32, v: usize, vStride: i32,
   mask: usize, maskRow: i32, work: usize,
   Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, diag: i32, left: i32, right: i32,
-  dilation: i32, softcap: f32, slope: f32, layout: usize, bs: i32, nKB: i32, stats: usize,
+  dilation: i32, softcap: f32, slope: f32, blocks: usize, starts: usize, bs: i32, stats: usize,
 ): void {
   const plain = dilation <= 1 && softcap == 0 && slope == 0;
   const ev4 = roundUp4(Ev);
@@ -93,32 +93,38 @@ export function attention_f32_flash(
     }
     memory.fill(o, 0, <usize>BR * ev4 * F32);
     if (weights) fillRows(weights, r0, rows, Lk, NEG_INF);
-    for (let t0 = keyStart, cols = 0; t0 < keyEnd; t0 += cols) {
-      cols = min(BC, keyEnd - t0);
-      if (layout) {
-        // a tile stays inside one key block; blocks that no row here sees are skipped whole
-        const kb = t0 / bs;
-        cols = min(cols, (kb + 1) * bs - t0);
-        if (!blockSeen(layout, nKB, r0 / bs, (r0 + rows - 1) / bs, kb)) continue;
+    // the keys to visit: the band, or its part in each key block this block of queries sees (all
+    // four rows are in one query block, since bs is a multiple of 8)
+    const first = blocks ? load<i32>(starts + <usize>(r0 / bs) * 4) : 0;
+    const segments = blocks ? load<i32>(starts + <usize>(r0 / bs + 1) * 4) - first : 1;
+    for (let g = 0; g < segments; g++) {
+      let from = keyStart;
+      let to = keyEnd;
+      if (blocks) {
+        const kb = load<i32>(blocks + <usize>(first + g) * 4);
+        from = max(from, kb * bs);
+        to = min(to, (kb + 1) * bs);
       }
-      if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
-      if (k) scoreRows(s, q, <usize>qStride * F32, k, <usize>kStride * F32, r0, rows, t0, cols, E);
-      else scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E);
-      for (let r = 0; r < rows; r++) {
-        const i = r0 + r;
-        let lower = left < 0 ? 0 : max(0, i + diag - left - t0);
-        let limit = right < 0 ? cols : min(cols, i + diag + right + 1 - t0);
-        if (layout && !load<u8>(layout + <usize>(i / bs) * <usize>nKB + <usize>(t0 / bs))) lower = limit = 0;
-        const mrow = mask ? mask + (<usize>i * <usize>maskRow + <usize>t0) * F32 : 0;
-        const srow = s + <usize>r * S_ROW;
-        const rowMax = plain
-          ? maskScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale)
-          : shapeScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale, i + diag - t0, dilation, softcap, slope);
-        if (weights) memory.copy(weights + (<usize>i * <usize>Lk + <usize>t0) * F32, srow, <usize>cols * F32);
-        softmaxUpdate(srow, o + <usize>r * ev4 * F32, m + <usize>r * F32, l + <usize>r * F32, rowMax, <i32>roundUp8(cols), ev4);
+      for (let t0 = from, cols = 0; t0 < to; t0 += cols) {
+        cols = min(BC, to - t0);
+        if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
+        if (k) scoreRows(s, q, <usize>qStride * F32, k, <usize>kStride * F32, r0, rows, t0, cols, E);
+        else scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E);
+        for (let r = 0; r < rows; r++) {
+          const i = r0 + r;
+          const lower = left < 0 ? 0 : max(0, i + diag - left - t0);
+          const limit = right < 0 ? cols : min(cols, i + diag + right + 1 - t0);
+          const mrow = mask ? mask + (<usize>i * <usize>maskRow + <usize>t0) * F32 : 0;
+          const srow = s + <usize>r * S_ROW;
+          const rowMax = plain
+            ? maskScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale)
+            : shapeScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale, i + diag - t0, dilation, softcap, slope);
+          if (weights) memory.copy(weights + (<usize>i * <usize>Lk + <usize>t0) * F32, srow, <usize>cols * F32);
+          softmaxUpdate(srow, o + <usize>r * ev4 * F32, m + <usize>r * F32, l + <usize>r * F32, rowMax, <i32>roundUp8(cols), ev4);
+        }
+        if (rows == 1) accumulatePV1(o, s, vp + <usize>t0 * vRow, vRow, cols, ev4);
+        else accumulatePV(o, s, vp + <usize>t0 * vRow, vRow, cols, ev4);
       }
-      if (rows == 1) accumulatePV1(o, s, vp + <usize>t0 * vRow, vRow, cols, ev4);
-      else accumulatePV(o, s, vp + <usize>t0 * vRow, vRow, cols, ev4);
     }
     for (let r = 0; r < rows; r++) {
       const i = r0 + r;
@@ -154,10 +160,6 @@ export function attention_f32_merge(out: usize, outStride: i32, stats: usize, ou
       store<f32>(a + at, (load<f32>(a + at) * w1 + load<f32>(b + at) * w2) / total);
     }
   }
-}
-
-@inline function blockSeen(layout: usize, nKB: i32, qb0: i32, qb1: i32, kb: i32): bool {
-  return load<u8>(layout + <usize>qb0 * <usize>nKB + <usize>kb) != 0 || load<u8>(layout + <usize>qb1 * <usize>nKB + <usize>kb) != 0;
 }
 
 @inline function fillRows(w: usize, r0: i32, rows: i32, Lk: i32, value: f32): void {

@@ -1,5 +1,6 @@
 import { ArgumentError, OutOfMemoryError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
+import type { Heap, Scope } from "./memory.js";
 import { type Dims, attendHeads } from "./heads.js";
 import { type LinearAttentionOptions, settings } from "./linear-attention.js";
 import { type BlockSparsePattern, blockSparseLayout } from "./sparse.js";
@@ -167,8 +168,7 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
       K.rope_f32(k, B * Hk * Lk, Lk, E, 1, E, rotaryDim, positionOffset, theta, interleaved);
     }
     const m = mask ? scope.put(mask.data) : 0;
-    const layout = p.blockSparse ? scope.alloc(p.blockSparse.layout.length) : 0;
-    if (p.blockSparse) new Uint8Array(heap.memory.buffer, layout, p.blockSparse.layout.length).set(p.blockSparse.layout);
+    const blocks = placeBlocks(scope, heap, p.blockSparse);
     const out = scope.alloc(4 * outLength);
     const w = p.returnWeights ? scope.alloc(4 * weightsLength) : 0;
     const at = (base: number, H: number, L: number, D: number) => (b: number, h: number) => base + 4 * (b * H + h) * L * D;
@@ -180,7 +180,7 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
       weights: w, mask: m, maskOffsets: mask?.offsets ?? [], maskRow: mask?.rowStride ?? 0,
       scale: p.scale, diag: p.alignment === "bottom-right" ? Lk - Lq : 0, left: p.window[0], right: p.window[1],
       dilation: p.dilation, softcap: p.softcap, slope: (h: number) => p.slopes[h] ?? 0,
-      layout, blockSize: p.blockSparse?.blockSize ?? 8, nKB: p.blockSparse?.nKB ?? 0,
+      ...blocks, blockSize: p.blockSparse?.blockSize ?? 8,
     };
     attend(ctx, heads, p.global);
     const output = { data: heap.f32(out, outLength).slice(), shape: p.outShape };
@@ -201,7 +201,7 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
 export function attend(ctx: Parameters<typeof attendHeads>[0], a: Parameters<typeof attendHeads>[1], global: number[] | null | undefined): void {
   if (global) return attendWithGlobals(ctx, a, global);
   const d = a.dilation;
-  if (d <= 1 || a.mask || a.weights || a.layout || a.stats) return attendHeads(ctx, a);
+  if (d <= 1 || a.mask || a.weights || a.blocks || a.stats) return attendHeads(ctx, a);
   const mod = (x: number) => ((x % d) + d) % d;
   for (let c = 0; c < Math.min(d, a.Lq); c++) {
     // queries i = c + d i', keys j = ck + d j' with j - i - diag a multiple of d
@@ -258,7 +258,7 @@ export function attendWithGlobals(ctx: Parameters<typeof attendHeads>[0], a: Par
   const mask2 = scope.put(seen);
   const out2 = scope.alloc(4 * slices * Lq * Ev);
   const stats2 = scope.alloc(8 * slices * Lq);
-  const none = { diag: 0, left: -1, right: -1, dilation: 1, layout: 0, weights: 0 };
+  const none = { diag: 0, left: -1, right: -1, dilation: 1, blocks: 0, starts: 0, weights: 0 };
   attendHeads(ctx, {
     ...a, ...none, Lk: G, k: gk, v: gv, kStride: E, vStride: Ev, out: (b, h) => out2 + 4 * (b * Hq + h) * Lq * Ev, outStride: Ev,
     mask: mask2, maskOffsets: new Array<number>(slices).fill(0), maskRow: G, stats: stats2,
@@ -285,6 +285,26 @@ export function globals(o: AttentionOptions, Lq: number, Lk: number): number[] |
     if (o[name]) throw new ArgumentError(`globalTokens: not together with ${name}`);
   }
   return g.length ? [...g].sort((a, b) => a - b) : null;
+}
+
+/**
+ * @internal a block layout as the kernel reads it, in `scope`: for query block i, the key blocks
+ * blocks[starts[i] .. starts[i + 1]), ascending (i32 lists; both 0 without a layout)
+ */
+export function placeBlocks(scope: Scope, heap: Heap, sparse: { layout: Uint8Array; nKB: number } | null): { blocks: number; starts: number } {
+  if (!sparse) return { blocks: 0, starts: 0 };
+  const nQ = sparse.layout.length / sparse.nKB;
+  const starts = new Int32Array(nQ + 1);
+  const list: number[] = [];
+  for (let i = 0; i < nQ; i++) {
+    for (let j = 0; j < sparse.nKB; j++) if (sparse.layout[i * sparse.nKB + j]) list.push(j);
+    starts[i + 1] = list.length;
+  }
+  const blocks = scope.alloc(4 * Math.max(1, list.length));
+  new Int32Array(heap.memory.buffer, blocks, list.length).set(list);
+  const at = scope.alloc(4 * starts.length);
+  new Int32Array(heap.memory.buffer, at, starts.length).set(starts);
+  return { blocks, starts: at };
 }
 
 // the block-sparse layout, checked against the lengths

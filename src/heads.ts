@@ -43,10 +43,10 @@ export interface Heads extends Dims {
   softcap: number;
   /** ALiBi slope of query head h (0: none) */
   slope(h: number): number;
-  /** 0, or a block-sparse layout (u8, [ceil(Lq / blockSize), nKB]) in WebAssembly memory */
-  layout: number;
+  /** 0, or block-sparse: the key blocks of query block i are blocks[starts[i] .. starts[i + 1]) (i32 lists in WebAssembly memory) */
+  blocks: number;
+  starts: number;
   blockSize: number;
-  nKB: number;
   /** 0, or [B, Hq, Lq, 2] for each row's softmax (max, sum) */
   stats?: number;
 }
@@ -74,7 +74,7 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
   // rows per task: all of them, or a multiple of 4 that gives each thread about two tasks
   const tasksPerKv = a.B * a.Hk >= 2 * pool.size ? 1 : Math.ceil((2 * pool.size) / (a.B * a.Hk));
   // rows per task: a multiple of 4 (the kernel's row blocks) and of the sparse layout's blocks
-  const unit = a.layout ? a.blockSize : 4;
+  const unit = a.blocks ? a.blockSize : 4;
   const rows = Math.max(unit, Math.ceil(a.Lq / tasksPerKv / unit) * unit);
   const tasks: Call[][] = [];
   for (let b = 0; b < a.B; b++) {
@@ -94,7 +94,7 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
             inPlace ? k : 0, a.kStride, v, a.vStride,
             a.mask && a.mask + 4 * (a.maskOffsets[slice] + r0 * a.maskRow), a.maskRow, SCRATCH,
             n, a.Lk, a.E, a.Ev, a.scale, a.diag + r0, a.left, a.right, a.dilation, a.softcap, a.slope(h),
-            a.layout && a.layout + (r0 / a.blockSize) * a.nKB, a.blockSize, a.nKB,
+            a.blocks, a.starts && a.starts + 4 * (r0 / a.blockSize), a.blockSize,
             a.stats ? a.stats + 8 * (slice * a.Lq + r0) : 0,
           ]);
         }

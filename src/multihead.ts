@@ -1,4 +1,4 @@
-import { type AttentionVariant, attend, checkVariant, globals, variantCall } from "./attention.js";
+import { type AttentionVariant, attend, checkVariant, globals, placeBlocks, variantCall } from "./attention.js";
 import { KVCache } from "./cache.js";
 import { place } from "./resident.js";
 import { ArgumentError, ShapeError } from "./errors.js";
@@ -268,8 +268,7 @@ export class MultiHeadAttention extends Module {
     // queries continue the keys' positions (bottom-right, as when decoding with a cache)
     if (rope) ctx.K.rope_f32(Q, a.B * a.Lq, a.Lq, E, this.numHeads, hd, rope.rotaryDim, rope.positionOffset + past, rope.theta, rope.interleaved);
     const { band, layout } = variantCall(this.#variant, a.causal, a.Lq, past + a.Lk);
-    const layoutAt = layout ? scope.alloc(layout.layout.length) : 0;
-    if (layout) new Uint8Array(ctx.heap.memory.buffer, layoutAt, layout.layout.length).set(layout.layout);
+    const blocks = placeBlocks(scope, ctx.heap, layout);
     const Lk = past + a.Lk;
     const attn = scope.alloc(4 * a.B * a.Lq * E);
     if (this.#variant.linear) {
@@ -288,7 +287,7 @@ export class MultiHeadAttention extends Module {
       weights: a.weights, mask: a.mask?.at ?? 0, maskOffsets: a.mask?.info.offsets ?? [], maskRow: a.mask?.info.rowStride ?? 0,
       scale: Math.fround(1 / Math.sqrt(hd)), diag: past, left: band[0], right: band[1],
       dilation: this.#variant.dilation, softcap: this.#variant.softcap, slope: (h) => this.#variant.slopes[h] ?? 0,
-      layout: layoutAt, blockSize: layout?.blockSize ?? 8, nKB: layout?.nKB ?? 0,
+      ...blocks, blockSize: layout?.blockSize ?? 8,
     }, a.global);
     this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
   }
