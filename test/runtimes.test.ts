@@ -72,14 +72,19 @@ describe("one package, the same bits everywhere (baseline build)", () => {
     }
   });
 
-  test("Cloudflare workerd: the package's workerd entry needs no argument to init()", async () => {
+  test("Cloudflare workerd: the package's workerd entry needs no argument to init(); threads fall back to one", async () => {
     const mf = new Miniflare({
       modules: [
         {
           type: "ESModule",
           path: "worker.mjs",
           contents: `import * as lib from "./workerd.js"; import { bits, fixedCase } from "./fixed-case.mjs";
-            export default { async fetch() { await lib.init({ deterministic: true }); return Response.json({ info: lib.runtimeInfo(), bits: bits(fixedCase(lib)) }); } };`,
+            export default { async fetch() {
+              // Workers have no threads: asking for two warns once and runs on one
+              const warnings = []; const warn = console.warn; console.warn = (m) => warnings.push(String(m));
+              try { await lib.init({ deterministic: true, threads: 2 }); } finally { console.warn = warn; }
+              return Response.json({ info: lib.runtimeInfo(), warnings, bits: bits(fixedCase(lib)) });
+            } };`,
         },
         { type: "ESModule", path: "workerd.js", contents: readFileSync(file("dist/workerd.js"), "utf8") },
         { type: "ESModule", path: "fixed-case.mjs", contents: readFileSync(file("test/support/fixed-case.mjs"), "utf8") },
@@ -89,8 +94,9 @@ describe("one package, the same bits everywhere (baseline build)", () => {
       compatibilityDate: "2026-07-01",
     });
     try {
-      const body = (await (await mf.dispatchFetch("http://localhost/")).json()) as typeof node;
-      expect(body.info.simd).toBe("baseline");
+      const body = (await (await mf.dispatchFetch("http://localhost/")).json()) as typeof node & { warnings: string[] };
+      expect(body.info).toEqual({ simd: "baseline", threads: 1 });
+      expect(body.warnings).toEqual(["wasm-attention: running on one thread instead of 2: this runtime has no Worker"]);
       expect(body.bits).toBe(node.bits);
     } finally {
       await mf.dispose();
