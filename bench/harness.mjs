@@ -1,17 +1,4 @@
-// Timing helpers: warm up, then the median of many runs (the machine is small and noisy).
-
-export function measure(fn, { warmup = 3, runs = 15, minMs = 1500 } = {}) {
-  for (let i = 0; i < warmup; i++) fn();
-  const times = [];
-  const start = performance.now();
-  while (times.length < runs || (performance.now() - start < minMs && times.length < 500)) {
-    const t0 = performance.now();
-    fn();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return { median: times[times.length >> 1], runs: times.length };
-}
+// Helpers of the benchmarks: deterministic inputs and markdown tables.
 
 export function randomTensor(shape, seed = 1) {
   let s = seed >>> 0;

@@ -154,7 +154,7 @@ for (const L of quick ? [128] : [128, 512]) {
   rlayer?.dispose();
 }
 
-export function scenarioResult(r) {
+function scenarioResult(r) {
   const mb = (b) => (b / 2 ** 20).toFixed(1);
   if (r.ms !== undefined) return `${r.ms.toFixed(1)} ms`;
   if (r.rssGrowth !== undefined) return `RSS grew ${mb(r.rssGrowth)} MB over the 10,000 calls after 1,000 warm-up calls (WebAssembly memory ${mb(r.wasmBytes)} MB, flat)`;
