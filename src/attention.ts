@@ -87,23 +87,18 @@ export function checkVariant(v: AttentionVariant | undefined, Hq: number, E: num
     if (other) throw new ArgumentError(`attention: linear attention does not combine with ${other}`);
   }
   band(o.window, false);
-  const bs = o.blockSparse;
-  if (bs) {
-    const { blockSize, ...pattern } = bs;
-    sparse({ layout: blockSparseLayout(blockSize, blockSize, blockSize, pattern as BlockSparsePattern), blockSize }, blockSize, blockSize);
-  }
-  return { ...extras(o as AttentionOptions, Hq, E), window: o.window, blockSparse: bs, linear };
+  if (o.blockSparse) patternLayout(o.blockSparse, o.blockSparse.blockSize, o.blockSparse.blockSize); // checks the pattern
+  return { ...extras(o as AttentionOptions, Hq, E), window: o.window, blockSparse: o.blockSparse, linear };
 }
 
 /** @internal the kernel's band and block layout of a checked variant for one call */
 export function variantCall(v: ReturnType<typeof checkVariant>, causal: boolean, Lq: number, Lk: number) {
-  const bs = v.blockSparse;
-  let layout: ReturnType<typeof sparse> = null;
-  if (bs) {
-    const { blockSize, ...pattern } = bs;
-    layout = sparse({ layout: blockSparseLayout(Lq, Lk, blockSize, pattern as BlockSparsePattern), blockSize }, Lq, Lk);
-  }
-  return { band: band(v.window, causal), layout };
+  return { band: band(v.window, causal), layout: v.blockSparse ? patternLayout(v.blockSparse, Lq, Lk) : null };
+}
+
+// a block-sparse pattern with its block size, laid out and checked for these lengths
+function patternLayout({ blockSize, ...pattern }: BlockSparsePattern & { blockSize: number }, Lq: number, Lk: number) {
+  return sparse({ layout: blockSparseLayout(Lq, Lk, blockSize, pattern as BlockSparsePattern), blockSize }, Lq, Lk);
 }
 
 /**
@@ -157,14 +152,15 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
 
   const scope = heap.scope();
   try {
-    // with RoPE, query and key are rotated in copies: inputs, resident ones too, are never modified
-    const q = p.rope ? scope.put(query.data) : place(scope, query);
-    const k = key === query && !p.rope ? q : p.rope ? scope.put(key.data) : place(scope, key);
+    // with RoPE, query and key are rotated in copies of their own: inputs, resident ones too, are never modified
+    const qk = (t: Tensor) => (p.rope ? scope.put(t.data) : place(scope, t));
+    const q = qk(query);
+    const k = key === query && !p.rope ? q : qk(key);
     const v = value === key && !p.rope ? k : place(scope, value);
+    const diag = p.alignment === "bottom-right" ? Lk - Lq : 0;
     if (p.rope) {
       const { theta, interleaved, rotaryDim, positionOffset } = p.rope;
-      const qFirst = positionOffset + (p.alignment === "bottom-right" ? Lk - Lq : 0);
-      K.rope_f32(q, B * Hq * Lq, Lq, E, 1, E, rotaryDim, qFirst, theta, interleaved);
+      K.rope_f32(q, B * Hq * Lq, Lq, E, 1, E, rotaryDim, positionOffset + diag, theta, interleaved);
       K.rope_f32(k, B * Hk * Lk, Lk, E, 1, E, rotaryDim, positionOffset, theta, interleaved);
     }
     const m = mask ? scope.put(mask.data) : 0;
@@ -178,7 +174,7 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
       q: at(q, Hq, Lq, E), k: at(k, Hk, Lk, E), v: at(v, Hk, Lk, Ev), out: at(out, Hq, Lq, Ev),
       qStride: E, kStride: E, vStride: Ev, outStride: Ev,
       weights: w, mask: m, maskOffsets: mask?.offsets ?? [], maskRow: mask?.rowStride ?? 0,
-      scale: p.scale, diag: p.alignment === "bottom-right" ? Lk - Lq : 0, left: p.window[0], right: p.window[1],
+      scale: p.scale, diag, left: p.window[0], right: p.window[1],
       dilation: p.dilation, softcap: p.softcap, slope: (h: number) => p.slopes[h] ?? 0,
       ...blocks, blockSize: p.blockSparse?.blockSize ?? 8,
     };
