@@ -12,6 +12,9 @@ import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4 } from "./simd";
 //   pass 3: P = e^(S - m_new); l = l * e^(m - m_new) + rowsum P; O = O * e^(m - m_new)
 //   pass 4: O += P . V
 // and at the end of the block out = O / l (a row whose every key is masked has l = 0: zeros).
+// NaN containment: a score whose mask is -Inf is -Inf whatever the key holds (NaN + -Inf would be
+// NaN), and a probability of exactly 0 never multiplies a value row (0 x NaN would be NaN): tiles
+// that hold such zeros take the masked form of pass 4. A NaN reaches only the rows that read it.
 
 const BR: i32 = 4; // query rows per block: the rows of the score micro-kernel
 const BC: i32 = 64; // keys per tile: one online-softmax update each
@@ -110,6 +113,7 @@ export function attention_f32_flash(
         if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
         if (k) scoreRows(s, q, <usize>qStride * F32, k, <usize>kStride * F32, r0, rows, t0, cols, E);
         else scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E);
+        let zeros = false; // some probability of the tile is exactly 0
         for (let r = 0; r < rows; r++) {
           const i = r0 + r;
           const lower = left < 0 ? 0 : max(0, i + diag - left - t0);
@@ -120,10 +124,14 @@ export function attention_f32_flash(
             ? maskScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale)
             : shapeScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale, i + diag - t0, dilation, softcap, slope);
           if (weights) memory.copy(weights + (<usize>i * <usize>Lk + <usize>t0) * F32, srow, <usize>cols * F32);
-          softmaxUpdate(srow, o + <usize>r * ev4 * F32, m + <usize>r * F32, l + <usize>r * F32, rowMax, <i32>roundUp8(cols), ev4);
+          if (softmaxUpdate(srow, o + <usize>r * ev4 * F32, m + <usize>r * F32, l + <usize>r * F32, rowMax, cols, ev4)) zeros = true;
         }
-        if (rows == 1) accumulatePV1(o, s, vp + <usize>t0 * vRow, vRow, cols, ev4);
-        else accumulatePV(o, s, vp + <usize>t0 * vRow, vRow, cols, ev4);
+        const vt = vp + <usize>t0 * vRow;
+        if (rows == 1) {
+          if (zeros) accumulatePV1(o, s, vt, vRow, cols, ev4, true);
+          else accumulatePV1(o, s, vt, vRow, cols, ev4, false);
+        } else if (zeros) accumulatePV(o, s, vt, vRow, cols, ev4, true);
+        else accumulatePV(o, s, vt, vRow, cols, ev4, false);
       }
     }
     for (let r = 0; r < rows; r++) {
@@ -244,13 +252,17 @@ export function attention_f32_merge(out: usize, outStride: i32, stats: usize, ou
 // cols8; returns the max
 @inline function maskScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i32, scale: f32): f32 {
   const sc = f32x4.splat(scale);
-  let vmax = f32x4.splat(NEG_INF);
+  const ninf = f32x4.splat(NEG_INF);
+  let vmax = ninf;
   let j = 0;
   for (; j < min(lower, cols8); j++) store<f32>(srow + <usize>j * F32, NEG_INF);
   for (; j + 4 <= limit; j += 4) {
     const at = <usize>j * F32;
     let x = f32x4.mul(v128.load(srow + at), sc);
-    if (mrow) x = f32x4.add(x, v128.load(mrow + at));
+    if (mrow) {
+      const mk = v128.load(mrow + at);
+      x = v128.bitselect(ninf, f32x4.add(x, mk), f32x4.eq(mk, ninf));
+    }
     v128.store(srow + at, x);
     vmax = f32x4.max(vmax, x);
   }
@@ -258,7 +270,7 @@ export function attention_f32_merge(out: usize, outStride: i32, stats: usize, ou
   for (; j < limit; j++) {
     const at = <usize>j * F32;
     let x = load<f32>(srow + at) * scale;
-    if (mrow) x += load<f32>(mrow + at);
+    if (mrow) x = masked(x, load<f32>(mrow + at));
     store<f32>(srow + at, x);
     rowMax = max(rowMax, x);
   }
@@ -284,11 +296,16 @@ function shapeScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i3
     let x = load<f32>(ptr) * scale;
     if (softcap != 0) x = softcap * tanh_f32(x / softcap);
     if (slope != 0) x -= slope * <f32>abs(d);
-    if (mrow) x += load<f32>(mrow + <usize>j * F32);
+    if (mrow) x = masked(x, load<f32>(mrow + <usize>j * F32));
     store<f32>(ptr, x);
     rowMax = max(rowMax, x);
   }
   return rowMax;
+}
+
+// a score plus its mask; -Inf where the mask is -Inf, whatever the score (even NaN)
+@inline function masked(x: f32, mask: f32): f32 {
+  return mask == NEG_INF ? NEG_INF : x + mask;
 }
 
 // tanh from the kernels' exp: odd Taylor series below 1/8 (error < 1e-9), else (1 - e^-2|x|) / (1 + e^-2|x|)
@@ -303,32 +320,46 @@ function shapeScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i3
   return x < 0 ? -t : t;
 }
 
-// pass 3 for one row: p = e^(s - m_new) in place, l and the output row rescaled to the new max
-@inline function softmaxUpdate(srow: usize, orow: usize, m: usize, l: usize, rowMax: f32, cols8: i32, ev4: usize): void {
+// pass 3 for one row: p = e^(s - m_new) in place, l and the output row rescaled to the new max;
+// returns whether some p of the cols keys is exactly 0 (pass 4 then keeps it off the values)
+@inline function softmaxUpdate(srow: usize, orow: usize, m: usize, l: usize, rowMax: f32, cols: i32, ev4: usize): bool {
+  const cols8 = <i32>roundUp8(cols);
   const mOld = load<f32>(m);
   const mNew = max(mOld, rowMax);
   if (mNew == NEG_INF) {
     // nothing has taken part yet: all of p is 0
     memory.fill(srow, 0, <usize>cols8 * F32);
-    return;
+    return cols > 0;
   }
   const mv = f32x4.splat(mNew);
-  let sum = f32x4.splat(0);
+  const zero = f32x4.splat(0);
+  let sum = zero;
+  let zeros = zero;
   for (let j = 0; j < cols8; j += 4) {
     const at = <usize>j * F32;
     const p = exp_f32x4(f32x4.sub(v128.load(srow + at), mv));
     v128.store(srow + at, p);
     sum = f32x4.add(sum, p);
+    if (j + 4 <= cols) zeros = v128.or(zeros, f32x4.eq(p, zero));
   }
+  let anyZero = v128.any_true(zeros);
+  for (let j = cols & ~3; j < cols; j++) if (load<f32>(srow + <usize>j * F32) == 0) anyZero = true;
   const correction = exp_f32(mOld - mNew);
   store<f32>(m, mNew);
   store<f32>(l, load<f32>(l) * correction + hsum_f32x4(sum));
   const cv = f32x4.splat(correction);
   for (let e: usize = 0; e < ev4 * F32; e += 16) v128.store(orow + e, f32x4.mul(v128.load(orow + e), cv));
+  return anyZero;
+}
+
+// acc + p v, where with `safe` a p of exactly 0 adds 0 whatever v holds (not 0 x NaN)
+@inline function pv(p: v128, v: v128, acc: v128, safe: bool): v128 {
+  if (safe) return fma_f32x4(p, v128.and(v, f32x4.ne(p, f32x4.splat(0))), acc);
+  return fma_f32x4(p, v, acc);
 }
 
 // pass 4: o (BR, ev4) += p (BR, BC; cols used) . v (cols, ev4), rows of v vRow bytes apart
-@inline function accumulatePV(o: usize, p: usize, v: usize, vRow: usize, cols: i32, ev4: usize): void {
+@inline function accumulatePV(o: usize, p: usize, v: usize, vRow: usize, cols: i32, ev4: usize, safe: bool): void {
   const oRow = ev4 * F32;
   let c: usize = 0;
   for (; c + 8 <= ev4; c += 8) {
@@ -343,17 +374,17 @@ function shapeScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i3
       const v0 = v128.load(vp);
       const v1 = v128.load(vp, 16);
       let x = v128.load32_splat(pp);
-      a00 = fma_f32x4(x, v0, a00);
-      a01 = fma_f32x4(x, v1, a01);
+      a00 = pv(x, v0, a00, safe);
+      a01 = pv(x, v1, a01, safe);
       x = v128.load32_splat(pp, S_ROW);
-      a10 = fma_f32x4(x, v0, a10);
-      a11 = fma_f32x4(x, v1, a11);
+      a10 = pv(x, v0, a10, safe);
+      a11 = pv(x, v1, a11, safe);
       x = v128.load32_splat(pp, 2 * S_ROW);
-      a20 = fma_f32x4(x, v0, a20);
-      a21 = fma_f32x4(x, v1, a21);
+      a20 = pv(x, v0, a20, safe);
+      a21 = pv(x, v1, a21, safe);
       x = v128.load32_splat(pp, 3 * S_ROW);
-      a30 = fma_f32x4(x, v0, a30);
-      a31 = fma_f32x4(x, v1, a31);
+      a30 = pv(x, v0, a30, safe);
+      a31 = pv(x, v1, a31, safe);
       vp += vRow;
       pp += F32;
     }
@@ -374,10 +405,10 @@ function shapeScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i3
     let pp = p;
     for (let j = 0; j < cols; j++) {
       const v0 = v128.load(vp);
-      a0 = fma_f32x4(v128.load32_splat(pp), v0, a0);
-      a1 = fma_f32x4(v128.load32_splat(pp, S_ROW), v0, a1);
-      a2 = fma_f32x4(v128.load32_splat(pp, 2 * S_ROW), v0, a2);
-      a3 = fma_f32x4(v128.load32_splat(pp, 3 * S_ROW), v0, a3);
+      a0 = pv(v128.load32_splat(pp), v0, a0, safe);
+      a1 = pv(v128.load32_splat(pp, S_ROW), v0, a1, safe);
+      a2 = pv(v128.load32_splat(pp, 2 * S_ROW), v0, a2, safe);
+      a3 = pv(v128.load32_splat(pp, 3 * S_ROW), v0, a3, safe);
       vp += vRow;
       pp += F32;
     }
@@ -390,7 +421,7 @@ function shapeScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i3
 
 // pass 4 for a block of one query (decoding): o (ev4) += p (cols) . v (cols, ev4), 32 columns of
 // accumulators at a time, so each row of v is loaded once per 32 columns and no work is wasted
-@inline function accumulatePV1(o: usize, p: usize, v: usize, vRow: usize, cols: i32, ev4: usize): void {
+@inline function accumulatePV1(o: usize, p: usize, v: usize, vRow: usize, cols: i32, ev4: usize, safe: bool): void {
   let c: usize = 0;
   for (; c + 32 <= ev4; c += 32) {
     const op = o + c * F32;
@@ -399,14 +430,14 @@ function shapeScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i3
     let vp = v + c * F32;
     for (let j = 0; j < cols; j++) {
       const x = v128.load32_splat(p + <usize>j * F32);
-      a0 = fma_f32x4(x, v128.load(vp), a0);
-      a1 = fma_f32x4(x, v128.load(vp, 16), a1);
-      a2 = fma_f32x4(x, v128.load(vp, 32), a2);
-      a3 = fma_f32x4(x, v128.load(vp, 48), a3);
-      a4 = fma_f32x4(x, v128.load(vp, 64), a4);
-      a5 = fma_f32x4(x, v128.load(vp, 80), a5);
-      a6 = fma_f32x4(x, v128.load(vp, 96), a6);
-      a7 = fma_f32x4(x, v128.load(vp, 112), a7);
+      a0 = pv(x, v128.load(vp), a0, safe);
+      a1 = pv(x, v128.load(vp, 16), a1, safe);
+      a2 = pv(x, v128.load(vp, 32), a2, safe);
+      a3 = pv(x, v128.load(vp, 48), a3, safe);
+      a4 = pv(x, v128.load(vp, 64), a4, safe);
+      a5 = pv(x, v128.load(vp, 80), a5, safe);
+      a6 = pv(x, v128.load(vp, 96), a6, safe);
+      a7 = pv(x, v128.load(vp, 112), a7, safe);
       vp += vRow;
     }
     v128.store(op, a0);
@@ -423,7 +454,7 @@ function shapeScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i3
     let a = v128.load(op);
     let vp = v + c * F32;
     for (let j = 0; j < cols; j++) {
-      a = fma_f32x4(v128.load32_splat(p + <usize>j * F32), v128.load(vp), a);
+      a = pv(v128.load32_splat(p + <usize>j * F32), v128.load(vp), a, safe);
       vp += vRow;
     }
     v128.store(op, a);

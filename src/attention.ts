@@ -1,4 +1,4 @@
-import { ArgumentError, OutOfMemoryError, ShapeError } from "./errors.js";
+import { ArgumentError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
 import type { Heap, Scope } from "./memory.js";
 import { type Dims, attendHeads } from "./heads.js";
@@ -6,7 +6,10 @@ import { type LinearAttentionOptions, settings } from "./linear-attention.js";
 import { type BlockSparsePattern, blockSparseLayout } from "./sparse.js";
 import { place } from "./resident.js";
 import { type KernelMask, additive, kernelMask } from "./mask.js";
-import { type BoolTensor, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, size, tag } from "./tensor.js";
+import { type BoolTensor, MAX_DIM, type Snapshot, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, size, typedKind } from "./tensor.js";
+import { bool, f32, int, oneOf } from "./check.js";
+
+const zero = () => 0;
 
 export interface AttentionOptions {
   /**
@@ -79,16 +82,17 @@ export interface AttentionVariant {
 
 /** @internal a checked AttentionVariant for Hq heads of dimension E */
 export function checkVariant(v: AttentionVariant | undefined, Hq: number, E: number) {
-  checkOptions("attention", v, ["window", "dilation", "softcap", "alibi", "rope", "blockSparse", "linear"]);
-  const o = v ?? {};
+  const o = checkOptions("attention", v, ["window", "dilation", "softcap", "alibi", "rope", "blockSparse", "linear"]);
   const linear = o.linear ? settings("attention.linear", o.linear === true ? {} : o.linear) : null;
   if (linear) {
     const other = (["window", "softcap", "alibi", "blockSparse"] as const).find((n) => o[n] !== undefined);
     if (other) throw new ArgumentError(`attention: linear attention does not combine with ${other}`);
   }
-  band(o.window, false);
-  if (o.blockSparse) patternLayout(o.blockSparse, o.blockSparse.blockSize, o.blockSparse.blockSize); // checks the pattern
-  return { ...extras(o as AttentionOptions, Hq, E), window: o.window, blockSparse: o.blockSparse, linear };
+  const [left, right] = band(o.window, false);
+  const window = o.window === undefined ? undefined : Object.freeze([left < 0 ? Infinity : left, right < 0 ? Infinity : right] as const);
+  const blockSparse = o.blockSparse === undefined ? undefined : Object.freeze({ ...o.blockSparse });
+  if (blockSparse) patternLayout(blockSparse, blockSparse.blockSize, blockSparse.blockSize); // checks the pattern
+  return { ...extras({ ...o, window } as AttentionOptions, Hq, E), window, blockSparse, linear };
 }
 
 /** @internal the kernel's band and block layout of a checked variant for one call */
@@ -139,29 +143,42 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
 export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions & { returnWeights: true }): { output: Tensor; weights: Tensor };
 export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions = {}): Tensor | { output: Tensor; weights: Tensor } {
   const { kernels: K, heap, pool } = runtime();
-  const p = plan(query, key, value, options);
+  // every caller object is read once, here; only the snapshots are used afterwards
+  const o = checkOptions("scaledDotProductAttention options", options, OPTIONS);
+  const q = checkTensor("query", query);
+  const k = key === query ? q : checkTensor("key", key);
+  const v = value === key ? k : value === query ? q : checkTensor("value", value);
+  const p = plan(q, k, v, o);
   const { B, Hq, Hk, Lq, Lk, E, Ev } = p;
-  const mask = p.mask;
   const outLength = B * Hq * Lq * Ev;
   const weightsLength = p.returnWeights ? B * Hq * Lq * Lk : 0;
+  const result = (out: Float32Array, weights: Float32Array) => {
+    const output = { data: out, shape: p.outShape };
+    return p.returnWeights ? { output, weights: { data: weights, shape: p.scoreShape } } : output;
+  };
+  // nothing to compute, however the empty tensors are shaped
+  if (outLength === 0) return result(new Float32Array(0), new Float32Array(weightsLength));
+  const mask = p.mask;
   const work = K.attention_f32_workspace(Lk, E, Ev);
-  const bytes = 4 * (size(query.shape) + size(key.shape) + size(value.shape) + outLength + weightsLength + (mask?.data.length ?? 0)) + work;
-  if (bytes > 2 ** 32) {
-    throw new OutOfMemoryError(`scaledDotProductAttention: needs ${bytes} bytes of WebAssembly memory, more than the 4 GiB a module can address`);
-  }
+  const copies = (t: Snapshot) => (t.address === undefined || p.rope ? t.data.length : 0);
+  heap.need(
+    "scaledDotProductAttention",
+    4 * (copies(q) + (k === q ? 0 : copies(k)) + (v === k || v === q ? 0 : copies(v)) + outLength + weightsLength + (mask?.data.length ?? 0)) +
+      work * pool.size + 8 * (p.blockSparse?.layout.length ?? 0) + 64 * 16,
+  );
 
   const scope = heap.scope();
   try {
     // with RoPE, query and key are rotated in copies of their own: inputs, resident ones too, are never modified
-    const qk = (t: Tensor) => (p.rope ? scope.put(t.data) : place(scope, t));
-    const q = qk(query);
-    const k = key === query && !p.rope ? q : qk(key);
-    const v = value === key && !p.rope ? k : place(scope, value);
+    const qk = (t: Snapshot) => (p.rope ? scope.put(t.data) : place(scope, t));
+    const qAt = qk(q);
+    const kAt = k === q && !p.rope ? qAt : qk(k);
+    const vAt = v === k && !p.rope ? kAt : place(scope, v);
     const diag = p.alignment === "bottom-right" ? Lk - Lq : 0;
     if (p.rope) {
       const { theta, interleaved, rotaryDim, positionOffset } = p.rope;
-      K.rope_f32(q, B * Hq * Lq, Lq, E, 1, E, rotaryDim, positionOffset + diag, theta, interleaved);
-      K.rope_f32(k, B * Hk * Lk, Lk, E, 1, E, rotaryDim, positionOffset, theta, interleaved);
+      K.rope_f32(qAt, B * Hq * Lq, Lq, E, 1, E, rotaryDim, positionOffset + diag, theta, interleaved);
+      K.rope_f32(kAt, B * Hk * Lk, Lk, E, 1, E, rotaryDim, positionOffset, theta, interleaved);
     }
     const m = mask ? scope.put(mask.data) : 0;
     const blocks = placeBlocks(scope, heap, p.blockSparse);
@@ -171,17 +188,15 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
     const ctx = { K, heap, scope, pool };
     const heads = {
       B, Hq, Hk, Lq, Lk, E, Ev,
-      q: at(q, Hq, Lq, E), k: at(k, Hk, Lk, E), v: at(v, Hk, Lk, Ev), out: at(out, Hq, Lq, Ev),
+      q: at(qAt, Hq, Lq, E), k: at(kAt, Hk, Lk, E), v: at(vAt, Hk, Lk, Ev), out: at(out, Hq, Lq, Ev),
       qStride: E, kStride: E, vStride: Ev, outStride: Ev,
-      weights: w, mask: m, maskOffsets: mask?.offsets ?? [], maskRow: mask?.rowStride ?? 0,
+      weights: w, mask: m, maskOffset: mask?.offset ?? zero, maskRow: mask?.rowStride ?? 0,
       scale: p.scale, diag, left: p.window[0], right: p.window[1],
       dilation: p.dilation, softcap: p.softcap, slope: (h: number) => p.slopes[h] ?? 0,
       ...blocks, blockSize: p.blockSparse?.blockSize ?? 8,
     };
     attend(ctx, heads, p.global);
-    const output = { data: heap.f32(out, outLength).slice(), shape: p.outShape };
-    if (!p.returnWeights) return output;
-    return { output, weights: { data: heap.f32(w, weightsLength).slice(), shape: p.scoreShape } };
+    return result(heap.f32(out, outLength).slice(), p.returnWeights ? heap.f32(w, weightsLength).slice() : new Float32Array(0));
   } finally {
     scope.release();
   }
@@ -257,30 +272,31 @@ export function attendWithGlobals(ctx: Parameters<typeof attendHeads>[0], a: Par
   const none = { diag: 0, left: -1, right: -1, dilation: 1, blocks: 0, starts: 0, weights: 0 };
   attendHeads(ctx, {
     ...a, ...none, Lk: G, k: gk, v: gv, kStride: E, vStride: Ev, out: (b, h) => out2 + 4 * (b * Hq + h) * Lq * Ev, outStride: Ev,
-    mask: mask2, maskOffsets: new Array<number>(slices).fill(0), maskRow: G, stats: stats2,
+    mask: mask2, maskOffset: zero, maskRow: G, stats: stats2,
   });
   for (let n = 0; n < slices; n++) K.attention_f32_merge(a.out(Math.floor(n / Hq), n % Hq), a.outStride, stats + 8 * n * Lq, out2 + 4 * n * Lq * Ev, Ev, stats2 + 8 * n * Lq, Lq, Ev);
   // the global queries see everything
   const gq = gather(a.q, Hq, E, a.qStride);
   const outG = scope.alloc(4 * slices * G * Ev);
-  attendHeads(ctx, { ...a, ...none, Lq: G, q: gq, qStride: E, out: (b, h) => outG + 4 * (b * Hq + h) * G * Ev, outStride: Ev, mask: 0, maskOffsets: [], maskRow: 0 });
+  attendHeads(ctx, { ...a, ...none, Lq: G, q: gq, qStride: E, out: (b, h) => outG + 4 * (b * Hq + h) * G * Ev, outStride: Ev, mask: 0, maskOffset: zero, maskRow: 0 });
   for (let n = 0; n < slices; n++) {
     global.forEach((pos, j) => heap.f32(a.out(Math.floor(n / Hq), n % Hq) + 4 * pos * a.outStride, Ev).set(heap.f32(outG + 4 * (n * G + j) * Ev, Ev)));
   }
 }
 
-// the global positions, checked, sorted
+// the global positions, read once, checked, sorted
 export function globals(o: AttentionOptions, Lq: number, Lk: number): number[] | null {
   if (o.globalTokens === undefined) return null;
-  const g = o.globalTokens;
-  if (!Array.isArray(g) || !g.every((x) => Number.isInteger(x) && x >= 0 && x < Lk) || new Set(g).size !== g.length) {
-    throw new ArgumentError(`globalTokens: expected distinct positions from 0 to ${Lk - 1}, got ${Array.isArray(g) ? `[${g.slice(0, 8).join(", ")}${g.length > 8 ? ", ..." : ""}]` : describe(g)}`);
+  const given: unknown = o.globalTokens;
+  const g = Array.isArray(given) ? Array.from({ length: int("globalTokens.length", (given as unknown[]).length, 0) }, (_, i) => (given as unknown[])[i]) : null;
+  if (!g || !g.every((x) => Number.isInteger(x) && (x as number) >= 0 && (x as number) < Lk) || new Set(g).size !== g.length) {
+    throw new ArgumentError(`globalTokens: expected distinct positions from 0 to ${Lk - 1}, got ${g ? `[${g.slice(0, 8).join(", ")}${g.length > 8 ? ", ..." : ""}]` : describe(given)}`);
   }
   if (Lq !== Lk) throw new ShapeError(`globalTokens: for self-attention, Lq = Lk; got Lq = ${Lq}, Lk = ${Lk}`);
   for (const name of ["attnMask", "isCausal", "alibi", "blockSparse", "returnWeights"] as const) {
     if (o[name]) throw new ArgumentError(`globalTokens: not together with ${name}`);
   }
-  return g.length ? [...g].sort((a, b) => a - b) : null;
+  return g.length ? (g as number[]).sort((a, b) => a - b) : null;
 }
 
 /**
@@ -303,62 +319,66 @@ export function placeBlocks(scope: Scope, heap: Heap, sparse: { layout: Uint8Arr
   return { blocks, starts: at };
 }
 
-// the block-sparse layout, checked against the lengths
-function sparse(o: AttentionOptions["blockSparse"], Lq: number, Lk: number) {
-  if (o === undefined) return null;
-  checkOptions("blockSparse", o, ["layout", "blockSize"]);
+// the block-sparse layout, read once, checked against the lengths
+function sparse(given: AttentionOptions["blockSparse"], Lq: number, Lk: number) {
+  if (given === undefined) return null;
+  const o = checkOptions("blockSparse", given, ["layout", "blockSize"]);
   const bs = o.blockSize;
-  if (!Number.isInteger(bs) || bs < 8 || bs % 8) throw new ArgumentError(`blockSparse.blockSize: expected a positive multiple of 8, got ${describe(bs)}`);
+  if (typeof bs !== "number" || !Number.isInteger(bs) || bs < 8 || bs % 8 || bs > 2 ** 30) {
+    throw new ArgumentError(`blockSparse.blockSize: expected a positive multiple of 8${typeof bs === "number" && bs > 2 ** 30 ? " up to 2^30" : ""}, got ${describe(bs)}`);
+  }
   const layout = checkMask("blockSparse.layout", o.layout);
   const want = [Math.ceil(Lq / bs), Math.ceil(Lk / bs)];
-  if (tag(layout.data) !== "Uint8Array") throw new ArgumentError("blockSparse.layout: expected a boolean tensor (Uint8Array data)");
+  if (typedKind(layout.data) !== "Uint8Array") throw new ArgumentError("blockSparse.layout: expected a boolean tensor (Uint8Array data)");
   if (layout.shape.length !== 2 || layout.shape[0] !== want[0] || layout.shape[1] !== want[1]) {
     throw new ShapeError(`blockSparse.layout: expected ${fmt(want)} (ceil(Lq / ${bs}), ceil(Lk / ${bs})), got ${fmt(layout.shape)}`);
   }
-  return { layout: layout.data as Uint8Array, blockSize: bs, nKB: want[1] };
+  return { layout: layout.data as Uint8Array, blockSize: bs, nKB: want[1]! };
 }
 
-// dilation, softcap, ALiBi slopes and RoPE settings, checked
+// dilation, softcap, ALiBi slopes and RoPE settings, checked against what the kernels take
 function extras(o: AttentionOptions, Hq: number, E: number) {
-  const dilation = o.dilation ?? 1;
-  if (!Number.isInteger(dilation) || dilation < 1) throw new ArgumentError(`dilation: expected a positive integer, got ${describe(o.dilation)}`);
+  const dilation = int("dilation", o.dilation ?? 1, 1);
   if (dilation > 1 && !o.window) throw new ArgumentError("dilation: only with a window (a dilated sliding window)");
-  const softcap = o.softcap ?? 0;
-  if (typeof softcap !== "number" || !Number.isFinite(softcap) || softcap < 0) throw new ArgumentError(`softcap: expected a finite number > 0, got ${describe(o.softcap)}`);
+  const softcap = o.softcap === undefined ? 0 : f32("softcap", o.softcap, "positive");
   let slopes: number[] = [];
-  if (o.alibi === true) slopes = alibiSlopes(Hq).map(Math.fround);
-  else if (Array.isArray(o.alibi)) {
-    if (o.alibi.length !== Hq || !o.alibi.every((x) => typeof x === "number" && Number.isFinite(x))) {
-      throw new ArgumentError(`alibi: expected true or ${Hq} finite slopes (one per query head), got ${o.alibi.length} values`);
-    }
-    slopes = o.alibi.map(Math.fround);
-  } else if (o.alibi !== undefined && o.alibi !== false) throw new ArgumentError(`alibi: expected a boolean or an array of slopes, got ${describe(o.alibi)}`);
+  const alibi: unknown = o.alibi;
+  if (alibi === true) slopes = alibiSlopes(Hq).map(Math.fround);
+  else if (Array.isArray(alibi)) {
+    const given = Array.from({ length: Math.min((alibi as unknown[]).length, Hq + 1) }, (_, i) => (alibi as unknown[])[i]);
+    if (given.length !== Hq) throw new ArgumentError(`alibi: expected true or ${Hq} finite slopes (one per query head), got ${(alibi as unknown[]).length} values`);
+    slopes = given.map((x, h) => f32(`alibi[${h}]`, x));
+  } else if (alibi !== undefined && alibi !== false) throw new ArgumentError(`alibi: expected a boolean or an array of slopes, got ${describe(alibi)}`);
   let rope: Required<RopeOptions> | null = null;
   if (o.rope !== undefined) {
-    checkOptions("rope", o.rope, ["theta", "interleaved", "rotaryDim", "positionOffset"]);
-    const r = { theta: o.rope.theta ?? 10000, interleaved: o.rope.interleaved ?? false, rotaryDim: o.rope.rotaryDim ?? E, positionOffset: o.rope.positionOffset ?? 0 };
-    if (typeof r.theta !== "number" || !(r.theta > 0) || !Number.isFinite(r.theta)) throw new ArgumentError(`rope.theta: expected a finite number > 0, got ${describe(r.theta)}`);
-    if (typeof r.interleaved !== "boolean") throw new ArgumentError(`rope.interleaved: expected a boolean, got ${describe(r.interleaved)}`);
-    if (!Number.isInteger(r.rotaryDim) || r.rotaryDim < 2 || r.rotaryDim % 2 || r.rotaryDim > E) {
-      throw new ArgumentError(`rope.rotaryDim: expected an even integer from 2 to E = ${E}, got ${describe(r.rotaryDim)}`);
+    const r = checkOptions("rope", o.rope, ["theta", "interleaved", "rotaryDim", "positionOffset"]);
+    const rotaryDim = r.rotaryDim ?? E;
+    if (!Number.isInteger(rotaryDim) || rotaryDim < 2 || rotaryDim % 2 || rotaryDim > E) {
+      throw new ArgumentError(`rope.rotaryDim: expected an even integer from 2 to E = ${E}, got ${describe(rotaryDim)}`);
     }
-    if (!Number.isInteger(r.positionOffset) || r.positionOffset < 0) throw new ArgumentError(`rope.positionOffset: expected a non-negative integer, got ${describe(r.positionOffset)}`);
-    rope = r;
+    rope = {
+      theta: f32("rope.theta", r.theta ?? 10000, "positive"),
+      interleaved: bool("rope.interleaved", r.interleaved, false),
+      rotaryDim,
+      positionOffset: int("rope.positionOffset", r.positionOffset ?? 0, 0),
+    };
   }
-  return { dilation, softcap: Math.fround(softcap), slopes, rope };
+  return { dilation, softcap, slopes, rope };
 }
 
 // the kernel's band [left, right] from the window option and isCausal; -1 for no bound
 function band(window: unknown, causal: boolean): [number, number] {
   let [left, right] = [-1, -1];
   if (window !== undefined) {
-    const ok = (x: unknown) => x === Infinity || (typeof x === "number" && Number.isInteger(x) && x >= 0 && x < 2 ** 31);
-    if (!Array.isArray(window) || window.length !== 2 || !window.every(ok)) {
-      throw new ArgumentError(`window: expected [left, right], each a non-negative integer or Infinity, got ${Array.isArray(window) ? `[${window.join(", ")}]` : describe(window)}`);
+    const w = Array.isArray(window) && (window as unknown[]).length === 2 ? [(window as unknown[])[0], (window as unknown[])[1]] : null;
+    const ok = (x: unknown) => x === Infinity || (typeof x === "number" && Number.isInteger(x) && x >= 0);
+    if (!w || !w.every(ok)) {
+      throw new ArgumentError(`window: expected [left, right], each a non-negative integer or Infinity, got ${Array.isArray(window) ? `[${(window as unknown[]).slice(0, 4).join(", ")}]` : describe(window)}`);
     }
-    [left, right] = window.map((x: number) => (x === Infinity ? -1 : x));
+    // a side past what the kernels' i32 holds bounds nothing that a tensor could reach
+    [left, right] = w.map((x) => (x === Infinity || (x as number) > MAX_DIM ? -1 : (x as number)));
   }
-  return [left, causal ? 0 : right];
+  return [left!, causal ? 0 : right!];
 }
 
 interface Plan extends Dims {
@@ -378,13 +398,9 @@ interface Plan extends Dims {
   scoreShape: number[];
 }
 
-// every check, before any memory is touched
-function plan(query: unknown, key: unknown, value: unknown, options: AttentionOptions): Plan {
+// every check, on snapshots, before any memory is touched
+function plan(q: Snapshot, k: Snapshot, v: Snapshot, options: AttentionOptions): Plan {
   const fn = "scaledDotProductAttention";
-  checkOptions(`${fn} options`, options, OPTIONS);
-  const q = checkTensor("query", query);
-  const k = checkTensor("key", key);
-  const v = checkTensor("value", value);
   const rank = q.shape.length;
   if (rank < 2) throw new ShapeError(`query: expected [..., Lq, E] (at least 2 dimensions), got ${fmt(q.shape)}`);
   for (const [name, t] of [["key", k], ["value", v]] as const) {
@@ -398,45 +414,31 @@ function plan(query: unknown, key: unknown, value: unknown, options: AttentionOp
       throw new ShapeError(`${name}: leading dimensions of ${fmt(t.shape)} must equal query's ${fmt(q.shape)}`);
     }
   }
-  const [Lq, E] = q.shape.slice(-2);
-  const [Lk, Ek] = k.shape.slice(-2);
-  const [Lv, Ev] = v.shape.slice(-2);
-  const Hq = rank > 2 ? q.shape[rank - 3] : 1;
-  const Hk = rank > 2 ? k.shape[rank - 3] : 1;
+  const [Lq, E] = q.shape.slice(-2) as [number, number];
+  const [Lk, Ek] = k.shape.slice(-2) as [number, number];
+  const [Lv, Ev] = v.shape.slice(-2) as [number, number];
+  const Hq = rank > 2 ? q.shape[rank - 3]! : 1;
+  const Hk = rank > 2 ? k.shape[rank - 3]! : 1;
   if (E < 1) throw new ShapeError(`query: the embedding dimension E must be at least 1, got ${fmt(q.shape)}`);
   if (Ek !== E) throw new ShapeError(`key: expected [..., Lk, ${E}] (E of query ${fmt(q.shape)}), got ${fmt(k.shape)}`);
   if (Lv !== Lk) throw new ShapeError(`value: expected [..., ${Lk}, Ev] (Lk of key ${fmt(k.shape)}), got ${fmt(v.shape)}`);
   if (rank > 2 && v.shape[rank - 3] !== Hk) {
     throw new ShapeError(`value: expected ${Hk} heads like key ${fmt(k.shape)}, got ${fmt(v.shape)}`);
   }
-  if (options.enableGqa !== undefined && typeof options.enableGqa !== "boolean") {
-    throw new ArgumentError(`enableGqa: expected a boolean, got ${describe(options.enableGqa)}`);
-  }
-  if (options.enableGqa) {
+  if (bool("enableGqa", options.enableGqa, false)) {
     if (Hk === 0 || Hq % Hk !== 0) {
       throw new ShapeError(`enableGqa: query heads (${Hq}, from ${fmt(q.shape)}) must be a multiple of key/value heads (${Hk}, from ${fmt(k.shape)})`);
     }
   } else if (Hq !== Hk) {
     throw new ShapeError(`key: expected ${Hq} heads like query ${fmt(q.shape)}, got ${fmt(k.shape)} (pass enableGqa: true for grouped-query attention)`);
   }
-
-  if (options.isCausal !== undefined && typeof options.isCausal !== "boolean") {
-    throw new ArgumentError(`isCausal: expected a boolean, got ${describe(options.isCausal)}`);
-  }
-  const alignment = options.causalAlignment ?? "top-left";
-  if (alignment !== "top-left" && alignment !== "bottom-right") {
-    throw new ArgumentError(`causalAlignment: expected "top-left" or "bottom-right", got ${describe(alignment)}`);
-  }
-  if (options.isCausal && options.attnMask !== undefined) {
+  const isCausal = bool("isCausal", options.isCausal, false);
+  const alignment = oneOf("causalAlignment", options.causalAlignment, ["top-left", "bottom-right"], "top-left");
+  if (isCausal && options.attnMask !== undefined) {
     throw new ArgumentError(`${fn}: pass either isCausal or attnMask, not both (fold the causal mask into attnMask)`);
   }
-  const scale = options.scale ?? 1 / Math.sqrt(E);
-  if (typeof scale !== "number" || !Number.isFinite(scale) || scale <= 0) {
-    throw new ArgumentError(`scale: expected a finite number > 0, got ${describe(options.scale)}`);
-  }
-  if (options.returnWeights !== undefined && typeof options.returnWeights !== "boolean") {
-    throw new ArgumentError(`returnWeights: expected a boolean, got ${describe(options.returnWeights)}`);
-  }
+  const scale = options.scale === undefined ? Math.fround(1 / Math.sqrt(E)) : f32("scale", options.scale, "positive");
+  const returnWeights = bool("returnWeights", options.returnWeights, false);
   const scoreShape = [...q.shape.slice(0, -1), Lk];
   const mask = options.attnMask === undefined ? null : kernelMask("attnMask", additive(checkMask("attnMask", options.attnMask), true), scoreShape);
   return {
@@ -447,14 +449,14 @@ function plan(query: unknown, key: unknown, value: unknown, options: AttentionOp
     Lk,
     E,
     Ev,
-    scale: Math.fround(scale),
+    scale,
     alignment,
-    window: band(options.window, options.isCausal ?? false),
+    window: band(options.window, isCausal),
     ...extras(options, Hq, E),
     blockSparse: sparse(options.blockSparse, Lq, Lk),
     global: globals(options, Lq, Lk),
     mask,
-    returnWeights: options.returnWeights ?? false,
+    returnWeights,
     outShape: [...q.shape.slice(0, -1), Ev],
     scoreShape,
   };

@@ -1,106 +1,170 @@
 import { ArgumentError, ShapeError, StateError } from "./errors.js";
-import { checkOptions } from "./tensor.js";
+import { MAX_DIM, checkOptions } from "./tensor.js";
 import { runtime } from "./init.js";
-import type { Ctx } from "./module.js";
 import type { Heap } from "./memory.js";
 
 /** One attention module's cached keys and values: [B, capacity, kvDim] each, rows 0..length used. */
 export interface CacheEntry {
   k: number;
   v: number;
+  B: number;
   capacity: number;
-  length: number;
+  kvDim: number;
 }
 
-const forgotten = new FinalizationRegistry<{ heap: Heap; entries: Map<object, CacheEntry> }>(({ heap, entries }) => {
-  for (const e of entries.values()) {
-    heap.free(e.k);
-    heap.free(e.v);
-  }
-});
+/** What a forward needs of the cache: one entry per attention module, keyed by the module. */
+export interface CacheLayer {
+  key: object;
+  kvDim: number;
+}
 
 /**
  * Keys and values of past tokens, for decoding token by token with causal self-attention. Pass
  * the same cache to every call of a sequence: `forward(prefix, { isCausal: true, cache })` to
  * prefill, then one token at a time. Each call appends its tokens; a query at position p sees
  * keys 0..p. Memory grows by doubling (or start with `capacity`); `dispose()` frees it, and
- * `reset()` empties it for a new sequence of the same batch size.
+ * `reset()` empties it for a new sequence (of any batch size, for any model).
+ *
+ * A cache belongs to the module (or stack) that first filled it, until `reset()`: passing it to
+ * another is a StateError. A call that fails (out of memory, a bad argument) leaves the cache as
+ * it was: its room is made for every layer before any kernel runs, and the length advances only
+ * when the whole forward has succeeded.
  */
 export class KVCache {
   readonly #entries = new Map<object, CacheEntry>();
   readonly #initialCapacity: number;
+  #length = 0;
   #batch: number | null = null;
+  #owner: object | null = null;
   #heap: Heap | null = null;
   #disposed = false;
 
   constructor(options: { capacity?: number } = {}) {
-    checkOptions("KVCache options", options, ["capacity"]);
-    const capacity = options.capacity ?? 16;
-    if (!Number.isInteger(capacity) || capacity < 1) throw new ArgumentError(`KVCache: capacity must be a positive integer, got ${String(capacity)}`);
+    const o = checkOptions("KVCache options", options, ["capacity"]);
+    const capacity = o.capacity ?? 16;
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_DIM) throw new ArgumentError(`KVCache: capacity must be a positive integer, got ${String(capacity)}`);
     this.#initialCapacity = capacity;
   }
 
   /** Tokens cached so far (per batch row). */
   get length(): number {
-    for (const e of this.#entries.values()) return e.length;
-    return 0;
+    return this.#length;
   }
 
   /** Empties the cache, keeping its memory for the next sequence. */
   reset(): void {
-    for (const e of this.#entries.values()) e.length = 0;
+    this.#length = 0;
     this.#batch = null;
+    this.#owner = null;
   }
 
   dispose(): void {
-    if (this.#disposed || !this.#heap) {
-      this.#disposed = true;
-      return;
-    }
-    forgotten.unregister(this);
-    for (const e of this.#entries.values()) {
-      this.#heap.free(e.k);
-      this.#heap.free(e.v);
-    }
-    this.#entries.clear();
+    if (this.#disposed) return;
     this.#disposed = true;
+    this.#freeAll();
   }
 
-  /** @internal checks that a call of batch B fits the cache, before anything runs */
-  check(B: number): void {
+  /**
+   * @internal before a forward of `owner` over a batch of B: checks that the call may use this
+   * cache, and makes room for `add` more tokens in every layer's entry, or throws with the cache
+   * unchanged (an OutOfMemoryError included: what was allocated here is freed again)
+   */
+  begin(owner: object, B: number, layers: readonly CacheLayer[], add: number): void {
+    this.#assertUsable(owner, B);
+    const { heap } = runtime();
+    if (this.#heap !== heap) {
+      // first use, or first use after shutdown() + init(): entries of the old heap are gone
+      this.#entries.clear();
+      this.#heap = heap;
+      heap.track(this, blocksOf(this.#entries));
+    }
+    if (this.#length === 0) {
+      // a new sequence: entries of another batch size or another model are dropped
+      const keys = new Set(layers.map((l) => l.key));
+      for (const [key, e] of this.#entries) {
+        if (e.B !== B || !keys.has(key)) this.#free(key, e);
+      }
+    }
+    const need = this.#length + add;
+    const grow = layers.filter((l) => {
+      const e = this.#entries.get(l.key);
+      return !e || e.capacity < need || e.kvDim !== l.kvDim;
+    });
+    if (!grow.length) return;
+    const capacity = Math.max(need, 2 * Math.max(0, ...grow.map((l) => this.#entries.get(l.key)?.capacity ?? 0)), this.#initialCapacity);
+    const bytes = (l: CacheLayer) => 4 * B * capacity * l.kvDim;
+    heap.need("KVCache", grow.reduce((n, l) => n + 2 * bytes(l), 0));
+    const made: [CacheLayer, number, number][] = [];
+    try {
+      for (const l of grow) made.push([l, heap.alloc(bytes(l)), heap.alloc(bytes(l))]);
+    } catch (error) {
+      for (const [, k, v] of made) {
+        heap.free(k);
+        heap.free(v);
+      }
+      throw error;
+    }
+    for (const [l, k, v] of made) {
+      const old = this.#entries.get(l.key);
+      if (old && this.#length > 0) {
+        const mem = new Uint8Array(heap.memory.buffer);
+        const row = 4 * l.kvDim;
+        for (let b = 0; b < B; b++) {
+          mem.copyWithin(k + b * capacity * row, old.k + b * old.capacity * row, old.k + (b * old.capacity + this.#length) * row);
+          mem.copyWithin(v + b * capacity * row, old.v + b * old.capacity * row, old.v + (b * old.capacity + this.#length) * row);
+        }
+      }
+      if (old) this.#free(l.key, old);
+      this.#entries.set(l.key, { k, v, B, capacity, kvDim: l.kvDim });
+    }
+  }
+
+  /** @internal the entry of `key`, made by begin() */
+  entry(key: object): CacheEntry {
+    const e = this.#entries.get(key);
+    if (!e) throw new Error("wasm-attention internal: KVCache.entry() before begin()");
+    return e;
+  }
+
+  /** @internal after the whole forward of `owner` succeeded: its `add` tokens are in every entry */
+  commit(owner: object, B: number, add: number): void {
+    this.#owner = owner;
+    this.#batch = B;
+    this.#length += add;
+  }
+
+  /** @internal throws unless `owner` may run a batch of B on this cache */
+  check(owner: object, B: number): void {
+    this.#assertUsable(owner, B);
+  }
+
+  #assertUsable(owner: object, B: number): void {
     if (this.#disposed) throw new StateError("KVCache was disposed: it can no longer be used");
+    this.#heap?.assertOpen("KVCache");
+    if (this.#owner !== null && this.#owner !== owner) {
+      throw new StateError("cache: it holds the keys and values of another module; use a cache per model, or reset() it to start a new sequence");
+    }
     if (this.#batch !== null && this.#batch !== B) {
       throw new ShapeError(`cache: it holds a batch of ${this.#batch} sequences, the input has ${B}; use a new cache or reset() it`);
     }
   }
 
-  /** @internal the entry of `owner` with room for `add` more tokens, grown by doubling */
-  reserve(ctx: Ctx, owner: object, B: number, kvDim: number, add: number): CacheEntry {
-    this.check(B);
-    this.#batch = B;
-    if (!this.#heap) {
-      this.#heap = runtime().heap;
-      forgotten.register(this, { heap: this.#heap, entries: this.#entries }, this);
-    }
-    let e = this.#entries.get(owner);
-    if (!e) {
-      e = { k: 0, v: 0, capacity: 0, length: 0 };
-      this.#entries.set(owner, e);
-    }
-    if (e.length + add > e.capacity) {
-      const capacity = Math.max(e.length + add, 2 * e.capacity, this.#initialCapacity);
-      const rows = 4 * kvDim;
-      for (const name of ["k", "v"] as const) {
-        const next = ctx.heap.alloc(B * capacity * rows);
-        for (let b = 0; b < B && e.length > 0; b++) {
-          const mem = new Uint8Array(ctx.heap.memory.buffer);
-          mem.copyWithin(next + b * capacity * rows, e[name] + b * e.capacity * rows, e[name] + (b * e.capacity + e.length) * rows);
-        }
-        if (e.capacity) ctx.heap.free(e[name]);
-        e[name] = next;
-      }
-      e.capacity = capacity;
-    }
-    return e;
+  #free(key: object, e: CacheEntry): void {
+    this.#heap!.free(e.k);
+    this.#heap!.free(e.v);
+    this.#entries.delete(key);
   }
+
+  #freeAll(): void {
+    const heap = this.#heap;
+    if (!heap) return;
+    heap.untrack(this);
+    if (!heap.closed) for (const [key, e] of this.#entries) this.#free(key, e);
+    this.#entries.clear();
+  }
+}
+
+// made out here, not in a method: a closure there would share the method's context and with it `this`, keeping the cache alive
+function blocksOf(entries: Map<object, CacheEntry>): () => number[] {
+  return () => [...entries.values()].flatMap((e) => [e.k, e.v]);
 }

@@ -28,9 +28,9 @@ export interface Heads extends Dims {
   outStride: number;
   /** 0, or [B, Hq, Lq, Lk] for the probabilities */
   weights: number;
-  /** 0, or the mask rows of slice n = b * Hq + h at mask + 4 * offsets[n], rows maskRow apart */
+  /** 0, or the mask rows of slice n = b * Hq + h at mask + 4 * maskOffset(n), rows maskRow apart */
   mask: number;
-  maskOffsets: readonly number[];
+  maskOffset(n: number): number;
   maskRow: number;
   scale: number;
   /** query i sees keys i + diag - left <= j <= i + diag + right; -1: no bound on that side (causal: right = 0) */
@@ -92,7 +92,7 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
             a.weights && a.weights + 4 * (slice * a.Lq + r0) * a.Lk,
             a.q(b, h) + 4 * r0 * a.qStride, a.qStride,
             inPlace ? k : 0, a.kStride, v, a.vStride,
-            a.mask && a.mask + 4 * (a.maskOffsets[slice] + r0 * a.maskRow), a.maskRow, SCRATCH,
+            a.mask && a.mask + 4 * (a.maskOffset(slice) + r0 * a.maskRow), a.maskRow, SCRATCH,
             n, a.Lk, a.E, a.Ev, a.scale, a.diag + r0, a.left, a.right, a.dilation, a.softcap, a.slope(h),
             a.blocks, a.starts && a.starts + 4 * (r0 / a.blockSize), a.blockSize,
             a.stats ? a.stats + 8 * (slice * a.Lq + r0) : 0,

@@ -61,6 +61,13 @@ export function relaxedSimdSupported(): boolean {
 
 let ready: Runtime | null = null;
 let pending: Promise<void> | null = null;
+// the options of the load that is pending or done, to compare a later init() with
+let loaded: { source: unknown; options: InitOptions } | null = null;
+// bumped by shutdown(): a load that finishes after it does not install itself
+let epoch = 0;
+
+/** Most threads `init({ threads })` takes: each is a worker with its own instance of the module. */
+export const MAX_THREADS = 64;
 
 /**
  * Loads the kernels. Call once and await it; every other function is synchronous afterwards.
@@ -68,22 +75,45 @@ let pending: Promise<void> | null = null;
  * `init()` uses an embedded binary (see InitOptions.simd). `init(source)` or `init({ wasm: source })` takes a
  * `WebAssembly.Module` (the only form Cloudflare Workers and other edge runtimes allow), bytes,
  * a `Response`, a `URL`, or a promise of one of these. Concurrent calls share one load; after a
- * failure, calling again retries; after success, further calls resolve at once and keep the
- * module already loaded.
+ * failure, calling again retries; after success, a call with the same options resolves at once,
+ * and one with other options is an InitError (call shutdown() first to load another way).
  */
 export function init(source?: WasmSource | PromiseLike<WasmSource> | InitOptions): Promise<void> {
-  if (ready) return Promise.resolve();
-  if (!pending) {
-    pending = load(source).then(
-      (runtime) => {
-        ready = runtime;
-      },
-      (error: unknown) => {
-        pending = null;
-        throw error;
-      },
-    );
+  let options: InitOptions;
+  let wasm: unknown;
+  try {
+    options = isOptions(source) ? checkInitOptions(source) : {};
+    wasm = isOptions(source) ? options.wasm : source;
+  } catch (error) {
+    return Promise.reject(error);
   }
+  if (loaded) {
+    const same = loaded.source === wasm && sameOptions(loaded.options, options);
+    if (!same) {
+      const what = `${describeLoad(loaded.options, loaded.source)}${ready ? " is loaded" : " is loading"}`;
+      return Promise.reject(new InitError(`init: ${what}; this call asks for ${describeLoad(options, wasm)}. Call shutdown() first to load it another way`));
+    }
+    return ready ? Promise.resolve() : pending!;
+  }
+  loaded = { source: wasm, options };
+  const mine = epoch;
+  pending = load(wasm as WasmSource | PromiseLike<WasmSource> | undefined, options).then(
+    (runtime) => {
+      if (mine !== epoch) {
+        runtime.pool.close();
+        runtime.heap.close();
+        throw new InitError("init: shutdown() was called while this init() was loading; call init() again");
+      }
+      ready = runtime;
+    },
+    (error: unknown) => {
+      if (mine === epoch) {
+        pending = null;
+        loaded = null;
+      }
+      throw error;
+    },
+  );
   return pending;
 }
 
@@ -93,11 +123,18 @@ export function runtimeInfo(): RuntimeInfo {
 }
 
 
-/** Stops the worker threads, if any; afterwards the library must be initialised again. */
+/**
+ * Stops the worker threads, if any, and forgets the loaded module; afterwards the library must be
+ * initialised again. Modules, caches, states and resident tensors made before it are stale: using
+ * them is a StateError. A pending init() rejects.
+ */
 export function shutdown(): void {
   ready?.pool.close();
+  ready?.heap.close();
   ready = null;
   pending = null;
+  loaded = null;
+  epoch++;
 }
 
 /** @internal The loaded kernels and heap; throws if `init()` has not finished. */
@@ -110,16 +147,25 @@ export function runtime(): Runtime {
   );
 }
 
-async function load(arg: WasmSource | PromiseLike<WasmSource> | InitOptions | undefined): Promise<Runtime> {
-  const options = isOptions(arg) ? arg : {};
-  const source = isOptions(arg) ? optionsSource(arg) : arg;
+// the exports the host calls: a binary without them is not ours
+const REQUIRED = ["heap_base", "relaxed_simd", "gemm_f32", "attention_f32_flash", "attention_f32_prepare_kv"] as const;
+
+async function load(source: WasmSource | PromiseLike<WasmSource> | undefined, options: InitOptions): Promise<Runtime> {
   const threads = threadCount(options.threads);
   const module = await compile((await source) ?? embedded(options, threads > 1));
+  const exports = WebAssembly.Module.exports(module).map((e) => e.name);
+  const missing = REQUIRED.filter((name) => !exports.includes(name));
+  if (missing.length) throw new InitError(`init: this WebAssembly module is not a wasm-attention kernel binary (it lacks ${missing.join(", ")})`);
   // the shared-memory builds import their memory: one for every thread
   const shared = WebAssembly.Module.imports(module).some((i) => i.kind === "memory");
   if (threads > 1 && !shared) throw new InitError(`init: threads need a shared-memory build (kernels-threads.wasm or kernels-relaxed-threads.wasm); this binary has its own memory`);
   const memory = shared ? new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true }) : null;
-  const instance = await WebAssembly.instantiate(module, memory ? { env: { memory } } : {});
+  let instance: WebAssembly.Instance;
+  try {
+    instance = await WebAssembly.instantiate(module, memory ? { env: { memory } } : {});
+  } catch (cause) {
+    throw new InitError(`init: the kernel binary does not instantiate: ${String(cause)}`);
+  }
   const kernels = instance.exports as unknown as Kernels;
   const mem = memory ?? kernels.memory;
   const pool = threads > 1 ? await Pool.start(kernels, module, mem, threads) : Pool.single(kernels);
@@ -130,9 +176,8 @@ async function load(arg: WasmSource | PromiseLike<WasmSource> | InitOptions | un
 let warned = false;
 
 // the threads asked for, or 1 (with one warning) where this runtime cannot share memory
-function threadCount(asked: unknown): number {
+function threadCount(asked: number | undefined): number {
   if (asked === undefined) return 1;
-  if (typeof asked !== "number" || !Number.isInteger(asked) || asked < 1) throw new ArgumentError(`init: threads must be a positive integer, got ${describe(asked)}`);
   const reason = asked > 1 ? threadsUnavailable() : null;
   if (!reason) return asked;
   if (!warned) console.warn(`wasm-attention: running on one thread instead of ${asked}: ${reason}`);
@@ -140,20 +185,35 @@ function threadCount(asked: unknown): number {
   return 1;
 }
 
-function optionsSource(options: InitOptions): InitOptions["wasm"] {
-  checkOptions("init options", options, ["wasm", "simd", "deterministic", "threads"]);
-  const { simd = "auto", deterministic } = options;
-  if (simd !== "auto" && simd !== "baseline" && simd !== "relaxed") {
+// the options read once and checked: unknown names, types, and combinations
+function checkInitOptions(given: InitOptions): InitOptions {
+  const options = checkOptions("init options", given, ["wasm", "simd", "deterministic", "threads"]);
+  const { simd, deterministic, threads } = options;
+  if (simd !== undefined && simd !== "auto" && simd !== "baseline" && simd !== "relaxed") {
     throw new ArgumentError(`init: simd must be "auto", "baseline" or "relaxed", got ${describe(simd)}`);
   }
   if (deterministic !== undefined && typeof deterministic !== "boolean") {
     throw new ArgumentError(`init: deterministic must be a boolean, got ${describe(deterministic)}`);
   }
   if (deterministic && simd === "relaxed") throw new ArgumentError('init: simd "relaxed" cannot be deterministic; use "baseline" or "auto"');
-  if (options.wasm !== undefined && options.simd !== undefined) {
+  if (options.wasm !== undefined && simd !== undefined) {
     throw new ArgumentError("init: pass either wasm (your own binary) or simd (which embedded build), not both");
   }
-  return options.wasm;
+  if (threads !== undefined && (typeof threads !== "number" || !Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS)) {
+    throw new ArgumentError(`init: threads must be a positive integer, got ${describe(threads)} (at most ${MAX_THREADS})`);
+  }
+  return options;
+}
+
+function sameOptions(a: InitOptions, b: InitOptions): boolean {
+  return (a.simd ?? "auto") === (b.simd ?? "auto") && (a.deterministic ?? false) === (b.deterministic ?? false) && (a.threads ?? 1) === (b.threads ?? 1);
+}
+
+function describeLoad(o: InitOptions, source: unknown): string {
+  const parts = [source === undefined ? `the embedded ${o.simd ?? "auto"} build` : "a binary of your own"];
+  if (o.deterministic) parts.push("deterministic");
+  parts.push(`${o.threads ?? 1} thread${(o.threads ?? 1) > 1 ? "s" : ""}`);
+  return parts.join(", ");
 }
 
 // the packaged binary the options ask for
@@ -195,13 +255,15 @@ async function compile(source: WasmSource | Binary): Promise<WebAssembly.Module>
 }
 
 async function fetchUrl(url: URL): Promise<Response | Uint8Array> {
-  if (url.protocol === "file:") {
+  try {
+    if (url.protocol !== "file:") return await fetch(url);
     // Node's fetch has no file: scheme; the specifier is a variable so bundlers leave it alone
     const fsName = "node:fs/promises";
     const fs = (await import(/* @vite-ignore */ fsName)) as { readFile(u: URL): Promise<Uint8Array> };
-    return fs.readFile(url);
+    return await fs.readFile(url);
+  } catch (cause) {
+    throw new InitError(`init: cannot read the kernel binary at ${url.href}: ${String(cause)}`);
   }
-  return fetch(url);
 }
 
 function isOptions(x: unknown): x is InitOptions {

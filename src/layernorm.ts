@@ -34,8 +34,8 @@ export class LayerNorm extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    const t = checkTensor("x", x); // read first: its getters run before the state check
     this.assertReady();
-    const t = checkTensor("x", x);
     if (t.shape.length < 1 || t.shape[t.shape.length - 1] !== this.size) {
       throw new ShapeError(`LayerNorm.forward x: expected [..., ${this.size}], got ${fmt(t.shape)}`);
     }
@@ -53,5 +53,9 @@ export class LayerNorm extends Module {
 
   protected override freeOwn(): void {
     this.#w.free();
+  }
+
+  protected override get stale(): boolean {
+    return this.#w.stale;
   }
 }

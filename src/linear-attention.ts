@@ -1,7 +1,7 @@
 import { ArgumentError, ShapeError, StateError } from "./errors.js";
 import { runtime } from "./init.js";
 import type { Heap } from "./memory.js";
-import { type Tensor, checkOptions, checkTensor, describe, fmt, size } from "./tensor.js";
+import { type Tensor, checkOptions, checkShape, checkTensor, describe, fmt, size } from "./tensor.js";
 
 export interface LinearAttentionOptions {
   /** Query i sees keys 0..i (prefix sums); needs Lq = Lk. Default false. */
@@ -16,11 +16,11 @@ const MAPS = { "elu+1": 0, relu: 1 } as const;
 
 /** @internal */
 export function settings(what: string, o: LinearAttentionOptions | undefined) {
-  checkOptions(`${what} options`, o, ["causal", "featureMap", "eps"]);
+  o = checkOptions(`${what} options`, o, ["causal", "featureMap", "eps"]);
   const causal = o?.causal ?? false;
   if (typeof causal !== "boolean") throw new ArgumentError(`causal: expected a boolean, got ${describe(causal)}`);
   const featureMap = o?.featureMap ?? "elu+1";
-  if (!(featureMap in MAPS)) throw new ArgumentError(`featureMap: expected "elu+1" or "relu", got ${describe(featureMap)}`);
+  if (typeof featureMap !== "string" || !Object.hasOwn(MAPS, featureMap)) throw new ArgumentError(`featureMap: expected "elu+1" or "relu", got ${describe(featureMap)}`);
   const eps = o?.eps ?? 1e-6;
   if (typeof eps !== "number" || !Number.isFinite(eps) || eps < 0) throw new ArgumentError(`eps: expected a finite number >= 0, got ${describe(eps)}`);
   return { causal, map: MAPS[featureMap], eps: Math.fround(eps) };
@@ -73,8 +73,6 @@ export function linearAttention(query: Tensor, key: Tensor, value: Tensor, optio
   }
 }
 
-const forgotten = new FinalizationRegistry<{ heap: Heap; at: number }>(({ heap, at }) => heap.free(at));
-
 /**
  * The recurrent form of causal linear attention, for generation: O(E * Ev) state per head.
  * `step(q, k, v)` takes the next T tokens ([...lead, T, E], [...lead, T, E], [...lead, T, Ev]) and
@@ -91,17 +89,18 @@ export class LinearAttentionState {
   constructor(lead: readonly number[], E: number, Ev: number, options?: Omit<LinearAttentionOptions, "causal">) {
     const { heap } = runtime();
     this.#o = settings("LinearAttentionState", { ...options, causal: true });
-    if (!lead.every((d) => Number.isInteger(d) && d >= 0)) throw new ShapeError(`LinearAttentionState: leading dimensions ${fmt(lead)} must be non-negative integers`);
+    this.lead = checkShape("LinearAttentionState leading dimensions", lead);
     for (const [name, x] of [["E", E], ["Ev", Ev]] as const) {
-      if (!Number.isInteger(x) || x < 1) throw new ArgumentError(`LinearAttentionState: ${name} must be a positive integer, got ${String(x)}`);
+      if (!Number.isInteger(x) || x < 1 || x > 2 ** 16) throw new ArgumentError(`LinearAttentionState: ${name} must be a positive integer (at most 65536), got ${String(x)}`);
     }
-    this.lead = [...lead];
     this.E = E;
     this.Ev = Ev;
     this.#heap = heap;
-    this.#at = heap.alloc(4 * size(lead) * (E * Ev + E));
+    heap.need("LinearAttentionState", 4 * size(this.lead) * (E * Ev + E));
+    this.#at = heap.alloc(4 * size(this.lead) * (E * Ev + E));
     this.reset();
-    forgotten.register(this, { heap, at: this.#at }, this);
+    const at = this.#at;
+    heap.track(this, () => [at]);
   }
 
   /** Forgets every token: the next step starts a new sequence. */
@@ -110,9 +109,9 @@ export class LinearAttentionState {
   }
 
   step(query: Tensor, key: Tensor, value: Tensor): Tensor {
+    const p = shapes(query, key, value); // read first: its getters run before the state check
     const at = this.#live();
     const { kernels: K, heap } = runtime();
-    const p = shapes(query, key, value);
     const want = fmt([...this.lead, p.Lq, this.E]);
     if (p.lead.length !== this.lead.length || p.lead.some((d, i) => d !== this.lead[i]) || p.E !== this.E || p.Ev !== this.Ev || p.Lk !== p.Lq) {
       throw new ShapeError(`LinearAttentionState.step: expected query and key ${want} and value ${fmt([...this.lead, p.Lq, this.Ev])}, got ${fmt(p.q.shape)}, ${fmt(p.k.shape)}, ${fmt(p.v.shape)}`);
@@ -135,12 +134,13 @@ export class LinearAttentionState {
 
   dispose(): void {
     if (!this.#at) return;
-    forgotten.unregister(this);
-    this.#heap.free(this.#at);
+    this.#heap.untrack(this);
+    if (!this.#heap.closed) this.#heap.free(this.#at);
     this.#at = 0;
   }
 
   #live(): number {
+    this.#heap.assertOpen("LinearAttentionState");
     if (!this.#at) throw new StateError("LinearAttentionState was disposed: it can no longer be used");
     return this.#at;
   }

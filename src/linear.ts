@@ -47,8 +47,8 @@ export class Linear extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    const t = checkTensor("x", x); // read first: its getters run before the state check
     this.assertReady();
-    const t = checkTensor("x", x);
     const K = this.inFeatures;
     if (t.shape.length < 1 || t.shape[t.shape.length - 1] !== K) {
       throw new ShapeError(`Linear.forward x: expected [..., ${K}], got ${fmt(t.shape)}`);
@@ -82,6 +82,10 @@ export class Linear extends Module {
 
   protected override freeOwn(): void {
     this.#w.free();
+  }
+
+  protected override get stale(): boolean {
+    return this.#w.stale;
   }
 }
 

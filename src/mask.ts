@@ -1,24 +1,24 @@
-import { ShapeError } from "./errors.js";
-import { type BoolTensor, type Tensor, checkMask, fmt, size, tag } from "./tensor.js";
+import { OutOfMemoryError, ShapeError } from "./errors.js";
+import { type Snapshot, type Tensor, checkMask, fmt, size, typedKind } from "./tensor.js";
 
 /**
  * A mask as the attention kernel reads it: additive float rows of Lk entries.
  *   data:      the mask with its last dimension expanded to Lk
  *   rowStride: elements between the rows of consecutive queries (0: one row serves every query)
- *   offsets:   for each (batch..., head) slice of the scores, in order, the element offset of its rows
+ *   offset(n): for slice n (batch..., head, in order) of the scores, the element offset of its rows
  */
 export interface KernelMask {
   data: Float32Array;
   rowStride: number;
-  offsets: number[];
+  offset(n: number): number;
 }
 
 /**
  * A mask as numbers added to the scores. Booleans become 0 / -Infinity: `keepWhenTrue` is SDPA's
  * convention (true = takes part); false is nn.MultiheadAttention's (true = masked out).
  */
-export function additive(mask: Tensor | BoolTensor, keepWhenTrue: boolean): Tensor {
-  if (tag(mask.data) !== "Uint8Array") return mask as Tensor;
+export function additive(mask: Snapshot<Float32Array | Uint8Array>, keepWhenTrue: boolean): Tensor {
+  if (typedKind(mask.data) !== "Uint8Array") return mask as Tensor;
   const data = Float32Array.from(mask.data, (x) => ((x !== 0) === keepWhenTrue ? 0 : -Infinity));
   return { data, shape: mask.shape };
 }
@@ -46,6 +46,7 @@ export function kernelMask(name: string, mask: Tensor, scores: readonly number[]
   const rows = size(padded.slice(0, -1));
   let data = mask.data;
   if (srcLast !== Lk) {
+    if (rows * Lk > 2 ** 30) throw new OutOfMemoryError(`${name}: broadcast along Lk, the mask needs ${rows * Lk} floats, more than WebAssembly memory holds`);
     data = new Float32Array(rows * Lk);
     for (let r = 0; r < rows; r++) data.fill(mask.data[r], r * Lk, (r + 1) * Lk);
   }
@@ -57,18 +58,18 @@ export function kernelMask(name: string, mask: Tensor, scores: readonly number[]
     strides[i] = padded[i] === 1 ? 0 : stride;
     stride *= padded[i];
   }
+  // computed per slice when asked: a list of them would be as long as batch x heads
   const lead = scores.slice(0, -2);
-  const offsets = new Array<number>(size(lead));
-  for (let n = 0; n < offsets.length; n++) {
+  const offset = (n: number) => {
     let rest = n;
-    let offset = 0;
+    let at = 0;
     for (let i = lead.length - 1; i >= 0; i--) {
-      offset += (rest % lead[i]) * strides[i];
-      rest = Math.floor(rest / lead[i]);
+      at += (rest % lead[i]!) * strides[i]!;
+      rest = Math.floor(rest / lead[i]!);
     }
-    offsets[n] = offset;
-  }
-  return { data, rowStride: strides[rank - 2], offsets };
+    return at;
+  };
+  return { data, rowStride: strides[rank - 2]!, offset };
 }
 
 /**

@@ -19,11 +19,6 @@ export interface Ctx {
   pool: Pool;
 }
 
-// frees the weights of modules that were dropped without dispose()
-const forgotten = new FinalizationRegistry<{ heap: Heap; blocks: Map<string, number> }>(({ heap, blocks }) => {
-  for (const at of blocks.values()) heap.free(at);
-});
-
 /**
  * A module holding weights in WebAssembly memory. `loadStateDict(dict, prefix)` checks every
  * expected key (torch's names) before copying any, so a failed load changes nothing. `dispose()`
@@ -86,6 +81,11 @@ export abstract class Module {
 
   protected freeOwn(): void {}
 
+  /** Whether weights of this module or a child were loaded before shutdown(): their memory is gone. */
+  protected get stale(): boolean {
+    return this.children().some((c) => c.stale);
+  }
+
   protected assertLive(): void {
     if (this.#disposed) throw new StateError(`${this.constructor.name} was disposed: it can no longer be used`);
   }
@@ -94,6 +94,7 @@ export abstract class Module {
   assertReady(): void {
     this.assertLive();
     if (!this.ready) throw new StateError(`${this.constructor.name} has no weights: call loadStateDict() first`);
+    if (this.stale) throw new StateError(`${this.constructor.name} was loaded before shutdown(): its weights are gone; make and load it again after init()`);
   }
 }
 
@@ -111,34 +112,43 @@ export class Resident {
   /** Copies `data` in as `name` (replacing what was there); `pack` lays out a Linear weight (N, K) for gemm. */
   set(name: string, data: Float32Array, pack?: { N: number; K: number }): void {
     const { kernels: K, heap } = runtime();
-    if (!this.#heap) {
+    if (this.#heap !== heap) {
+      // first weights, or weights loaded again after shutdown() + init(): the old heap is gone
+      this.#blocks.clear();
       this.#heap = heap;
-      forgotten.register(this.#owner, { heap, blocks: this.#blocks }, this.#owner);
+      const blocks = this.#blocks; // not `this`: what the registry holds must not keep the owner alive
+      heap.track(this.#owner, () => blocks.values());
+    }
+    const bytes = pack ? 4 * pack.K * Math.ceil(pack.N / 8) * 8 : data.byteLength;
+    heap.need(`loading "${name}"`, bytes + (pack ? data.byteLength : 0));
+    const at = heap.alloc(bytes);
+    if (!pack) heap.f32(at, data.length).set(data);
+    else {
+      const src = heap.alloc(data.byteLength);
+      heap.f32(src, data.length).set(data);
+      K.pack_f32_t(at, src, pack.K, pack.N, pack.K);
+      heap.free(src);
     }
     const old = this.#blocks.get(name);
     if (old !== undefined) heap.free(old);
-    if (!pack) {
-      const at = heap.alloc(data.byteLength);
-      heap.f32(at, data.length).set(data);
-      this.#blocks.set(name, at);
-      return;
-    }
-    const at = heap.alloc(4 * pack.K * Math.ceil(pack.N / 8) * 8);
-    const src = heap.alloc(data.byteLength);
-    heap.f32(src, data.length).set(data);
-    K.pack_f32_t(at, src, pack.K, pack.N, pack.K);
-    heap.free(src);
     this.#blocks.set(name, at);
   }
 
+  /** The address of `name`; a StateError when its memory is gone (made before shutdown()). */
   get(name: string): number {
+    this.#heap?.assertOpen("this module");
     return this.#blocks.get(name) ?? 0;
+  }
+
+  /** Whether this module's weights live in the current heap (false after shutdown() + init()). */
+  get stale(): boolean {
+    return this.#heap !== null && this.#heap.closed;
   }
 
   free(): void {
     if (!this.#heap) return;
-    forgotten.unregister(this.#owner);
-    for (const at of this.#blocks.values()) this.#heap.free(at);
+    this.#heap.untrack(this.#owner);
+    if (!this.#heap.closed) for (const at of this.#blocks.values()) this.#heap.free(at);
     this.#blocks.clear();
   }
 }

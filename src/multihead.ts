@@ -3,9 +3,10 @@ import { KVCache } from "./cache.js";
 import { place } from "./resident.js";
 import { ArgumentError, ShapeError } from "./errors.js";
 import { Linear, bool, positiveInt } from "./linear.js";
+import { runtime } from "./init.js";
 import { type KernelMask, mhaMask } from "./mask.js";
 import { type Ctx, Module, type Param, nested, prefixed, withScope } from "./module.js";
-import { type BoolTensor, type Tensor, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
+import { type BoolTensor, type Snapshot, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
 
 export interface MultiHeadAttentionOptions {
   embedDim: number;
@@ -55,7 +56,7 @@ export interface Attend {
   global?: number[] | null;
 }
 
-const FORWARD_OPTIONS = ["keyPaddingMask", "attnMask", "needWeights", "averageAttnWeights", "isCausal", "cache", "globalTokens"];
+const FORWARD_OPTIONS: (keyof MultiHeadAttentionForwardOptions)[] = ["keyPaddingMask", "attnMask", "needWeights", "averageAttnWeights", "isCausal", "cache", "globalTokens"];
 
 /**
  * torch.nn.MultiheadAttention(batch_first=True). State dict as torch: in_proj_weight [E + 2 kvDim, E]
@@ -148,49 +149,64 @@ export class MultiHeadAttention extends Module {
    * A query whose every key is masked gets zeros, not NaN.
    */
   forward(query: Tensor, key: Tensor, value: Tensor, options: MultiHeadAttentionForwardOptions = {}): { output: Tensor; weights: Tensor | null } {
-    this.assertReady();
-    checkOptions("MultiHeadAttention.forward options", options, FORWARD_OPTIONS);
+    // every caller object is read once, first: a getter that disposes this module runs before the check below
+    const o = checkOptions("MultiHeadAttention.forward options", options, FORWARD_OPTIONS);
     const q = checkTensor("query", query);
-    const k = checkTensor("key", key);
-    const v = checkTensor("value", value);
+    const k = key === query ? q : checkTensor("key", key);
+    const v = value === query ? q : value === key ? k : checkTensor("value", value);
+    const attnMask = o.attnMask === undefined || o.attnMask === null ? undefined : checkMask("attnMask", o.attnMask);
+    const paddingMask = o.keyPaddingMask === undefined || o.keyPaddingMask === null ? undefined : checkMask("keyPaddingMask", o.keyPaddingMask);
+    this.assertReady();
     const batched = q.shape.length === 3;
     if (q.shape.length !== 3 && q.shape.length !== 2) throw new ShapeError(`query: expected [B, Lq, ${this.embedDim}] or [Lq, ${this.embedDim}], got ${fmt(q.shape)}`);
-    const [B, Lq, Eq] = batched ? q.shape : [1, ...q.shape];
-    const expect = (name: string, t: Tensor, features: number) => {
+    const [B, Lq, Eq] = (batched ? q.shape : [1, ...q.shape]) as [number, number, number];
+    const expect = (name: string, t: Snapshot, features: number) => {
       const [b, l, f] = batched ? t.shape : [1, ...t.shape];
       if (t.shape.length !== q.shape.length || b !== B || f !== features) {
         throw new ShapeError(`${name}: expected ${fmt(batched ? [B, l ?? 0, features] : [l ?? 0, features])} to go with query ${fmt(q.shape)}, got ${fmt(t.shape)}`);
       }
-      return l;
+      return l!;
     };
     if (Eq !== this.embedDim) throw new ShapeError(`query: expected [..., ${this.embedDim}] (embedDim), got ${fmt(q.shape)}`);
     const Lk = expect("key", k, this.kdim);
     if (expect("value", v, this.vdim) !== Lk) throw new ShapeError(`value: expected ${Lk} positions like key ${fmt(k.shape)}, got ${fmt(v.shape)}`);
-    const needWeights = bool("MultiHeadAttention.forward", "needWeights", options.needWeights, !this.#variant.linear);
-    const average = bool("MultiHeadAttention.forward", "averageAttnWeights", options.averageAttnWeights, true);
-    const isCausal = bool("MultiHeadAttention.forward", "isCausal", options.isCausal, false);
-    const cache = options.cache;
+    const needWeights = bool("MultiHeadAttention.forward", "needWeights", o.needWeights, !this.#variant.linear);
+    const average = bool("MultiHeadAttention.forward", "averageAttnWeights", o.averageAttnWeights, true);
+    const isCausal = bool("MultiHeadAttention.forward", "isCausal", o.isCausal, false);
+    const cache = o.cache;
     if (cache !== undefined) {
       if (!(cache instanceof KVCache)) throw new ArgumentError(`cache: expected a KVCache, got ${describe(cache)}`);
       if (!isCausal) throw new ArgumentError("cache: decoding with a cache needs isCausal: true");
       if (query !== key || key !== value) throw new ArgumentError("cache: decoding is self-attention: pass the same tensor as query, key and value");
-      if (options.attnMask || options.keyPaddingMask) throw new ArgumentError("cache: masks are not supported together with a cache");
-      cache.check(B);
+      if (attnMask || paddingMask) throw new ArgumentError("cache: masks are not supported together with a cache");
+      cache.check(this, B);
     }
-    const padding = options.keyPaddingMask && !batched ? { ...options.keyPaddingMask, shape: [1, ...options.keyPaddingMask.shape] } : options.keyPaddingMask;
-    const mask = mhaMask({ attn: "attnMask", padding: "keyPaddingMask" }, options.attnMask, padding, B, this.numHeads, Lq, Lk);
+    const padding = paddingMask && !batched ? { data: paddingMask.data, shape: [1, ...paddingMask.shape] } : paddingMask;
+    const mask = mhaMask({ attn: "attnMask", padding: "keyPaddingMask" }, attnMask, padding, B, this.numHeads, Lq, Lk);
     const LkAll = Lk + (cache?.length ?? 0);
     const H = this.numHeads;
-    const global = this.checkCall({ masked: !!mask, causal: isCausal, needWeights, Lq, Lk, globalTokens: options.globalTokens });
+    const global = this.checkCall({ masked: !!mask, causal: isCausal, needWeights, Lq, Lk, globalTokens: o.globalTokens });
+    const lead = batched ? [B] : [];
+    if (B * Lq === 0) {
+      const weights = !needWeights ? null : { data: new Float32Array(0), shape: average ? [...lead, Lq, LkAll] : [...lead, H, Lq, LkAll] };
+      return { output: { data: new Float32Array(0), shape: [...q.shape] }, weights };
+    }
+    const { heap } = runtime();
+    const weightsBytes = needWeights ? 4 * B * Lq * LkAll * (H + (average ? 1 : 0)) : 0;
+    const inputs = [q, k, v].filter((t, i, all) => all.indexOf(t) === i && t.address === undefined).reduce((n, t) => n + 4 * t.data.length, 0);
+    heap.need("MultiHeadAttention.forward", inputs + 4 * B * Lq * this.embedDim + weightsBytes + 4 * (mask?.data.length ?? 0) + this.footprint(B, Lq, LkAll));
+    if (cache) cache.begin(this, B, [{ key: this, kvDim: this.numKvHeads * this.headDim }], Lq);
 
-    return withScope((ctx) => {
-      const { scope, heap } = ctx;
+    const result = withScope((ctx) => {
+      const { scope } = ctx;
+      // every output first: an allocation that fails does so before any kernel runs
       const out = scope.alloc(4 * B * Lq * this.embedDim);
       const weights = needWeights ? scope.alloc(4 * B * H * Lq * LkAll) : 0;
+      const avg = needWeights && average ? scope.alloc(4 * B * Lq * LkAll) : 0;
       // self-attention passes one tensor three times: copy it in once
       const qAt = place(scope, q);
-      const kAt = key === query ? qAt : place(scope, k);
-      const vAt = value === query ? qAt : value === key ? kAt : place(scope, v);
+      const kAt = k === q ? qAt : place(scope, k);
+      const vAt = v === q ? qAt : v === k ? kAt : place(scope, v);
       this.run(ctx, {
         B, Lq, Lk,
         q: qAt,
@@ -198,19 +214,27 @@ export class MultiHeadAttention extends Module {
         v: vAt,
         out, residual: 0,
         mask: mask && { at: scope.put(mask.data), info: mask },
-        causal: isCausal && !options.attnMask,
+        causal: isCausal && !attnMask,
         weights,
         cache,
         global,
       });
-      const output = { data: heap.f32(out, B * Lq * this.embedDim).slice(), shape: [...q.shape] };
+      const output = { data: ctx.heap.f32(out, B * Lq * this.embedDim).slice(), shape: [...q.shape] };
       if (!needWeights) return { output, weights: null };
-      const lead = batched ? [B] : [];
-      if (!average) return { output, weights: { data: heap.f32(weights, B * H * Lq * LkAll).slice(), shape: [...lead, H, Lq, LkAll] } };
-      const avg = scope.alloc(4 * B * Lq * LkAll);
+      if (!average) return { output, weights: { data: ctx.heap.f32(weights, B * H * Lq * LkAll).slice(), shape: [...lead, H, Lq, LkAll] } };
       for (let b = 0; b < B; b++) ctx.K.mean_f32(avg + 4 * b * Lq * LkAll, weights + 4 * b * H * Lq * LkAll, H, Lq * LkAll);
-      return { output, weights: { data: heap.f32(avg, B * Lq * LkAll).slice(), shape: [...lead, Lq, LkAll] } };
+      return { output, weights: { data: ctx.heap.f32(avg, B * Lq * LkAll).slice(), shape: [...lead, Lq, LkAll] } };
     });
+    cache?.commit(this, B, Lq);
+    return result;
+  }
+
+  /** @internal bytes of WebAssembly memory run() takes at its peak, beyond its inputs and outputs */
+  footprint(B: number, Lq: number, Lk: number): number {
+    const { kernels: K, pool } = runtime();
+    const kvDim = this.numKvHeads * this.headDim;
+    const E = this.embedDim;
+    return 4 * (2 * B * Lq * E + 2 * B * Lk * kvDim) + pool.size * (K.attention_f32_workspace(Lk, this.headDim, this.headDim) + K.gemm_f32_workspace()) + 4096;
   }
 
   /**
@@ -246,8 +270,8 @@ export class MultiHeadAttention extends Module {
     // keys and values: [B, rows, kvDim], the first Lk rows of each batch used
     let kAll: number, vAll: number, rows: number, past = 0;
     if (a.cache) {
-      const entry = a.cache.reserve(ctx, this, a.B, kvDim, a.Lq);
-      past = entry.length;
+      const entry = a.cache.entry(this);
+      past = a.cache.length;
       rows = entry.capacity;
       for (let b = 0; b < a.B; b++) {
         const at = 4 * (b * rows + past) * kvDim;
@@ -255,7 +279,6 @@ export class MultiHeadAttention extends Module {
         this.#v.run(ctx, entry.v + at, a.v + 4 * b * a.Lq * this.vdim, a.Lq);
         if (rope) ctx.K.rope_f32(entry.k + at, a.Lq, a.Lq, kvDim, this.numKvHeads, hd, rope.rotaryDim, rope.positionOffset + past, rope.theta, rope.interleaved);
       }
-      entry.length += a.Lq;
       [kAll, vAll] = [entry.k, entry.v];
     } else {
       rows = a.Lk;
@@ -284,7 +307,7 @@ export class MultiHeadAttention extends Module {
       v: (b, g) => vAll + 4 * (b * rows * kvDim + g * hd),
       out: (b, h) => attn + 4 * (b * a.Lq * E + h * hd),
       qStride: E, kStride: kvDim, vStride: kvDim, outStride: E,
-      weights: a.weights, mask: a.mask?.at ?? 0, maskOffsets: a.mask?.info.offsets ?? [], maskRow: a.mask?.info.rowStride ?? 0,
+      weights: a.weights, mask: a.mask?.at ?? 0, maskOffset: a.mask?.info.offset ?? (() => 0), maskRow: a.mask?.info.rowStride ?? 0,
       scale: Math.fround(1 / Math.sqrt(hd)), diag: past, left: band[0], right: band[1],
       dilation: this.#variant.dilation, softcap: this.#variant.softcap, slope: (h) => this.#variant.slopes[h] ?? 0,
       ...blocks, blockSize: layout?.blockSize ?? 8,

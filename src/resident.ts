@@ -1,68 +1,72 @@
 import { ShapeError, StateError } from "./errors.js";
 import { runtime } from "./init.js";
-import type { Heap, Scope } from "./memory.js";
-import { type Tensor, fmt, size } from "./tensor.js";
-
-const forgotten = new FinalizationRegistry<{ heap: Heap; at: number }>(({ heap, at }) => heap.free(at));
+import type { Scope } from "./memory.js";
+import { type ResidentInfo, type Snapshot, type Tensor, checkShape, fmt, honest, registerResident, size, typedKind } from "./tensor.js";
 
 /**
  * A float32 tensor that lives in WebAssembly memory: passing it to a function copies nothing.
  * `data` is a view of that memory, made anew whenever the memory has grown, so read `t.data` when
  * you need it rather than keeping the array across calls. `dispose()` frees it (a resident tensor
- * that is garbage-collected without it is freed too); using it afterwards is a StateError.
+ * that is garbage-collected without it is freed too, where the runtime has FinalizationRegistry);
+ * using it afterwards, or after `shutdown()`, is a StateError.
  */
 export class ResidentTensor implements Tensor {
   readonly shape: readonly number[];
-  readonly #heap: Heap;
-  readonly #length: number;
-  #at: number;
+  readonly #info: ResidentInfo;
   #view: Float32Array | null = null;
 
   /** @internal use residentTensor() */
-  constructor(heap: Heap, at: number, shape: readonly number[]) {
-    this.#heap = heap;
-    this.#at = at;
-    this.shape = [...shape];
-    this.#length = size(shape);
-    forgotten.register(this, { heap, at }, this);
+  constructor(info: ResidentInfo) {
+    this.#info = info;
+    this.shape = info.shape;
+    registerResident(this, info);
+    info.heap.track(this, () => (info.at ? [info.at] : []));
   }
 
   get data(): Float32Array {
-    if (!this.#at) throw new StateError("ResidentTensor was disposed: it can no longer be used");
-    if (!this.#view || this.#view.buffer !== this.#heap.memory.buffer) this.#view = this.#heap.f32(this.#at, this.#length);
+    const { heap, at, shape } = this.#live();
+    if (!this.#view || this.#view.buffer !== heap.memory.buffer) this.#view = heap.f32(at, size(shape));
     return this.#view;
   }
 
-  /** @internal its address in WebAssembly memory */
-  get address(): number {
-    if (!this.#at) throw new StateError("ResidentTensor was disposed: it can no longer be used");
-    return this.#at;
+  dispose(): void {
+    const info = this.#info;
+    if (!info.at || info.heap.closed) return;
+    info.heap.untrack(this);
+    info.heap.free(info.at);
+    info.at = 0;
+    this.#view = null;
   }
 
-  dispose(): void {
-    if (!this.#at) return;
-    forgotten.unregister(this);
-    this.#heap.free(this.#at);
-    this.#at = 0;
-    this.#view = null;
+  #live(): ResidentInfo {
+    this.#info.heap.assertOpen("ResidentTensor");
+    if (!this.#info.at) throw new StateError("ResidentTensor was disposed: it can no longer be used");
+    return this.#info;
   }
 }
 
 /** A tensor allocated in WebAssembly memory, filled with `data` if given (else zeros). */
 export function residentTensor(shape: readonly number[], data?: ArrayLike<number>): ResidentTensor {
   const { heap } = runtime();
-  const dims = [...shape];
-  if (!dims.every((d) => Number.isInteger(d) && d >= 0)) throw new ShapeError(`residentTensor: shape ${fmt(dims)} must be non-negative integers`);
+  let dims: readonly number[];
+  try {
+    dims = checkShape("residentTensor shape", shape);
+  } catch (e) {
+    throw new ShapeError(`residentTensor: the dimensions must be non-negative integers (${(e as Error).message})`);
+  }
   const n = size(dims);
-  if (data !== undefined && data.length !== n) throw new ShapeError(`residentTensor: shape ${fmt(dims)} holds ${n} elements but data has ${data.length}`);
+  // read the caller's data once: a typed array through its internal length, else a plain copy
+  const values = data === undefined ? undefined : typedKind(data) ? Float32Array.from(honest<Float32Array>(data)) : Float32Array.from(data);
+  if (values !== undefined && values.length !== n) throw new ShapeError(`residentTensor: shape ${fmt(dims)} holds ${n} elements but data has ${values.length}`);
+  heap.need("residentTensor", 4 * n);
   const at = heap.alloc(4 * n);
   const view = heap.f32(at, n);
-  if (data) view.set(data);
+  if (values) view.set(values);
   else view.fill(0);
-  return new ResidentTensor(heap, at, dims);
+  return new ResidentTensor({ heap, at, shape: dims });
 }
 
 /** @internal the address of `t` in WebAssembly memory: its own if resident, else a copy made in `scope` */
-export function place(scope: Scope, t: Tensor): number {
-  return t instanceof ResidentTensor ? t.address : scope.put(t.data);
+export function place(scope: Scope, t: Snapshot): number {
+  return t.address ?? scope.put(t.data);
 }

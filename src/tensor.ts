@@ -1,4 +1,5 @@
-import { ArgumentError, ShapeError } from "./errors.js";
+import { ArgumentError, ShapeError, StateError } from "./errors.js";
+import { Heap } from "./memory.js";
 
 /** A row-major, contiguous float32 tensor. */
 export interface Tensor {
@@ -12,19 +13,80 @@ export interface BoolTensor {
   shape: readonly number[];
 }
 
+/** Most dimensions a shape may have. */
+const MAX_RANK = 64;
+/** Largest dimension: the kernels take sizes as i32. */
+export const MAX_DIM = 2 ** 31 - 1;
+
+// The intrinsic getters of %TypedArray%.prototype: they read the array's internal slots, so a
+// subclass or a Proxy cannot make them lie (and they throw or answer undefined for anything else).
+const TYPED = Object.getPrototypeOf(Int8Array.prototype) as object;
+const intrinsic = (name: string | symbol) => Object.getOwnPropertyDescriptor(TYPED, name)!.get!;
+const typedTag = intrinsic(Symbol.toStringTag) as (this: unknown) => string | undefined;
+const typedLength = intrinsic("length") as (this: unknown) => number;
+const typedBuffer = intrinsic("buffer") as (this: unknown) => ArrayBufferLike;
+const typedOffset = intrinsic("byteOffset") as (this: unknown) => number;
+
+/** The typed array kind of `x` ("Float32Array", ...) read from its internal slots, or undefined. */
+export function typedKind(x: unknown): string | undefined {
+  return typedTag.call(x);
+}
+
+/**
+ * An honest view on the bytes of the typed array `x`, made from its internal slots (never from
+ * its getters): a view of our own WebAssembly memory (which a call may grow, and so detach) is copied.
+ */
+export function honest<T extends ArrayBufferView>(x: unknown): T {
+  const make = (globalThis as unknown as Record<string, new (b: ArrayBufferLike, o: number, n: number) => T>)[typedKind(x)!]!;
+  const view = new make(typedBuffer.call(x), typedOffset.call(x), typedLength.call(x));
+  return Heap.owns(view.buffer) ? ((view as unknown as Float32Array).slice() as unknown as T) : view;
+}
+
+/** A tensor that lives in WebAssembly memory (ResidentTensor), as the library knows it. */
+export interface ResidentInfo {
+  heap: Heap;
+  /** its address; 0 once disposed */
+  at: number;
+  shape: readonly number[];
+}
+
+// genuine resident tensors, keyed by the object itself: a Proxy or a look-alike is not one
+const residents = new WeakMap<object, ResidentInfo>();
+
+/** @internal */
+export function registerResident(t: object, info: ResidentInfo): void {
+  residents.set(t, info);
+}
+
+/**
+ * A caller's tensor as read once and checked: the shape a frozen copy, the data an honest view
+ * (never the caller's object), and for a resident tensor its address. Use only this afterwards.
+ */
+export interface Snapshot<D = Float32Array> {
+  readonly data: D;
+  readonly shape: readonly number[];
+  /** the address in WebAssembly memory of a resident tensor (read in place); undefined otherwise */
+  readonly address?: number;
+}
+
 /**
  * Wraps data and a shape as a tensor after checking that they agree. A `Float32Array` is used as
- * it is (not copied); a `Uint8Array` makes a boolean mask; any other array of numbers is copied
- * into a new `Float32Array`.
+ * it is (not copied); a `Uint8Array` or an array of booleans makes a boolean mask; any other
+ * array of numbers is copied into a new `Float32Array`.
  */
-export function tensor(data: Uint8Array, shape: readonly number[]): BoolTensor;
+export function tensor(data: Uint8Array | readonly boolean[], shape: readonly number[]): BoolTensor;
 export function tensor(data: Float32Array | ArrayLike<number>, shape: readonly number[]): Tensor;
-export function tensor(data: Float32Array | Uint8Array | ArrayLike<number>, shape: readonly number[]): Tensor | BoolTensor {
+export function tensor(data: Float32Array | Uint8Array | ArrayLike<number> | readonly boolean[], shape: readonly number[]): Tensor | BoolTensor {
   const dims = checkShape("shape", shape);
-  const typed = tag(data) === "Float32Array" || tag(data) === "Uint8Array" ? data : Float32Array.from(data);
-  if (typed.length !== size(dims)) {
-    throw new ShapeError(`tensor: shape ${fmt(dims)} holds ${size(dims)} elements but data has ${typed.length}`);
-  }
+  const kind = typedKind(data);
+  let typed: Float32Array | Uint8Array;
+  if (kind === "Float32Array" || kind === "Uint8Array") typed = data as Float32Array | Uint8Array;
+  else if (Array.isArray(data) && data.length > 0 && data.every((x) => typeof x === "boolean")) typed = Uint8Array.from(data as boolean[], Number);
+  else if (Array.isArray(data) && data.some((x) => typeof x === "boolean")) {
+    throw new ArgumentError("tensor: data mixes booleans and numbers; a boolean mask takes only booleans (or a Uint8Array of 0 and 1)");
+  } else typed = Float32Array.from(data as ArrayLike<number>);
+  const n = kind ? typedLength.call(typed) : typed.length;
+  if (n !== size(dims)) throw new ShapeError(`tensor: shape ${fmt(dims)} holds ${size(dims)} elements but data has ${n}`);
   return { data: typed, shape: dims } as Tensor | BoolTensor;
 }
 
@@ -40,61 +102,82 @@ export function fmt(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }
 
-/** Checks that `x` is a float32 tensor whose data fits its shape. */
-export function checkTensor(name: string, x: unknown): Tensor {
-  return checkTyped(name, x, ["Float32Array"]) as Tensor;
+/** Reads a float32 tensor once: a Snapshot whose data fits its shape. */
+export function checkTensor(name: string, x: unknown): Snapshot {
+  return snapshot(name, x, ["Float32Array"]) as Snapshot;
 }
 
-/** Checks that `x` is a float32 tensor or a boolean (Uint8Array) tensor whose data fits its shape. */
-export function checkMask(name: string, x: unknown): Tensor | BoolTensor {
-  return checkTyped(name, x, ["Float32Array", "Uint8Array"]) as Tensor | BoolTensor;
+/** Reads a float32 or boolean (Uint8Array) tensor once. */
+export function checkMask(name: string, x: unknown): Snapshot<Float32Array | Uint8Array> {
+  return snapshot(name, x, ["Float32Array", "Uint8Array"]);
 }
 
-/** Rejects option names that are not in `known`, naming the ones that are. */
-export function checkOptions(what: string, options: unknown, known: readonly string[]): void {
-  if (options === undefined) return;
+/**
+ * Reads the options object once: its own enumerable properties copied into a plain object (so
+ * getters run once, now), unknown names rejected, naming the ones that are known.
+ */
+export function checkOptions<T extends object>(what: string, options: T | undefined, known: readonly string[]): T {
+  if (options === undefined) return {} as T;
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
     throw new ArgumentError(`${what}: expected an object, got ${describe(options)}`);
   }
+  const copy: Record<string, unknown> = {};
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
       throw new ArgumentError(`${what}: unknown option "${key}"; known options are ${known.map((k) => `"${k}"`).join(", ")}`);
     }
+    copy[key] = (options as Record<string, unknown>)[key];
   }
+  return copy as T;
 }
 
 export function describe(x: unknown): string {
   if (x === null) return "null";
   if (Array.isArray(x)) return "an Array";
-  if (typeof x === "object") return tag(x);
+  if (typeof x === "object") return typedKind(x) ?? tag(x);
+  if (typeof x === "function") return "a function";
   return `${typeof x} ${String(x)}`;
 }
 
-function checkTyped(name: string, x: unknown, dtypes: readonly string[]): Tensor | BoolTensor {
-  const expected = dtypes.join(" or ");
+function snapshot(name: string, x: unknown, kinds: readonly string[]): Snapshot<Float32Array | Uint8Array> {
+  const resident = typeof x === "object" && x !== null ? residents.get(x) : undefined;
+  if (resident) {
+    resident.heap.assertOpen(name);
+    if (!resident.at) throw new StateError(`${name}: the ResidentTensor was disposed: it can no longer be used`);
+    const { heap, at, shape } = resident;
+    const n = size(shape);
+    // a view made on each read: the memory may grow (and detach an older view) during a call
+    return { get data() { return heap.f32(at, n); }, shape, address: at };
+  }
+  const expected = kinds.join(" or ");
   if (x === null || typeof x !== "object" || !("data" in x) || !("shape" in x)) {
     throw new ArgumentError(`${name}: expected a tensor { data: ${expected}, shape }, got ${describe(x)}`);
   }
-  const t = x as { data: unknown; shape: unknown };
-  if (!dtypes.includes(tag(t.data))) {
-    throw new ArgumentError(`${name}: expected data of type ${expected}, got ${describe(t.data)}`);
+  const t = x as { data?: unknown; shape?: unknown };
+  const data = t.data;
+  const kind = typedKind(data);
+  if (kind === undefined || !kinds.includes(kind)) {
+    throw new ArgumentError(`${name}: expected data of type ${expected}, got ${data === undefined ? "no data" : describe(data)}${kind === undefined && tag(data).endsWith("Array") ? " (not a genuine typed array)" : ""}`);
   }
   const shape = checkShape(`${name}.shape`, t.shape);
-  const data = t.data as Float32Array | Uint8Array;
-  if (data.length !== size(shape)) {
-    throw new ShapeError(`${name}: shape ${fmt(shape)} holds ${size(shape)} elements but data has ${data.length}`);
-  }
-  return t as Tensor | BoolTensor;
+  const view = honest<Float32Array | Uint8Array>(data);
+  if (view.length !== size(shape)) throw new ShapeError(`${name}: shape ${fmt(shape)} holds ${size(shape)} elements but data has ${view.length}`);
+  return { data: view, shape };
 }
 
-function checkShape(name: string, shape: unknown): readonly number[] {
+/** Reads a shape once into a frozen copy of non-negative integers the kernels can represent. */
+export function checkShape(name: string, shape: unknown): readonly number[] {
   if (!Array.isArray(shape)) throw new ArgumentError(`${name}: expected an array of dimensions, got ${describe(shape)}`);
-  for (const [i, d] of shape.entries()) {
+  const rank = (shape as unknown[]).length;
+  if (!Number.isInteger(rank) || rank > MAX_RANK) throw new ShapeError(`${name}: at most ${MAX_RANK} dimensions, got ${String(rank)}`);
+  const dims: unknown[] = Array.from({ length: rank }, (_, i) => (shape as unknown[])[i]);
+  dims.forEach((d, i) => {
     if (typeof d !== "number" || !Number.isInteger(d) || d < 0) {
       throw new ShapeError(`${name}: dimension ${i} must be a non-negative integer, got ${String(d)}`);
     }
-  }
-  return shape as number[];
+    if (d > MAX_DIM) throw new ShapeError(`${name}: dimension ${i} is ${d}; the kernels take dimensions up to 2^31 - 1`);
+  });
+  return Object.freeze(dims as number[]);
 }
 
 export function tag(x: unknown): string {

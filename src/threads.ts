@@ -109,7 +109,24 @@ export class Pool {
       for (const task of tasks) for (const call of task) this.#call(call, scratch.base);
       return;
     }
-    for (let i = 0; i < tasks.length; i += MAX_TASKS) this.#dispatch(tasks.slice(i, i + MAX_TASKS), scratch);
+    // as many tasks per dispatch as the task buffer holds (its index, then each task's calls)
+    let first = 0;
+    let slots = 0;
+    for (let i = 0; i <= tasks.length; i++) {
+      const need = i < tasks.length ? 2 + tasks[i]!.reduce((n, call) => n + 1 + call.length, 0) : 0;
+      if (i === tasks.length || i - first === MAX_TASKS || slots + need > TASK_SLOTS) {
+        if (i > first) this.#dispatch(tasks.slice(first, i), scratch);
+        first = i;
+        slots = 0;
+      }
+      // a task too big for the buffer on its own runs here, on this thread: the same calls, the same bits
+      if (i < tasks.length && need > TASK_SLOTS) {
+        for (const call of tasks[i]!) this.#call(call, scratch.base);
+        first = i + 1;
+        continue;
+      }
+      slots += need;
+    }
   }
 
   #dispatch(tasks: Call[][], scratch: { base: number; stride: number }): void {
@@ -124,7 +141,6 @@ export class Pool {
         for (const a of args) buf[at++] = a;
       }
     });
-    if (at > buf.length) throw new ThreadError("wasm-attention internal: too many tasks for one dispatch");
     const ctrl = this.#ctrl;
     const seen = (Atomics.load(ctrl, GEN) + 1) | 0;
     const tag = (seen & 0xffff) << 16;

@@ -7,7 +7,8 @@ import { place } from "./resident.js";
 import { type Ctx, Module, type Param, nested, prefixed, withScope } from "./module.js";
 import { type Attend, MultiHeadAttention } from "./multihead.js";
 import type { AttentionVariant } from "./attention.js";
-import { type BoolTensor, type Tensor, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
+import { type BoolTensor, type Snapshot, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
+import { runtime } from "./init.js";
 
 export interface TransformerLayerOptions {
   dModel: number;
@@ -87,6 +88,12 @@ abstract class Layer extends Module {
     ];
   }
 
+  /** @internal bytes of WebAssembly memory run() takes at its peak for B x L queries over Lk keys */
+  footprint(B: number, L: number, Lk: number): number {
+    const M = B * L;
+    return 4 * M * (2 * this.dModel + this.options.dimFeedforward) + 2 * this.selfAttn.footprint(B, L, Lk);
+  }
+
   // out (M, dModel) = linear2(act(linear1(x))) + residual
   protected feedForward(ctx: Ctx, out: number, x: number, residual: number, M: number): void {
     nested(ctx, (c) => {
@@ -110,7 +117,7 @@ export class TransformerEncoderLayer extends Layer {
   forward(src: Tensor, options?: EncoderForwardOptions & { needWeights?: false }): Tensor;
   forward(src: Tensor, options: EncoderForwardOptions & { needWeights: true }): { output: Tensor; weights: Tensor[] };
   forward(src: Tensor, options: EncoderForwardOptions = {}): Tensor | { output: Tensor; weights: Tensor[] } {
-    return runEncoder("TransformerEncoderLayer.forward", [this], null, src, {
+    return runEncoder("TransformerEncoderLayer.forward", this, [this], null, src, {
       mask: options.srcMask,
       srcKeyPaddingMask: options.srcKeyPaddingMask,
       isCausal: options.isCausal,
@@ -164,7 +171,7 @@ export class TransformerDecoderLayer extends Layer {
 
   /** tgt [B, Lt, dModel], memory [B, Lm, dModel] -> [B, Lt, dModel]. */
   forward(tgt: Tensor, memory: Tensor, options: DecoderForwardOptions = {}): Tensor {
-    return runDecoder("TransformerDecoderLayer.forward", [this], null, tgt, memory, options);
+    return runDecoder("TransformerDecoderLayer.forward", this, [this], null, tgt, memory, options);
   }
 
   /** @internal x (B*Lt, dModel) in place; mem (B*Lm, dModel) */
@@ -260,7 +267,7 @@ export class TransformerEncoder extends Stack<TransformerEncoderLayer> {
   forward(src: Tensor, options?: StackEncoderForwardOptions & { needWeights?: false }): Tensor;
   forward(src: Tensor, options: StackEncoderForwardOptions & { needWeights: true }): { output: Tensor; weights: Tensor[] };
   forward(src: Tensor, options: StackEncoderForwardOptions = {}): Tensor | { output: Tensor; weights: Tensor[] } {
-    return runEncoder("TransformerEncoder.forward", this.layers, this.norm, src, options, ["mask", "srcKeyPaddingMask", "isCausal", "cache", "needWeights", "globalTokens"], options);
+    return runEncoder("TransformerEncoder.forward", this, this.layers, this.norm, src, options, ["mask", "srcKeyPaddingMask", "isCausal", "cache", "needWeights", "globalTokens"], options);
   }
 }
 
@@ -271,7 +278,7 @@ export class TransformerDecoder extends Stack<TransformerDecoderLayer> {
   }
 
   forward(tgt: Tensor, memory: Tensor, options: DecoderForwardOptions = {}): Tensor {
-    return runDecoder("TransformerDecoder.forward", this.layers, this.norm, tgt, memory, options);
+    return runDecoder("TransformerDecoder.forward", this, this.layers, this.norm, tgt, memory, options);
   }
 }
 
@@ -282,74 +289,101 @@ function sequence(name: string, x: unknown, E: number) {
   if ((s.length !== 3 && s.length !== 2) || s[s.length - 1] !== E) {
     throw new ShapeError(`${name}: expected [B, L, ${E}] or [L, ${E}], got ${fmt(s)}`);
   }
-  return { t, B: s.length === 3 ? s[0] : 1, L: s[s.length - 2], batched: s.length === 3 };
+  return { t, B: s.length === 3 ? s[0]! : 1, L: s[s.length - 2]!, batched: s.length === 3 };
 }
 
-function checkCache(cache: unknown, causal: boolean, masked: boolean, B: number): KVCache | undefined {
+function checkCache(owner: object, cache: unknown, causal: boolean, masked: boolean, B: number): KVCache | undefined {
   if (cache === undefined) return undefined;
   if (!(cache instanceof KVCache)) throw new ArgumentError(`cache: expected a KVCache, got ${describe(cache)}`);
   if (!causal) throw new ArgumentError("cache: decoding with a cache needs causal self-attention (isCausal / tgtIsCausal: true)");
   if (masked) throw new ArgumentError("cache: masks of the self-attention are not supported together with a cache");
-  cache.check(B);
+  cache.check(owner, B);
   return cache;
 }
 
-function unbatch(mask: Mask | undefined, batched: boolean): Mask | undefined {
-  return mask && !batched ? { ...mask, shape: [1, ...mask.shape] } : mask;
+// a mask read once; without a batch dimension, given one
+function maskOf(name: string, mask: unknown, batched: boolean): Snapshot<Float32Array | Uint8Array> | undefined {
+  if (mask === undefined || mask === null) return undefined;
+  const m = checkMask(name, mask);
+  return batched ? m : { data: m.data, shape: [1, ...m.shape] };
 }
 
 function runEncoder(
-  fn: string, layers: TransformerEncoderLayer[], norm: LayerNorm | null, src: Tensor,
-  o: StackEncoderForwardOptions, known: string[], given: object,
+  fn: string, owner: Module, layers: TransformerEncoderLayer[], norm: LayerNorm | null, src: Tensor,
+  given: StackEncoderForwardOptions, known: string[], options: object,
 ): Tensor | { output: Tensor; weights: Tensor[] } {
-  for (const l of layers) l.assertReady();
-  norm?.assertReady();
-  checkOptions(`${fn} options`, given, known);
-  const E = layers[0].dModel;
-  const H = layers[0].nhead;
+  // every caller object is read once, first; then the state check, so a getter cannot dispose the module under us
+  checkOptions(`${fn} options`, options, known);
+  const o = { ...given };
+  const E = layers[0]!.dModel;
+  const H = layers[0]!.nhead;
   const { t, B, L, batched } = sequence("src", src, E);
+  const attnMask = o.mask === undefined || o.mask === null ? undefined : checkMask("mask", o.mask);
+  const padding = maskOf("srcKeyPaddingMask", o.srcKeyPaddingMask, batched);
+  owner.assertReady();
   const isCausal = bool(fn, "isCausal", o.isCausal, false);
   const needWeights = bool(fn, "needWeights", o.needWeights, false);
-  const cache = checkCache(o.cache, isCausal, !!(o.mask || o.srcKeyPaddingMask), B);
-  const mask = mhaMask({ attn: "mask", padding: "srcKeyPaddingMask" }, o.mask, unbatch(o.srcKeyPaddingMask, batched), B, H, L, L);
+  const cache = checkCache(owner, o.cache, isCausal, !!(attnMask || padding), B);
+  const mask = mhaMask({ attn: "mask", padding: "srcKeyPaddingMask" }, attnMask, padding, B, H, L, L);
   const Lk = L + (cache?.length ?? 0);
-  const global = layers.map((l) => l.selfAttn.checkCall({ masked: !!mask, causal: isCausal && !o.mask, needWeights, Lq: L, Lk: L, globalTokens: o.globalTokens }))[0];
-  return withScope((ctx) => {
+  const global = layers.map((l) => l.selfAttn.checkCall({ masked: !!mask, causal: isCausal && !attnMask, needWeights, Lq: L, Lk: L, globalTokens: o.globalTokens }))[0]!;
+  const shape = batched ? [B, H, L, Lk] : [H, L, Lk];
+  if (B * L === 0) {
+    const output = { data: new Float32Array(0), shape: [...t.shape] };
+    return needWeights ? { output, weights: layers.map(() => ({ data: new Float32Array(0), shape })) } : output;
+  }
+  const { heap } = runtime();
+  const weightBytes = needWeights ? layers.length * 4 * B * H * L * Lk : 0;
+  heap.need(fn, 4 * (t.data.length + (mask?.data.length ?? 0)) + weightBytes + layers[0]!.footprint(B, L, Lk));
+  cache?.begin(owner, B, layers.map((l) => ({ key: l.selfAttn, kvDim: l.selfAttn.numKvHeads * l.selfAttn.headDim })), L);
+  const result = withScope((ctx) => {
     const x = ctx.scope.put(t.data);
     const placed = mask && { at: ctx.scope.put(mask.data), info: mask };
     const weights = layers.map(() => (needWeights ? ctx.scope.alloc(4 * B * H * L * Lk) : 0));
-    layers.forEach((layer, i) => layer.run(ctx, x, B, L, placed, isCausal && !o.mask, cache, weights[i], global));
+    layers.forEach((layer, i) => layer.run(ctx, x, B, L, placed, isCausal && !attnMask, cache, weights[i]!, global));
     norm?.run(ctx, x, x, B * L);
     const output = { data: ctx.heap.f32(x, t.data.length).slice(), shape: [...t.shape] };
     if (!needWeights) return output;
-    const shape = batched ? [B, H, L, Lk] : [H, L, Lk];
     return { output, weights: weights.map((w) => ({ data: ctx.heap.f32(w, B * H * L * Lk).slice(), shape })) };
   });
+  cache?.commit(owner, B, L);
+  return result;
 }
 
-function runDecoder(fn: string, layers: TransformerDecoderLayer[], norm: LayerNorm | null, tgt: Tensor, memory: Tensor, o: DecoderForwardOptions): Tensor {
-  for (const l of layers) l.assertReady();
-  norm?.assertReady();
-  checkOptions(`${fn} options`, o, ["tgtMask", "memoryMask", "tgtKeyPaddingMask", "memoryKeyPaddingMask", "tgtIsCausal", "cache"]);
-  const E = layers[0].dModel;
-  const H = layers[0].nhead;
+function runDecoder(fn: string, owner: Module, layers: TransformerDecoderLayer[], norm: LayerNorm | null, tgt: Tensor, memory: Tensor, options: DecoderForwardOptions): Tensor {
+  const o = checkOptions(`${fn} options`, options, ["tgtMask", "memoryMask", "tgtKeyPaddingMask", "memoryKeyPaddingMask", "tgtIsCausal", "cache"]);
+  const E = layers[0]!.dModel;
+  const H = layers[0]!.nhead;
   const x = sequence("tgt", tgt, E);
-  const m = sequence("memory", memory, E);
+  const m = memory === tgt ? { ...x } : sequence("memory", memory, E);
+  const tgtMask = o.tgtMask === undefined || o.tgtMask === null ? undefined : checkMask("tgtMask", o.tgtMask);
+  const memoryMask = o.memoryMask === undefined || o.memoryMask === null ? undefined : checkMask("memoryMask", o.memoryMask);
+  const tgtPadding = maskOf("tgtKeyPaddingMask", o.tgtKeyPaddingMask, x.batched);
+  const memoryPadding = maskOf("memoryKeyPaddingMask", o.memoryKeyPaddingMask, x.batched);
+  owner.assertReady();
   if (m.batched !== x.batched || m.B !== x.B) throw new ShapeError(`memory: expected a batch of ${x.B} like tgt ${fmt(x.t.shape)}, got ${fmt(m.t.shape)}`);
   const { B } = x;
   const isCausal = bool(fn, "tgtIsCausal", o.tgtIsCausal, false);
-  const cache = checkCache(o.cache, isCausal, !!(o.tgtMask || o.tgtKeyPaddingMask), B);
-  const selfMask = mhaMask({ attn: "tgtMask", padding: "tgtKeyPaddingMask" }, o.tgtMask, unbatch(o.tgtKeyPaddingMask, x.batched), B, H, x.L, x.L);
-  const memMask = mhaMask({ attn: "memoryMask", padding: "memoryKeyPaddingMask" }, o.memoryMask, unbatch(o.memoryKeyPaddingMask, x.batched), B, H, x.L, m.L);
-  for (const l of layers) l.selfAttn.checkCall({ masked: !!selfMask, causal: isCausal && !o.tgtMask, needWeights: false, Lq: x.L, Lk: x.L });
-  return withScope((ctx) => {
+  const cache = checkCache(owner, o.cache, isCausal, !!(tgtMask || tgtPadding), B);
+  const selfMask = mhaMask({ attn: "tgtMask", padding: "tgtKeyPaddingMask" }, tgtMask, tgtPadding, B, H, x.L, x.L);
+  const memMask = mhaMask({ attn: "memoryMask", padding: "memoryKeyPaddingMask" }, memoryMask, memoryPadding, B, H, x.L, m.L);
+  for (const l of layers) l.selfAttn.checkCall({ masked: !!selfMask, causal: isCausal && !tgtMask, needWeights: false, Lq: x.L, Lk: x.L });
+  if (B * x.L === 0) return { data: new Float32Array(0), shape: [...x.t.shape] };
+  const { heap } = runtime();
+  const Lk = x.L + (cache?.length ?? 0);
+  const layer = layers[0]!;
+  heap.need(fn, 4 * (x.t.data.length + m.t.data.length + (selfMask?.data.length ?? 0) + (memMask?.data.length ?? 0)) + layer.footprint(B, x.L, Math.max(Lk, m.L)));
+  cache?.begin(owner, B, layers.map((l) => ({ key: l.selfAttn, kvDim: l.selfAttn.numKvHeads * l.selfAttn.headDim })), x.L);
+  const result = withScope((ctx) => {
     const at = ctx.scope.put(x.t.data);
     const mem = place(ctx.scope, m.t);
     const placeMask = (k: typeof selfMask) => k && { at: ctx.scope.put(k.data), info: k };
     const sm = placeMask(selfMask);
     const mm = placeMask(memMask);
-    for (const layer of layers) layer.run(ctx, at, mem, B, x.L, m.L, sm, mm, isCausal && !o.tgtMask, cache);
+    for (const l of layers) l.run(ctx, at, mem, B, x.L, m.L, sm, mm, isCausal && !tgtMask, cache);
     norm?.run(ctx, at, at, B * x.L);
     return { data: ctx.heap.f32(at, x.t.data.length).slice(), shape: [...x.t.shape] };
   });
+  cache?.commit(owner, B, x.L);
+  return result;
 }

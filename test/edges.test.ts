@@ -60,6 +60,7 @@ describe("NaN and Infinity stay where they are", () => {
     const q = t([1, 2, 3, 4]);
     const k = t([1, 2, 6, 4]);
     k.data[4 * 6 + 1] = Infinity; // head 1, key 0
+    for (let i = 0; i < 3; i++) q.data[3 * 4 + 4 * i + 1] = 1; // its score is +Infinity for every query of head 1 (a -Infinity score would weigh it 0: not read)
     const out = lib.scaledDotProductAttention(q, k, k);
     expect(out.data.subarray(0, 12).every(Number.isFinite)).toBe(true);
     expect(out.data.subarray(12).some((v) => !Number.isFinite(v))).toBe(true);
