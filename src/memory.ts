@@ -60,7 +60,7 @@ export class Heap {
     return false;
   }
 
-  /** Bytes handed out and not yet freed. */
+  /** Bytes handed out and not yet freed (guard words not counted). */
   get liveBytes(): number {
     return this.#liveBytes;
   }
@@ -89,7 +89,7 @@ export class Heap {
     const raw = this.#takeFree(size) ?? this.#takeTop(size);
     const at = raw + this.#guard;
     this.#live.set(at, size);
-    this.#liveBytes += size;
+    this.#liveBytes += size - 2 * this.#guard;
     if (this.#guard) this.#writeGuards(at, size);
     return at;
   }
@@ -99,7 +99,7 @@ export class Heap {
     if (size === undefined) throw new Error(`wasm-attention internal: free of unknown block ${at}`);
     if (this.#guard) this.#checkGuards(at, size);
     this.#live.delete(at);
-    this.#liveBytes -= size;
+    this.#liveBytes -= size - 2 * this.#guard;
     this.#release({ at: at - this.#guard, size });
   }
 

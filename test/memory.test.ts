@@ -49,6 +49,19 @@ describe("Heap", () => {
     expect(h.alloc(16) % 16).toBe(0);
   });
 
+  test("with guard words on (every test file), a write past a block's end fails its free(), and checkGuards() finds it in a live block", () => {
+    expect(Heap.guard).toBe(true);
+    const h = heap();
+    const a = h.alloc(20);
+    const b = h.alloc(20);
+    new Uint8Array(h.memory.buffer)[a + 32] = 1; // the first byte past a's 32 rounded bytes
+    expect(() => Heap.checkGuards()).toThrow(/overwrote its guard words/);
+    expect(() => h.free(a)).toThrow(/overwrote its guard words/);
+    new Uint8Array(h.memory.buffer)[b - 1] = 7; // the byte before b
+    expect(() => h.free(b)).toThrow(/overwrote its guard words/);
+    h.close(); // leaves the broken heap out of the check after this file
+  });
+
   test("a scope releases everything it allocated", () => {
     const h = heap();
     const s = h.scope();
