@@ -24,3 +24,5 @@ export { ResidentTensor, residentTensor } from "./resident.js";
 export { linearAttention, LinearAttentionState, type LinearAttentionOptions } from "./linear-attention.js";
 export { WasmAttentionError, ArgumentError, ShapeError, InitError, OutOfMemoryError, StateError, ThreadError } from "./errors.js";
 export { memoryStats, type MemoryStats } from "./stats.js";
+export { type IntegerTensor, type IntegerDType, type FloatDType, type StateDict, type SafetensorsOptions } from "./safetensors.js";
+export { type LoadStateDictOptions } from "./state-dict.js";

@@ -1,8 +1,10 @@
-import { ShapeError, StateError } from "./errors.js";
+import { StateError } from "./errors.js";
 import { type Kernels, runtime } from "./init.js";
 import type { Heap, Scope } from "./memory.js";
 import type { Pool } from "./threads.js";
-import { type Tensor, checkTensor, fmt } from "./tensor.js";
+import type { IntegerTensor } from "./safetensors.js";
+import { type LoadStateDictOptions, loadParams } from "./state-dict.js";
+import type { Tensor } from "./tensor.js";
 
 /** One tensor of a state dict: its name (torch's), the shape it must have, and where it goes. */
 export interface Param {
@@ -36,26 +38,14 @@ export abstract class Module {
     return [];
   }
 
-  loadStateDict(dict: Record<string, Tensor>, prefix = ""): this {
+  /**
+   * Loads every parameter from `dict[prefix + key]` (torch's names) and returns the module. All
+   * keys are checked before any is copied: missing and misshapen keys, integer tensors, and with
+   * `strict` (the default, as torch) keys under the prefix that the module does not use.
+   */
+  loadStateDict(dict: Readonly<Record<string, Tensor | IntegerTensor>>, prefix = "", options: LoadStateDictOptions = {}): this {
     this.assertLive();
-    const params = this.params();
-    const problems: string[] = [];
-    const found: Tensor[] = [];
-    for (const p of params) {
-      const key = prefix + p.key;
-      const t = dict[key];
-      if (t === undefined) {
-        problems.push(`missing "${key}" ${fmt(p.shape)}`);
-        continue;
-      }
-      const checked = checkTensor(`state dict "${key}"`, t);
-      if (checked.shape.length !== p.shape.length || checked.shape.some((d, i) => d !== p.shape[i])) {
-        problems.push(`"${key}" has shape ${fmt(checked.shape)}, expected ${fmt(p.shape)}`);
-      }
-      found.push(checked);
-    }
-    if (problems.length) throw new ShapeError(`${this.constructor.name}.loadStateDict: ${problems.join("; ")}`);
-    params.forEach((p, i) => p.load(found[i]));
+    loadParams(this.constructor.name, this.params(), dict, prefix, options);
     this.markLoaded();
     return this;
   }

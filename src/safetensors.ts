@@ -1,22 +1,88 @@
 import { ArgumentError, ShapeError } from "./errors.js";
-import { type Tensor, describe, fmt, size, tag } from "./tensor.js";
+import { runtime } from "./init.js";
+import { type Tensor, checkOptions, describe, fmt, size, tag } from "./tensor.js";
 
-const BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
-type DType = keyof typeof BYTES;
+/** The integer and boolean dtypes of the format, read without conversion. */
+export type IntegerDType = "I64" | "I32" | "I16" | "I8" | "U64" | "U32" | "U16" | "U8" | "BOOL";
+
+/** The float dtypes of the format, read as float32 tensors. */
+export type FloatDType = "F64" | "F32" | "F16" | "BF16";
+
+/**
+ * An integer or boolean tensor of a safetensors file, exactly as stored: `data` is its own typed
+ * array (I64: `BigInt64Array`, U64: `BigUint64Array`, I32: `Int32Array`, U32: `Uint32Array`,
+ * I16: `Int16Array`, U16: `Uint16Array`, I8: `Int8Array`, U8 and BOOL: `Uint8Array` of 0 / 1).
+ */
+export interface IntegerTensor {
+  data: BigInt64Array | BigUint64Array | Int32Array | Uint32Array | Int16Array | Uint16Array | Int8Array | Uint8Array;
+  shape: readonly number[];
+  dtype: IntegerDType;
+}
+
+/** What `loadSafetensors` returns: tensors by name, in a null-prototype object. */
+export type StateDict = Record<string, Tensor | IntegerTensor>;
+
+export interface SafetensorsOptions {
+  /**
+   * F32 tensors at 4-byte aligned offsets become `Float32Array` views of the file's buffer: no
+   * copy, and writes to either show in the other. Default false: float tensors are read from the
+   * bytes when first used (see `loadSafetensors`).
+   */
+  view?: boolean;
+}
+
+type Typed = IntegerTensor["data"];
+type IntegerCtor = { new (buffer: ArrayBuffer): Typed; BYTES_PER_ELEMENT: number };
+
+// bytes per element of every dtype read, and how: floats widen to f32, integers keep their type
+const DTYPES = new Map<string, { bytes: number; float: true } | { bytes: number; float: false; ctor: IntegerCtor }>([
+  ["F64", { bytes: 8, float: true }],
+  ["F32", { bytes: 4, float: true }],
+  ["F16", { bytes: 2, float: true }],
+  ["BF16", { bytes: 2, float: true }],
+  ["I64", { bytes: 8, float: false, ctor: BigInt64Array }],
+  ["I32", { bytes: 4, float: false, ctor: Int32Array }],
+  ["I16", { bytes: 2, float: false, ctor: Int16Array }],
+  ["I8", { bytes: 1, float: false, ctor: Int8Array }],
+  ["U64", { bytes: 8, float: false, ctor: BigUint64Array }],
+  ["U32", { bytes: 4, float: false, ctor: Uint32Array }],
+  ["U16", { bytes: 2, float: false, ctor: Uint16Array }],
+  ["U8", { bytes: 1, float: false, ctor: Uint8Array }],
+  ["BOOL", { bytes: 1, float: false, ctor: Uint8Array }],
+]);
+const SUPPORTED = [...DTYPES.keys()].join(", ");
+
+/** @internal where a float tensor's values are: its bytes in the file, little-endian */
+export interface FileSource {
+  bytes: Uint8Array;
+  dtype: FloatDType;
+  shape: readonly number[];
+}
+
+// the float tensors whose data has not been read yet, and where it is
+const pending = new WeakMap<object, FileSource>();
 
 /**
  * Parses a safetensors file (8-byte little-endian header length, a JSON header, raw little-endian
- * data) into float32 tensors. F16 and BF16 are widened exactly (subnormals, +-0, +-Infinity and NaN
- * included). `__metadata__` is skipped. Every offset is checked before any byte is read, so a
- * malformed file gets an ArgumentError or ShapeError and never a read outside the buffer.
+ * data). Float tensors (F64, F32, F16, BF16) become float32 `Tensor`s: F16 and BF16 widen exactly,
+ * F64 rounds to nearest (Math.fround). Integer and boolean tensors keep their type (`IntegerTensor`).
+ * `__metadata__` is skipped. Every offset is checked before any byte is read, so a malformed file
+ * gets an ArgumentError or ShapeError and never a read outside the buffer.
+ *
+ * Float tensors are read from `bytes` when first used: `Module.loadStateDict` copies them straight
+ * into WebAssembly memory, and reading `t.data` makes the tensor's own Float32Array once. With
+ * `{ view: true }`, aligned F32 tensors are views of `bytes` instead. Either way `bytes` must not
+ * change while the result is in use.
  */
-export function loadSafetensors(bytes: Uint8Array | ArrayBuffer): Record<string, Tensor> {
+export function loadSafetensors(bytes: Uint8Array | ArrayBuffer, options: SafetensorsOptions = {}): StateDict {
+  checkOptions("loadSafetensors options", options, ["view"]);
+  const view = options.view ?? false;
+  if (typeof view !== "boolean") throw new ArgumentError(`loadSafetensors: view must be a boolean, got ${describe(view)}`);
   const buf = tag(bytes) === "ArrayBuffer" ? new Uint8Array(bytes as ArrayBuffer) : bytes;
   if (tag(buf) !== "Uint8Array") throw new ArgumentError(`loadSafetensors: expected a Uint8Array or ArrayBuffer, got ${describe(bytes)}`);
   const u8 = buf as Uint8Array;
   if (u8.byteLength < 8) throw new ArgumentError(`loadSafetensors: ${u8.byteLength} bytes is too short for the 8-byte header length`);
-  const view = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
-  const headerLength = Number(view.getBigUint64(0, true));
+  const headerLength = Number(new DataView(u8.buffer, u8.byteOffset, 8).getBigUint64(0, true));
   if (headerLength > u8.byteLength - 8) {
     throw new ArgumentError(`loadSafetensors: header length ${headerLength} runs past the end of the ${u8.byteLength}-byte buffer`);
   }
@@ -29,37 +95,40 @@ export function loadSafetensors(bytes: Uint8Array | ArrayBuffer): Record<string,
   if (header === null || typeof header !== "object" || Array.isArray(header)) {
     throw new ArgumentError(`loadSafetensors: the header must be a JSON object, got ${describe(header)}`);
   }
-  const dataStart = 8 + headerLength;
-  const dataLength = u8.byteLength - dataStart;
-  const out: Record<string, Tensor> = {};
-  const spans: [number, number, string][] = [];
-  for (const [name, entry] of Object.entries(header)) {
-    if (name === "__metadata__") continue;
-    const { dtype, shape, begin, end } = checkEntry(name, entry, dataLength);
-    spans.push([begin, end, name]);
-    out[name] = { data: decode(view, dataStart + begin, size(shape), dtype), shape };
+  const data = u8.subarray(8 + headerLength);
+  // 1. check every entry and that no two tensors share bytes
+  const entries = Object.entries(header).filter(([name]) => name !== "__metadata__").map(([name, entry]) => ({ name, ...checkEntry(name, entry, data.length) }));
+  const spans = entries.filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin);
+  for (let i = 1, last = spans[0]; i < spans.length; i++) {
+    if (spans[i].begin < last.end) throw new ArgumentError(`loadSafetensors: tensors "${last.name}" and "${spans[i].name}" overlap in the data`);
+    if (spans[i].end > last.end) last = spans[i];
   }
-  spans.sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < spans.length; i++) {
-    if (spans[i][0] < spans[i - 1][1]) {
-      throw new ArgumentError(`loadSafetensors: tensors "${spans[i - 1][2]}" and "${spans[i][2]}" overlap in the data`);
-    }
+  // 2. make the tensors; a null prototype makes "__proto__" or "constructor" ordinary names
+  const out: StateDict = Object.create(null);
+  for (const { name, dtype, shape, begin, end } of entries) {
+    const bytesOf = data.subarray(begin, end);
+    const kind = DTYPES.get(dtype)!;
+    if (!kind.float) out[name] = { data: integers(bytesOf, kind.ctor), shape, dtype: dtype as IntegerDType };
+    else if (view && dtype === "F32" && bytesOf.byteOffset % 4 === 0) out[name] = { data: new Float32Array(bytesOf.buffer, bytesOf.byteOffset, size(shape)), shape };
+    else out[name] = lazyTensor({ bytes: bytesOf, dtype: dtype as FloatDType, shape });
   }
   return out;
 }
 
 function checkEntry(name: string, entry: unknown, dataLength: number) {
+  if (entry === null || typeof entry !== "object") throw new ArgumentError(`loadSafetensors: "${name}" must be an object, got ${describe(entry)}`);
   const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-  if (e === null || typeof e !== "object") throw new ArgumentError(`loadSafetensors: "${name}" must be an object, got ${describe(entry)}`);
-  if (typeof e.dtype !== "string" || !(e.dtype in BYTES)) {
-    throw new ArgumentError(`loadSafetensors: "${name}" has dtype ${JSON.stringify(e.dtype)}; supported are F32, F16, BF16`);
+  // own properties only: a header cannot reach Object.prototype through "constructor" or "__proto__"
+  const dtype = Object.hasOwn(e, "dtype") ? e.dtype : undefined;
+  const kind = typeof dtype === "string" ? DTYPES.get(dtype) : undefined;
+  if (typeof dtype !== "string" || !kind) {
+    throw new ArgumentError(`loadSafetensors: "${name}" has dtype ${JSON.stringify(dtype) ?? "undefined"}; supported are ${SUPPORTED}`);
   }
-  const dtype = e.dtype as DType;
-  if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new ShapeError(`loadSafetensors: "${name}" has shape ${JSON.stringify(e.shape)}; expected an array of non-negative integers`);
+  const shape = Object.hasOwn(e, "shape") ? e.shape : undefined;
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new ShapeError(`loadSafetensors: "${name}" has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
   }
-  const shape = e.shape as number[];
-  const offsets = e.data_offsets;
+  const offsets = Object.hasOwn(e, "data_offsets") ? e.data_offsets : undefined;
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
     throw new ArgumentError(`loadSafetensors: "${name}" has data_offsets ${JSON.stringify(offsets)}; expected [begin, end] with 0 <= begin <= end`);
   }
@@ -67,29 +136,120 @@ function checkEntry(name: string, entry: unknown, dataLength: number) {
   if (end > dataLength) {
     throw new ArgumentError(`loadSafetensors: "${name}" data_offsets [${begin}, ${end}] run past the ${dataLength} bytes of data`);
   }
-  if (end - begin !== size(shape) * BYTES[dtype]) {
-    throw new ShapeError(`loadSafetensors: "${name}" has shape ${fmt(shape)} of ${dtype} (${size(shape) * BYTES[dtype]} bytes) but data_offsets span ${end - begin} bytes`);
+  const n = size(shape as number[]);
+  if (end - begin !== n * kind.bytes) {
+    throw new ShapeError(`loadSafetensors: "${name}" has shape ${fmt(shape as number[])} of ${dtype} (${n * kind.bytes} bytes) but data_offsets span ${end - begin} bytes`);
   }
-  return { dtype, shape, begin, end };
+  return { dtype, shape: [...(shape as number[])], begin, end };
 }
 
-function decode(view: DataView, at: number, n: number, dtype: DType): Float32Array {
-  const out = new Float32Array(n);
-  if (dtype === "F32") for (let i = 0; i < n; i++) out[i] = view.getFloat32(at + 4 * i, true);
-  else if (dtype === "BF16") {
-    // bf16 is the top half of an f32
-    const bits = new Uint32Array(out.buffer);
-    for (let i = 0; i < n; i++) bits[i] = view.getUint16(at + 2 * i, true) << 16;
-  } else for (let i = 0; i < n; i++) out[i] = f16(view.getUint16(at + 2 * i, true));
-  return out;
+// a copy in its own buffer (typed arrays are host-endian; every host that runs WebAssembly is little-endian)
+function integers(bytes: Uint8Array, ctor: IntegerCtor): Typed {
+  const own = new ArrayBuffer(bytes.byteLength);
+  new Uint8Array(own).set(bytes);
+  return new ctor(own);
 }
 
-// IEEE half -> number, exactly
-function f16(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24; // zero and subnormals
-  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+/**
+ * A float tensor whose `data` is made from the file's bytes on first read (then an ordinary
+ * property). Until then `pending` knows where its bytes are, so loadStateDict can skip `data`.
+ */
+function lazyTensor(source: FileSource): Tensor {
+  const t = { shape: source.shape } as Tensor;
+  const settle = (data: Float32Array) => {
+    pending.delete(t);
+    Object.defineProperty(t, "data", { value: data, writable: true, enumerable: true, configurable: true });
+  };
+  Object.defineProperty(t, "data", {
+    get() {
+      const data = new Float32Array(size(source.shape));
+      widen(source, data);
+      settle(data);
+      return data;
+    },
+    set: settle,
+    enumerable: true,
+    configurable: true,
+  });
+  pending.set(t, source);
+  return t;
+}
+
+/** @internal where a tensor from loadSafetensors still reads its data from, if it does */
+export function fileSource(t: unknown): FileSource | undefined {
+  return t !== null && typeof t === "object" ? pending.get(t) : undefined;
+}
+
+/**
+ * @internal Calls `load` with the float32 values of a file tensor: an aligned F32 tensor as a view
+ * of the file; anything else widened straight into a block of WebAssembly memory (no JavaScript
+ * copy), freed afterwards. Room for what `load` allocates (at most twice the tensor, plus packing's
+ * padding) is made first, so the memory cannot grow, and detach the block's view, during `load`.
+ */
+export function loadFromFile(source: FileSource, load: (t: Tensor) => void): void {
+  const n = size(source.shape);
+  const { bytes, shape } = source;
+  if (source.dtype === "F32" && bytes.byteOffset % 4 === 0) return load({ data: new Float32Array(bytes.buffer, bytes.byteOffset, n), shape });
+  const { heap } = runtime();
+  const at = heap.alloc(4 * n);
+  try {
+    heap.free(heap.alloc(8 * n + 128 * (shape[shape.length - 1] ?? 1) + 1024));
+    const data = heap.f32(at, n);
+    widen(source, data);
+    load({ data, shape });
+  } finally {
+    heap.free(at);
+  }
+}
+
+/** The values of `source` into `out` (its size): F16 and BF16 exactly, F64 rounded to nearest. */
+function widen({ bytes, dtype }: FileSource, out: Float32Array): void {
+  const n = out.length;
+  if (dtype === "F32") new Uint8Array(out.buffer, out.byteOffset, 4 * n).set(bytes);
+  else if (dtype === "F64") out.set(aligned(bytes, Float64Array, n));
+  else {
+    // bit patterns, so NaN payloads survive: bf16 is the top half of an f32; f16 through a table
+    const half = aligned(bytes, Uint16Array, n);
+    const bits = new Uint32Array(out.buffer, out.byteOffset, n);
+    if (dtype === "BF16") for (let i = 0; i < n; i++) bits[i] = half[i] << 16;
+    else {
+      const table = f16Table();
+      for (let i = 0; i < n; i++) bits[i] = table[half[i]];
+    }
+  }
+}
+
+// a view of bytes as T when its offset allows, else a copy (safetensors files written by torch are aligned)
+function aligned<T extends Float64Array | Uint16Array>(bytes: Uint8Array, ctor: { new (b: ArrayBuffer, at: number, n: number): T; BYTES_PER_ELEMENT: number }, n: number): T {
+  const ok = bytes.byteOffset % ctor.BYTES_PER_ELEMENT === 0;
+  const b = ok ? bytes : bytes.slice();
+  return new ctor(b.buffer as ArrayBuffer, ok ? b.byteOffset : 0, n);
+}
+
+let f16Bits: Uint32Array | null = null;
+
+// the f32 bit pattern of every f16 bit pattern (256 KB, made on first use)
+function f16Table(): Uint32Array {
+  if (f16Bits) return f16Bits;
+  const table = new Uint32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = (h & 0x8000) << 16;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    if (exp === 0x1f) table[h] = sign | 0x7f800000 | (frac << 13); // Infinity, NaN (payload kept)
+    else if (exp !== 0) table[h] = sign | ((exp - 15 + 127) << 23) | (frac << 13);
+    else if (frac === 0) table[h] = sign; // +-0
+    else {
+      // subnormal: frac * 2^-24, normalised: shift the leading 1 up to bit 10
+      let e = -14;
+      let f = frac;
+      while (!(f & 0x400)) {
+        f <<= 1;
+        e--;
+      }
+      table[h] = sign | ((e + 127) << 23) | ((f & 0x3ff) << 13);
+    }
+  }
+  f16Bits = table;
+  return table;
 }

@@ -18,7 +18,7 @@ interface Case {
 
 const { cases } = fixture<{ cases: Case[] }>("layers.json");
 const TOL = { atol: 1e-5, rtol: 1e-4 };
-let dict: Record<string, lib.Tensor>;
+let dict: lib.StateDict;
 
 beforeAll(async () => {
   await lib.init();

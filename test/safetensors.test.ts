@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
-import { ArgumentError, ShapeError, loadSafetensors } from "../src/index.js";
+import { ArgumentError, ShapeError, type Tensor, loadSafetensors } from "../src/index.js";
 import { type Stored, decode, fixture } from "./fixtures.js";
 
 // a safetensors file from a header object and a data section
@@ -17,7 +17,7 @@ const f32bytes = (...xs: number[]) => new Uint8Array(new Float32Array(xs).buffer
 
 describe("loadSafetensors", () => {
   test("F16 and BF16 widen exactly: subnormals, +-0, +-Infinity, NaN (file written by PyTorch)", () => {
-    const t = loadSafetensors(readFileSync(new URL("./fixtures/dtypes.safetensors", import.meta.url)));
+    const t = loadSafetensors(readFileSync(new URL("./fixtures/dtypes.safetensors", import.meta.url))) as Record<string, Tensor>;
     const want = fixture<Record<string, Stored>>("dtypes.json");
     expect(t.half.shape).toEqual([3, 4]);
     expect(t.brain.shape).toEqual([15]);
@@ -37,7 +37,7 @@ describe("loadSafetensors", () => {
     const shifted = new Uint8Array(bytes.length + 5);
     shifted.set(bytes, 5);
     for (const input of [bytes, bytes.slice().buffer, shifted.subarray(5)]) {
-      const t = loadSafetensors(input);
+      const t = loadSafetensors(input) as Record<string, Tensor>;
       expect(Object.keys(t).sort()).toEqual(["first", "second"]);
       expect(Array.from(t.first.data)).toEqual([1, 2]);
       expect(t.first.shape).toEqual([1, 2]);
@@ -56,7 +56,10 @@ describe("loadSafetensors", () => {
     ["offsets reversed", () => file({ a: { dtype: "F32", shape: [0], data_offsets: [8, 4] } }, f32bytes(1, 2)), ArgumentError, /data_offsets \[8,4\]/],
     ["overlapping tensors", () => file({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [1], data_offsets: [4, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" and "b" overlap/],
     ["shape does not match the bytes", () => file({ a: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, f32bytes(1, 2)), ShapeError, /shape \[3\] of F32 \(12 bytes\) but data_offsets span 8 bytes/],
-    ["unknown dtype, named", () => file({ a: { dtype: "I64", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" has dtype "I64"; supported are F32, F16, BF16/],
+    ["unknown dtype, named with the supported ones", () => file({ a: { dtype: "F8_E4M3", shape: [8], data_offsets: [0, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" has dtype "F8_E4M3"; supported are F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL/],
+    ["a dtype named after Object.prototype", () => file({ a: { dtype: "constructor", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" has dtype "constructor"; supported are/],
+    ["a dtype named __proto__", () => file({ a: { dtype: "__proto__", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" has dtype "__proto__"; supported are/],
+    ["a dtype named toString", () => file({ a: { dtype: "toString", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" has dtype "toString"; supported are/],
     ["bad shape", () => file({ a: { dtype: "F32", shape: [-2], data_offsets: [0, 8] } }, f32bytes(1, 2)), ShapeError, /"a" has shape \[-2\]/],
   ];
   for (const [what, make, cls, message] of malformed) {

@@ -1,0 +1,68 @@
+// Loading a module's parameters from a state dict: every key checked before any is copied.
+import { ArgumentError, ShapeError } from "./errors.js";
+import type { Param } from "./module.js";
+import { type IntegerTensor, fileSource, loadFromFile } from "./safetensors.js";
+import { type Tensor, checkTensor, describe, fmt } from "./tensor.js";
+
+export interface LoadStateDictOptions {
+  /**
+   * Like torch's `strict=True` (the default): keys under the prefix that the module does not use
+   * are an error. `false` ignores them. Missing and misshapen keys are an error either way.
+   */
+  strict?: boolean;
+}
+
+const INTEGER = new Set(["I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"]);
+
+/**
+ * @internal Loads `params` from `dict[prefix + key]`. Checks every key first (integer tensors,
+ * wrong types, missing and misshapen keys, and with `strict` unused keys under the prefix), so a
+ * failed load changes nothing; then calls each `load` in order, with tensors from
+ * `loadSafetensors` copied from the file's bytes straight into WebAssembly memory.
+ */
+export function loadParams(owner: string, params: Param[], dict: Readonly<Record<string, Tensor | IntegerTensor>>, prefix: string, options: LoadStateDictOptions): void {
+  const fn = `${owner}.loadStateDict`;
+  if (dict === null || typeof dict !== "object") throw new ArgumentError(`${fn}: expected a state dict (an object of tensors), got ${describe(dict)}`);
+  if (typeof prefix !== "string") throw new ArgumentError(`${fn}: prefix must be a string, got ${describe(prefix)}`);
+  if (options === null || typeof options !== "object") throw new ArgumentError(`${fn} options: expected an object, got ${describe(options)}`);
+  const unknown = Object.keys(options).filter((k) => k !== "strict");
+  if (unknown.length) throw new ArgumentError(`${fn} options: unknown option "${unknown[0]}"; known options are "strict"`);
+  const strict = options.strict ?? true;
+  if (typeof strict !== "boolean") throw new ArgumentError(`${fn}: strict must be a boolean, got ${describe(strict)}`);
+
+  // 1. every expected key: present, float, of the right shape
+  const problems: string[] = [];
+  const found: (() => void)[] = [];
+  for (const p of params) {
+    const key = prefix + p.key;
+    // own keys only: "constructor" or "__proto__" never find Object.prototype's
+    const t: unknown = Object.hasOwn(dict, key) ? dict[key] : undefined;
+    if (t === undefined) {
+      problems.push(`missing "${key}" ${fmt(p.shape)}`);
+      continue;
+    }
+    const source = fileSource(t);
+    const dtype = source ? undefined : (t as { dtype?: unknown } | null)?.dtype;
+    if (typeof dtype === "string" && INTEGER.has(dtype)) {
+      throw new ArgumentError(`${fn}: state dict "${key}" is an ${dtype} tensor; modules take float tensors (F32, F16, BF16 or F64 in a safetensors file)`);
+    }
+    const checked = source ?? checkTensor(`state dict "${key}"`, t);
+    if (checked.shape.length !== p.shape.length || checked.shape.some((d, i) => d !== p.shape[i])) {
+      problems.push(`"${key}" has shape ${fmt(checked.shape)}, expected ${fmt(p.shape)}`);
+    }
+    found.push(source ? () => loadFromFile(source, (x) => p.load(x)) : () => p.load(checked as Tensor));
+  }
+  // 2. with strict, every key under the prefix must be one of them
+  const expected = new Set(params.map((p) => prefix + p.key));
+  const unused = strict ? Object.keys(dict).filter((k) => k.startsWith(prefix) && !expected.has(k)) : [];
+  if (unused.length) problems.push(`unexpected ${unused.map((k) => `"${k}"`).join(", ")} (pass { strict: false } to ignore keys the module does not use)`);
+  if (problems.length) {
+    const hint = prefix && !prefix.endsWith(".") && Object.keys(dict).some((k) => k.startsWith(`${prefix}.`))
+      ? `; the prefix "${prefix}" does not end with "." but keys start with "${prefix}.": did you mean "${prefix}."?`
+      : "";
+    const Cls = problems.length > (unused.length ? 1 : 0) ? ShapeError : ArgumentError;
+    throw new Cls(`${fn}: ${problems.join("; ")}${hint}`);
+  }
+  // 3. copy, in order
+  for (const load of found) load();
+}
