@@ -26,3 +26,5 @@ export { WasmAttentionError, ArgumentError, ShapeError, InitError, OutOfMemoryEr
 export { memoryStats, type MemoryStats } from "./stats.js";
 export { type IntegerTensor, type IntegerDType, type FloatDType, type StateDict, type SafetensorsOptions } from "./safetensors.js";
 export { type LoadStateDictOptions } from "./state-dict.js";
+export { Embedding, type EmbeddingOptions, type TokenIds } from "./embedding.js";
+export { EncoderModel, meanPool, type EncoderModelOptions, type EncoderModelForwardOptions, type AttentionMask } from "./encoder-model.js";

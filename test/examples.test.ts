@@ -13,6 +13,15 @@ test("examples/node.mjs", () => {
   expect(run(process.execPath, ["examples/node.mjs"])).toMatch(/output \[2,5,16\], weights \[2,4,5,5\]\nquery 4 of batch 0, head 0 attends: (\d\.\d{3} ){4}\d\.\d{3}/);
 });
 
+test("examples/embeddings.mjs: sentence embeddings of a Hugging Face BERT checkpoint", () => {
+  const out = run(process.execPath, ["examples/embeddings.mjs"]);
+  expect(out).toMatch(/^embeddings \[4,36\] from last_hidden_state \[4,8,36\]/);
+  // a symmetric 4 x 4 matrix of cosines with ones on the diagonal
+  const rows = out.split("\n").filter((l) => /^\s+-?\d\.\d{3}/.test(l)).map((l) => l.trim().split(/\s+/).slice(0, 4).map(Number));
+  expect(rows.length).toBe(4);
+  rows.forEach((r, i) => r.forEach((c, j) => expect(c).toBeCloseTo(i === j ? 1 : rows[j][i], 3)));
+});
+
 test("examples/deno.mjs", () => {
   expect(run("npx", ["--no-install", "deno", "run", "--allow-read", "examples/deno.mjs"])).toMatch(/^Deno 2\.\d+\.\d+: (baseline|relaxed) SIMD, output \[2,4,8\], first row/);
 });

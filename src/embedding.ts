@@ -1,0 +1,135 @@
+import { ArgumentError, ShapeError } from "./errors.js";
+import { runtime } from "./init.js";
+import { positiveInt } from "./linear.js";
+import { type Ctx, Module, type Param, Resident } from "./module.js";
+import { type Tensor, checkOptions, checkShape, describe, fmt, honest, size, typedKind } from "./tensor.js";
+
+export interface EmbeddingOptions {
+  numEmbeddings: number;
+  embeddingDim: number;
+  /** As torch: -numEmbeddings <= paddingIdx < numEmbeddings (negative counts from the end). */
+  paddingIdx?: number;
+}
+
+/** Token ids: one sequence (`Int32Array | number[]`, shape [L]) or `{ data: Int32Array, shape }`. */
+export type TokenIds = Int32Array | readonly number[] | { data: Int32Array; shape: readonly number[] };
+
+/**
+ * torch.nn.Embedding: a table of numEmbeddings rows of embeddingDim; `forward(ids)` gathers the
+ * rows of the ids. State dict: weight [numEmbeddings, embeddingDim]. `paddingIdx` is kept and
+ * checked only: at inference the weight is used as loaded (torch zeroes that row at init and
+ * skips its gradient).
+ */
+export class Embedding extends Module {
+  readonly numEmbeddings: number;
+  readonly embeddingDim: number;
+  readonly paddingIdx: number | null;
+  readonly #w = new Resident(this);
+
+  constructor(options: EmbeddingOptions) {
+    super();
+    const { numEmbeddings, embeddingDim, paddingIdx } = checkOptions("Embedding options", options, ["numEmbeddings", "embeddingDim", "paddingIdx"]);
+    this.numEmbeddings = positiveInt("Embedding", "numEmbeddings", numEmbeddings);
+    this.embeddingDim = positiveInt("Embedding", "embeddingDim", embeddingDim);
+    if (paddingIdx !== undefined && (typeof paddingIdx !== "number" || !Number.isInteger(paddingIdx) || paddingIdx < -this.numEmbeddings || paddingIdx >= this.numEmbeddings)) {
+      throw new ArgumentError(`Embedding: paddingIdx must be an integer in [-${this.numEmbeddings}, ${this.numEmbeddings}), got ${describe(paddingIdx)}`);
+    }
+    this.paddingIdx = paddingIdx === undefined ? null : paddingIdx < 0 ? paddingIdx + this.numEmbeddings : paddingIdx;
+  }
+
+  params(): Param[] {
+    return [{ key: "weight", shape: [this.numEmbeddings, this.embeddingDim], load: (t) => this.#w.set("weight", t.data) }];
+  }
+
+  /** ids [...shape] (integers in [0, numEmbeddings)) -> [...shape, embeddingDim], a new tensor. */
+  forward(ids: TokenIds): Tensor {
+    const { data, shape } = checkIds("Embedding.forward ids", ids, this.numEmbeddings);
+    this.assertReady();
+    const D = this.embeddingDim;
+    const out = new Float32Array(data.length * D);
+    const { heap } = runtime();
+    const table = heap.f32(this.#w.get("weight"), this.numEmbeddings * D);
+    data.forEach((id, i) => out.set(table.subarray(id * D, (id + 1) * D), i * D));
+    return { data: out, shape: [...shape, D] };
+  }
+
+  /** @internal out (n, embeddingDim) = rows ids (checked) of the table, in WebAssembly memory */
+  run(ctx: Ctx, out: number, ids: Int32Array): void {
+    const D = this.embeddingDim;
+    const mem = new Float32Array(ctx.heap.memory.buffer);
+    const w = this.#w.get("weight") / 4;
+    const o = out / 4;
+    ids.forEach((id, i) => mem.copyWithin(o + i * D, w + id * D, w + (id + 1) * D));
+  }
+
+  /** @internal out (n, embeddingDim) += rows ids (checked) of the table, in WebAssembly memory */
+  add(ctx: Ctx, out: number, ids: Int32Array): void {
+    const D = this.embeddingDim;
+    const mem = new Float32Array(ctx.heap.memory.buffer);
+    const w = this.#w.get("weight") / 4;
+    const o = out / 4;
+    ids.forEach((id, i) => {
+      for (let j = 0; j < D; j++) mem[o + i * D + j] += mem[w + id * D + j];
+    });
+  }
+
+  protected override freeOwn(): void {
+    this.#w.free();
+  }
+
+  protected override get stale(): boolean {
+    return this.#w.stale;
+  }
+}
+
+/**
+ * @internal Reads token ids once: an `Int32Array` or `number[]` is one sequence [L]; `{ data:
+ * Int32Array, shape }` any shape. Every id must be an integer in [0, limit): the first that is not
+ * is an ArgumentError naming it and its position. `rank` asks for one shape rank ({ data, shape } only).
+ */
+export function checkIds(name: string, ids: unknown, limit: number, rank?: number): { data: Int32Array; shape: readonly number[]; batched: boolean } {
+  if (Array.isArray(ids)) {
+    const n = ids.length;
+    const data = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const x: unknown = ids[i];
+      if (typeof x !== "number" || !Number.isInteger(x) || x < 0 || x >= limit) throw badId(name, x, [i], limit);
+      data[i] = x;
+    }
+    return { data, shape: [n], batched: false };
+  }
+  let data: Int32Array;
+  let shape: readonly number[];
+  let batched = false;
+  if (typedKind(ids) === "Int32Array") {
+    data = honest<Int32Array>(ids);
+    shape = [data.length];
+  } else if (ids !== null && typeof ids === "object" && "data" in ids && "shape" in ids) {
+    const t = ids as { data: unknown; shape: unknown };
+    const d = t.data;
+    if (typedKind(d) !== "Int32Array") throw new ArgumentError(`${name}: expected data of type Int32Array, got ${describe(d)}`);
+    [data, shape, batched] = [honest<Int32Array>(d), checkShape(`${name}.shape`, t.shape), true];
+    if (data.length !== size(shape)) throw new ShapeError(`${name}: shape ${fmt(shape)} holds ${size(shape)} elements but data has ${data.length}`);
+    if (rank !== undefined && shape.length !== rank) throw new ShapeError(`${name}: expected ${rank} dimensions ([B, L]), got ${fmt(shape)}`);
+  } else {
+    throw new ArgumentError(`${name}: expected an Int32Array, an array of numbers or { data: Int32Array, shape }, got ${describe(ids)}`);
+  }
+  for (let i = 0; i < data.length; i++) {
+    if (data[i] < 0 || data[i] >= limit) throw badId(name, data[i], unflat(i, shape), limit);
+  }
+  return { data, shape, batched };
+}
+
+function badId(name: string, id: unknown, at: number[], limit: number): ArgumentError {
+  return new ArgumentError(`${name}: id ${typeof id === "number" ? id : describe(id)} at [${at.join(", ")}] is not an integer in [0, ${limit})`);
+}
+
+// flat index -> coordinates in shape
+function unflat(i: number, shape: readonly number[]): number[] {
+  const at = new Array<number>(shape.length);
+  for (let d = shape.length - 1; d >= 0; d--) {
+    at[d] = i % shape[d];
+    i = Math.floor(i / shape[d]);
+  }
+  return at;
+}

@@ -1,0 +1,96 @@
+// Embedding (torch.nn.Embedding): a gather of rows; bad ids named with their position.
+import { beforeAll, describe, expect, test } from "vitest";
+import { ArgumentError, Embedding, ShapeError, StateError, init, memoryStats, tensor } from "../src/index.js";
+import { freshSeed, rng } from "./reference.js";
+
+beforeAll(() => init());
+
+function loaded(num: number, dim: number) {
+  const r = rng(freshSeed());
+  const weight = r.floats(num * dim);
+  const emb = new Embedding({ numEmbeddings: num, embeddingDim: dim }).loadStateDict({ weight: tensor(weight, [num, dim]) });
+  return { emb, weight };
+}
+
+// the rows of ids, flat
+const rows = (weight: Float32Array, dim: number, ids: ArrayLike<number>) => Array.from(ids).flatMap((id) => Array.from(weight.subarray(id * dim, (id + 1) * dim)));
+
+describe("gather", () => {
+  for (const [num, dim] of [[1, 1], [3, 4], [5, 17], [67, 64 + 3]]) {
+    test(`${num} x ${dim}: Int32Array, number[] and { data, shape } give the rows`, () => {
+      const { emb, weight } = loaded(num, dim);
+      const ids = Int32Array.from({ length: 6 }, (_, i) => (i * 7 + 2) % num);
+      const one = emb.forward(ids);
+      expect(one.shape).toEqual([6, dim]);
+      expect(Array.from(one.data)).toEqual(rows(weight, dim, ids));
+      expect(emb.forward(Array.from(ids)).data).toEqual(one.data);
+      const batch = emb.forward({ data: ids, shape: [2, 3] });
+      expect(batch.shape).toEqual([2, 3, dim]);
+      expect(batch.data).toEqual(one.data);
+      expect(emb.forward({ data: ids.subarray(0, 1), shape: [] }).shape).toEqual([dim]);
+      expect(emb.forward({ data: new Int32Array(0), shape: [0, 4] }).shape).toEqual([0, 4, dim]);
+      emb.dispose();
+    });
+  }
+
+  test("the output is a new array; the weight in WebAssembly memory is untouched", () => {
+    const { emb, weight } = loaded(4, 3);
+    const y = emb.forward([1]);
+    y.data.fill(0);
+    expect(Array.from(emb.forward([1]).data)).toEqual(rows(weight, 3, [1]));
+    emb.dispose();
+  });
+
+  test("forwards leave the memory flat; dispose frees the table", () => {
+    const before = memoryStats().liveBytes;
+    const { emb } = loaded(50, 8);
+    emb.forward([1, 2, 3]);
+    const after = memoryStats();
+    for (let i = 0; i < 100; i++) emb.forward({ data: Int32Array.of(4, 5, 6, 7), shape: [2, 2] });
+    expect(memoryStats()).toEqual(after);
+    emb.dispose();
+    expect(memoryStats().liveBytes).toBe(before);
+  });
+});
+
+describe("errors", () => {
+  let emb: Embedding;
+  beforeAll(() => {
+    emb = loaded(10, 2).emb;
+  });
+  const cases: [string, () => unknown, typeof ArgumentError, RegExp][] = [
+    ["an id past the table", () => emb.forward(Int32Array.of(1, 2, 10)), ArgumentError, /Embedding.forward ids: id 10 at \[2\] is not an integer in \[0, 10\)/],
+    ["a negative id, in a batch: its coordinates", () => emb.forward({ data: Int32Array.of(0, 1, 2, 3, -1, 5), shape: [2, 3] }), ArgumentError, /id -1 at \[1, 1\] is not an integer in \[0, 10\)/],
+    ["a fractional id", () => emb.forward([0, 1.5]), ArgumentError, /id 1.5 at \[1\]/],
+    ["NaN", () => emb.forward([NaN]), ArgumentError, /id NaN at \[0\]/],
+    ["a string", () => emb.forward(["3"] as never), ArgumentError, /id string 3 at \[0\]/],
+    ["the first bad id is named", () => emb.forward([0, 11, -4]), ArgumentError, /id 11 at \[1\]/],
+    ["Float32Array ids", () => emb.forward(new Float32Array(2) as never), ArgumentError, /expected an Int32Array, an array of numbers or \{ data: Int32Array, shape \}, got Float32Array/],
+    ["{ data } of another type", () => emb.forward({ data: new BigInt64Array(2), shape: [2] } as never), ArgumentError, /expected data of type Int32Array, got BigInt64Array/],
+    ["a shape that does not fit", () => emb.forward({ data: new Int32Array(5), shape: [2, 3] }), ShapeError, /shape \[2, 3\] holds 6 elements but data has 5/],
+    ["a bad shape", () => emb.forward({ data: new Int32Array(2), shape: [-2] }), ShapeError, /Embedding.forward ids.shape: dimension 0 must be a non-negative integer, got -2/],
+  ];
+  for (const [what, call, cls, message] of cases) {
+    test(what, () => {
+      expect(call).toThrow(cls);
+      expect(call).toThrow(message);
+    });
+  }
+
+  test("options", () => {
+    expect(() => new Embedding({ numEmbeddings: 0, embeddingDim: 2 })).toThrow(/numEmbeddings must be a positive integer/);
+    expect(() => new Embedding({ numEmbeddings: 4, embeddingDim: 2, paddingIdx: 4 })).toThrow(/paddingIdx must be an integer in \[-4, 4\), got number 4/);
+    expect(() => new Embedding({ numEmbeddings: 4, embeddingDim: 2, maxNorm: 1 } as never)).toThrow(/unknown option "maxNorm"/);
+    expect(new Embedding({ numEmbeddings: 4, embeddingDim: 2, paddingIdx: -1 }).paddingIdx).toBe(3);
+    expect(new Embedding({ numEmbeddings: 4, embeddingDim: 2 }).paddingIdx).toBeNull();
+  });
+
+  test("forward before loading, after dispose", () => {
+    const e = new Embedding({ numEmbeddings: 4, embeddingDim: 2 });
+    expect(() => e.forward([0])).toThrow(StateError);
+    e.loadStateDict({ weight: tensor(new Float32Array(8), [4, 2]) }).dispose();
+    expect(() => e.forward([0])).toThrow(/was disposed/);
+    expect(() => e.loadStateDict({ weight: tensor(new Float32Array(6), [3, 2]) })).toThrow(/was disposed/);
+    expect(() => new Embedding({ numEmbeddings: 4, embeddingDim: 2 }).loadStateDict({ weight: tensor(new Float32Array(6), [3, 2]) })).toThrow(/"weight" has shape \[3, 2\], expected \[4, 2\]/);
+  });
+});
