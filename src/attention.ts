@@ -6,7 +6,7 @@ import { type LinearAttentionOptions, settings } from "./linear-attention.js";
 import { type BlockSparsePattern, blockSparseLayout } from "./sparse.js";
 import { place } from "./resident.js";
 import { type KernelMask, additive, kernelMask } from "./mask.js";
-import { type BoolTensor, MAX_DIM, type Snapshot, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, size, typedKind } from "./tensor.js";
+import { type BoolTensor, MAX_DIM, type Snapshot, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, resultArray, size, typedKind } from "./tensor.js";
 import { bool, f32, int, oneOf } from "./check.js";
 
 const zero = () => 0;
@@ -167,6 +167,9 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
       work * pool.size + 8 * (p.blockSparse?.layout.length ?? 0) + 64 * 16,
   );
 
+  // the results too, before any kernel runs
+  const outData = resultArray("scaledDotProductAttention", outLength);
+  const weightsData = resultArray("scaledDotProductAttention", weightsLength);
   const scope = heap.scope();
   try {
     // with RoPE, query and key are rotated in copies of their own: inputs, resident ones too, are never modified
@@ -196,7 +199,9 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
       ...blocks, blockSize: p.blockSparse?.blockSize ?? 8,
     };
     attend(ctx, heads, p.global);
-    return result(heap.f32(out, outLength).slice(), p.returnWeights ? heap.f32(w, weightsLength).slice() : new Float32Array(0));
+    outData.set(heap.f32(out, outLength));
+    if (w) weightsData.set(heap.f32(w, weightsLength));
+    return result(outData, weightsData);
   } finally {
     scope.release();
   }
@@ -371,12 +376,12 @@ function band(window: unknown, causal: boolean): [number, number] {
   let [left, right] = [-1, -1];
   if (window !== undefined) {
     const w = Array.isArray(window) && (window as unknown[]).length === 2 ? [(window as unknown[])[0], (window as unknown[])[1]] : null;
-    const ok = (x: unknown) => x === Infinity || (typeof x === "number" && Number.isInteger(x) && x >= 0);
+    const ok = (x: unknown) => x === Infinity || (typeof x === "number" && Number.isInteger(x) && x >= 0 && x <= MAX_DIM);
     if (!w || !w.every(ok)) {
-      throw new ArgumentError(`window: expected [left, right], each a non-negative integer or Infinity, got ${Array.isArray(window) ? `[${(window as unknown[]).slice(0, 4).join(", ")}]` : describe(window)}`);
+      const big = w?.some((x) => typeof x === "number" && Number.isFinite(x) && x > MAX_DIM) ? " (a finite side must be below 2^31)" : "";
+      throw new ArgumentError(`window: expected [left, right], each a non-negative integer or Infinity, got ${Array.isArray(window) ? `[${(window as unknown[]).slice(0, 4).join(", ")}]` : describe(window)}${big}`);
     }
-    // a side past what the kernels' i32 holds bounds nothing that a tensor could reach
-    [left, right] = w.map((x) => (x === Infinity || (x as number) > MAX_DIM ? -1 : (x as number)));
+    [left, right] = w.map((x) => (x === Infinity ? -1 : (x as number)));
   }
   return [left!, causal ? 0 : right!];
 }

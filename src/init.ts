@@ -84,6 +84,7 @@ export function init(source?: WasmSource | PromiseLike<WasmSource> | InitOptions
   try {
     options = isOptions(source) ? checkInitOptions(source) : {};
     wasm = isOptions(source) ? options.wasm : source;
+    checkSource(wasm);
   } catch (error) {
     return Promise.reject(error);
   }
@@ -203,6 +204,13 @@ function checkInitOptions(given: InitOptions): InitOptions {
     throw new ArgumentError(`init: threads must be a positive integer, got ${describe(threads)} (at most ${MAX_THREADS})`);
   }
   return options;
+}
+
+// what init() can load: checked before anything is compared or loaded
+function checkSource(x: unknown): void {
+  if (x === undefined || isModule(x) || ArrayBuffer.isView(x) || ["ArrayBuffer", "SharedArrayBuffer", "Response", "URL"].includes(tag(x))) return;
+  if (x !== null && (typeof x === "object" || typeof x === "function") && typeof (x as PromiseLike<unknown>).then === "function") return;
+  throw new ArgumentError(`init: expected a WebAssembly.Module, bytes, a Response, a URL, a promise of one, or { wasm }; got ${describe(x)}`);
 }
 
 function sameOptions(a: InitOptions, b: InitOptions): boolean {

@@ -57,6 +57,8 @@ export function linearAttention(query: Tensor, key: Tensor, value: Tensor, optio
   const o = settings("linearAttention", options);
   const p = shapes(query, key, value);
   if (o.causal && p.Lq !== p.Lk) throw new ShapeError(`linearAttention: causal needs Lq = Lk, got query ${fmt(p.q.shape)} and key ${fmt(p.k.shape)}`);
+  if (p.N * p.Lq * p.Ev === 0) return { data: new Float32Array(0), shape: [...p.lead, p.Lq, p.Ev] };
+  heap.need("linearAttention", 4 * (p.q.data.length + p.k.data.length + p.v.data.length + p.N * p.Lq * p.Ev + p.E * p.Ev + 2 * p.E) + 256);
   const scope = heap.scope();
   try {
     const [q, k, v] = [p.q, p.k, p.v].map((t) => scope.put(t.data));

@@ -1,4 +1,5 @@
 import { OutOfMemoryError, ShapeError } from "./errors.js";
+import { Heap } from "./memory.js";
 import { type Snapshot, type Tensor, checkMask, fmt, size, typedKind } from "./tensor.js";
 
 /**
@@ -44,7 +45,8 @@ export function kernelMask(name: string, mask: Tensor, scores: readonly number[]
   const Lk = scores[rank - 1];
   const srcLast = padded[rank - 1];
   const rows = size(padded.slice(0, -1));
-  let data = mask.data;
+  // a resident mask is read now: a view of WebAssembly memory is detached if the call grows it
+  let data = Heap.owns(mask.data.buffer) ? mask.data.slice() : mask.data;
   if (srcLast !== Lk) {
     if (rows * Lk > 2 ** 30) throw new OutOfMemoryError(`${name}: broadcast along Lk, the mask needs ${rows * Lk} floats, more than WebAssembly memory holds`);
     data = new Float32Array(rows * Lk);

@@ -6,7 +6,7 @@ import { Linear, bool, positiveInt } from "./linear.js";
 import { runtime } from "./init.js";
 import { type KernelMask, mhaMask } from "./mask.js";
 import { type Ctx, Module, type Param, nested, prefixed, withScope } from "./module.js";
-import { type BoolTensor, type Snapshot, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
+import { type BoolTensor, type Snapshot, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, resultArray } from "./tensor.js";
 
 export interface MultiHeadAttentionOptions {
   embedDim: number;
@@ -192,17 +192,18 @@ export class MultiHeadAttention extends Module {
       return { output: { data: new Float32Array(0), shape: [...q.shape] }, weights };
     }
     const { heap } = runtime();
-    const weightsBytes = needWeights ? 4 * B * Lq * LkAll * (H + (average ? 1 : 0)) : 0;
+    const weightsBytes = needWeights ? 4 * B * H * Lq * LkAll : 0;
     const inputs = [q, k, v].filter((t, i, all) => all.indexOf(t) === i && t.address === undefined).reduce((n, t) => n + 4 * t.data.length, 0);
     heap.need("MultiHeadAttention.forward", inputs + 4 * B * Lq * this.embedDim + weightsBytes + 4 * (mask?.data.length ?? 0) + this.footprint(B, Lq, LkAll));
+    // the results too, before any kernel runs
+    const output = { data: resultArray("MultiHeadAttention.forward", B * Lq * this.embedDim), shape: [...q.shape] };
+    const weightsOut = !needWeights ? null : average ? { data: resultArray("MultiHeadAttention.forward", B * Lq * LkAll), shape: [...lead, Lq, LkAll] } : { data: resultArray("MultiHeadAttention.forward", B * H * Lq * LkAll), shape: [...lead, H, Lq, LkAll] };
     if (cache) cache.begin(this, B, [{ key: this, kvDim: this.numKvHeads * this.headDim }], Lq);
 
-    const result = withScope((ctx) => {
+    withScope((ctx) => {
       const { scope } = ctx;
-      // every output first: an allocation that fails does so before any kernel runs
       const out = scope.alloc(4 * B * Lq * this.embedDim);
       const weights = needWeights ? scope.alloc(4 * B * H * Lq * LkAll) : 0;
-      const avg = needWeights && average ? scope.alloc(4 * B * Lq * LkAll) : 0;
       // self-attention passes one tensor three times: copy it in once
       const qAt = place(scope, q);
       const kAt = k === q ? qAt : place(scope, k);
@@ -219,12 +220,14 @@ export class MultiHeadAttention extends Module {
         cache,
         global,
       });
-      const output = { data: ctx.heap.f32(out, B * Lq * this.embedDim).slice(), shape: [...q.shape] };
-      if (!needWeights) return { output, weights: null };
-      if (!average) return { output, weights: { data: ctx.heap.f32(weights, B * H * Lq * LkAll).slice(), shape: [...lead, H, Lq, LkAll] } };
-      for (let b = 0; b < B; b++) ctx.K.mean_f32(avg + 4 * b * Lq * LkAll, weights + 4 * b * H * Lq * LkAll, H, Lq * LkAll);
-      return { output, weights: { data: ctx.heap.f32(avg, B * Lq * LkAll).slice(), shape: [...lead, Lq, LkAll] } };
+      output.data.set(ctx.heap.f32(out, B * Lq * this.embedDim));
+      if (!weightsOut) return;
+      const n = Lq * LkAll;
+      // the average over heads in place: batch b's mean goes where its first head was, earlier batches already read
+      if (average) for (let b = 0; b < B; b++) ctx.K.mean_f32(weights + 4 * b * n, weights + 4 * b * H * n, H, n);
+      weightsOut.data.set(ctx.heap.f32(weights, weightsOut.data.length));
     });
+    const result = { output, weights: weightsOut };
     cache?.commit(this, B, Lq);
     return result;
   }

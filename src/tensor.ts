@@ -1,4 +1,4 @@
-import { ArgumentError, ShapeError, StateError } from "./errors.js";
+import { ArgumentError, OutOfMemoryError, ShapeError, StateError } from "./errors.js";
 import { Heap } from "./memory.js";
 
 /** A row-major, contiguous float32 tensor. */
@@ -66,7 +66,7 @@ export interface Snapshot<D = Float32Array> {
   readonly data: D;
   readonly shape: readonly number[];
   /** the address in WebAssembly memory of a resident tensor (read in place); undefined otherwise */
-  readonly address?: number;
+  readonly address?: number | undefined;
 }
 
 /**
@@ -88,6 +88,18 @@ export function tensor(data: Float32Array | Uint8Array | ArrayLike<number> | rea
   const n = kind ? typedLength.call(typed) : typed.length;
   if (n !== size(dims)) throw new ShapeError(`tensor: shape ${fmt(dims)} holds ${size(dims)} elements but data has ${n}`);
   return { data: typed, shape: dims } as Tensor | BoolTensor;
+}
+
+/**
+ * A new Float32Array of n elements for a call's result, made before any kernel runs: a failure to
+ * allocate it is an OutOfMemoryError then, not after the work.
+ */
+export function resultArray(what: string, n: number): Float32Array {
+  try {
+    return new Float32Array(n);
+  } catch (cause) {
+    throw new OutOfMemoryError(`${what}: cannot allocate its result of ${n} floats in JavaScript memory (${String(cause)})`);
+  }
 }
 
 /** Number of elements of a shape. */
@@ -144,10 +156,23 @@ function snapshot(name: string, x: unknown, kinds: readonly string[]): Snapshot<
   if (resident) {
     resident.heap.assertOpen(name);
     if (!resident.at) throw new StateError(`${name}: the ResidentTensor was disposed: it can no longer be used`);
-    const { heap, at, shape } = resident;
+    const { heap, shape } = resident;
     const n = size(shape);
-    // a view made on each read: the memory may grow (and detach an older view) during a call
-    return { get data() { return heap.f32(at, n); }, shape, address: at };
+    // read when used: the memory may grow (and detach an older view) during a call, and a later
+    // argument's getter may dispose this tensor before then
+    const live = () => {
+      if (!resident.at) throw new StateError(`${name}: the ResidentTensor was disposed during the call`);
+      return resident.at;
+    };
+    return {
+      get data() {
+        return heap.f32(live(), n);
+      },
+      get address() {
+        return live();
+      },
+      shape,
+    };
   }
   const expected = kinds.join(" or ");
   if (x === null || typeof x !== "object" || !("data" in x) || !("shape" in x)) {
@@ -165,7 +190,11 @@ function snapshot(name: string, x: unknown, kinds: readonly string[]): Snapshot<
   return { data: view, shape };
 }
 
-/** Reads a shape once into a frozen copy of non-negative integers the kernels can represent. */
+/**
+ * Reads a shape once into a frozen copy of non-negative integers. A dimension past the kernels'
+ * i32 can only belong to an empty tensor (data are at most 2^32 floats): such work is empty and
+ * returns before any kernel.
+ */
 export function checkShape(name: string, shape: unknown): readonly number[] {
   if (!Array.isArray(shape)) throw new ArgumentError(`${name}: expected an array of dimensions, got ${describe(shape)}`);
   const rank = (shape as unknown[]).length;
@@ -175,7 +204,7 @@ export function checkShape(name: string, shape: unknown): readonly number[] {
     if (typeof d !== "number" || !Number.isInteger(d) || d < 0) {
       throw new ShapeError(`${name}: dimension ${i} must be a non-negative integer, got ${String(d)}`);
     }
-    if (d > MAX_DIM) throw new ShapeError(`${name}: dimension ${i} is ${d}; the kernels take dimensions up to 2^31 - 1`);
+    if (d > Number.MAX_SAFE_INTEGER) throw new ShapeError(`${name}: dimension ${i} is ${d}, past 2^53`);
   });
   return Object.freeze(dims as number[]);
 }
