@@ -2,6 +2,7 @@ import { ArgumentError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
 import { positiveInt } from "./linear.js";
 import { type Ctx, Module, type Param, Resident } from "./module.js";
+import type { BlockParam } from "./safetensors.js";
 import { type Tensor, checkOptions, checkShape, describe, fmt, honest, size, typedKind } from "./tensor.js";
 
 export interface EmbeddingOptions {
@@ -16,7 +17,8 @@ export type TokenIds = Int32Array | readonly number[] | { data: Int32Array; shap
 
 /**
  * torch.nn.Embedding: a table of numEmbeddings rows of embeddingDim; `forward(ids)` gathers the
- * rows of the ids. State dict: weight [numEmbeddings, embeddingDim]. `paddingIdx` is kept and
+ * rows of the ids. State dict: weight [numEmbeddings, embeddingDim], kept in WebAssembly memory in
+ * blocks of rows (a file's F16 / BF16 table is widened a block at a time). `paddingIdx` is kept and
  * checked only: at inference the weight is used as loaded (torch zeroes that row at init and
  * skips its gradient).
  */
@@ -38,7 +40,19 @@ export class Embedding extends Module {
   }
 
   params(): Param[] {
-    return [{ key: "weight", shape: [this.numEmbeddings, this.embeddingDim], load: (t) => this.#w.set("weight", t.data) }];
+    const [num, D] = [this.numEmbeddings, this.embeddingDim];
+    const R = this.#blockRows;
+    const loadBlock = (k: number, rows: Float32Array) => this.#w.set(`rows.${k}`, rows);
+    const weight: BlockParam = {
+      key: "weight",
+      shape: [num, D],
+      load: (t) => {
+        for (let k = 0; k * R < num; k++) loadBlock(k, t.data.subarray(k * R * D, Math.min(num, (k + 1) * R) * D));
+      },
+      blockRows: R,
+      loadBlock,
+    };
+    return [weight];
   }
 
   /** ids [...shape] (integers in [0, numEmbeddings)) -> [...shape, embeddingDim], a new tensor. */
@@ -47,9 +61,9 @@ export class Embedding extends Module {
     this.assertReady();
     const D = this.embeddingDim;
     const out = new Float32Array(data.length * D);
-    const { heap } = runtime();
-    const table = heap.f32(this.#w.get("weight"), this.numEmbeddings * D);
-    data.forEach((id, i) => out.set(table.subarray(id * D, (id + 1) * D), i * D));
+    const mem = new Float32Array(runtime().heap.memory.buffer);
+    const rows = this.#rows();
+    data.forEach((id, i) => out.set(mem.subarray(rows(id), rows(id) + D), i * D));
     return { data: out, shape: [...shape, D] };
   }
 
@@ -57,20 +71,32 @@ export class Embedding extends Module {
   run(ctx: Ctx, out: number, ids: Int32Array): void {
     const D = this.embeddingDim;
     const mem = new Float32Array(ctx.heap.memory.buffer);
-    const w = this.#w.get("weight") / 4;
-    const o = out / 4;
-    ids.forEach((id, i) => mem.copyWithin(o + i * D, w + id * D, w + (id + 1) * D));
+    const rows = this.#rows();
+    ids.forEach((id, i) => mem.copyWithin(out / 4 + i * D, rows(id), rows(id) + D));
   }
 
   /** @internal out (n, embeddingDim) += rows ids (checked) of the table, in WebAssembly memory */
   add(ctx: Ctx, out: number, ids: Int32Array): void {
     const D = this.embeddingDim;
     const mem = new Float32Array(ctx.heap.memory.buffer);
-    const w = this.#w.get("weight") / 4;
-    const o = out / 4;
+    const rows = this.#rows();
     ids.forEach((id, i) => {
-      for (let j = 0; j < D; j++) mem[o + i * D + j] += mem[w + id * D + j];
+      const [o, w] = [out / 4 + i * D, rows(id)];
+      for (let j = 0; j < D; j++) mem[o + j] += mem[w + j];
     });
+  }
+
+  // the table is kept in blocks of rows (about 4 MB each), so that a file's F16 table widens a
+  // block at a time; rows per block
+  get #blockRows(): number {
+    return Math.max(1, Math.floor(2 ** 20 / this.embeddingDim));
+  }
+
+  // id -> the float index of its row in WebAssembly memory
+  #rows(): (id: number) => number {
+    const R = this.#blockRows;
+    const blocks = Array.from({ length: Math.ceil(this.numEmbeddings / R) }, (_, k) => this.#w.get(`rows.${k}`) / 4);
+    return (id) => blocks[Math.floor(id / R)] + (id % R) * this.embeddingDim;
   }
 
   protected override freeOwn(): void {

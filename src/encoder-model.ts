@@ -91,12 +91,13 @@ export class EncoderModel extends Module {
 
   /** Hugging Face's names: embeddings.*, encoder.layer.{i}.* (without a prefix). */
   params(): Param[] {
+    const scratch: Scratch = { data: null }; // one buffer packs every layer's query, key and value
     return [
       ...prefixed("embeddings.word_embeddings.", this.wordEmbeddings.params()),
       ...prefixed("embeddings.position_embeddings.", this.positionEmbeddings.params()),
       ...prefixed("embeddings.token_type_embeddings.", this.tokenTypeEmbeddings.params()),
       ...prefixed("embeddings.LayerNorm.", this.embeddingsNorm.params()),
-      ...this.layers.flatMap((l, i) => prefixed(`encoder.layer.${i}.`, hfLayerParams(l))),
+      ...this.layers.flatMap((l, i) => prefixed(`encoder.layer.${i}.`, hfLayerParams(l, scratch))),
     ];
   }
 
@@ -173,10 +174,10 @@ export class EncoderModel extends Module {
 
 // Hugging Face's names for a post-LN TransformerEncoderLayer's parameters; query, key and value
 // are separate there and packed (in_proj) in torch's MultiheadAttention
-function hfLayerParams(layer: TransformerEncoderLayer): Param[] {
+function hfLayerParams(layer: TransformerEncoderLayer, scratch: Scratch): Param[] {
   const torch = new Map(layer.params().map((p) => [p.key, p]));
   const as = (hf: string, key: string): Param => ({ ...torch.get(key)!, key: hf });
-  const qkv = (what: "weight" | "bias") => packed(torch.get(`self_attn.in_proj_${what}`)!, ["query", "key", "value"].map((n) => `attention.self.${n}.${what}`));
+  const qkv = (what: "weight" | "bias") => packed(torch.get(`self_attn.in_proj_${what}`)!, ["query", "key", "value"].map((n) => `attention.self.${n}.${what}`), scratch);
   return [
     ...qkv("weight"),
     ...qkv("bias"),
@@ -193,21 +194,24 @@ function hfLayerParams(layer: TransformerEncoderLayer): Param[] {
   ];
 }
 
-// one param per part of `target` (its rows split in equal parts, in order): loadStateDict checks
-// all parts before loading any and loads them in order, so the last part loads the whole
-function packed(target: Param, keys: string[]): Param[] {
+interface Scratch {
+  data: Float32Array | null;
+}
+
+// one param per part of `target` (its rows split in equal parts, in order), gathered in `scratch`:
+// loadStateDict checks all parts before loading any and loads them in order, so the last part
+// loads the whole
+function packed(target: Param, keys: string[], scratch: Scratch): Param[] {
   const n = keys.length;
   const part = size(target.shape) / n;
-  let whole: Float32Array | null = null;
   return keys.map((key, i) => ({
     key,
     shape: [target.shape[0] / n, ...target.shape.slice(1)],
     load: (t: Tensor) => {
-      whole ??= new Float32Array(n * part);
+      if (!scratch.data || scratch.data.length < n * part) scratch.data = new Float32Array(n * part);
+      const whole = scratch.data.subarray(0, n * part);
       whole.set(t.data, i * part);
-      if (i < n - 1) return;
-      target.load({ data: whole, shape: target.shape });
-      whole = null;
+      if (i === n - 1) target.load({ data: whole, shape: target.shape });
     },
   }));
 }

@@ -1,5 +1,6 @@
 import { ArgumentError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
+import type { Param } from "./module.js";
 import { type Tensor, checkOptions, describe, fmt, size, tag } from "./tensor.js";
 
 /** The integer and boolean dtypes of the format, read without conversion. */
@@ -181,22 +182,48 @@ export function fileSource(t: unknown): FileSource | undefined {
 }
 
 /**
- * @internal Calls `load` with the float32 values of a file tensor: an aligned F32 tensor as a view
- * of the file; anything else widened straight into a block of WebAssembly memory (no JavaScript
- * copy), freed afterwards. Room for what `load` allocates (at most twice the tensor, plus packing's
- * padding) is made first, so the memory cannot grow, and detach the block's view, during `load`.
+ * @internal A param that takes its rows a block at a time (Embedding's table): from a file, its
+ * tensor is then widened one block of `blockRows` rows at a time, never whole. `load` must split
+ * a whole tensor into the same blocks.
  */
-export function loadFromFile(source: FileSource, load: (t: Tensor) => void): void {
+export interface BlockParam extends Param {
+  blockRows: number;
+  /** block k: rows k * blockRows ... of the tensor (the last block may be shorter) */
+  loadBlock(k: number, rows: Float32Array): void;
+}
+
+/**
+ * @internal Loads `p` from a file tensor, copying each value once into WebAssembly memory: an
+ * aligned F32 tensor through a view of the file; a BlockParam block by block through one small
+ * scratch array; anything else widened straight into a block of WebAssembly memory (no
+ * JavaScript copy), freed afterwards. Room for what `p.load` allocates (at most twice the tensor,
+ * plus packing's padding) is made first, so the memory cannot grow, and detach the block's view,
+ * during the load.
+ */
+export function loadFromFile(source: FileSource, p: Param): void {
   const n = size(source.shape);
   const { bytes, shape } = source;
-  if (source.dtype === "F32" && bytes.byteOffset % 4 === 0) return load({ data: new Float32Array(bytes.buffer, bytes.byteOffset, n), shape });
+  if (source.dtype === "F32" && bytes.byteOffset % 4 === 0) return p.load({ data: new Float32Array(bytes.buffer, bytes.byteOffset, n), shape });
+  if ("loadBlock" in p) {
+    const { blockRows, loadBlock } = p as BlockParam;
+    const rowLength = n / shape[0];
+    const width = DTYPES.get(source.dtype)!.bytes * rowLength;
+    const scratch = new Float32Array(Math.min(n, blockRows * rowLength));
+    for (let k = 0, first = 0; first < shape[0]; k++, first += blockRows) {
+      const rows = Math.min(blockRows, shape[0] - first);
+      const out = scratch.subarray(0, rows * rowLength);
+      widen({ ...source, bytes: bytes.subarray(first * width, (first + rows) * width) }, out);
+      loadBlock(k, out);
+    }
+    return;
+  }
   const { heap } = runtime();
   const at = heap.alloc(4 * n);
   try {
     heap.free(heap.alloc(8 * n + 128 * (shape[shape.length - 1] ?? 1) + 1024));
     const data = heap.f32(at, n);
     widen(source, data);
-    load({ data, shape });
+    p.load({ data, shape });
   } finally {
     heap.free(at);
   }

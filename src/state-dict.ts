@@ -50,7 +50,7 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
     if (checked.shape.length !== p.shape.length || checked.shape.some((d, i) => d !== p.shape[i])) {
       problems.push(`"${key}" has shape ${fmt(checked.shape)}, expected ${fmt(p.shape)}`);
     }
-    found.push(source ? () => loadFromFile(source, (x) => p.load(x)) : () => p.load(checked as Tensor));
+    found.push(source ? () => loadFromFile(source, p) : () => p.load(checked as Tensor));
   }
   // 2. with strict, every key under the prefix must be one of them
   const expected = new Set(params.map((p) => prefix + p.key));

@@ -1,6 +1,6 @@
 // Embedding (torch.nn.Embedding): a gather of rows; bad ids named with their position.
 import { beforeAll, describe, expect, test } from "vitest";
-import { ArgumentError, Embedding, ShapeError, StateError, init, memoryStats, tensor } from "../src/index.js";
+import { ArgumentError, Embedding, ShapeError, StateError, init, loadSafetensors, memoryStats, tensor } from "../src/index.js";
 import { freshSeed, rng } from "./reference.js";
 
 beforeAll(() => init());
@@ -51,6 +51,28 @@ describe("gather", () => {
     emb.dispose();
     expect(memoryStats().liveBytes).toBe(before);
   });
+});
+
+test("a table of several blocks of rows (two full, a tail), loaded from F16 a block at a time", () => {
+  // rows of 65539 floats: 15 rows per block of 2^20 floats, so 33 rows are blocks of 15, 15 and 3
+  const [num, dim] = [33, 65539];
+  const half = Uint16Array.from({ length: num * dim }, (_, i) => 0x3c00 + (i % 1021)); // 1 + (i % 1021) / 1024
+  const json = JSON.stringify({ weight: { dtype: "F16", shape: [num, dim], data_offsets: [0, 2 * half.length] } }).padEnd(64);
+  const bytes = new Uint8Array(8 + json.length + 2 * half.length);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);
+  bytes.set(new TextEncoder().encode(json), 8);
+  bytes.set(new Uint8Array(half.buffer), 8 + json.length);
+  const emb = new Embedding({ numEmbeddings: num, embeddingDim: dim }).loadStateDict(loadSafetensors(bytes));
+  const ids = [0, 14, 15, 29, 30, 32, 7];
+  const got = emb.forward(ids);
+  const want = (id: number, j: number) => 1 + ((id * dim + j) % 1021) / 1024;
+  ids.forEach((id, i) => {
+    for (const j of [0, 1, dim - 1]) expect(got.data[i * dim + j], `row ${id}, column ${j}`).toBe(want(id, j));
+  });
+  const same = new Embedding({ numEmbeddings: num, embeddingDim: dim }).loadStateDict({ weight: tensor(Float32Array.from(half, (h) => 1 + (h - 0x3c00) / 1024), [num, dim]) });
+  expect(same.forward(ids).data).toEqual(got.data);
+  emb.dispose();
+  same.dispose();
 });
 
 describe("errors", () => {
