@@ -76,8 +76,7 @@ const pending = new WeakMap<object, FileSource>();
  * change while the result is in use.
  */
 export function loadSafetensors(bytes: Uint8Array | ArrayBuffer, options: SafetensorsOptions = {}): StateDict {
-  checkOptions("loadSafetensors options", options, ["view"]);
-  const view = options.view ?? false;
+  const { view = false } = checkOptions("loadSafetensors options", options, ["view"]);
   if (typeof view !== "boolean") throw new ArgumentError(`loadSafetensors: view must be a boolean, got ${describe(view)}`);
   const buf = tag(bytes) === "ArrayBuffer" ? new Uint8Array(bytes as ArrayBuffer) : bytes;
   if (tag(buf) !== "Uint8Array") throw new ArgumentError(`loadSafetensors: expected a Uint8Array or ArrayBuffer, got ${describe(bytes)}`);

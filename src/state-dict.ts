@@ -2,7 +2,7 @@
 import { ArgumentError, ShapeError } from "./errors.js";
 import type { Param } from "./module.js";
 import { type IntegerTensor, fileSource, loadFromFile } from "./safetensors.js";
-import { type Tensor, checkTensor, describe, fmt } from "./tensor.js";
+import { type Tensor, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
 
 export interface LoadStateDictOptions {
   /**
@@ -24,10 +24,7 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
   const fn = `${owner}.loadStateDict`;
   if (dict === null || typeof dict !== "object") throw new ArgumentError(`${fn}: expected a state dict (an object of tensors), got ${describe(dict)}`);
   if (typeof prefix !== "string") throw new ArgumentError(`${fn}: prefix must be a string, got ${describe(prefix)}`);
-  if (options === null || typeof options !== "object") throw new ArgumentError(`${fn} options: expected an object, got ${describe(options)}`);
-  const unknown = Object.keys(options).filter((k) => k !== "strict");
-  if (unknown.length) throw new ArgumentError(`${fn} options: unknown option "${unknown[0]}"; known options are "strict"`);
-  const strict = options.strict ?? true;
+  const { strict = true } = checkOptions(`${fn} options`, options, ["strict"]);
   if (typeof strict !== "boolean") throw new ArgumentError(`${fn}: strict must be a boolean, got ${describe(strict)}`);
 
   // 1. every expected key: present, float, of the right shape
