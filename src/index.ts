@@ -1,5 +1,6 @@
 export { init, shutdown, runtimeInfo, relaxedSimdSupported, type InitOptions, type RuntimeInfo, type WasmSource } from "./init.js";
-export { scaledDotProductAttention, alibiSlopes, type AttentionOptions, type AttentionVariant, type RopeOptions } from "./attention.js";
+export { scaledDotProductAttention } from "./attention.js";
+export { alibiSlopes, type AttentionOptions, type AttentionVariant, type RopeOptions } from "./features.js";
 export { sinusoidalPositions } from "./positions.js";
 export { blockSparseLayout, type BlockSparsePattern } from "./sparse.js";
 export { tensor, type Tensor, type BoolTensor } from "./tensor.js";

@@ -1,4 +1,5 @@
-import { type AttentionVariant, attend, checkVariant, globals, placeBlocks, variantCall } from "./attention.js";
+import { type AttentionVariant, type Variant, callGlobals, readVariant, variantCall } from "./features.js";
+import { attention } from "./route.js";
 import { KVCache } from "./cache.js";
 import { place } from "./resident.js";
 import { ArgumentError, ShapeError } from "./errors.js";
@@ -75,7 +76,7 @@ export class MultiHeadAttention extends Module {
   readonly #k: Linear;
   readonly #v: Linear;
   readonly #out: Linear;
-  readonly #variant: ReturnType<typeof checkVariant>;
+  readonly #variant: Variant;
 
   constructor(options: MultiHeadAttentionOptions) {
     super();
@@ -94,7 +95,7 @@ export class MultiHeadAttention extends Module {
       throw new ArgumentError(`${who}: numHeads (${this.numHeads}) must be a multiple of numKvHeads (${this.numKvHeads})`);
     }
     this.headDim = this.embedDim / this.numHeads;
-    this.#variant = checkVariant(options.attention, this.numHeads, this.headDim);
+    this.#variant = readVariant(options.attention, this.numHeads, this.headDim);
     const kvDim = this.numKvHeads * this.headDim;
     this.#q = new Linear({ inFeatures: this.embedDim, outFeatures: this.embedDim, bias: this.bias });
     this.#k = new Linear({ inFeatures: this.kdim, outFeatures: kvDim, bias: this.bias });
@@ -250,11 +251,7 @@ export class MultiHeadAttention extends Module {
       if (c.needWeights) throw new ArgumentError("MultiHeadAttention with linear attention: there are no attention weights; pass needWeights: false");
       if (c.globalTokens) throw new ArgumentError("MultiHeadAttention with linear attention: globalTokens are not supported");
     }
-    if (c.globalTokens === undefined) return null;
-    return globals({
-      globalTokens: c.globalTokens, attnMask: c.masked ? ({} as BoolTensor) : undefined, isCausal: c.causal,
-      alibi: this.#variant.slopes.length > 0, blockSparse: this.#variant.blockSparse as never, returnWeights: c.needWeights,
-    }, c.Lq, c.Lk);
+    return callGlobals(c.globalTokens, this.#variant, c);
   }
 
   /** @internal */
@@ -269,7 +266,7 @@ export class MultiHeadAttention extends Module {
     const kvDim = this.numKvHeads * hd;
     const Q = scope.alloc(4 * a.B * a.Lq * E);
     this.#q.run(ctx, Q, a.q, a.B * a.Lq);
-    const rope = this.#variant.rope;
+    const rope = this.#variant.features.rope;
     // keys and values: [B, rows, kvDim], the first Lk rows of each batch used
     let kAll: number, vAll: number, rows: number, past = 0;
     if (a.cache) {
@@ -293,8 +290,6 @@ export class MultiHeadAttention extends Module {
     }
     // queries continue the keys' positions (bottom-right, as when decoding with a cache)
     if (rope) ctx.K.rope_f32(Q, a.B * a.Lq, a.Lq, E, this.numHeads, hd, rope.rotaryDim, rope.positionOffset + past, rope.theta, rope.interleaved);
-    const { band, layout } = variantCall(this.#variant, a.causal, a.Lq, past + a.Lk);
-    const blocks = placeBlocks(scope, ctx.heap, layout);
     const Lk = past + a.Lk;
     const attn = scope.alloc(4 * a.B * a.Lq * E);
     if (this.#variant.linear) {
@@ -303,18 +298,16 @@ export class MultiHeadAttention extends Module {
       return;
     }
     // heads are column slices of [B, L, features] rows: no copies to split or merge them
-    attend(ctx, {
+    const layout = {
       B: a.B, Hq: this.numHeads, Hk: this.numKvHeads, Lq: a.Lq, Lk, E: hd, Ev: hd,
-      q: (b, h) => Q + 4 * (b * a.Lq * E + h * hd),
-      k: (b, g) => kAll + 4 * (b * rows * kvDim + g * hd),
-      v: (b, g) => vAll + 4 * (b * rows * kvDim + g * hd),
-      out: (b, h) => attn + 4 * (b * a.Lq * E + h * hd),
+      q: (b: number, h: number) => Q + 4 * (b * a.Lq * E + h * hd),
+      k: (b: number, g: number) => kAll + 4 * (b * rows * kvDim + g * hd),
+      v: (b: number, g: number) => vAll + 4 * (b * rows * kvDim + g * hd),
+      out: (b: number, h: number) => attn + 4 * (b * a.Lq * E + h * hd),
       qStride: E, kStride: kvDim, vStride: kvDim, outStride: E,
-      weights: a.weights, mask: a.mask?.at ?? 0, maskOffset: a.mask?.info.offset ?? (() => 0), maskRow: a.mask?.info.rowStride ?? 0,
-      scale: Math.fround(1 / Math.sqrt(hd)), diag: past, left: band[0], right: band[1],
-      dilation: this.#variant.dilation, softcap: this.#variant.softcap, slope: (h) => this.#variant.slopes[h] ?? 0,
-      ...blocks, blockSize: layout?.blockSize ?? 8,
-    }, a.global);
+    };
+    const features = { ...variantCall(this.#variant, a.causal, a.Lq, Lk), global: a.global ?? null };
+    attention(ctx, layout, features, { diag: past, mask: a.mask, weights: a.weights });
     this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
   }
 

@@ -6,7 +6,7 @@ import { mhaMask } from "./mask.js";
 import { place } from "./resident.js";
 import { type Ctx, Module, type Param, nested, prefixed, withScope } from "./module.js";
 import { type Attend, MultiHeadAttention } from "./multihead.js";
-import type { AttentionVariant } from "./attention.js";
+import type { AttentionVariant } from "./features.js";
 import { type BoolTensor, type Snapshot, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
 import { runtime } from "./init.js";
 
