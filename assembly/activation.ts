@@ -1,16 +1,18 @@
+import { Act } from "../src/enums";
 import { exp_f32x4 } from "./simd";
 
-// Activations fused into the matrix product's store; the numbers are the kernels' act argument.
-export const ACT_NONE = 0;
-export const ACT_RELU = 1;
-export const ACT_GELU = 2; // exact: x * Phi(x), torch's default
-export const ACT_GELU_TANH = 3; // torch's approximate="tanh"
-
+// Activations fused into the matrix product's store; `act` is an Act (src/enums.ts, shared with the host).
 @inline export function activate_f32x4(x: v128, act: i32): v128 {
-  if (act == ACT_RELU) return f32x4.max(x, f32x4.splat(0));
-  if (act == ACT_GELU) return gelu_f32x4(x);
-  if (act == ACT_GELU_TANH) return gelu_tanh_f32x4(x);
+  if (act == Act.Relu) return f32x4.max(x, f32x4.splat(0));
+  if (act == Act.Gelu) return gelu_f32x4(x);
+  if (act == Act.GeluTanh) return gelu_tanh_f32x4(x);
+  if (act == Act.Silu) return silu_f32x4(x);
   return x;
+}
+
+// x * sigmoid(x) = x / (1 + e^-x); below x = -88 exp_f32x4 clamps e^-x at e^88, and the quotient is within 1e-36 of 0
+@inline function silu_f32x4(x: v128): v128 {
+  return f32x4.div(x, f32x4.add(f32x4.splat(1), exp_f32x4(f32x4.neg(x))));
 }
 
 // x * Phi(x) with Phi(x) = erfc(-x/sqrt2)/2, erfc(z) = poly(t) e^(-z^2), t = 1/(1 + p z) for z >= 0

@@ -68,10 +68,10 @@ export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v:
 //   stats:    0, or (Lq, 2) receives each row's softmax max and sum (m, l), for merging passes
 //   softcap:  0, or scores become softcap * tanh(score / softcap) (before biases and mask)
 //   slope:    0, or ALiBi: -slope * |i + diag - j| is added to every score
-//   weights:  0, or (Lq, Lk) that receives the softmax probabilities
+//   weights:  0, or (Lq, Lk) that receives the softmax probabilities, rows wRow elements apart
 // Pointers are byte addresses; work 16-byte aligned; any sizes (tails handled).
 export function attention_f32_flash(
-  out: usize, outStride: i32, weights: usize, q: usize, qStride: i32, k: usize, kStride: i32, v: usize, vStride: i32,
+  out: usize, outStride: i32, weights: usize, wRow: i32, q: usize, qStride: i32, k: usize, kStride: i32, v: usize, vStride: i32,
   mask: usize, maskRow: i32, work: usize,
   Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, diag: i32, left: i32, right: i32,
   dilation: i32, softcap: f32, slope: f32, blocks: usize, starts: usize, bs: i32, stats: usize,
@@ -95,7 +95,7 @@ export function attention_f32_flash(
       store<f32>(l + <usize>r * F32, 0);
     }
     memory.fill(o, 0, <usize>BR * ev4 * F32);
-    if (weights) fillRows(weights, r0, rows, Lk, NEG_INF);
+    if (weights) fillRows(weights, wRow, r0, rows, Lk, NEG_INF);
     // the keys to visit: the band, or its part in each key block this block of queries sees (all
     // four rows are in one query block, since bs is a multiple of 8)
     const first = blocks ? load<i32>(starts + <usize>(r0 / bs) * 4) : 0;
@@ -123,7 +123,7 @@ export function attention_f32_flash(
           const rowMax = plain
             ? maskScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale)
             : shapeScores(srow, mrow, lower, limit, <i32>roundUp8(cols), scale, i + diag - t0, dilation, softcap, slope);
-          if (weights) memory.copy(weights + (<usize>i * <usize>Lk + <usize>t0) * F32, srow, <usize>cols * F32);
+          if (weights) memory.copy(weights + (<usize>i * <usize>wRow + <usize>t0) * F32, srow, <usize>cols * F32);
           if (softmaxUpdate(srow, o + <usize>r * ev4 * F32, m + <usize>r * F32, l + <usize>r * F32, rowMax, cols, ev4)) zeros = true;
         }
         const vt = vp + <usize>t0 * vRow;
@@ -142,7 +142,7 @@ export function attention_f32_flash(
         store<f32>(stats + <usize>i * 8, load<f32>(m + <usize>r * F32));
         store<f32>(stats + <usize>i * 8, sum, 4);
       }
-      if (weights) normalizeWeights(weights + <usize>i * <usize>Lk * F32, Lk, load<f32>(m + <usize>r * F32), sum);
+      if (weights) normalizeWeights(weights + <usize>i * <usize>wRow * F32, Lk, load<f32>(m + <usize>r * F32), sum);
     }
   }
 }
@@ -170,10 +170,11 @@ export function attention_f32_merge(out: usize, outStride: i32, stats: usize, ou
   }
 }
 
-@inline function fillRows(w: usize, r0: i32, rows: i32, Lk: i32, value: f32): void {
-  const start = w + <usize>r0 * <usize>Lk * F32;
-  const n = <usize>rows * <usize>Lk;
-  for (let j: usize = 0; j < n; j++) store<f32>(start + j * F32, value);
+@inline function fillRows(w: usize, wRow: i32, r0: i32, rows: i32, Lk: i32, value: f32): void {
+  for (let r = r0; r < r0 + rows; r++) {
+    const start = w + <usize>r * <usize>wRow * F32;
+    for (let j: usize = 0; j < <usize>Lk; j++) store<f32>(start + j * F32, value);
+  }
 }
 
 // true when the mask is -Inf on every (row, key) of the tile: nothing there can take part

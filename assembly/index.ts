@@ -6,7 +6,9 @@ export { mean_f32 } from "./reduce";
 export { pack_f32_t } from "./pack";
 export { exp_f32_n } from "./exp";
 export { linear_attention_f32 } from "./linear";
-export { rope_f32 } from "./rope";
+export { rope_f32, rope_table_f32, rope_f32_table } from "./rope";
+export { rmsnorm_f32 } from "./rmsnorm";
+export { mul_f32 } from "./elementwise";
 
 export function heap_base(): usize {
   return __heap_base;

@@ -1,11 +1,10 @@
+import { FeatureMap } from "../src/enums";
 import { exp_f32 } from "./simd";
 
 const F32: usize = 4;
-export const FEATURE_ELU1 = 0; // phi(x) = elu(x) + 1 (Katharopoulos et al. 2020)
-export const FEATURE_RELU = 1; // phi(x) = max(x, 0)
 
 @inline function phi(x: f32, map: i32): f32 {
-  if (map == FEATURE_RELU) return max(x, 0);
+  if (map == FeatureMap.Relu) return max(x, 0);
   return x > 0 ? x + 1 : exp_f32(x);
 }
 

@@ -49,6 +49,12 @@ export interface Heads extends Dims {
   blockSize: number;
   /** 0, or [B, Hq, Lq, 2] for each row's softmax (max, sum) */
   stats?: number;
+  /**
+   * Keys [start, end) of batch b and its diagonal (in place of `diag`), when they differ per
+   * sequence: keys outside are never read (left padding, per-sequence key lengths). Columns of the
+   * mask and the weights stay those of all Lk keys.
+   */
+  keyRange?: (b: number) => readonly [start: number, end: number, diag: number];
 }
 
 /**
@@ -78,22 +84,24 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
   const rows = Math.max(unit, Math.ceil(a.Lq / tasksPerKv / unit) * unit);
   const tasks: Call[][] = [];
   for (let b = 0; b < a.B; b++) {
+    const [start, end, diag] = a.keyRange?.(b) ?? [0, a.Lk, a.diag];
+    const Lk = end - start;
     for (let g = 0; g < a.Hk; g++) {
-      const k = a.k(b, g);
-      const v = a.v(b, g);
+      const k = a.k(b, g) + 4 * start * a.kStride;
+      const v = a.v(b, g) + 4 * start * a.vStride;
       for (let r0 = 0; r0 < a.Lq; r0 += rows) {
         const n = Math.min(rows, a.Lq - r0);
-        const task: Call[] = [["attention_f32_prepare_kv", SCRATCH, k, a.kStride, v, a.vStride, a.Lk, a.E, a.Ev, inPlace ? 0 : 1]];
+        const task: Call[] = [["attention_f32_prepare_kv", SCRATCH, k, a.kStride, v, a.vStride, Lk, a.E, a.Ev, inPlace ? 0 : 1]];
         for (let h = g * group; h < (g + 1) * group; h++) {
           const slice = b * a.Hq + h;
           task.push([
             "attention_f32_flash",
             a.out(b, h) + 4 * r0 * a.outStride, a.outStride,
-            a.weights && a.weights + 4 * (slice * a.Lq + r0) * a.Lk,
+            a.weights && a.weights + 4 * ((slice * a.Lq + r0) * a.Lk + start), a.Lk,
             a.q(b, h) + 4 * r0 * a.qStride, a.qStride,
             inPlace ? k : 0, a.kStride, v, a.vStride,
-            a.mask && a.mask + 4 * (a.maskOffset(slice) + r0 * a.maskRow), a.maskRow, SCRATCH,
-            n, a.Lk, a.E, a.Ev, a.scale, a.diag + r0, a.left, a.right, a.dilation, a.softcap, a.slope(h),
+            a.mask && a.mask + 4 * (a.maskOffset(slice) + r0 * a.maskRow + start), a.maskRow, SCRATCH,
+            n, Lk, a.E, a.Ev, a.scale, diag - start + r0, a.left, a.right, a.dilation, a.softcap, a.slope(h),
             a.blocks, a.starts && a.starts + 4 * (r0 / a.blockSize), a.blockSize,
             a.stats ? a.stats + 8 * (slice * a.Lq + r0) : 0,
           ]);

@@ -1,3 +1,4 @@
+import { FeatureMap } from "./enums.js";
 import { ArgumentError, ShapeError, StateError } from "./errors.js";
 import { runtime } from "./init.js";
 import type { Heap } from "./memory.js";
@@ -12,7 +13,7 @@ export interface LinearAttentionOptions {
   eps?: number;
 }
 
-const MAPS = { "elu+1": 0, relu: 1 } as const;
+const MAPS = { "elu+1": FeatureMap.EluPlusOne, relu: FeatureMap.Relu } as const;
 
 /** @internal */
 export function settings(what: string, o: LinearAttentionOptions | undefined) {

@@ -1,10 +1,11 @@
+import { Act } from "./enums.js";
 import { ArgumentError, ShapeError } from "./errors.js";
 import { type Ctx, Module, type Param, Resident, withScope } from "./module.js";
 import { type Call, SCRATCH } from "./threads.js";
 import { type Tensor, checkTensor, checkOptions, fmt } from "./tensor.js";
 
-/** Activations the matrix-product kernel applies in its store (numbers as in assembly/activation.ts). */
-export const ACT = { none: 0, relu: 1, gelu: 2, "gelu-tanh": 3 } as const;
+/** Activations the matrix-product kernel applies in its store, by name. */
+export const ACT = { none: Act.None, relu: Act.Relu, gelu: Act.Gelu, "gelu-tanh": Act.GeluTanh, silu: Act.Silu } as const;
 export type Activation = "relu" | "gelu" | "gelu-tanh";
 
 export interface LinearOptions {
@@ -66,7 +67,7 @@ export class Linear extends Module {
    * @internal out (M, outFeatures) = act(a (M, inFeatures) W^T + b) + residual, in blocks of rows
    * spread over the thread pool when the product is large enough to pay for the hand-off
    */
-  run(ctx: Ctx, out: number, a: number, M: number, residual = 0, act: Activation | "none" = "none"): void {
+  run(ctx: Ctx, out: number, a: number, M: number, residual = 0, act: keyof typeof ACT = "none"): void {
     const [N, K] = [this.outFeatures, this.inFeatures];
     const work = ctx.K.gemm_f32_workspace();
     const scratch = ctx.scope.alloc(work * ctx.pool.size);

@@ -26,8 +26,10 @@ export interface HeadLayout extends Dims {
  * and the band start (Lk - Lq bottom-right, the past length when decoding), `mask` a placed kernel
  * mask, `weights` 0 or [B, Hq, Lq, Lk] for the probabilities.
  */
-export function attention(ctx: Ctx, layout: HeadLayout, f: Features, o: { diag: number; mask: { at: number; info: KernelMask } | null; weights: number }): void {
+export function attention(ctx: Ctx, layout: HeadLayout, f: Features, o: { diag: number; mask: { at: number; info: KernelMask } | null; weights: number; keyRange?: Heads["keyRange"] }): void {
   const [left, right] = bandOf(f);
+  // keys outside a sequence's range are never visited: their weights are zeros
+  if (o.keyRange && o.weights) ctx.heap.f32(o.weights, layout.B * layout.Hq * layout.Lq * layout.Lk).fill(0);
   const blocks = placeBlocks(ctx.scope, ctx.heap, f.blockSparse);
   const heads: Heads = {
     ...layout,
@@ -35,6 +37,7 @@ export function attention(ctx: Ctx, layout: HeadLayout, f: Features, o: { diag: 
     scale: f.scale ?? Math.fround(1 / Math.sqrt(layout.E)), diag: o.diag, left, right,
     dilation: f.dilation, softcap: f.softcap, slope: (h) => f.slopes[h] ?? 0,
     ...blocks, blockSize: f.blockSparse?.blockSize ?? 8,
+    keyRange: o.keyRange,
   };
   attend(ctx, heads, f.global);
 }
@@ -49,7 +52,7 @@ export function attention(ctx: Ctx, layout: HeadLayout, f: Features, o: { diag: 
 function attend(ctx: Ctx, a: Heads, global: number[] | null): void {
   if (global) return attendWithGlobals(ctx, a, global);
   const d = a.dilation;
-  if (d <= 1 || a.mask || a.weights || a.blocks || a.stats) return attendHeads(ctx, a);
+  if (d <= 1 || a.mask || a.weights || a.blocks || a.stats || a.keyRange) return attendHeads(ctx, a);
   const mod = (x: number) => ((x % d) + d) % d;
   for (let c = 0; c < Math.min(d, a.Lq); c++) {
     // queries i = c + d i', keys j = ck + d j' with j - i - diag a multiple of d

@@ -27,6 +27,7 @@ const activations: Record<keyof typeof ACT, (x: number) => number> = {
   relu: (x) => Math.max(x, 0),
   gelu: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
   "gelu-tanh": (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
+  silu: (x) => x / (1 + Math.exp(-x)),
 };
 
 // out (M, N) = act(a (M, K) . w (N, K)^T + bias) + residual, through pack_f32_t and gemm_f32
