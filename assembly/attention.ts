@@ -68,13 +68,17 @@ export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v:
 //   stats:    0, or (Lq, 2) receives each row's softmax max and sum (m, l), for merging passes
 //   softcap:  0, or scores become softcap * tanh(score / softcap) (before biases and mask)
 //   slope:    0, or ALiBi: -slope * |i + diag - j| is added to every score
-//   weights:  0, or (Lq, Lk) that receives the softmax probabilities, rows wRow elements apart
+//   weights:  0, or (Lq, Lk) that receives the softmax probabilities, rows wRow elements apart;
+//             with rawScores, the scores as the softmax sees them instead (scaled, capped, biased,
+//             masked: -Inf where a key takes no part)
+//   sink:     -Inf, or a logit that joins every row's softmax denominator without a value
+//             (gpt-oss's attention sinks): the row starts with max = sink and sum = 1
 // Pointers are byte addresses; work 16-byte aligned; any sizes (tails handled).
 export function attention_f32_flash(
   out: usize, outStride: i32, weights: usize, wRow: i32, q: usize, qStride: i32, k: usize, kStride: i32, v: usize, vStride: i32,
   mask: usize, maskRow: i32, work: usize,
   Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, diag: i32, left: i32, right: i32,
-  dilation: i32, softcap: f32, slope: f32, blocks: usize, starts: usize, bs: i32, stats: usize,
+  dilation: i32, softcap: f32, slope: f32, blocks: usize, starts: usize, bs: i32, stats: usize, sink: f32, rawScores: bool,
 ): void {
   const plain = dilation <= 1 && softcap == 0 && slope == 0;
   const ev4 = roundUp4(Ev);
@@ -91,8 +95,8 @@ export function attention_f32_flash(
     const keyStart = left < 0 ? 0 : max(0, r0 + diag - left) & ~7;
     const keyEnd = right < 0 ? Lk : max(0, min(Lk, r0 + rows + diag + right));
     for (let r = 0; r < BR; r++) {
-      store<f32>(m + <usize>r * F32, NEG_INF);
-      store<f32>(l + <usize>r * F32, 0);
+      store<f32>(m + <usize>r * F32, sink);
+      store<f32>(l + <usize>r * F32, sink == NEG_INF ? <f32>0 : <f32>1);
     }
     memory.fill(o, 0, <usize>BR * ev4 * F32);
     if (weights) fillRows(weights, wRow, r0, rows, Lk, NEG_INF);
@@ -142,7 +146,7 @@ export function attention_f32_flash(
         store<f32>(stats + <usize>i * 8, load<f32>(m + <usize>r * F32));
         store<f32>(stats + <usize>i * 8, sum, 4);
       }
-      if (weights) normalizeWeights(weights + <usize>i * <usize>wRow * F32, Lk, load<f32>(m + <usize>r * F32), sum);
+      if (weights && !rawScores) normalizeWeights(weights + <usize>i * <usize>wRow * F32, Lk, load<f32>(m + <usize>r * F32), sum);
     }
   }
 }

@@ -13,38 +13,46 @@ import { type Snapshot, type Tensor, checkMask, checkTensor, fmt, resultArray, s
  * zeros (and zero weights), not NaN. Inputs are not modified; the output is a new tensor.
  * Resident tensors (residentTensor()) are read where they are, without a copy.
  */
-export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options?: AttentionOptions & { returnWeights?: false }): Tensor;
-export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions & { returnWeights: true }): { output: Tensor; weights: Tensor };
-export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options?: AttentionOptions): Tensor | { output: Tensor; weights: Tensor };
-export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions = {}): Tensor | { output: Tensor; weights: Tensor } {
+export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions & { returnScores: ScoreStage }): AttentionResult & { scores: Tensor };
+export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions & { returnWeights: true }): AttentionResult & { weights: Tensor };
+export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options?: Omit<AttentionOptions, "returnWeights" | "returnScores"> & { returnWeights?: false }): Tensor;
+export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options?: AttentionOptions): Tensor | AttentionResult;
+export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions = {}): Tensor | AttentionResult {
   const { kernels: K, heap, pool } = runtime();
   // every caller object is read once, here; only the snapshots are used afterwards
   const q = checkTensor("query", query);
   const k = key === query ? q : checkTensor("key", key);
   const v = value === key ? k : value === query ? q : checkTensor("value", value);
   const d = dims(q, k, v);
-  const { features: f, given } = readCall(options, d.Hq, d.E, d.Lq, d.Lk);
+  const { features: f, given } = readCall(options, d);
   heads(d, q, k, f);
   const { B, Hq, Hk, Lq, Lk, E, Ev } = d;
   const scoreShape = [...q.shape.slice(0, -1), Lk];
   const mask = given.attnMask === undefined ? null : kernelMask("attnMask", additive(checkMask("attnMask", given.attnMask), true), scoreShape);
   const outLength = B * Hq * Lq * Ev;
-  const weightsLength = f.returnWeights ? B * Hq * Lq * Lk : 0;
-  const result = (out: Float32Array, weights: Float32Array) => {
+  const scoreLength = B * Hq * Lq * Lk;
+  const weightsLength = f.returnWeights ? scoreLength : 0;
+  const scoresLength = f.returnScores ? scoreLength : 0;
+  const result = (out: Float32Array, weights: Float32Array, scores: Float32Array): Tensor | AttentionResult => {
     const output = { data: out, shape: [...q.shape.slice(0, -1), Ev] };
-    return f.returnWeights ? { output, weights: { data: weights, shape: scoreShape } } : output;
+    if (!f.returnWeights && !f.returnScores) return output;
+    const r: AttentionResult = { output };
+    if (f.returnWeights) r.weights = { data: weights, shape: scoreShape };
+    if (f.returnScores) r.scores = { data: scores, shape: scoreShape };
+    return r;
   };
   // nothing to compute, however the empty tensors are shaped
-  if (outLength === 0) return result(new Float32Array(0), new Float32Array(weightsLength));
+  if (outLength === 0) return result(new Float32Array(0), new Float32Array(weightsLength), new Float32Array(scoresLength));
   const copies = (t: Snapshot) => (t.address === undefined || f.rope ? t.data.length : 0);
   heap.need(
     "scaledDotProductAttention",
-    4 * (copies(q) + (k === q ? 0 : copies(k)) + (v === k || v === q ? 0 : copies(v)) + outLength + weightsLength + (mask?.data.length ?? 0)) +
-      K.attention_f32_workspace(Lk, E, Ev) * pool.size + 8 * (f.blockSparse?.layout.length ?? 0) + 64 * 16,
+    4 * (copies(q) + (k === q ? 0 : copies(k)) + (v === k || v === q ? 0 : copies(v)) + 2 * outLength + weightsLength + scoresLength + (mask?.data.length ?? 0)) +
+      K.attention_f32_workspace(Lk, E, Ev) * pool.size + 8 * (f.blockSparse?.layout.length ?? 0) + 4 * B + 64 * 16,
   );
   // the results too, before any kernel runs
   const outData = resultArray("scaledDotProductAttention", outLength);
   const weightsData = resultArray("scaledDotProductAttention", weightsLength);
+  const scoresData = resultArray("scaledDotProductAttention", scoresLength);
 
   const scope = heap.scope();
   try {
@@ -61,7 +69,6 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
     }
     const placedMask = mask && { at: scope.put(mask.data), info: mask };
     const out = scope.alloc(4 * outLength);
-    const w = f.returnWeights ? scope.alloc(4 * weightsLength) : 0;
     // heads are whole blocks [B, H, L, D]
     const at = (base: number, H: number, L: number, D: number) => (b: number, h: number) => base + 4 * (b * H + h) * L * D;
     const layout: HeadLayout = {
@@ -69,13 +76,41 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
       q: at(qAt, Hq, Lq, E), k: at(kAt, Hk, Lk, E), v: at(vAt, Hk, Lk, Ev), out: at(out, Hq, Lq, Ev),
       qStride: E, kStride: E, vStride: Ev, outStride: Ev,
     };
-    attention({ K, heap, scope, pool }, layout, f, { diag, mask: placedMask, weights: w });
+    // each sequence's valid keys; bottom-right, its own diagonal
+    const lengths = f.keyLengths;
+    const keyRange = lengths ? (b: number) => [0, lengths[b]!, f.alignment === "bottom-right" ? lengths[b]! - Lq : 0] as const : undefined;
+    const ctx = { K, heap, scope, pool };
+    const call = { diag, mask: placedMask, keyRange };
+    // the scores at the stage asked: "masked" is what the kernel's softmax reads, so the same pass gives the output
+    const masked = f.returnScores === "masked";
+    const w = f.returnWeights || masked ? scope.alloc(4 * scoreLength) : 0;
+    attention(ctx, layout, f, { ...call, weights: w, rawScores: masked });
     outData.set(heap.f32(out, outLength));
-    if (w) weightsData.set(heap.f32(w, weightsLength));
-    return result(outData, weightsData);
+    if (masked) scoresData.set(heap.f32(w, scoreLength));
+    if (f.returnWeights && masked) attention(ctx, layout, f, { ...call, weights: w });
+    if (f.returnWeights) weightsData.set(heap.f32(w, scoreLength));
+    if (f.returnScores && !masked) {
+      // every key, before any mask, band, bias or sink: a pass of its own
+      const s = scope.alloc(4 * scoreLength);
+      const plain: Features = { ...f, causal: false, window: [-1, -1], dilation: 1, slopes: [], blockSparse: null, sinks: null, softcap: f.returnScores === "softcapped" ? f.softcap : 0 };
+      attention(ctx, { ...layout, out: at(scope.alloc(4 * outLength), Hq, Lq, Ev) }, plain, { diag: 0, mask: null, weights: s, rawScores: true });
+      scoresData.set(heap.f32(s, scoreLength));
+    }
+    return result(outData, weightsData, scoresData);
   } finally {
     scope.release();
   }
+}
+
+type ScoreStage = NonNullable<AttentionOptions["returnScores"]>;
+
+/** What scaledDotProductAttention returns when asked for weights or scores besides the output. */
+export interface AttentionResult {
+  output: Tensor;
+  /** the softmax probabilities [..., Hq, Lq, Lk], with returnWeights */
+  weights?: Tensor;
+  /** the scores [..., Hq, Lq, Lk] at the stage returnScores names */
+  scores?: Tensor;
 }
 
 // the sizes of a call, from the shapes: query [..., Hq, Lq, E], key [..., Hk, Lk, E], value [..., Hk, Lk, Ev]

@@ -6,7 +6,7 @@ import { ArgumentError, ShapeError } from "./errors.js";
 import { bool, f32, int, oneOf } from "./check.js";
 import { type LinearAttentionOptions, settings } from "./linear-attention.js";
 import { type BlockSparsePattern, blockSparseLayout } from "./sparse.js";
-import { type BoolTensor, MAX_DIM, type Tensor, checkMask, checkOptions, describe, fmt, typedKind } from "./tensor.js";
+import { type BoolTensor, MAX_DIM, type Tensor, checkMask, checkOptions, describe, fmt, honest, typedKind } from "./tensor.js";
 
 export interface AttentionOptions {
   /**
@@ -57,6 +57,28 @@ export interface AttentionOptions {
   enableGqa?: boolean;
   /** Also return the softmax probabilities [..., Hq, Lq, Lk]. Default false. */
   returnWeights?: boolean;
+  /**
+   * Attention sinks (gpt-oss): one logit per query head that joins each row's softmax denominator
+   * without a value, so a row's weights sum to less than 1 (and a row whose every key is masked
+   * still gets zeros). Hq finite numbers. Default: none.
+   */
+  sinks?: Float32Array | readonly number[];
+  /**
+   * The number of valid keys of each batch element (an Int32Array of B = the product of the
+   * leading dimensions): keys at or past it are never read, not scored and not masked (ONNX's
+   * `nonpad_kv_seqlen`). With `causalAlignment: "bottom-right"` the diagonal is per sequence,
+   * `keyLengths[b] - Lq`. Default: every key of every sequence.
+   */
+  keyLengths?: Int32Array;
+  /**
+   * Also return the scores [..., Hq, Lq, Lk] at a stage of the softmax's input: "scaled" (scale *
+   * QK^T for every key, ONNX Attention's qk_matmul_output_mode 0), "softcapped" (after the soft-cap;
+   * equal to "scaled" without one), "masked" ("softcapped" plus the mask and ALiBi, with -Infinity
+   * wherever causality, a window, a block layout or keyLengths exclude a key: a fully masked row is
+   * all -Infinity). Asking for scores materialises the whole matrix. Returns `{ output, scores }`
+   * (and `weights` with returnWeights).
+   */
+  returnScores?: "scaled" | "softcapped" | "masked";
 }
 
 /**
@@ -94,6 +116,11 @@ export interface Features {
   global: number[] | null;
   enableGqa: boolean;
   returnWeights: boolean;
+  /** one sink logit per query head; null: none */
+  sinks: number[] | null;
+  /** valid keys per batch element; null: all */
+  keyLengths: Int32Array | null;
+  returnScores: "scaled" | "softcapped" | "masked" | null;
 }
 
 /** What a feature's reader knows of the call: heads and head size, and, for a call, the lengths. */
@@ -102,6 +129,8 @@ interface Context {
   E: number;
   Lq: number;
   Lk: number;
+  /** batch elements: the product of the leading dimensions */
+  B: number;
   /** every option given, read once: for the few checks across features */
   given: AttentionOptions;
 }
@@ -139,11 +168,20 @@ const FEATURES: { readonly [K in keyof AttentionOptions]-?: Feature } = {
   globalTokens: { where: CALL, read: (x, c) => ({ global: globals(x, c) }) },
   enableGqa: { where: CALL, read: (x) => ({ enableGqa: bool("enableGqa", x, false) }) },
   returnWeights: { where: CALL, read: (x) => ({ returnWeights: bool("returnWeights", x, false) }) },
+  sinks: { where: CALL, read: (x, c) => ({ sinks: x === undefined ? null : sinks(x, c) }) },
+  keyLengths: { where: CALL, read: (x, c) => ({ keyLengths: x === undefined ? null : keyLengths(x, c) }) },
+  returnScores: {
+    where: CALL,
+    read: (x, c) => {
+      if (x !== undefined && c.given.globalTokens !== undefined) throw new ArgumentError("returnScores: not together with globalTokens");
+      return { returnScores: x === undefined ? null : oneOf<"scaled" | "softcapped" | "masked">("returnScores", x, ["scaled", "softcapped", "masked"], "scaled") };
+    },
+  },
 };
 
 const NONE: Features = {
   scale: undefined, causal: false, alignment: "top-left", window: [-1, -1], dilation: 1, softcap: 0, slopes: [], rope: null,
-  blockSparse: null, global: null, enableGqa: false, returnWeights: false,
+  blockSparse: null, global: null, enableGqa: false, returnWeights: false, sinks: null, keyLengths: null, returnScores: null,
 };
 
 /** The option names scaledDotProductAttention takes. */
@@ -163,12 +201,12 @@ export type AttentionVariant = {
 type VariantKey = "window" | "dilation" | "softcap" | "alibi" | "rope" | "blockSparse";
 
 /** @internal the options of one scaledDotProductAttention call, read once (`given`) and checked */
-export function readCall(options: AttentionOptions, Hq: number, E: number, Lq: number, Lk: number): { features: Features; given: AttentionOptions } {
+export function readCall(options: AttentionOptions, d: { B: number; Hq: number; E: number; Lq: number; Lk: number }): { features: Features; given: AttentionOptions } {
   const given = checkOptions("scaledDotProductAttention options", options, CALL_OPTIONS);
   if (given.isCausal === true && given.attnMask !== undefined) {
     throw new ArgumentError("scaledDotProductAttention: pass either isCausal or attnMask, not both (fold the causal mask into attnMask)");
   }
-  return { features: read(given, "call", { Hq, E, Lq, Lk, given }), given };
+  return { features: read(given, "call", { ...d, given }), given };
 }
 
 /** @internal a module's attention variant, checked once, at construction */
@@ -190,7 +228,7 @@ export function readVariant(v: AttentionVariant | undefined, Hq: number, E: numb
     if (other) throw new ArgumentError(`attention: linear attention does not combine with ${other}`);
   }
   const { blockSparse, ...rest } = given;
-  const features = read(rest as AttentionOptions, "variant", { Hq, E, Lq: 0, Lk: 0, given: rest as AttentionOptions });
+  const features = read(rest as AttentionOptions, "variant", { B: 0, Hq, E, Lq: 0, Lk: 0, given: rest as AttentionOptions });
   if (blockSparse) patternLayout(blockSparse, blockSparse.blockSize, blockSparse.blockSize); // checks the pattern
   return { given, features, linear };
 }
@@ -264,6 +302,29 @@ function rope(x: unknown, E: number): Required<RopeOptions> {
   };
 }
 
+// one finite float32 logit per query head, read once
+function sinks(x: unknown, c: Context): number[] {
+  const kind = typedKind(x);
+  if (!(Array.isArray(x) || kind === "Float32Array")) throw new ArgumentError(`sinks: expected ${c.Hq} numbers (an Array or a Float32Array, one per query head), got ${describe(x)}`);
+  const values = kind ? Array.from(honest<Float32Array>(x)) : Array.from({ length: Math.min((x as unknown[]).length, c.Hq + 1) }, (_, i) => (x as unknown[])[i]);
+  if (values.length !== c.Hq) throw new ArgumentError(`sinks: expected ${c.Hq} values (one per query head), got ${kind ? values.length : (x as unknown[]).length}`);
+  if (c.given.globalTokens !== undefined) throw new ArgumentError("sinks: not together with globalTokens");
+  return values.map((v, h) => f32(`sinks[${h}]`, v));
+}
+
+// the valid keys of each batch element, read once: an Int32Array of B lengths from 0 to Lk
+function keyLengths(x: unknown, c: Context): Int32Array {
+  if (typedKind(x) !== "Int32Array") throw new ArgumentError(`keyLengths: expected an Int32Array of ${c.B} lengths (one per batch element), got ${describe(x)}`);
+  const lengths = honest<Int32Array>(x).slice();
+  if (lengths.length !== c.B) throw new ArgumentError(`keyLengths: expected ${c.B} lengths (one per batch element), got ${lengths.length}`);
+  const bad = lengths.findIndex((n) => n < 0 || n > c.Lk);
+  if (bad >= 0) throw new ArgumentError(`keyLengths: expected lengths from 0 to Lk = ${c.Lk}, got ${lengths[bad]} at ${bad}`);
+  for (const name of ["globalTokens", "blockSparse"] as const) {
+    if (c.given[name] !== undefined) throw new ArgumentError(`keyLengths: not together with ${name}`);
+  }
+  return lengths;
+}
+
 // the global positions, read once, checked, sorted
 function globals(x: unknown, c: Context): number[] | null {
   if (x === undefined) return null;
@@ -289,7 +350,7 @@ export function callGlobals(tokens: readonly number[] | undefined, v: Variant, c
     attnMask: c.masked ? ({} as BoolTensor) : undefined, isCausal: c.causal, alibi: v.features.slopes.length > 0,
     blockSparse: v.given.blockSparse as never, returnWeights: c.needWeights,
   };
-  return globals(tokens, { Hq: 0, E: 0, Lq: c.Lq, Lk: c.Lk, given });
+  return globals(tokens, { B: 0, Hq: 0, E: 0, Lq: c.Lq, Lk: c.Lk, given });
 }
 
 // the block-sparse layout, read once, checked against the lengths

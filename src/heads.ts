@@ -55,6 +55,10 @@ export interface Heads extends Dims {
    * mask and the weights stay those of all Lk keys.
    */
   keyRange?: (b: number) => readonly [start: number, end: number, diag: number];
+  /** the attention sink of query head h (a logit without a value), or -Infinity: none */
+  sink?: (h: number) => number;
+  /** `weights` receives the scores as the softmax sees them, not the probabilities */
+  rawScores?: boolean;
 }
 
 /**
@@ -104,6 +108,7 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
             n, Lk, a.E, a.Ev, a.scale, diag - start + r0, a.left, a.right, a.dilation, a.softcap, a.slope(h),
             a.blocks, a.starts && a.starts + 4 * (r0 / a.blockSize), a.blockSize,
             a.stats ? a.stats + 8 * (slice * a.Lq + r0) : 0,
+            a.sink?.(h) ?? -Infinity, a.rawScores ? 1 : 0,
           ]);
         }
         tasks.push(task);

@@ -1,5 +1,5 @@
 export { init, shutdown, runtimeInfo, relaxedSimdSupported, type InitOptions, type RuntimeInfo, type WasmSource } from "./init.js";
-export { scaledDotProductAttention } from "./attention.js";
+export { scaledDotProductAttention, type AttentionResult } from "./attention.js";
 export { alibiSlopes, type AttentionOptions, type AttentionVariant, type RopeOptions } from "./features.js";
 export { sinusoidalPositions } from "./positions.js";
 export { blockSparseLayout, type BlockSparsePattern } from "./sparse.js";

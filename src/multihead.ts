@@ -21,6 +21,11 @@ export interface MultiHeadAttentionOptions {
   numKvHeads?: number;
   /** Sliding windows, ALiBi, RoPE, soft-capping, block sparsity: see AttentionVariant. Not in torch. */
   attention?: AttentionVariant;
+  /**
+   * Learned attention sinks (gpt-oss): one logit per head, the state dict's `sinks` [numHeads],
+   * joining each row's softmax denominator without a value. Default false. Not in torch.
+   */
+  sinks?: boolean;
 }
 
 export interface MultiHeadAttentionForwardOptions {
@@ -77,10 +82,12 @@ export class MultiHeadAttention extends Module {
   readonly #v: Linear;
   readonly #out: Linear;
   readonly #variant: Variant;
+  // the learned sink logits, [numHeads] once loaded (a few floats: they stay in JavaScript)
+  #sinks: Float32Array | null;
 
   constructor(options: MultiHeadAttentionOptions) {
     super();
-    checkOptions("MultiHeadAttention options", options, ["embedDim", "numHeads", "kdim", "vdim", "bias", "numKvHeads", "attention"]);
+    checkOptions("MultiHeadAttention options", options, ["embedDim", "numHeads", "kdim", "vdim", "bias", "numKvHeads", "attention", "sinks"]);
     const who = "MultiHeadAttention";
     this.embedDim = positiveInt(who, "embedDim", options.embedDim);
     this.numHeads = positiveInt(who, "numHeads", options.numHeads);
@@ -88,6 +95,8 @@ export class MultiHeadAttention extends Module {
     this.kdim = positiveInt(who, "kdim", options.kdim ?? this.embedDim);
     this.vdim = positiveInt(who, "vdim", options.vdim ?? this.embedDim);
     this.bias = bool(who, "bias", options.bias, true);
+    this.#sinks = bool(who, "sinks", options.sinks, false) ? new Float32Array(0) : null;
+    if (this.#sinks && options.attention?.linear) throw new ArgumentError(`${who}: sinks do not combine with linear attention`);
     if (this.embedDim % this.numHeads) {
       throw new ArgumentError(`${who}: embedDim (${this.embedDim}) must be divisible by numHeads (${this.numHeads})`);
     }
@@ -140,6 +149,7 @@ export class MultiHeadAttention extends Module {
         },
       });
     }
+    if (this.#sinks) ps.push({ key: "sinks", shape: [this.numHeads], load: (t) => void (this.#sinks = Float32Array.from(t.data)) });
     return [...ps, ...prefixed("out_proj.", this.#out.params())];
   }
 
@@ -251,6 +261,7 @@ export class MultiHeadAttention extends Module {
       if (c.needWeights) throw new ArgumentError("MultiHeadAttention with linear attention: there are no attention weights; pass needWeights: false");
       if (c.globalTokens) throw new ArgumentError("MultiHeadAttention with linear attention: globalTokens are not supported");
     }
+    if (this.#sinks && c.globalTokens) throw new ArgumentError("MultiHeadAttention with sinks: globalTokens are not supported");
     return callGlobals(c.globalTokens, this.#variant, c);
   }
 
@@ -306,7 +317,8 @@ export class MultiHeadAttention extends Module {
       out: (b: number, h: number) => attn + 4 * (b * a.Lq * E + h * hd),
       qStride: E, kStride: kvDim, vStride: kvDim, outStride: E,
     };
-    const features = { ...variantCall(this.#variant, a.causal, a.Lq, Lk), global: a.global ?? null };
+    const sinks = this.#sinks && Array.from(this.#sinks);
+    const features = { ...variantCall(this.#variant, a.causal, a.Lq, Lk), global: a.global ?? null, sinks };
     attention(ctx, layout, features, { diag: past, mask: a.mask, weights: a.weights });
     this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
   }

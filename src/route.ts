@@ -26,10 +26,13 @@ export interface HeadLayout extends Dims {
  * and the band start (Lk - Lq bottom-right, the past length when decoding), `mask` a placed kernel
  * mask, `weights` 0 or [B, Hq, Lq, Lk] for the probabilities.
  */
-export function attention(ctx: Ctx, layout: HeadLayout, f: Features, o: { diag: number; mask: { at: number; info: KernelMask } | null; weights: number; keyRange?: Heads["keyRange"] }): void {
+export function attention(
+  ctx: Ctx, layout: HeadLayout, f: Features,
+  o: { diag: number; mask: { at: number; info: KernelMask } | null; weights: number; keyRange?: Heads["keyRange"]; rawScores?: boolean },
+): void {
   const [left, right] = bandOf(f);
-  // keys outside a sequence's range are never visited: their weights are zeros
-  if (o.keyRange && o.weights) ctx.heap.f32(o.weights, layout.B * layout.Hq * layout.Lq * layout.Lk).fill(0);
+  // keys outside a sequence's range are never visited: their weights are zeros, their scores -Infinity
+  if (o.keyRange && o.weights) ctx.heap.f32(o.weights, layout.B * layout.Hq * layout.Lq * layout.Lk).fill(o.rawScores ? -Infinity : 0);
   const blocks = placeBlocks(ctx.scope, ctx.heap, f.blockSparse);
   const heads: Heads = {
     ...layout,
@@ -38,6 +41,8 @@ export function attention(ctx: Ctx, layout: HeadLayout, f: Features, o: { diag: 
     dilation: f.dilation, softcap: f.softcap, slope: (h) => f.slopes[h] ?? 0,
     ...blocks, blockSize: f.blockSparse?.blockSize ?? 8,
     keyRange: o.keyRange,
+    sink: f.sinks ? (h) => f.sinks![h]! : undefined,
+    rawScores: o.rawScores,
   };
   attend(ctx, heads, f.global);
 }
