@@ -2,13 +2,14 @@ import { ThreadError } from "./errors.js";
 import type { Kernels } from "./init.js";
 import { workerMain } from "./worker.js";
 
+/** The kernels a pool runs; a task names one by its index in this list. */
+const NAMES = ["gemm_f32", "attention_f32_prepare_kv", "attention_f32_flash"] as const;
+export type KernelName = (typeof NAMES)[number];
 /** A kernel call: the export's name and its arguments; SCRATCH stands for the running thread's scratch. */
 export type Call = [name: KernelName, ...args: number[]];
-export type KernelName = "gemm_f32" | "attention_f32_prepare_kv" | "attention_f32_flash" | "__exit";
 /** @internal */
 export const SCRATCH = Number.MIN_SAFE_INTEGER; // never a real argument: -1 is one (an unbounded side of a band)
 
-const NAMES = ["gemm_f32", "attention_f32_prepare_kv", "attention_f32_flash"] as const;
 const TASK_SLOTS = 1 << 17; // f64 slots for one dispatch's tasks (1 MiB)
 const MAX_TASKS = 0xffff;
 // control block (Int32): the dispatch counter, then counters tagged with its low 16 bits in their high half
@@ -24,6 +25,14 @@ interface Thread {
 }
 type Spawn = (id: number, seen: number) => Thread;
 
+/** @internal Settings of a pool that only the tests change; the library always uses the defaults. */
+export interface PoolOptions {
+  /** How long a dispatch may make no progress before its worker counts as dead (default 10 s). */
+  hangMs?: number;
+  /** The script each worker runs, given the pool's own (the tests wrap it to make a worker die). */
+  workerSource?: (source: string) => string;
+}
+
 /**
  * Runs lists of kernel calls on n threads sharing one WebAssembly memory: this thread and n - 1
  * workers, each with its own instance of the module. Tasks are claimed one at a time through a
@@ -35,9 +44,8 @@ type Spawn = (id: number, seen: number) => Thread;
  */
 export class Pool {
   readonly size: number;
-  /** @internal how long a dispatch may make no progress before its worker counts as dead */
-  hangMs = 10_000;
   readonly #kernels: Kernels;
+  readonly #hangMs: number;
   #threads: Thread[] = [];
   readonly #spawn: Spawn | null;
   readonly #ctrl: Int32Array;
@@ -45,9 +53,10 @@ export class Pool {
   readonly #tasks: Float64Array;
   readonly #canBlock: boolean;
 
-  private constructor(kernels: Kernels, size: number, spawn: Spawn | null, ctrl: SharedArrayBuffer | null, tasks: SharedArrayBuffer | null) {
+  private constructor(kernels: Kernels, size: number, spawn: Spawn | null, ctrl: SharedArrayBuffer | null, tasks: SharedArrayBuffer | null, hangMs = 10_000) {
     this.#kernels = kernels;
     this.size = size;
+    this.#hangMs = hangMs;
     this.#spawn = spawn;
     this.#ctrl = new Int32Array(ctrl ?? new ArrayBuffer(64));
     this.#slots = new Float64Array(this.#ctrl.buffer);
@@ -60,10 +69,11 @@ export class Pool {
   }
 
   /** n - 1 workers running `module` on `memory` (shared); resolves when all have started. */
-  static async start(kernels: Kernels, module: WebAssembly.Module, memory: WebAssembly.Memory, n: number): Promise<Pool> {
+  static async start(kernels: Kernels, module: WebAssembly.Module, memory: WebAssembly.Memory, n: number, options: PoolOptions = {}): Promise<Pool> {
     const ctrl = new SharedArrayBuffer(64);
     const tasks = new SharedArrayBuffer(8 * TASK_SLOTS);
-    const source = `(${workerMain.toString()})()`;
+    const own = `(${workerMain.toString()})()`;
+    const source = options.workerSource ? options.workerSource(own) : own;
     const node = await nodeWorkers();
     const started: Promise<void>[] = [];
     const spawn = (id: number, seen: number): Thread => {
@@ -92,7 +102,7 @@ export class Pool {
       ready.catch(() => {}); // a replacement that fails to start only leaves the pool smaller
       return thread;
     };
-    const pool = new Pool(kernels, n, spawn, ctrl, tasks);
+    const pool = new Pool(kernels, n, spawn, ctrl, tasks, options.hangMs);
     pool.#threads = Array.from({ length: n - 1 }, (_, i) => spawn(i + 1, 0));
     try {
       await Promise.all(started);
@@ -136,7 +146,7 @@ export class Pool {
       buf[i] = at;
       buf[at++] = task.length;
       for (const [name, ...args] of task) {
-        buf[at++] = name === "__exit" ? NAMES.length : NAMES.indexOf(name);
+        buf[at++] = NAMES.indexOf(name);
         buf[at++] = args.length;
         for (const a of args) buf[at++] = a;
       }
@@ -168,9 +178,9 @@ export class Pool {
       if (now !== done) {
         done = now;
         progress = performance.now();
-      } else if (performance.now() - progress > this.hangMs) {
+      } else if (performance.now() - progress > this.#hangMs) {
         this.#replaceWorkers();
-        throw new ThreadError(`a worker thread stopped before finishing its task (no progress for ${this.hangMs} ms); the workers were replaced: call again`);
+        throw new ThreadError(`a worker thread stopped before finishing its task (no progress for ${this.#hangMs} ms); the workers were replaced: call again`);
       }
     }
     if (Atomics.load(ctrl, FAILED) === seen) throw new ThreadError("a kernel failed on a worker thread");
@@ -192,11 +202,6 @@ export class Pool {
   }
 
   #call([name, ...args]: Call, scratch: number): void {
-    if (name === "__exit") {
-      // the tests' fault injection kills the worker that runs it; here it only gives the workers time to take one
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-      return;
-    }
     const fn = this.#kernels[name] as unknown as (...a: number[]) => void;
     fn(...args.map((a) => (a === SCRATCH ? scratch : a)));
   }

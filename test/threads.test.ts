@@ -1,5 +1,7 @@
+import { readFileSync } from "node:fs";
 import { afterAll, describe, expect, test, vi } from "vitest";
 import { attentionRef, expectClose, freshSeed, rng } from "./reference.js";
+import { MARKED, diesInMarkedCall, diesWhenIdle, faultyKernels } from "./support/faulty-workers.js";
 
 type Lib = typeof import("../src/index.js");
 async function fresh(): Promise<Lib> {
@@ -101,28 +103,67 @@ describe("thread options", () => {
 
   test("a binary with its own memory cannot run threads", async () => {
     const lib = await fresh();
-    const { readFileSync } = await import("node:fs");
     await expect(lib.init({ wasm: new Uint8Array(readFileSync(new URL("../build/kernels.wasm", import.meta.url))), threads: 2 })).rejects.toThrow(/threads need a shared-memory build/);
   });
 });
 
 describe("a worker that dies", () => {
-  test("holding a task: the call fails with a ThreadError instead of hanging, and the pool recovers", async () => {
+  // A library on two threads whose pool is swapped for one running a faulty worker script (the
+  // pool's own behind a prelude: test/support/faulty-workers.ts) with a hang timeout of 500 ms.
+  async function faultyPool(workerSource: (source: string) => string) {
     const lib = await fresh();
     await lib.init({ threads: 2, simd: "baseline" });
-    const { runtime } = await import("../src/init.js");
-    const pool = runtime().pool;
-    pool.hangMs = 500;
-    const q = lib.tensor(Float32Array.from({ length: 4 * 64 * 16 }, (_, i) => Math.sin(i)), [4, 64, 16]);
-    const before = lib.scaledDotProductAttention(q, q, q).data;
-    // the worker takes one of these tasks and dies in it (the main thread only waits 20 ms in each)
-    const t0 = performance.now();
-    expect(() => pool.run(Array.from({ length: 6 }, () => [["__exit"]]))).toThrow(/stopped before finishing its task.*replaced/);
-    expect(performance.now() - t0).toBeLessThan(5_000);
-    // the next calls work, the replacement joins once it has started, and the numbers are unchanged
-    expect(lib.scaledDotProductAttention(q, q, q).data).toEqual(before);
-    await new Promise((ok) => setTimeout(ok, 300));
-    for (let i = 0; i < 20; i++) expect(lib.scaledDotProductAttention(q, q, q).data).toEqual(before);
+    const [{ runtime }, { Pool }] = await Promise.all([import("../src/init.js"), import("../src/threads.js")]);
+    const rt = runtime();
+    const module = new WebAssembly.Module(readFileSync(new URL("../build/kernels-threads.wasm", import.meta.url)));
+    const { kernels, marked } = faultyKernels(rt.kernels);
+    rt.pool.close();
+    rt.pool = await Pool.start(kernels, module, rt.heap.memory, 2, { hangMs: 500, workerSource });
+    return { lib, pool: rt.pool, marked };
+  }
+  const q = one.tensor(Float32Array.from({ length: 4 * 64 * 16 }, (_, i) => Math.sin(i)), [4, 64, 16]);
+  const want = one.scaledDotProductAttention(q, q, q).data;
+  const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+  const marks = () => Array.from({ length: 6 }, () => [MARKED]);
+
+  test("holding a task: the call fails with a ThreadError within the timeout, the workers are replaced, and later calls give the same bits", async () => {
+    const { lib, pool, marked } = await faultyPool(diesInMarkedCall);
+    expect(lib.scaledDotProductAttention(q, q, q).data).toEqual(want);
+    for (const round of ["the first worker", "its replacement"]) {
+      // a replacement takes part once it has started; until then this thread runs every task
+      let error: unknown = null;
+      let ms = 0;
+      for (let tries = 0; ; tries++) {
+        expect(tries, `${round} never took a task`).toBeLessThan(50);
+        marked.calls = 0;
+        const t0 = performance.now();
+        try {
+          pool.run(marks());
+        } catch (e) {
+          [error, ms] = [e, performance.now() - t0];
+          break;
+        }
+        expect(marked.calls, "with no worker, this thread runs every task").toBe(6);
+        await sleep(100);
+      }
+      expect(error, round).toBeInstanceOf(lib.ThreadError);
+      expect(String(error), round).toMatch(/stopped before finishing its task \(no progress for 500 ms\).*replaced/);
+      expect(ms, round).toBeLessThan(5_000);
+      expect(marked.calls, `${round} took a task (and died in it)`).toBeLessThan(6);
+      // at once, while the replacement starts, and after
+      expect(lib.scaledDotProductAttention(q, q, q).data).toEqual(want);
+      await sleep(200);
+      for (let i = 0; i < 20; i++) expect(lib.scaledDotProductAttention(q, q, q).data).toEqual(want);
+    }
+    expect(lib.memoryStats().liveBytes).toBe(0);
+    lib.shutdown();
+  });
+
+  test("idle: it costs nothing, this thread takes its share", async () => {
+    const { lib, pool, marked } = await faultyPool(diesWhenIdle);
+    pool.run(marks()); // no ThreadError: nothing waits for the dead worker
+    expect(marked.calls, "tasks run on this thread").toBe(6);
+    for (let i = 0; i < 20; i++) expect(lib.scaledDotProductAttention(q, q, q).data).toEqual(want);
     lib.shutdown();
   });
 });
