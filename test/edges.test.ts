@@ -89,21 +89,60 @@ describe("requests too large for WebAssembly memory", () => {
 });
 
 describe("concurrency", () => {
-  test("many modules alive at once, called from interleaved async tasks, give the same results as one by one", async () => {
-    const modules = Array.from({ length: 40 }, () => loaded(new lib.TransformerEncoderLayer(layer)));
-    const inputs = modules.map(() => t([2, 6, 8]));
-    const expected = modules.map((m, i) => m.forward(inputs[i]).data);
-    const results = await Promise.all(
-      modules.map(async (m, i) => {
-        const out: Float32Array[] = [];
-        for (let step = 0; step < 5; step++) {
-          await new Promise((ok) => setTimeout(ok, (i * 7 + step * 3) % 5));
-          out.push(m.forward(inputs[i]).data);
-        }
-        return out;
-      }),
-    );
-    results.forEach((outs, i) => outs.forEach((o) => expect(o).toEqual(expected[i])));
-    modules.forEach((m) => m.dispose());
+  // The API is synchronous, so async callers interleave only between calls. What lives across those
+  // awaits is state in WebAssembly memory (module weights, cache keys and values, resident tensors)
+  // while the other callers allocate, free, grow their caches and grow the memory itself.
+  test("decoders with their own KV caches and resident tensors, stepped from interleaved async tasks while the memory grows, give the bits of each run alone", async () => {
+    const seed = freshSeed();
+    const r = rng(seed);
+    const tensor = (shape: number[]) => lib.tensor(r.floats(shape.reduce((a, b) => a * b, 1), 0.5), shape);
+    const bits = (x: Float32Array) => Array.from(new Uint32Array(x.slice().buffer));
+    const chunks = [[0, 3], [3, 4], [4, 5], [5, 7], [7, 8]]; // positions fed per step: a prefill, then tokens
+    const decoders = Array.from({ length: 12 }, () => ({
+      model: loaded(new lib.TransformerEncoder({ layer, numLayers: 2 })),
+      tokens: tensor([1, 8, 8]),
+      query: tensor([2, 1, 4]),
+      key: tensor([2, 9, 4]),
+    }));
+    const before = lib.memoryStats();
+    const order: number[] = [];
+    // decoder i alone: its cache grows (capacity 2) and its keys stay resident for the whole run
+    async function decode(i: number, pause: (step: number) => Promise<void>): Promise<Float32Array[]> {
+      const { model, tokens, query, key } = decoders[i];
+      const cache = new lib.KVCache({ capacity: 2 });
+      const resident = lib.residentTensor(key.shape, key.data);
+      const out: Float32Array[] = [];
+      for (const [step, [a, b]] of chunks.entries()) {
+        await pause(step);
+        order.push(i);
+        out.push(model.forward(lib.tensor(tokens.data.slice(a * 8, b * 8), [1, b - a, 8]), { isCausal: true, cache }).data);
+        out.push(lib.scaledDotProductAttention(query, resident, resident).data);
+      }
+      cache.dispose();
+      resident.dispose();
+      return out;
+    }
+    const alone: Float32Array[][] = [];
+    for (let i = 0; i < decoders.length; i++) alone.push(await decode(i, async () => {}));
+    order.length = 0;
+
+    // all at once, each step after a pause of 0 to 3 ms, and a task that grows the memory twice meanwhile
+    const sleep = (ms: number) => new Promise<void>((ok) => setTimeout(ok, ms));
+    const pauses = decoders.map(() => chunks.map(() => Math.floor(r.next() * 4)));
+    const grow = async () => {
+      for (let n = 0; n < 2; n++) {
+        await sleep(1 + n);
+        const bytes = lib.memoryStats().bufferBytes;
+        lib.residentTensor([bytes / 4]).dispose(); // as many bytes as the memory has: it must grow
+        expect(lib.memoryStats().bufferBytes).toBeGreaterThan(bytes);
+      }
+    };
+    const [together] = await Promise.all([Promise.all(decoders.map((_, i) => decode(i, (step) => sleep(pauses[i][step])))), grow()]);
+
+    const switches = order.filter((d, n) => n > 0 && d !== order[n - 1]).length;
+    expect(switches, `seed ${seed}: the tasks interleaved`).toBeGreaterThan(decoders.length);
+    together.forEach((outs, i) => outs.forEach((o, k) => expect(bits(o), `seed ${seed}, decoder ${i}, output ${k}`).toEqual(bits(alone[i][k]))));
+    expect(lib.memoryStats().liveBytes).toBe(before.liveBytes);
+    decoders.forEach((d) => d.model.dispose());
   });
 });

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import vm from "node:vm";
 import { describe, expect, test, vi } from "vitest";
+import { attentionRef, expectClose, rng } from "./reference.js";
 
 // each test gets a fresh copy of the library: init state is per module instance
 async function fresh() {
@@ -42,11 +43,16 @@ describe("init", () => {
     ["an options object", () => ({ wasm: new WebAssembly.Module(bytes()) })],
   ];
   for (const [name, make] of sources) {
-    test(`takes ${name}`, async () => {
+    test(`takes ${name}, and computes attention with it (float64 reference)`, async () => {
       const lib = await fresh();
       await lib.init(make() as Parameters<typeof lib.init>[0]);
-      const out = lib.scaledDotProductAttention(q(lib), q(lib), q(lib));
-      expect(out.data.every(Number.isFinite)).toBe(true);
+      // two heads, odd lengths (tails in the kernel), keys and values of their own
+      const r = rng(11);
+      const dims = { batch: [1], Hq: 2, Hk: 2, Lq: 5, Lk: 7, E: 8, Ev: 3 };
+      const [qd, kd, vd] = [r.floats(2 * 5 * 8), r.floats(2 * 7 * 8), r.floats(2 * 7 * 3)];
+      const out = lib.scaledDotProductAttention(lib.tensor(qd, [1, 2, 5, 8]), lib.tensor(kd, [1, 2, 7, 8]), lib.tensor(vd, [1, 2, 7, 3]), { isCausal: true });
+      const ref = attentionRef(qd, kd, vd, dims, { causalOffset: 0 });
+      expectClose(out.data, ref.out, [1, 2, 5, 3], { atol: 2e-6, rtol: 1e-5 }, name);
     });
   }
 

@@ -3,7 +3,7 @@
 // must give what the functional API gives; decoding with a cache must equal the full forward.
 import { beforeAll, describe, expect, test } from "vitest";
 import * as lib from "../src/index.js";
-import { expectClose, freshSeed, rng } from "./reference.js";
+import { attentionRef, expectClose, freshSeed, rng } from "./reference.js";
 
 beforeAll(() => lib.init());
 
@@ -67,16 +67,32 @@ describe("MultiHeadAttention variants equal scaledDotProductAttention's", () => 
     }
   });
 
-  test("global tokens by forward option equal scaledDotProductAttention's", () => {
+  test("global tokens by forward option equal scaledDotProductAttention's, and the float64 reference with the equivalent mask", () => {
     const r = rng(freshSeed());
     const x = lib.tensor(r.floats(B * L * E), [B, L, E]);
     const h = lib.tensor(split(x.data), [B, H, L, hd]);
+    // the equivalent mask: the band of the window, every global key, every key for a global query
+    const allowed = (window: number, global: number[]) => (i: number, j: number) => Math.abs(i - j) <= window || global.includes(i) || global.includes(j);
+    const keep = (ok: (i: number, j: number) => boolean) => Uint8Array.from({ length: L * L }, (_, n) => (ok(Math.floor(n / L), n % L) ? 1 : 0));
     const { output } = identityMha({ window: [3, 3] }).forward(x, x, x, { globalTokens: [0, 20], needWeights: false });
-    expectClose(output.data, merge(lib.scaledDotProductAttention(h, h, h, { window: [3, 3], globalTokens: [0, 20] }).data), [B, L, E], { atol: 1e-5, rtol: 1e-5 });
-    const enc = new lib.TransformerEncoder({ layer: { dModel: E, nhead: H, dimFeedforward: 16, attention: { window: [4, 4] } }, numLayers: 1 });
-    enc.loadStateDict(Object.fromEntries(enc.params().map((p) => [p.key, lib.tensor(r.floats(p.shape.reduce((a, b) => a * b, 1), 0.3), p.shape)])));
-    expect(enc.forward(x, { globalTokens: [1] }).data).not.toEqual(enc.forward(x).data);
+    const sdpa = lib.scaledDotProductAttention(h, h, h, { window: [3, 3], globalTokens: [0, 20] });
+    expectClose(output.data, merge(sdpa.data), [B, L, E], { atol: 1e-5, rtol: 1e-5 });
+    const ref = attentionRef(h.data, h.data, h.data, { batch: [B], Hq: H, Hk: H, Lq: L, Lk: L, E: hd, Ev: hd }, { mask: { data: keep(allowed(3, [0, 20])), shape: [L, L] } });
+    expectClose(sdpa.data, ref.out, [B, H, L, hd], { atol: 2e-6, rtol: 1e-5 }, "scaledDotProductAttention with globalTokens");
+
+    // an encoder layer with a window and a global token equals the same weights without the window,
+    // given the equivalent mask (the modules' convention: true = NOT allowed)
+    const layer = { dModel: E, nhead: H, dimFeedforward: 16 };
+    const enc = new lib.TransformerEncoder({ layer: { ...layer, attention: { window: [4, 4] } }, numLayers: 1 });
+    const dense = new lib.TransformerEncoder({ layer, numLayers: 1 });
+    const dict = Object.fromEntries(enc.params().map((p) => [p.key, lib.tensor(r.floats(p.shape.reduce((a, b) => a * b, 1), 0.3), p.shape)]));
+    enc.loadStateDict(dict);
+    dense.loadStateDict(dict);
+    const mask = lib.tensor(keep(allowed(4, [1])).map((k) => 1 - k), [L, L]);
+    expectClose(enc.forward(x, { globalTokens: [1] }).data, dense.forward(x, { mask }).data, [B, L, E], { atol: 1e-5, rtol: 1e-5 }, "encoder with globalTokens");
     expect(() => enc.forward(x, { globalTokens: [1], isCausal: true })).toThrow(/globalTokens: not together with isCausal/);
+    enc.dispose();
+    dense.dispose();
   });
 
   test("a linear-attention stack decodes with a cache exactly as its full causal forward", () => {
