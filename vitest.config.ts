@@ -1,5 +1,23 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { defineConfig } from "vitest/config";
+
+// Two tiers. `slow`: the files below, which start browsers, other runtimes, npm pack or worker
+// threads, make 10,000 calls or survey every argument. `unit`: every other test file, new ones
+// included, for an answer in seconds (`npm run test:unit`). `npm test` runs both.
+const SLOW = [
+  "test/browser.test.ts", // headless Chromium
+  "test/playground.test.ts", // headless Chromium
+  "test/runtimes.test.ts", // Deno, Bun, workerd, the edge runtime
+  "test/examples.test.ts", // the examples in Node, Deno and workerd
+  "test/package.test.ts", // npm pack, publint, attw
+  "test/demo.test.ts", // the demo model and `npm start` in a child Node
+  "test/soak.test.ts", // 10,000 calls of every function
+  "test/threads.test.ts", // worker pools started and killed; a dead worker's 500 ms timeout, twice
+  "test/hardening-threads.test.ts", // worker pools at batches of hundreds of sequences
+  "test/hostile.test.ts", // every function x argument x kind of lie, and a property test over them
+];
+// a renamed slow file would land in the unit tier: say so
+for (const file of SLOW) if (!existsSync(new URL(file, import.meta.url))) console.warn(`vitest.config.ts: the slow tier lists ${file}, which does not exist`);
 
 export default defineConfig({
   plugins: [
@@ -15,8 +33,11 @@ export default defineConfig({
     },
   ],
   test: {
-    include: ["test/**/*.test.ts"],
     setupFiles: ["test/setup.ts"],
     testTimeout: 60_000,
+    projects: [
+      { extends: true, test: { name: "unit", include: ["test/**/*.test.ts"], exclude: SLOW } },
+      { extends: true, test: { name: "slow", include: SLOW } },
+    ],
   },
 });

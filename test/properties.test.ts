@@ -1,21 +1,19 @@
 // Property tests (fast-check) over random shapes, masks, options and values: the public functions
-// agree with the float64 reference, and loadSafetensors survives any mangled file. A fixed seed
-// runs in `npm test`; `npm run fuzz` runs many more with a fresh seed (FUZZ_RUNS, FUZZ_SEED).
+// agree with the float64 reference, and loadSafetensors survives any mangled file. `npm test` runs
+// a fixed seed; `npm run fuzz` runs many more with a fresh one; FUZZ_SEED and FUZZ_RUNS choose
+// (test/support/fuzz.ts), and a failure prints the command that replays it.
 import fc from "fast-check";
 import { beforeAll, describe, expect, test } from "vitest";
 import * as lib from "../src/index.js";
 import { attentionRef, expectClose, mhaRef } from "./reference.js";
-
-const runs = Number(process.env.FUZZ_RUNS ?? 60);
-const seed = Number(process.env.FUZZ_SEED ?? 20261128);
-const settings = { numRuns: runs, seed, endOnFailure: true };
+import { FUZZ_RUNS, FUZZ_SEED, assertProperty } from "./support/fuzz.js";
 
 beforeAll(() => lib.init());
 
 const floats = (n: number, scale = 1) => fc.float32Array({ minLength: n, maxLength: n, min: -scale, max: scale, noNaN: true, noDefaultInfinity: true });
 
-describe("properties", () => {
-  test("scaledDotProductAttention equals the float64 reference", () => {
+describe(`properties (FUZZ_SEED=${FUZZ_SEED}, FUZZ_RUNS=${FUZZ_RUNS})`, () => {
+  test("scaledDotProductAttention equals the float64 reference", ({ task }) => {
     const problem = fc
       .record({
         B: fc.integer({ min: 1, max: 2 }),
@@ -42,7 +40,8 @@ describe("properties", () => {
           m: fc.uint8Array({ minLength: p.Lq * p.Lk, maxLength: p.Lq * p.Lk, max: 3 }),
         }),
       );
-    fc.assert(
+    assertProperty(
+      task,
       fc.property(problem, ({ p, q, k, v, m }) => {
         const Hq = p.Hk * p.group;
         const qt = lib.tensor(q, [p.B, Hq, p.Lq, p.E]);
@@ -67,15 +66,15 @@ describe("properties", () => {
         });
         expectClose(out.data, ref.out, out.shape, { atol: 5e-6, rtol: 2e-5 });
       }),
-      settings,
     );
   });
 
-  test("Linear and LayerNorm equal the float64 reference", () => {
+  test("Linear and LayerNorm equal the float64 reference", ({ task }) => {
     const problem = fc.record({ M: fc.integer({ min: 1, max: 20 }), K: fc.integer({ min: 1, max: 70 }), N: fc.integer({ min: 1, max: 40 }) }).chain((p) =>
       fc.record({ p: fc.constant(p), x: floats(p.M * p.K, 3), w: floats(p.N * p.K), bias: floats(p.N), g: floats(p.K), beta: floats(p.K) }),
     );
-    fc.assert(
+    assertProperty(
+      task,
       fc.property(problem, ({ p, x, w, bias, g, beta }) => {
         const lin = new lib.Linear({ inFeatures: p.K, outFeatures: p.N }).loadStateDict({ weight: lib.tensor(w, [p.N, p.K]), bias: lib.tensor(bias, [p.N]) });
         const y = lin.forward(lib.tensor(x, [p.M, p.K]));
@@ -99,11 +98,10 @@ describe("properties", () => {
         expectClose(z.data, wantLn, [p.M, p.K], { atol: 1e-4, rtol: 1e-4 });
         ln.dispose();
       }),
-      settings,
     );
   });
 
-  test("MultiHeadAttention equals the float64 reference (self and cross, GQA, padding, causal)", () => {
+  test("MultiHeadAttention equals the float64 reference (self and cross, GQA, padding, causal)", ({ task }) => {
     const problem = fc
       .record({
         B: fc.integer({ min: 1, max: 3 }),
@@ -132,7 +130,8 @@ describe("properties", () => {
           pad: fc.uint8Array({ minLength: p.B * Lk, maxLength: p.B * Lk, max: 1 }),
         });
       });
-    fc.assert(
+    assertProperty(
+      task,
       fc.property(problem, ({ p, q, kv, w, b, ow, ob, pad }) => {
         const m = new lib.MultiHeadAttention({ embedDim: p.E, numHeads: p.H, numKvHeads: p.Hk, bias: p.bias });
         const dict: Record<string, lib.Tensor> = { in_proj_weight: lib.tensor(w, [w.length / p.E, p.E]), "out_proj.weight": lib.tensor(ow, [p.E, p.E]) };
@@ -147,11 +146,10 @@ describe("properties", () => {
         expectClose(weights!.data, ref.weights, weights!.shape, { atol: 1e-5, rtol: 1e-4 });
         m.dispose();
       }),
-      settings,
     );
   });
 
-  test("loadSafetensors on mutated and truncated files: tensors or a library error, never anything else", () => {
+  test("loadSafetensors on mutated and truncated files: tensors or a library error, never anything else", ({ task }) => {
     const header = JSON.stringify({ __metadata__: { a: "b" }, x: { dtype: "F32", shape: [2, 2], data_offsets: [0, 16] }, y: { dtype: "F16", shape: [3], data_offsets: [16, 22] }, z: { dtype: "BF16", shape: [], data_offsets: [22, 24] } });
     const valid = new Uint8Array(8 + header.length + 24);
     new DataView(valid.buffer).setBigUint64(0, BigInt(header.length), true);
@@ -163,7 +161,8 @@ describe("properties", () => {
       fc.record({ kind: fc.constant("truncate" as const), at: fc.nat(valid.length), value: fc.constant(0) }),
       fc.record({ kind: fc.constant("length" as const), at: fc.constant(0), value: fc.integer({ min: 0, max: 2 ** 31 }) }),
     );
-    fc.assert(
+    assertProperty(
+      task,
       fc.property(fc.array(mutation, { minLength: 1, maxLength: 4 }), (mutations) => {
         let bytes = valid.slice();
         for (const m of mutations) {
@@ -178,7 +177,7 @@ describe("properties", () => {
           expect(e).toBeInstanceOf(lib.WasmAttentionError);
         }
       }),
-      { ...settings, numRuns: runs * 20 },
+      FUZZ_RUNS * 20,
     );
   });
 });
