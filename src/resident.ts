@@ -1,7 +1,7 @@
-import { ShapeError, StateError } from "./errors.js";
+import { ArgumentError, ShapeError, StateError } from "./errors.js";
 import { runtime } from "./init.js";
 import type { Scope } from "./memory.js";
-import { type ResidentInfo, type Snapshot, type Tensor, checkShape, fmt, honest, registerResident, size, typedKind } from "./tensor.js";
+import { type ResidentInfo, type Snapshot, type Tensor, checkShape, describe, fmt, honest, registerResident, size, typedKind } from "./tensor.js";
 
 /**
  * A float32 tensor that lives in WebAssembly memory: passing it to a function copies nothing.
@@ -56,7 +56,12 @@ export function residentTensor(shape: readonly number[], data?: ArrayLike<number
   }
   const n = size(dims);
   // read the caller's data once: a typed array through its internal length, else a plain copy
-  const values = data === undefined ? undefined : typedKind(data) ? Float32Array.from(honest<Float32Array>(data)) : Float32Array.from(data);
+  let values: Float32Array | undefined;
+  try {
+    values = data === undefined ? undefined : typedKind(data) ? Float32Array.from(honest<Float32Array>(data)) : Float32Array.from(data);
+  } catch (cause) {
+    throw new ArgumentError(`residentTensor: data must be an array of numbers, got ${describe(data)} (${String(cause)})`);
+  }
   if (values !== undefined && values.length !== n) throw new ShapeError(`residentTensor: shape ${fmt(dims)} holds ${n} elements but data has ${values.length}`);
   heap.need("residentTensor", 4 * n);
   const at = heap.alloc(4 * n);

@@ -39,6 +39,10 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
       continue;
     }
     const source = fileSource(t);
+    // a file's bytes transferred (or otherwise detached) since loadSafetensors read its header
+    if (source && source.bytes.byteLength === 0 && source.shape.every((d) => d > 0)) {
+      throw new ArgumentError(`${fn}: state dict "${key}": the file's bytes were detached (transferred?) after loadSafetensors; keep the buffer until the load is done`);
+    }
     const dtype = source ? undefined : (t as { dtype?: unknown } | null)?.dtype;
     if (typeof dtype === "string" && INTEGER.has(dtype)) {
       throw new ArgumentError(`${fn}: state dict "${key}" is an ${dtype} tensor; modules take float tensors (F32, F16, BF16 or F64 in a safetensors file)`);

@@ -84,7 +84,13 @@ export function tensor(data: Float32Array | Uint8Array | ArrayLike<number> | rea
   else if (Array.isArray(data) && data.length > 0 && data.every((x) => typeof x === "boolean")) typed = Uint8Array.from(data as boolean[], Number);
   else if (Array.isArray(data) && data.some((x) => typeof x === "boolean")) {
     throw new ArgumentError("tensor: data mixes booleans and numbers; a boolean mask takes only booleans (or a Uint8Array of 0 and 1)");
-  } else typed = Float32Array.from(data as ArrayLike<number>);
+  } else {
+    try {
+      typed = Float32Array.from(data as ArrayLike<number>);
+    } catch (cause) {
+      throw new ArgumentError(`tensor: data must be a Float32Array, a Uint8Array or an array of numbers, got ${describe(data)} (${String(cause)})`);
+    }
+  }
   const n = kind ? typedLength.call(typed) : typed.length;
   if (n !== size(dims)) throw new ShapeError(`tensor: shape ${fmt(dims)} holds ${size(dims)} elements but data has ${n}`);
   return { data: typed, shape: dims } as Tensor | BoolTensor;

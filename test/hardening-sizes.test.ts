@@ -146,8 +146,8 @@ describe("options that do not fit the kernels' types are ArgumentErrors", () => 
 });
 
 describe("an OutOfMemoryError before the work", () => {
-  test("MultiHeadAttention with needWeights on [1, 19000, 2] (embedDim 2, one head): OutOfMemoryError in < 2 s, WebAssembly memory as before (child process)", async () => {
-    const json = await expectPrompt("mha-weights-19000", 2_000, 10_000);
+  test("MultiHeadAttention with needWeights on [1, 40000, 2] (embedDim 2, one head; 6.4 GB of weights): OutOfMemoryError in < 2 s, WebAssembly memory as before (child process)", async () => {
+    const json = await expectPrompt("mha-weights-40000", 2_000, 10_000);
     expect(json.name, String(json.message)).toBe("OutOfMemoryError");
     expect(json.after).toEqual(json.before);
   }, 30_000);

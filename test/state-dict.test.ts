@@ -218,3 +218,17 @@ describe("from the file's bytes into WebAssembly memory", () => {
     ref.dispose();
   });
 });
+
+describe("a file whose bytes are transferred after loadSafetensors", () => {
+  test("loadStateDict names the key and the cause instead of a raw TypeError; nothing is loaded", () => {
+    const r = rng(freshSeed());
+    const { bytes } = file({ weight: tensor(r.floats(12, 1), [3, 4]), bias: tensor(r.floats(3, 1), [3]) }, "F32");
+    const dict = loadSafetensors(bytes);
+    structuredClone(bytes.buffer, { transfer: [bytes.buffer as ArrayBuffer] }); // detaches the caller's buffer
+    const live = memoryStats().liveBytes;
+    const m = new Linear({ inFeatures: 4, outFeatures: 3 });
+    expect(() => m.loadStateDict(dict)).toThrow(ArgumentError);
+    expect(() => m.loadStateDict(dict)).toThrow(/state dict "weight": the file's bytes were detached/);
+    expect(memoryStats().liveBytes).toBe(live);
+  });
+});
