@@ -166,6 +166,13 @@ describe("init() and shutdown()", () => {
     });
   }
 
+  test("init() asking for other valid options than the loaded ones is an InitError naming what is loaded; the same options resolve", async () => {
+    const lib = await fresh();
+    await expect(lib.init({ simd: "relaxed" })).rejects.toThrow(lib.InitError);
+    await expect(lib.init({ simd: "baseline", threads: 2 })).rejects.toThrow(/is loaded; this call asks for .*2 threads.*shutdown\(\) first/);
+    await expect(lib.init({ simd: "baseline" })).resolves.toBeUndefined();
+  });
+
   test("init(a string) after a successful init() rejects with a WasmAttentionError (before it, an ArgumentError), keeping the loaded module", async () => {
     const lib = await fresh();
     await expect(lib.init("kernels.wasm" as never)).rejects.toThrow(lib.WasmAttentionError);
