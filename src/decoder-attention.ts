@@ -1,0 +1,203 @@
+// The self-attention of Llama-style decoder layers (Hugging Face's LlamaAttention and its
+// Mistral, Qwen2, Qwen3 and Gemma 2 variants): separate q/k/v/o projections, grouped-query heads,
+// optional per-head q/k RMSNorm (Qwen3), RoPE from a shared cos/sin table at each row's own
+// position, causal attention with an optional sliding window and logit soft-capping, over the
+// keys each sequence has (its runs of cached keys and the new ones), never over padding.
+import { type Features, readVariant } from "./features.js";
+import type { KeyRun } from "./decoder-cache.js";
+import { Linear } from "./linear.js";
+import { type Ctx, Module, type Param, nested, prefixed } from "./module.js";
+import { RMSNorm } from "./rmsnorm.js";
+import { attention } from "./route.js";
+import { runtime } from "./init.js";
+
+/** @internal what every layer of one forward shares */
+export interface Step {
+  B: number;
+  /** new rows (columns) per sequence */
+  L: number;
+  /** i32 [B * L] in WebAssembly memory: each row's RoPE position */
+  positions: number;
+  /** the RoPE table, covering every position of `positions` */
+  cos: number;
+  sin: number;
+  /** the position of query row 0 of each sequence (negative under leading padding) */
+  qpos0: readonly number[];
+  /**
+   * The runs of keys sequence b reads in `layer`, once the new rows' keys and values are at K and V
+   * ([B * L, kvDim], RoPE applied): a cache stores the real ones first.
+   */
+  runs(layer: number, b: number, K: number, V: number): KeyRun[];
+}
+
+export interface DecoderAttentionOptions {
+  hiddenSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Biases on q_proj, k_proj, v_proj (Qwen2; Llama's attention_bias). */
+  qkvBias: boolean;
+  /** Bias on o_proj (Llama's attention_bias). */
+  oBias: boolean;
+  /** Qwen3: RMSNorm over each head of queries and keys, before RoPE (q_norm, k_norm). */
+  qkNorm: boolean;
+  rmsNormEps: number;
+  /** Gemma's (1 + weight) RMSNorm. */
+  unitOffset: boolean;
+  /** The w most recent keys, the query's own included; null: all. */
+  slidingWindow: number | null;
+  /** Scores become softcap * tanh(score / softcap) (Gemma 2); 0: none. */
+  softcap: number;
+  /** The scores' factor: headDim ** -0.5, Gemma 2's query_pre_attn_scalar ** -0.5. */
+  scale: number;
+}
+
+/** @internal one decoder layer's self_attn: q_proj, k_proj, v_proj, o_proj (and q_norm, k_norm) */
+export class DecoderAttention extends Module {
+  readonly o: Readonly<DecoderAttentionOptions>;
+  readonly #q: Linear;
+  readonly #k: Linear;
+  readonly #v: Linear;
+  readonly #out: Linear;
+  readonly #qNorm: RMSNorm | null;
+  readonly #kNorm: RMSNorm | null;
+  readonly #features: Features;
+
+  constructor(o: DecoderAttentionOptions) {
+    super();
+    this.o = Object.freeze({ ...o });
+    const { hiddenSize: H, numHeads: Hq, numKvHeads: Hk, headDim: hd } = o;
+    this.#q = new Linear({ inFeatures: H, outFeatures: Hq * hd, bias: o.qkvBias });
+    this.#k = new Linear({ inFeatures: H, outFeatures: Hk * hd, bias: o.qkvBias });
+    this.#v = new Linear({ inFeatures: H, outFeatures: Hk * hd, bias: o.qkvBias });
+    this.#out = new Linear({ inFeatures: Hq * hd, outFeatures: H, bias: o.oBias });
+    const norm = () => new RMSNorm({ normalizedShape: hd, eps: o.rmsNormEps, unitOffset: o.unitOffset });
+    this.#qNorm = o.qkNorm ? norm() : null;
+    this.#kNorm = o.qkNorm ? norm() : null;
+    const variant = readVariant({ window: o.slidingWindow === null ? undefined : [o.slidingWindow - 1, 0], softcap: o.softcap || undefined }, Hq, hd);
+    this.#features = { ...variant.features, causal: true, scale: Math.fround(o.scale) };
+  }
+
+  protected override children(): Module[] {
+    return [this.#q, this.#k, this.#v, this.#out, ...(this.#qNorm ? [this.#qNorm, this.#kNorm!] : [])];
+  }
+
+  params(): Param[] {
+    return [
+      ...prefixed("q_proj.", this.#q.params()),
+      ...prefixed("k_proj.", this.#k.params()),
+      ...prefixed("v_proj.", this.#v.params()),
+      ...prefixed("o_proj.", this.#out.params()),
+      ...(this.#qNorm ? [...prefixed("q_norm.", this.#qNorm.params()), ...prefixed("k_norm.", this.#kNorm!.params())] : []),
+    ];
+  }
+
+  /** @internal bytes of scratch run() takes at its peak for M rows and at most Lk keys per sequence */
+  footprint(M: number, Lk: number, B: number): number {
+    const { kernels: K, pool } = runtime();
+    const { numHeads: Hq, numKvHeads: Hk, headDim: hd } = this.o;
+    // Q, K, V, the output and a second pass with its stats (sequences that share a prefix)
+    return 4 * M * (3 * Hq * hd + 2 * Hk * hd) + 16 * B * Hq * M + pool.size * (K.attention_f32_workspace(Lk, hd, hd) + K.gemm_f32_workspace()) + 4096;
+  }
+
+  /** @internal out (M, hidden) = o_proj(attention of x (M, hidden)) + residual (0: none; may be out) */
+  run(outer: Ctx, out: number, x: number, step: Step, layer: number, residual = 0): void {
+    nested(outer, (ctx) => {
+      const { K, scope } = ctx;
+      const { numHeads: Hq, numKvHeads: Hk, headDim: hd } = this.o;
+      const { B, L } = step;
+      const M = B * L;
+      const [qDim, kvDim] = [Hq * hd, Hk * hd];
+      // 1. projections [M, heads * hd]; Qwen3 normalises each head; RoPE at each row's position
+      const Q = scope.alloc(4 * M * qDim);
+      const Kn = scope.alloc(4 * M * kvDim);
+      const Vn = scope.alloc(4 * M * kvDim);
+      this.#q.run(ctx, Q, x, M);
+      this.#k.run(ctx, Kn, x, M);
+      this.#v.run(ctx, Vn, x, M);
+      if (this.#qNorm) {
+        this.#qNorm.run(ctx, Q, Q, M * Hq);
+        this.#kNorm!.run(ctx, Kn, Kn, M * Hk);
+      }
+      const half = hd / 2;
+      K.rope_f32_table(Q, M, L, qDim, Hq, hd, half, step.positions, 0, step.cos, step.sin, false);
+      K.rope_f32_table(Kn, M, L, kvDim, Hk, hd, half, step.positions, 0, step.cos, step.sin, false);
+      // 2. the keys each sequence reads (the cache stores the new ones first), then attention
+      const runs = Array.from({ length: B }, (_, b) => step.runs(layer, b, Kn, Vn));
+      const attn = scope.alloc(4 * M * qDim);
+      attendRuns(ctx, this.#features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0 });
+      // 3. out = o_proj(attention) + residual
+      this.#out.run(ctx, out, attn, M, residual);
+    });
+  }
+}
+
+/**
+ * Causal attention of every sequence's L queries (rows of Q [B * L, Hq * hd]) over its runs of
+ * keys, into out [B * L, Hq * hd]. One kernel pass per run index, each sequence's run j read in
+ * place with its own diagonal; the passes' softmaxes are merged row by row. A sequence without
+ * keys gets zeros.
+ */
+function attendRuns(
+  ctx: Ctx, f: Features,
+  a: { B: number; L: number; Hq: number; Hk: number; hd: number; Q: number; out: number; runs: KeyRun[][]; qpos0: readonly number[] },
+): void {
+  const { K, scope, heap } = ctx;
+  const { B, L, Hq, Hk, hd, Q, runs } = a;
+  const qDim = Hq * hd;
+  const kvDim = Hk * hd;
+  const passes = Math.max(0, ...runs.map((r) => r.length));
+  if (passes === 0) {
+    heap.f32(a.out, B * L * qDim).fill(0);
+    return;
+  }
+  const rows = B * Hq * L;
+  const stats = passes > 1 ? scope.alloc(8 * rows) : 0;
+  const stats2 = passes > 1 ? scope.alloc(8 * rows) : 0;
+  const out2 = passes > 1 ? scope.alloc(4 * B * L * qDim) : 0;
+  for (let j = 0; j < passes; j++) {
+    const target = j === 0 ? a.out : out2;
+    const run = (b: number) => runs[b][j];
+    const Lk = Math.max(...runs.map((r) => r[j]?.n ?? 0));
+    const layout = {
+      B, Hq, Hk, Lq: L, Lk, E: hd, Ev: hd,
+      q: (b: number, h: number) => Q + 4 * (b * L * qDim + h * hd),
+      k: (b: number, g: number) => (run(b)?.k ?? Q) + 4 * g * hd,
+      v: (b: number, g: number) => (run(b)?.v ?? Q) + 4 * g * hd,
+      out: (b: number, h: number) => target + 4 * (b * L * qDim + h * hd),
+      qStride: qDim, kStride: kvDim, vStride: kvDim, outStride: qDim,
+    };
+    // run j of sequence b holds positions pos0..: query i (at position qpos0 + i) sees key t when t <= i + qpos0 - pos0
+    const keyRange = (b: number) => {
+      const r = run(b);
+      return r ? ([0, r.n, a.qpos0[b] - r.pos0] as const) : ([0, 0, 0] as const);
+    };
+    attention(ctx, layout, f, { diag: 0, mask: null, weights: 0, keyRange, stats: passes > 1 ? (j === 0 ? stats : stats2) : 0 });
+    if (j === 0) continue;
+    for (let b = 0; b < B; b++) {
+      if (!run(b)) continue;
+      for (let h = 0; h < Hq; h++) {
+        const n = (b * Hq + h) * L;
+        const at = 4 * (b * L * qDim + h * hd);
+        K.attention_f32_merge(a.out + at, qDim, stats + 8 * n, out2 + at, qDim, stats2 + 8 * n, L, hd);
+      }
+      if (j < passes - 1) mergeStats(heap.f32(stats + 8 * b * Hq * L, 2 * Hq * L), heap.f32(stats2 + 8 * b * Hq * L, 2 * Hq * L));
+    }
+  }
+}
+
+// (max, sum) of the softmax over both passes' keys, into s1, for a further merge
+function mergeStats(s1: Float32Array, s2: Float32Array): void {
+  for (let i = 0; i < s1.length; i += 2) {
+    const [m1, l1, m2, l2] = [s1[i], s1[i + 1], s2[i], s2[i + 1]];
+    if (l2 === 0) continue;
+    if (l1 === 0) {
+      s1[i] = m2;
+      s1[i + 1] = l2;
+      continue;
+    }
+    const m = Math.max(m1, m2);
+    s1[i] = m;
+    s1[i + 1] = l1 * Math.exp(m1 - m) + l2 * Math.exp(m2 - m);
+  }
+}

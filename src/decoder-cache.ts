@@ -1,0 +1,464 @@
+// The key/value cache of a decoder-only model (CausalLM.createCache): per sequence of the batch
+// and per layer, the keys and values of the real tokens only (left padding is never stored),
+// after RoPE, in blocks of WebAssembly memory that sequences may share.
+//
+// Layout. A full-attention layer holds a sequence's keys as a list of segments, each a run of
+// rows of a block: positions pos0 .. pos0 + n - 1 at rows from .. from + n - 1. A block is shared
+// (reference-counted) between the sequences of fork() and reorder() duplicates: the prefix is
+// never copied. Appending writes in place when the sequence's last segment ends where its block's
+// rows end (`used`); otherwise (another sequence already appended there) it starts a new segment
+// in a new block, so attention reads a sequence's keys as one contiguous run per segment and
+// merges the runs' softmaxes. A sliding-window layer holds one block of its own per sequence:
+// the last window - 1 positions and room for more; when full, those rows move to the front
+// (amortised O(1) per token), so its memory stops growing.
+import { ArgumentError, ShapeError, StateError } from "./errors.js";
+import { runtime } from "./init.js";
+import type { Heap } from "./memory.js";
+import { int } from "./check.js";
+import { checkOptions, describe } from "./tensor.js";
+
+/** What the cache holds per layer: the width of its key rows and its sliding window (null: none). */
+export interface CacheLayerSpec {
+  kvDim: number;
+  window: number | null;
+}
+
+/** @internal rows of keys and values, [capacity, kvDim] each */
+interface Block {
+  k: number;
+  v: number;
+  capacity: number;
+  kvDim: number;
+  /** rows written or reserved, 0..used: appending in place continues at used */
+  used: number;
+  /** segments that read this block */
+  refs: number;
+}
+
+/** @internal positions pos0 .. pos0 + n - 1 of a sequence, at rows from .. from + n - 1 of block */
+interface Segment {
+  block: Block;
+  from: number;
+  n: number;
+  pos0: number;
+}
+
+/** @internal a sequence's keys and values in one layer; `pending` rows are being written after the last segment */
+interface Lane {
+  segments: Segment[];
+  pending: number;
+}
+
+/** @internal one sequence of the batch: left padding (columns without a token) and a lane per layer */
+interface Sequence {
+  pads: number;
+  lanes: Lane[];
+}
+
+/** @internal the blocks of a cache and its forks: one heap, freed when the last reference goes */
+interface Store {
+  heap: Heap;
+  blocks: Set<Block>;
+}
+
+/** @internal a run of keys for attention: positions pos0 .. pos0 + n - 1, rows kvDim apart */
+export interface KeyRun {
+  k: number;
+  v: number;
+  n: number;
+  pos0: number;
+}
+
+export interface DecoderCacheOptions {
+  /** "f32" (default). "f16" and "q8" are the subject of another issue. */
+  dtype?: string;
+}
+
+const MIN_ROWS = 16;
+
+/**
+ * The keys and values of past tokens of one CausalLM, for decoding: `model.forward(prompt, {
+ * cache })` prefills it, later calls add one token (or more) at a time, with `attentionMask`
+ * covering the past and the new tokens as in Hugging Face. Each sequence of a batch keeps its own
+ * length: left padding is never stored nor read.
+ *
+ * `truncate(n)` forgets every column from n on (speculative decoding, retries), `reorder(indices)`
+ * keeps, repeats or drops sequences (beam search; generation drops finished ones), `fork()` makes
+ * an independent cache that shares what is cached so far without copying it (a prompt's prefix for
+ * several continuations). Sliding-window layers keep only their window, so their memory stops
+ * growing. A failed call (out of memory, a bad argument) leaves the cache as it was.
+ */
+export class DecoderCache {
+  readonly dtype = "f32";
+  readonly #owner: object;
+  readonly #layers: readonly CacheLayerSpec[];
+  readonly #store: Store;
+  #seqs: Sequence[] = [];
+  #length = 0;
+  #disposed = false;
+
+  /** @internal made by CausalLM.createCache() */
+  constructor(owner: object, layers: readonly CacheLayerSpec[], options: DecoderCacheOptions = {}, store?: Store) {
+    const o = checkOptions("createCache options", options, ["dtype"]);
+    const dtype = o.dtype ?? "f32";
+    if (dtype === "f16" || dtype === "q8") throw new ArgumentError(`createCache: dtype "${dtype}" is not supported yet (quantised caches are another issue); use "f32"`);
+    if (dtype !== "f32") throw new ArgumentError(`createCache: dtype must be "f32", got ${describe(dtype)}`);
+    this.#owner = owner;
+    this.#layers = layers;
+    if (store) this.#store = store;
+    else {
+      const blocks = new Set<Block>();
+      this.#store = { heap: runtime().heap, blocks };
+      // the blocks are freed when every cache of the family is gone (a dropped cache's own
+      // references are only released by dispose() or with the family)
+      this.#store.heap.track(this.#store, blocksOf(blocks));
+    }
+  }
+
+  /** Columns cached so far: past tokens, left padding included (the width of the attention mask's past). */
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Sequences in the cache (0 before the first call). */
+  get batchSize(): number {
+    return this.#seqs.length;
+  }
+
+  /** Real (not padding) tokens cached for each sequence. */
+  get sequenceLengths(): number[] {
+    return this.#seqs.map((s) => Math.max(0, this.#length - s.pads));
+  }
+
+  /** Bytes of WebAssembly memory of the blocks this cache reads (shared blocks counted once). */
+  get byteLength(): number {
+    const seen = new Set<Block>();
+    for (const s of this.#seqs) for (const l of s.lanes) for (const g of l.segments) seen.add(g.block);
+    let n = 0;
+    for (const b of seen) n += 8 * b.capacity * b.kvDim;
+    return n;
+  }
+
+  /** Empties the cache for a new batch (its memory is freed). */
+  reset(): void {
+    this.#assertUsable();
+    for (const s of this.#seqs) this.#releaseSeq(s);
+    this.#seqs = [];
+    this.#length = 0;
+  }
+
+  /** Frees the cache's memory (blocks shared with a fork stay with it). Using it afterwards is a StateError. */
+  dispose(): void {
+    if (this.#disposed) return;
+    if (!this.#store.heap.closed) for (const s of this.#seqs) this.#releaseSeq(s);
+    this.#seqs = [];
+    this.#disposed = true;
+  }
+
+  /**
+   * Forgets every column from n on (0 <= n <= length): the next call continues at column n. A
+   * sliding-window layer can only go back as far as it still holds the window before n: further
+   * is a StateError, with the cache unchanged.
+   */
+  truncate(n: number): void {
+    this.#assertUsable();
+    int("truncate: n", n, 0, this.#length);
+    if (n === this.#length) return;
+    // check every sliding lane first: nothing changes unless all can be cut
+    for (const s of this.#seqs) {
+      const keep = Math.max(0, n - s.pads);
+      s.lanes.forEach((lane, i) => {
+        const w = this.#layers[i].window;
+        if (w === null) return;
+        const g = lane.segments[0];
+        if (g && keep > 0 && g.pos0 > Math.max(0, keep - (w - 1))) {
+          throw new StateError(`truncate(${n}): layer ${i} slides over a window of ${w} and no longer holds the keys before position ${g.pos0}; it can go back to column ${g.pos0 + w - 1 + s.pads} at most`);
+        }
+      });
+    }
+    for (const s of this.#seqs) {
+      const keep = Math.max(0, n - s.pads);
+      s.pads = Math.min(s.pads, n);
+      for (const lane of s.lanes) this.#cut(lane, keep);
+    }
+    this.#length = n;
+  }
+
+  /**
+   * Keeps the sequences `indices` in that order: a sequence may be repeated (beam search: its
+   * keys are then shared, not copied, except a sliding window's few rows) or left out (freed).
+   */
+  reorder(indices: readonly number[] | Int32Array): void {
+    this.#assertUsable();
+    const B = this.#seqs.length;
+    if (!Array.isArray(indices) && !(indices instanceof Int32Array)) throw new ArgumentError(`reorder: expected an array of sequence indices, got ${describe(indices)}`);
+    const list = Array.from(indices as ArrayLike<number>, (x, i) => int(`reorder: indices[${i}]`, x, 0, Math.max(0, B - 1)));
+    if (B === 0 && list.length) throw new StateError("reorder: the cache holds no sequence yet");
+    const taken = new Set<number>();
+    // the memory of the copies (sliding windows) is checked before any is made
+    this.#store.heap.need("DecoderCache.reorder", list.reduce((n, i) => n + (taken.has(i) ? this.#cloneBytes(this.#seqs[i]) : (taken.add(i), 0)), 0));
+    taken.clear();
+    const next = list.map((i) => (taken.has(i) ? this.#clone(this.#seqs[i]) : (taken.add(i), this.#seqs[i])));
+    this.#seqs.forEach((s, i) => {
+      if (!taken.has(i)) this.#releaseSeq(s);
+    });
+    this.#seqs = next;
+    if (!next.length) this.#length = 0;
+  }
+
+  /**
+   * A new cache of the same model holding what this one holds, sharing its memory (no copy of the
+   * keys of full-attention layers; sliding windows copy their few rows). The two continue
+   * independently: appending, truncating or disposing one never changes the other.
+   */
+  fork(): DecoderCache {
+    this.#assertUsable();
+    this.#store.heap.need("DecoderCache.fork", this.#seqs.reduce((n, s) => n + this.#cloneBytes(s), 0));
+    const copy = new DecoderCache(this.#owner, this.#layers, {}, this.#store);
+    copy.#seqs = this.#seqs.map((s) => this.#clone(s));
+    copy.#length = this.#length;
+    return copy;
+  }
+
+  /** @internal throws unless `owner` may run a batch of B on this cache */
+  check(owner: object, B: number): void {
+    this.#assertUsable();
+    if (owner !== this.#owner) throw new StateError("cache: it belongs to another model; make one with this model's createCache()");
+    if (this.#length > 0 && B !== this.#seqs.length) {
+      throw new ShapeError(`cache: it holds a batch of ${this.#seqs.length} sequences, the input has ${B}; use a new cache, reorder() it or reset() it`);
+    }
+  }
+
+  /** @internal the left padding of sequence b so far (columns without a token) */
+  pads(b: number): number {
+    return this.#length === 0 ? 0 : this.#seqs[b].pads;
+  }
+
+  /**
+   * @internal before a forward of B sequences adding L columns, `pads[b]` of them (the first
+   * ones) padding: makes room in every lane, or throws with the cache unchanged. Room is made by
+   * changes that keep what the cache holds (a longer block, a new segment, a window's rows moved).
+   */
+  begin(owner: object, B: number, L: number, pads: Int32Array): void {
+    this.check(owner, B);
+    if (this.#length === 0 && this.#seqs.length !== B) {
+      for (const s of this.#seqs) this.#releaseSeq(s);
+      this.#seqs = Array.from({ length: B }, () => ({ pads: 0, lanes: this.#layers.map(() => ({ segments: [], pending: 0 })) }));
+    }
+    const plans: (() => void)[] = [];
+    let bytes = 0;
+    this.#seqs.forEach((s, b) => {
+      const add = this.#length + L - Math.max(pads[b], this.#length);
+      s.lanes.forEach((lane, i) => {
+        lane.pending = 0;
+        const plan = this.#planRoom(lane, this.#layers[i], add, Math.max(0, this.#length - s.pads));
+        if (!plan) return;
+        bytes += plan.bytes;
+        plans.push(plan.run);
+      });
+    });
+    this.#store.heap.need("DecoderCache", bytes);
+    for (const run of plans) run();
+    this.#seqs.forEach((s, b) => {
+      const add = this.#length + L - Math.max(pads[b], this.#length);
+      for (const lane of s.lanes) {
+        lane.pending = add;
+        const last = lane.segments[lane.segments.length - 1];
+        if (add > 0) last.block.used = Math.max(last.block.used, last.from + last.n + add);
+      }
+    });
+  }
+
+  /**
+   * @internal where sequence b's new rows of `layer` go (the address of the first, for keys and
+   * values) and the runs of keys its queries read, the new rows included
+   */
+  lane(b: number, layer: number): { k: number; v: number; runs: KeyRun[] } {
+    const lane = this.#seqs[b].lanes[layer];
+    const kvDim = this.#layers[layer].kvDim;
+    const segs = lane.segments;
+    const runs: KeyRun[] = segs.map((g, j) => {
+      const n = g.n + (j === segs.length - 1 ? lane.pending : 0);
+      return { k: g.block.k + 4 * g.from * kvDim, v: g.block.v + 4 * g.from * kvDim, n, pos0: g.pos0 };
+    }).filter((r) => r.n > 0);
+    const last = segs[segs.length - 1];
+    const row = last ? 4 * (last.from + last.n) * kvDim : 0;
+    return { k: last ? last.block.k + row : 0, v: last ? last.block.v + row : 0, runs };
+  }
+
+  /** @internal after the whole forward succeeded: its rows are part of the cache */
+  commit(L: number, pads: Int32Array): void {
+    this.#seqs.forEach((s, b) => {
+      s.pads = pads[b];
+      for (const lane of s.lanes) {
+        if (lane.pending) lane.segments[lane.segments.length - 1].n += lane.pending;
+        lane.pending = 0;
+      }
+    });
+    this.#length += L;
+  }
+
+  // what making room for `add` rows in `lane` takes: bytes to allocate and the change, or null
+  // when the rows fit where the lane ends. `real` is the number of positions cached so far.
+  #planRoom(lane: Lane, spec: CacheLayerSpec, add: number, real: number): { bytes: number; run: () => void } | null {
+    if (add === 0) return null;
+    const segs = lane.segments;
+    const last = segs[segs.length - 1];
+    const rowBytes = 8 * spec.kvDim;
+    if (spec.window !== null) return this.#planWindow(lane, spec, add, real);
+    if (last && last.block.refs === 1) last.block.used = last.from + last.n; // rows reserved by a failed call
+    const end = last ? last.from + last.n : 0;
+    if (last && end === last.block.used && end + add <= last.block.capacity) return null;
+    if (last && last.block.refs === 1 && end === last.block.used) {
+      // the lane's own block is full: a longer one, its rows copied (doubling: amortised O(1))
+      const capacity = Math.max(2 * last.block.capacity, last.n + add);
+      return {
+        bytes: capacity * rowBytes,
+        run: () => {
+          const block = this.#alloc(capacity, spec.kvDim);
+          this.#copyRows(block, 0, last.block, last.from, last.n, spec.kvDim);
+          block.used = last.n;
+          this.#unref(last.block);
+          Object.assign(last, { block, from: 0 });
+        },
+      };
+    }
+    // a first segment, or the last one's block is shared and continued by another sequence
+    const capacity = Math.max(MIN_ROWS, add, last ? last.n : 0);
+    return {
+      bytes: capacity * rowBytes,
+      run: () => segs.push({ block: this.#alloc(capacity, spec.kvDim), from: 0, n: 0, pos0: real }),
+    };
+  }
+
+  // a sliding window's lane: one block of its own holding the last window - 1 positions and
+  // room for `chunk` more; when full, the rows still needed move to the front
+  #planWindow(lane: Lane, spec: CacheLayerSpec, add: number, real: number): { bytes: number; run: () => void } | null {
+    const w = spec.window!;
+    const chunk = Math.max(MIN_ROWS, Math.ceil(w / 4));
+    const target = w - 1 + chunk;
+    const g = lane.segments[0];
+    if (!g) {
+      const capacity = Math.max(target, add);
+      return { bytes: 8 * capacity * spec.kvDim, run: () => lane.segments.push({ block: this.#alloc(capacity, spec.kvDim), from: 0, n: 0, pos0: real }) };
+    }
+    if (g.from + g.n + add <= g.block.capacity) return null;
+    const keep = Math.min(g.n, w - 1);
+    const need = keep + add;
+    const shift = () => {
+      g.pos0 += g.n - keep;
+      g.from += g.n - keep;
+      g.n = keep;
+    };
+    if (need <= g.block.capacity && (g.block.capacity <= target || need > target)) {
+      // move the kept rows to the front of the same block
+      return {
+        bytes: 0,
+        run: () => {
+          shift();
+          this.#copyRows(g.block, 0, g.block, g.from, keep, spec.kvDim);
+          g.from = 0;
+          g.block.used = keep;
+        },
+      };
+    }
+    // a block of the steady size (after a long prefill), or a longer one for a long chunk
+    const capacity = Math.max(target, need);
+    return {
+      bytes: 8 * capacity * spec.kvDim,
+      run: () => {
+        shift();
+        const block = this.#alloc(capacity, spec.kvDim);
+        this.#copyRows(block, 0, g.block, g.from, keep, spec.kvDim);
+        block.used = keep;
+        this.#unref(g.block);
+        Object.assign(g, { block, from: 0 });
+      },
+    };
+  }
+
+  // keeps positions 0 .. keep - 1 of a lane: segments that start at keep or later go
+  #cut(lane: Lane, keep: number): void {
+    const segs = lane.segments;
+    while (segs.length && segs[segs.length - 1].pos0 >= keep) this.#unref(segs.pop()!.block);
+    const last = segs[segs.length - 1];
+    if (!last) return;
+    last.n = Math.min(last.n, keep - last.pos0);
+    if (last.block.refs === 1) last.block.used = last.from + last.n;
+  }
+
+  // a copy of a sequence: full layers share their segments, sliding windows copy their rows
+  #clone(s: Sequence): Sequence {
+    return {
+      pads: s.pads,
+      lanes: s.lanes.map((lane, i) => {
+        const kvDim = this.#layers[i].kvDim;
+        if (this.#layers[i].window === null) {
+          for (const g of lane.segments) g.block.refs++;
+          return { segments: lane.segments.map((g) => ({ ...g })), pending: 0 };
+        }
+        return {
+          segments: lane.segments.map((g) => {
+            const block = this.#alloc(g.block.capacity, kvDim);
+            this.#copyRows(block, 0, g.block, g.from, g.n, kvDim);
+            block.used = g.n;
+            return { block, from: 0, n: g.n, pos0: g.pos0 };
+          }),
+          pending: 0,
+        };
+      }),
+    };
+  }
+
+  #cloneBytes(s: Sequence): number {
+    return s.lanes.reduce((n, lane, i) => (this.#layers[i].window === null ? n : n + lane.segments.reduce((m, g) => m + 8 * g.block.capacity * this.#layers[i].kvDim, 0)), 0);
+  }
+
+  #releaseSeq(s: Sequence): void {
+    for (const lane of s.lanes) for (const g of lane.segments) this.#unref(g.block);
+    s.lanes = [];
+  }
+
+  #alloc(capacity: number, kvDim: number): Block {
+    const heap = this.#store.heap;
+    const k = heap.alloc(4 * capacity * kvDim);
+    let v: number;
+    try {
+      v = heap.alloc(4 * capacity * kvDim);
+    } catch (error) {
+      heap.free(k);
+      throw error;
+    }
+    const block = { k, v, capacity, kvDim, used: 0, refs: 1 };
+    this.#store.blocks.add(block);
+    return block;
+  }
+
+  #unref(block: Block): void {
+    if (--block.refs > 0) return;
+    const heap = this.#store.heap;
+    if (!heap.closed) {
+      heap.free(block.k);
+      heap.free(block.v);
+    }
+    this.#store.blocks.delete(block);
+  }
+
+  // rows from .. from + n - 1 of src into rows at.. of dst (the same block: a move to the front)
+  #copyRows(dst: Block, at: number, src: Block, from: number, n: number, kvDim: number): void {
+    const mem = new Uint8Array(this.#store.heap.memory.buffer);
+    const row = 4 * kvDim;
+    mem.copyWithin(dst.k + at * row, src.k + from * row, src.k + (from + n) * row);
+    mem.copyWithin(dst.v + at * row, src.v + from * row, src.v + (from + n) * row);
+  }
+
+  #assertUsable(): void {
+    if (this.#disposed) throw new StateError("DecoderCache was disposed: it can no longer be used");
+    this.#store.heap.assertOpen("DecoderCache");
+  }
+}
+
+// made out here, not in a method: a closure there would keep the cache alive through `this`
+function blocksOf(blocks: Set<Block>): () => number[] {
+  return () => [...blocks].flatMap((b) => [b.k, b.v]);
+}
