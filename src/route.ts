@@ -24,11 +24,12 @@ export interface HeadLayout extends Dims {
 /**
  * Attention over every head of `layout` with features `f`: `diag` is where the causal diagonal
  * and the band start (Lk - Lq bottom-right, the past length when decoding), `mask` a placed kernel
- * mask, `weights` 0 or [B, Hq, Lq, Lk] for the probabilities.
+ * mask, `weights` 0 or [B, Hq, Lq, Lk] for the probabilities, `stats` 0 or [B, Hq, Lq, 2] for
+ * each row's softmax (max, sum), to merge this call with another over other keys.
  */
 export function attention(
   ctx: Ctx, layout: HeadLayout, f: Features,
-  o: { diag: number; mask: { at: number; info: KernelMask } | null; weights: number; keyRange?: Heads["keyRange"]; rawScores?: boolean },
+  o: { diag: number; mask: { at: number; info: KernelMask } | null; weights: number; keyRange?: Heads["keyRange"]; rawScores?: boolean; stats?: number },
 ): void {
   const [left, right] = bandOf(f);
   // keys outside a sequence's range are never visited: their weights are zeros, their scores -Infinity
@@ -43,6 +44,7 @@ export function attention(
     keyRange: o.keyRange,
     sink: f.sinks ? (h) => f.sinks![h]! : undefined,
     rawScores: o.rawScores,
+    stats: o.stats,
   };
   attend(ctx, heads, f.global);
 }
