@@ -181,16 +181,22 @@ function snapshot(name: string, x: unknown, kinds: readonly string[]): Snapshot<
     };
   }
   const expected = kinds.join(" or ");
-  if (x === null || typeof x !== "object" || !("data" in x) || !("shape" in x)) {
+  if (x === null || typeof x !== "object" || !("data" in x) || !("shape" in x || "dims" in x)) {
     throw new ArgumentError(`${name}: expected a tensor { data: ${expected}, shape }, got ${describe(x)}`);
   }
-  const t = x as { data?: unknown; shape?: unknown };
+  const t = x as { data?: unknown; shape?: unknown; dims?: unknown; type?: unknown };
+  // an onnxruntime-web or transformers.js Tensor: { data, dims, type }
+  const foreign = !("shape" in x);
+  const type = foreign ? t.type : undefined;
+  if (foreign && type !== undefined && !(type === "float32" || (type === "bool" && kinds.includes("Uint8Array")))) {
+    throw new ArgumentError(`${name}: an onnxruntime-web / transformers.js tensor of type ${describe(type)}; pass a float32 one (tensor.type "float32", data a Float32Array)`);
+  }
   const data = t.data;
   const kind = typedKind(data);
   if (kind === undefined || !kinds.includes(kind)) {
     throw new ArgumentError(`${name}: expected data of type ${expected}, got ${data === undefined ? "no data" : describe(data)}${kind === undefined && tag(data).endsWith("Array") ? " (not a genuine typed array)" : ""}`);
   }
-  const shape = checkShape(`${name}.shape`, t.shape);
+  const shape = foreign ? checkShape(`${name}.dims`, t.dims) : checkShape(`${name}.shape`, t.shape);
   const view = honest<Float32Array | Uint8Array>(data);
   if (view.length !== size(shape)) throw new ShapeError(`${name}: shape ${fmt(shape)} holds ${size(shape)} elements but data has ${view.length}`);
   return { data: view, shape };
