@@ -3,7 +3,9 @@ import { defineConfig } from "vitest/config";
 
 // Two tiers. `slow`: the files below, which start browsers, other runtimes, npm pack or worker
 // threads, make 10,000 calls or survey every argument. `unit`: every other test file, new ones
-// included, for an answer in seconds (`npm run test:unit`). `npm test` runs both.
+// included, for an answer in seconds: `npm run test:unit` runs it, and also skips the tests whose
+// names start with "10,000" (calls repeated to show that memory stays flat; test/soak.test.ts
+// repeats every public call). `npm test` runs everything.
 const SLOW = [
   "test/browser.test.ts", // headless Chromium
   "test/playground.test.ts", // headless Chromium
