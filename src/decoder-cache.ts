@@ -308,7 +308,11 @@ export class DecoderCache {
     if (spec.window !== null) return this.#planWindow(lane, spec, add, real);
     if (last && last.block.refs === 1) last.block.used = last.from + last.n; // rows reserved by a failed call
     const end = last ? last.from + last.n : 0;
-    if (last && end === last.block.used && end + add <= last.block.capacity) return null;
+    if (last && end === last.block.used && end + add <= last.block.capacity) {
+      // in place: reserved now, so that another sequence sharing the block starts a segment of its own
+      last.block.used = end + add;
+      return null;
+    }
     if (last && last.block.refs === 1 && end === last.block.used) {
       // the lane's own block is full: a longer one, its rows copied (doubling: amortised O(1))
       const capacity = Math.max(2 * last.block.capacity, last.n + add);
@@ -324,7 +328,7 @@ export class DecoderCache {
       };
     }
     // a first segment, or the last one's block is shared and continued by another sequence
-    const capacity = Math.max(MIN_ROWS, add, last ? last.n : 0);
+    const capacity = Math.max(MIN_ROWS, add);
     return {
       bytes: capacity * rowBytes,
       run: () => segs.push({ block: this.#alloc(capacity, spec.kvDim), from: 0, n: 0, pos0: real }),
