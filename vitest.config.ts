@@ -17,6 +17,7 @@ const SLOW = [
   "test/threads.test.ts", // worker pools started and killed; a dead worker's 500 ms timeout, twice
   "test/hardening-threads.test.ts", // worker pools at batches of hundreds of sequences
   "test/hostile.test.ts", // every function x argument x kind of lie, and a property test over them
+  "test/hardening-misc.test.ts", // a fresh copy of the library for each of its 63 tests
 ];
 // a renamed slow file would land in the unit tier: say so
 for (const file of SLOW) if (!existsSync(new URL(file, import.meta.url))) console.warn(`vitest.config.ts: the slow tier lists ${file}, which does not exist`);

@@ -39,6 +39,7 @@ export class KVCache {
   #heap: Heap | null = null;
   #disposed = false;
 
+  /** `capacity`: tokens of room made at the first call (default 16); it doubles when full. */
   constructor(options: { capacity?: number } = {}) {
     const o = checkOptions("KVCache options", options, ["capacity"]);
     const capacity = o.capacity ?? 16;

@@ -19,13 +19,22 @@ export {
   type EncoderForwardOptions,
   type StackEncoderForwardOptions,
   type DecoderForwardOptions,
+  type Mask,
 } from "./transformer.js";
 export { KVCache } from "./cache.js";
 export { ResidentTensor, residentTensor } from "./resident.js";
-export { linearAttention, LinearAttentionState, type LinearAttentionOptions } from "./linear-attention.js";
+export { linearAttention, LinearAttentionState, type LinearAttentionOptions, type LinearAttentionCallOptions, type LinearAttentionStepOptions, type LinearAttentionRule } from "./linear-attention.js";
 export { WasmAttentionError, ArgumentError, ShapeError, InitError, OutOfMemoryError, StateError, ThreadError } from "./errors.js";
 export { memoryStats, type MemoryStats } from "./stats.js";
 export { type IntegerTensor, type IntegerDType, type FloatDType, type StateDict, type SafetensorsOptions } from "./safetensors.js";
 export { type LoadStateDictOptions } from "./state-dict.js";
 export { Embedding, type EmbeddingOptions, type TokenIds } from "./embedding.js";
 export { EncoderModel, meanPool, type EncoderModelOptions, type EncoderModelForwardOptions, type AttentionMask } from "./encoder-model.js";
+export { RMSNorm, type RMSNormOptions } from "./rmsnorm.js";
+export { GatedMLP, type GatedMLPOptions } from "./gated-mlp.js";
+export { DecoderLayer, type DecoderLayerOptions, type DecoderLayerForwardOptions } from "./decoder-layer.js";
+export { ropeParameters, type RopeConfig, type RopeParameters, type RopeScaling } from "./rotary.js";
+export { CausalLM, type CausalLMForwardOptions } from "./causal-lm.js";
+export { type CausalLMOptions } from "./causal-lm-config.js";
+export { DecoderCache, type DecoderCacheOptions } from "./decoder-cache.js";
+export { type GenerateOptions } from "./generate.js";

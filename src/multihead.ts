@@ -4,18 +4,22 @@ import { KVCache } from "./cache.js";
 import { place } from "./resident.js";
 import { ArgumentError, ShapeError } from "./errors.js";
 import { Linear, bool, positiveInt } from "./linear.js";
+import { moduleRule } from "./linear-attention.js";
 import { runtime } from "./init.js";
 import { type KernelMask, mhaMask } from "./mask.js";
 import { type Ctx, Module, type Param, nested, prefixed, withScope } from "./module.js";
 import { type BoolTensor, type Snapshot, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, resultArray } from "./tensor.js";
 
 export interface MultiHeadAttentionOptions {
+  /** Features of the queries and of the output (torch's embed_dim). */
   embedDim: number;
+  /** Attention heads; must divide embedDim. */
   numHeads: number;
   /** Features of key inputs; default embedDim. */
   kdim?: number;
   /** Features of value inputs; default embedDim. */
   vdim?: number;
+  /** Biases in the projections; default true. */
   bias?: boolean;
   /** Key/value heads for grouped-query (1: multi-query) attention; default numHeads. Not in torch. */
   numKvHeads?: number;
@@ -260,6 +264,7 @@ export class MultiHeadAttention extends Module {
       if (c.masked) throw new ArgumentError("MultiHeadAttention with linear attention: masks are not supported (causal is)");
       if (c.needWeights) throw new ArgumentError("MultiHeadAttention with linear attention: there are no attention weights; pass needWeights: false");
       if (c.globalTokens) throw new ArgumentError("MultiHeadAttention with linear attention: globalTokens are not supported");
+      if (this.#variant.linear.rule !== "normalized" && (!c.causal || c.Lq !== c.Lk)) throw new ArgumentError(`MultiHeadAttention with linear attention by rule "${this.#variant.linear.rule}": causal self-attention only (isCausal: true, as many keys as queries)`);
     }
     if (this.#sinks && c.globalTokens) throw new ArgumentError("MultiHeadAttention with sinks: globalTokens are not supported");
     return callGlobals(c.globalTokens, this.#variant, c);
@@ -328,6 +333,10 @@ export class MultiHeadAttention extends Module {
     const { K, scope, heap } = ctx;
     const [E, hd] = [this.embedDim, this.headDim];
     const kvDim = this.numKvHeads * hd;
+    if (this.#variant.linear!.rule !== "normalized") {
+      moduleRule(K, heap, scope, this.#variant.linear!, { B: a.B, Hq: this.numHeads, Hkv: this.numKvHeads, hd, Lq: a.Lq, past, q: Q, qRow: E, k: kAll, v: vAll, kvRow: kvDim, rows, out: attn });
+      return;
+    }
     const { map, eps } = this.#variant.linear!;
     const state = scope.alloc(4 * (hd * hd + hd));
     const work = scope.alloc(4 * hd);

@@ -11,14 +11,19 @@ import { type BoolTensor, type Snapshot, type Tensor, checkMask, checkOptions, c
 import { runtime } from "./init.js";
 
 export interface TransformerLayerOptions {
+  /** Features of each position (torch's d_model). */
   dModel: number;
+  /** Attention heads; must divide dModel. */
   nhead: number;
+  /** Hidden features of the feed-forward block; default 2048, as torch. */
   dimFeedforward?: number;
   /** "relu" (default), "gelu" (exact, erf: torch's "gelu") or "gelu-tanh" (torch's approximate="tanh"). */
   activation?: Activation;
+  /** The layer norms' epsilon; default 1e-5. */
   layerNormEps?: number;
   /** Pre-LN (x + f(norm(x))) instead of post-LN (norm(x + f(x))), the default. */
   normFirst?: boolean;
+  /** Biases in every linear layer and layer norm; default true. */
   bias?: boolean;
   /** Key/value heads of the self-attention (grouped-query attention); default nhead. Not in torch. */
   numKvHeads?: number;
@@ -26,7 +31,11 @@ export interface TransformerLayerOptions {
   attention?: AttentionVariant;
 }
 
-type Mask = Tensor | BoolTensor;
+/**
+ * A mask for the modules (nn.MultiheadAttention's convention): boolean, true = NOT allowed (a
+ * Uint8Array of 1 and 0, or tensor() of booleans); or float, added to the scores.
+ */
+export type Mask = Tensor | BoolTensor;
 type Placed = Attend["mask"];
 
 const LAYER_OPTIONS = ["dModel", "nhead", "dimFeedforward", "activation", "layerNormEps", "normFirst", "bias", "numKvHeads", "attention"];
@@ -203,16 +212,22 @@ export class TransformerDecoderLayer extends Layer {
 }
 
 export interface StackOptions {
+  /** The options of every layer. */
   layer: TransformerLayerOptions;
+  /** How many layers (torch's num_layers). */
   numLayers: number;
   /** A final LayerNorm ("norm.*" in the state dict), eps from the layer options. */
   norm?: boolean;
 }
 
 export interface EncoderForwardOptions {
+  /** [L, L] or [B * nhead, L, L]: true = NOT allowed (boolean), or added (float). Default none. */
   srcMask?: Mask;
+  /** [B, L]: true = this key is padding (boolean), or added (float). Default none. */
   srcKeyPaddingMask?: Mask;
+  /** Causal self-attention: position i sees 0..i. Default false. */
   isCausal?: boolean;
+  /** Decode token by token: past keys and values live in the cache (with isCausal). */
   cache?: KVCache;
   /** Also return each layer's attention weights per head [B, H, L, Lk]: an extension, for interpretability. */
   needWeights?: boolean;
@@ -221,15 +236,22 @@ export interface EncoderForwardOptions {
 }
 
 export interface StackEncoderForwardOptions extends Omit<EncoderForwardOptions, "srcMask"> {
+  /** [L, L] or [B * nhead, L, L], as a layer's srcMask (torch's TransformerEncoder names it mask). */
   mask?: Mask;
 }
 
 export interface DecoderForwardOptions {
+  /** [Lt, Lt] or [B * nhead, Lt, Lt] for the self-attention: true = NOT allowed, or added. Default none. */
   tgtMask?: Mask;
+  /** [Lt, Lm] or [B * nhead, Lt, Lm] for the attention over memory. Default none. */
   memoryMask?: Mask;
+  /** [B, Lt]: true = this target position is padding. Default none. */
   tgtKeyPaddingMask?: Mask;
+  /** [B, Lm]: true = this memory position is padding. Default none. */
   memoryKeyPaddingMask?: Mask;
+  /** Causal self-attention over the target. Default false. */
   tgtIsCausal?: boolean;
+  /** Decode token by token (with tgtIsCausal): the self-attention's past keys and values. */
   cache?: KVCache;
 }
 

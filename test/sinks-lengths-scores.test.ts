@@ -206,7 +206,10 @@ describe("bad sinks, key lengths and stages are ArgumentErrors before anything r
     ["an unknown option", () => scaledDotProductAttention(q, k, v, { ...o, sink: [1] } as never), /unknown option "sink"/],
   ];
   for (const [name, call, message] of bad) {
-    test(name, () => expect(call).toThrow(ArgumentError) && expect(call).toThrow(message));
+    test(name, () => {
+      expect(call).toThrow(ArgumentError);
+      expect(call).toThrow(message);
+    });
   }
 
   test("not together with global tokens", () => {
