@@ -6,6 +6,7 @@ export { mean_f32 } from "./reduce";
 export { pack_f32_t } from "./pack";
 export { exp_f32_n } from "./exp";
 export { linear_attention_f32 } from "./linear";
+export { linear_recurrent_f32, linear_recurrent_f32_workspace, linear_chunked_f32, linear_chunked_f32_workspace } from "./delta";
 export { rope_f32, rope_table_f32, rope_f32_table } from "./rope";
 export { rmsnorm_f32 } from "./rmsnorm";
 export { mul_f32 } from "./elementwise";

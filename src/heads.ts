@@ -95,7 +95,7 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
       const v = a.v(b, g) + 4 * start * a.vStride;
       for (let r0 = 0; r0 < a.Lq; r0 += rows) {
         const n = Math.min(rows, a.Lq - r0);
-        const task: Call[] = [["attention_f32_prepare_kv", SCRATCH, k, a.kStride, v, a.vStride, Lk, a.E, a.Ev, inPlace ? 0 : 1]];
+        const task: Call[] = [["attention_f32_prepare_kv", SCRATCH, k, a.kStride, v, a.vStride, Lk, a.E, a.Ev, !inPlace]];
         for (let h = g * group; h < (g + 1) * group; h++) {
           const slice = b * a.Hq + h;
           task.push([
@@ -108,7 +108,7 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
             n, Lk, a.E, a.Ev, a.scale, diag - start + r0, a.left, a.right, a.dilation, a.softcap, a.slope(h),
             a.blocks, a.starts && a.starts + 4 * (r0 / a.blockSize), a.blockSize,
             a.stats ? a.stats + 8 * (slice * a.Lq + r0) : 0,
-            a.sink?.(h) ?? -Infinity, a.rawScores ? 1 : 0,
+            a.sink?.(h) ?? -Infinity, a.rawScores ?? false,
           ]);
         }
         tasks.push(task);

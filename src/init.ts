@@ -1,12 +1,12 @@
-import type { instantiate } from "../build/kernels.js";
 import { type Binary, binaries } from "./binaries.js";
 import { ArgumentError, InitError } from "./errors.js";
 import { Heap } from "./memory.js";
 import { Pool, threadsUnavailable } from "./threads.js";
 import { checkOptions, describe, tag } from "./tensor.js";
 
-/** @internal The kernel module's exports, typed from the AssemblyScript sources by the build. */
-export type Kernels = Awaited<ReturnType<typeof instantiate>>;
+import type { Kernels } from "./kernels.js";
+
+export type { Kernels };
 
 /** Where the kernel binary comes from. */
 export type WasmSource = WebAssembly.Module | BufferSource | Response | URL;

@@ -1,24 +1,29 @@
 import { ThreadError } from "./errors.js";
-import type { Kernels } from "./init.js";
+import { type Call, type Kernels, POOL_KERNELS as NAMES } from "./kernels.js";
 import { workerMain } from "./worker.js";
 
-/** The kernels a pool runs; a task names one by its index in this list. */
-const NAMES = ["gemm_f32", "attention_f32_prepare_kv", "attention_f32_flash"] as const;
-export type KernelName = (typeof NAMES)[number];
-/** A kernel call: the export's name and its arguments; SCRATCH stands for the running thread's scratch. */
-export type Call = [name: KernelName, ...args: number[]];
-/** @internal */
-export const SCRATCH = Number.MIN_SAFE_INTEGER; // never a real argument: -1 is one (an unbounded side of a band)
-
+export type { Call };
 const TASK_SLOTS = 1 << 17; // f64 slots for one dispatch's tasks (1 MiB)
 const MAX_TASKS = 0xffff;
-// control block (Int32): the dispatch counter, then counters tagged with its low 16 bits in their high half
-const GEN = 0; // bumped (and notified) to start a dispatch
-const NEXT = 1; // gen << 16 | next task to claim
-const DONE = 2; // gen << 16 | tasks completed
-const COUNT = 3; // tasks in this dispatch
-const STOP = 4; // 1: workers return
-const FAILED = 5; // the GEN value of a dispatch in which a kernel threw on a worker
+/**
+ * @internal The control block's layout, which the workers receive with their first message: Int32
+ * slots (the dispatch counter, then counters tagged with its low 16 bits in their high half) and
+ * Float64 slots (the scratch of thread t is at base + t * stride).
+ */
+export const LAYOUT = {
+  gen: 0, // bumped (and notified) to start a dispatch
+  next: 1, // gen << 16 | next task to claim
+  done: 2, // gen << 16 | tasks completed
+  count: 3, // tasks in this dispatch
+  stop: 4, // 1: workers return
+  failed: 5, // the gen value of a dispatch in which a kernel threw on a worker
+  scratchBase: 4, // Float64 slot
+  scratchStride: 5, // Float64 slot
+  scratch: Number.MIN_SAFE_INTEGER, // SCRATCH
+} as const;
+const { gen: GEN, next: NEXT, done: DONE, count: COUNT, stop: STOP, failed: FAILED } = LAYOUT;
+/** @internal stands for the running thread's scratch in a call; never a real argument (-1 is one: an unbounded side of a band) */
+export const SCRATCH = LAYOUT.scratch;
 
 interface Thread {
   terminate(): unknown;
@@ -77,7 +82,7 @@ export class Pool {
     const node = await nodeWorkers();
     const started: Promise<void>[] = [];
     const spawn = (id: number, seen: number): Thread => {
-      const message = { module, memory, ctrl, tasks, id, names: NAMES, seen };
+      const message = { module, memory, ctrl, tasks, id, names: NAMES, layout: LAYOUT, seen };
       let ready: Promise<void>;
       let thread: Thread;
       if (node) {
@@ -148,7 +153,7 @@ export class Pool {
       for (const [name, ...args] of task) {
         buf[at++] = NAMES.indexOf(name);
         buf[at++] = args.length;
-        for (const a of args) buf[at++] = a;
+        for (const a of args) buf[at++] = Number(a); // a boolean argument crosses as 0 or 1, as a wasm i32
       }
     });
     const ctrl = this.#ctrl;
@@ -158,8 +163,8 @@ export class Pool {
     Atomics.store(ctrl, COUNT, count);
     Atomics.store(ctrl, NEXT, tag);
     Atomics.store(ctrl, DONE, tag);
-    this.#slots[4] = scratch.base;
-    this.#slots[5] = scratch.stride;
+    this.#slots[LAYOUT.scratchBase] = scratch.base;
+    this.#slots[LAYOUT.scratchStride] = scratch.stride;
     Atomics.store(ctrl, GEN, seen);
     Atomics.notify(ctrl, GEN);
     // this thread claims tasks like any worker
@@ -202,7 +207,8 @@ export class Pool {
   }
 
   #call([name, ...args]: Call, scratch: number): void {
-    const fn = this.#kernels[name] as unknown as (...a: number[]) => void;
+    // the tuple's type matched the kernel's signature where the call was made; here it is spread
+    const fn = this.#kernels[name] as unknown as (...a: (number | boolean)[]) => void;
     fn(...args.map((a) => (a === SCRATCH ? scratch : a)));
   }
 }

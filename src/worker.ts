@@ -4,7 +4,8 @@
 
 /** @internal */
 export function workerMain(): void {
-  type Msg = { module: WebAssembly.Module; memory: WebAssembly.Memory; ctrl: SharedArrayBuffer; tasks: SharedArrayBuffer; id: number; names: string[]; seen: number };
+  type Layout = { gen: number; next: number; done: number; count: number; stop: number; failed: number; scratchBase: number; scratchStride: number; scratch: number };
+  type Msg = { module: WebAssembly.Module; memory: WebAssembly.Memory; ctrl: SharedArrayBuffer; tasks: SharedArrayBuffer; id: number; names: string[]; layout: Layout; seen: number };
   const webWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope === "function";
   // on Node (an eval'd worker script) both are globals; read as properties so that bundlers leave them alone
   const node = globalThis as { process?: { getBuiltinModule?: (m: string) => unknown }; require?: (m: string) => unknown };
@@ -21,37 +22,38 @@ export function workerMain(): void {
     const slots = new Float64Array(msg.ctrl);
     const tasks = new Float64Array(msg.tasks);
     port.postMessage({ ready: msg.id });
+    const L = msg.layout; // the control block's slots, as threads.ts lays them out
     let seen = msg.seen;
     for (;;) {
-      Atomics.wait(ctrl, 0, seen);
-      seen = Atomics.load(ctrl, 0);
-      if (Atomics.load(ctrl, 4)) return;
+      Atomics.wait(ctrl, L.gen, seen);
+      seen = Atomics.load(ctrl, L.gen);
+      if (Atomics.load(ctrl, L.stop)) return;
       const gen = seen & 0xffff;
-      const count = Atomics.load(ctrl, 3);
-      const scratch = slots[4] + msg.id * slots[5];
+      const count = Atomics.load(ctrl, L.count);
+      const scratch = slots[L.scratchBase]! + msg.id * slots[L.scratchStride]!;
       for (;;) {
-        // claim a task of this dispatch only: the high half of NEXT is the dispatch it counts
-        const next = Atomics.load(ctrl, 1);
+        // claim a task of this dispatch only: the high half of next is the dispatch it counts
+        const next = Atomics.load(ctrl, L.next);
         if (next >>> 16 !== gen || (next & 0xffff) >= count) break;
-        if (Atomics.compareExchange(ctrl, 1, next, next + 1) !== next) continue;
-        let at = tasks[next & 0xffff];
-        const calls = tasks[at++];
+        if (Atomics.compareExchange(ctrl, L.next, next, next + 1) !== next) continue;
+        let at = tasks[next & 0xffff]!;
+        const calls = tasks[at++]!;
         try {
           for (let c = 0; c < calls; c++) {
-            const fn = tasks[at++];
-            const n = tasks[at++];
+            const fn = tasks[at++]!;
+            const n = tasks[at++]!;
             const args = new Array<number>(n);
-            for (let a = 0; a < n; a++, at++) args[a] = tasks[at] === Number.MIN_SAFE_INTEGER ? scratch : tasks[at]; // SCRATCH in threads.ts
-            fns[fn](...args);
+            for (let a = 0; a < n; a++, at++) args[a] = tasks[at] === L.scratch ? scratch : tasks[at]!;
+            fns[fn]!(...args);
           }
         } catch {
-          Atomics.store(ctrl, 5, seen);
+          Atomics.store(ctrl, L.failed, seen);
         }
         for (;;) {
-          const done = Atomics.load(ctrl, 2);
-          if (done >>> 16 !== gen || Atomics.compareExchange(ctrl, 2, done, done + 1) === done) break;
+          const done = Atomics.load(ctrl, L.done);
+          if (done >>> 16 !== gen || Atomics.compareExchange(ctrl, L.done, done, done + 1) === done) break;
         }
-        Atomics.notify(ctrl, 2);
+        Atomics.notify(ctrl, L.done);
       }
     }
   };
