@@ -1,4 +1,4 @@
-import type { Ctx } from "./module.js";
+import type { Ctx } from "./kernels.js";
 import { type Call, SCRATCH } from "./threads.js";
 
 /**

@@ -1,7 +1,7 @@
 import { StateError } from "./errors.js";
-import { type Kernels, runtime } from "./init.js";
-import type { Heap, Scope } from "./memory.js";
-import type { Pool } from "./threads.js";
+import { runtime } from "./init.js";
+import type { Ctx } from "./kernels.js";
+import type { Heap } from "./memory.js";
 import type { IntegerTensor } from "./safetensors.js";
 import { type LoadStateDictOptions, loadParams } from "./state-dict.js";
 import type { Tensor } from "./tensor.js";
@@ -13,13 +13,7 @@ export interface Param {
   load(t: Tensor): void;
 }
 
-/** What a forward pass works with: the kernels, the heap, the call's scope and the thread pool. */
-export interface Ctx {
-  K: Kernels;
-  heap: Heap;
-  scope: Scope;
-  pool: Pool;
-}
+export type { Ctx };
 
 /**
  * A module holding weights in WebAssembly memory. `loadStateDict(dict, prefix)` checks every

@@ -1,7 +1,7 @@
 // Routing: from a call's heads in WebAssembly memory and its checked features to kernel calls,
 // by the cheapest exact route (see attend). Both scaledDotProductAttention and MultiHeadAttention
 // come through here, with their heads laid out as blocks or as column slices of rows.
-import type { Ctx } from "./module.js";
+import type { Ctx } from "./kernels.js";
 import type { Heap, Scope } from "./memory.js";
 import { type Dims, type Heads, attendHeads } from "./heads.js";
 import { type Features, bandOf } from "./features.js";
