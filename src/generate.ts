@@ -47,6 +47,8 @@ export function generate(model: CausalLM, inputIds: TokenIds, options: GenerateO
   const ids = checkIds("inputIds", inputIds, V, 2);
   const s = settings(options, V, model.config.eosTokenId);
   const [B, L] = ids.batched ? ids.shape : [1, ids.shape[0]];
+  if (L === 0 && B > 0) throw new ArgumentError("generate: inputIds: each sequence needs at least one token to continue");
+  if (s.maxNew === 0 || B === 0) return ids.batched ? Array.from({ length: B }, () => new Int32Array(0)) : new Int32Array(0);
   const cache = model.createCache();
   const out: number[][] = Array.from({ length: B }, () => []);
   try {

@@ -167,11 +167,12 @@ function layerRef(x: Float32Array, d: Record<string, Tensor>, o: Required<Omit<D
 }
 
 describe("DecoderLayer", () => {
-  const base = {
+  type Options = Parameters<typeof layerRef>[2];
+  const base: Options = {
     hiddenSize: 20, numHeads: 4, numKvHeads: 2, headDim: 6, intermediateSize: 37, activation: "silu" as const, rmsNormEps: 1e-6,
     qkvBias: false, oBias: false, mlpBias: false, qkNorm: false, sandwichNorm: false, unitOffset: false, slidingWindow: null, softcap: null, queryPreAttnScalar: 6,
   };
-  const variants: [string, Partial<typeof base> & { slidingWindow?: number | null; softcap?: number | null }][] = [
+  const variants: [string, Partial<Options>][] = [
     ["Llama (GQA 4/2, head 6)", {}],
     ["Qwen2 (q/k/v biases)", { qkvBias: true }],
     ["Qwen3 (q_norm, k_norm; head 8)", { qkNorm: true, headDim: 8, queryPreAttnScalar: 8 }],

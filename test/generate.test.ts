@@ -124,3 +124,8 @@ describe("streaming and stopping", () => {
     expect(() => model.generate(prompt, { maxTokens: 3 } as never)).toThrow(ArgumentError);
   });
 });
+
+test("an empty prompt is an error; maxNewTokens 0 returns nothing", () => {
+  expect(() => model.generate([], { maxNewTokens: 3 })).toThrow(/each sequence needs at least one token/);
+  expect(model.generate(ids2([[1], [2]]), { maxNewTokens: 0 })).toEqual([new Int32Array(0), new Int32Array(0)]);
+});
