@@ -1,6 +1,7 @@
 // The kernel module's exports. Every byte of linear memory above heap_base() is the host's.
 export { attention_f32_workspace, attention_f32_prepare_kv, attention_f32_flash, attention_f32_merge } from "./attention";
 export { gemm_f32, gemm_f32_workspace } from "./gemm";
+export { quantize_rows_i8, pack_q8, pack_q8_bytes, gemm_q8, gemm_q8_workspace } from "./gemm-q8";
 export { layernorm_f32 } from "./layernorm";
 export { mean_f32 } from "./reduce";
 export { pack_f32_t } from "./pack";

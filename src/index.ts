@@ -7,6 +7,8 @@ export { tensor, type Tensor, type BoolTensor } from "./tensor.js";
 export { loadSafetensors } from "./safetensors.js";
 export { Module, type Param } from "./module.js";
 export { Linear, type LinearOptions, type Activation } from "./linear.js";
+export { quantize } from "./quantize.js";
+export { type WeightFormat } from "./weights.js";
 export { LayerNorm, type LayerNormOptions } from "./layernorm.js";
 export { MultiHeadAttention, type MultiHeadAttentionOptions, type MultiHeadAttentionForwardOptions } from "./multihead.js";
 export {

@@ -1,8 +1,11 @@
 import { Act } from "./enums.js";
 import { ArgumentError, ShapeError } from "./errors.js";
+import { runtime } from "./init.js";
+import { Heap } from "./memory.js";
 import { type Ctx, Module, type Param, Resident, withScope } from "./module.js";
 import { type Call, SCRATCH } from "./threads.js";
 import { type Tensor, checkTensor, checkOptions, fmt } from "./tensor.js";
+import { type WeightFormat, formatFor, preQuantizedRows } from "./weights.js";
 
 /** Activations the matrix-product kernel applies in its store, by name. */
 export const ACT = { none: Act.None, relu: Act.Relu, gelu: Act.Gelu, "gelu-tanh": Act.GeluTanh, silu: Act.Silu } as const;
@@ -14,12 +17,16 @@ export interface LinearOptions {
   bias?: boolean;
 }
 
-/** torch.nn.Linear: y = x W^T + b, x [..., inFeatures] -> y [..., outFeatures]. State dict: weight, bias. */
+/**
+ * torch.nn.Linear: y = x W^T + b, x [..., inFeatures] -> y [..., outFeatures]. State dict: weight,
+ * bias. The weight is held as float32 or as int8 ("q8", see `weights`); the bias stays float32.
+ */
 export class Linear extends Module {
   readonly inFeatures: number;
   readonly outFeatures: number;
   readonly bias: boolean;
   readonly #w = new Resident(this);
+  #format: WeightFormat = "f32";
 
   constructor(options: LinearOptions) {
     super();
@@ -37,9 +44,81 @@ export class Linear extends Module {
     return ps;
   }
 
-  /** @internal weight rows [outFeatures, inFeatures], as torch stores them */
-  setWeight(data: Float32Array): void {
-    this.#w.set("weight", data, { N: this.outFeatures, K: this.inFeatures });
+  /**
+   * How the weight is held: "f32" or "q8" (int8, one scale per output channel). A load chooses
+   * it (`loadStateDict(dict, prefix, { weights })`, pre-quantized tensors, `quantize()`); a load
+   * that does not say keeps the format the layer has.
+   */
+  get weights(): WeightFormat {
+    return this.#format;
+  }
+
+  /**
+   * @internal weight rows [outFeatures, inFeatures], as torch stores them, held in `format`
+   * (by default what the load in progress asks for, else the layer's own format)
+   */
+  setWeight(data: Float32Array, format: WeightFormat = formatFor(this.#format)): void {
+    const [N, K] = [this.outFeatures, this.inFeatures];
+    if (format === "f32") this.#w.set("weight", data, { N, K });
+    else {
+      const rows = preQuantizedRows(data, K);
+      if (rows) this.setWeightQ8(rows.q, rows.scales);
+      else this.#quantize(data);
+    }
+    this.#format = format;
+  }
+
+  /** @internal int8 weight rows q [outFeatures, inFeatures] and their scales [outFeatures]: w = q * scale */
+  setWeightQ8(q: Int8Array, scales: Float32Array): void {
+    const [N, K] = [this.outFeatures, this.inFeatures];
+    const { kernels, heap } = runtime();
+    const packed = kernels.pack_q8_bytes(N, K);
+    this.#w.setWith("weight", packed + 4 * N, N * K, (at, scope) => {
+      const src = scope.alloc(N * K);
+      new Int8Array(heap.memory.buffer, src, N * K).set(q);
+      kernels.pack_q8(at, src, K, N, K);
+      heap.f32(at + packed, N).set(scales);
+    });
+    this.#format = "q8";
+  }
+
+  /** @internal the float32 weight rows [outFeatures, inFeatures] as held, or null (not loaded, or not f32) */
+  weightF32(): Float32Array | null {
+    this.assertLive();
+    const at = this.#w.get("weight");
+    if (!at || this.#format !== "f32") return null;
+    const [N, K] = [this.outFeatures, this.inFeatures];
+    // pack_f32_t's panels: row n of W is column n & 7 of panel n >> 3, one k every 8 floats
+    const packed = runtime().heap.f32(at, Math.ceil(N / 8) * 8 * K);
+    const w = new Float32Array(N * K);
+    for (let n = 0; n < N; n++) {
+      const from = (n >> 3) * K * 8 + (n & 7);
+      for (let k = 0; k < K; k++) w[n * K + k] = packed[from + k * 8]!;
+    }
+    return w;
+  }
+
+  /** @internal the format weights loaded later take, unless the load asks for another */
+  preferWeights(format: WeightFormat): void {
+    this.assertLive();
+    this.#format = format;
+  }
+
+  // W (N, K) float32 -> int8 panels and scales (one block: pack_q8's bytes, then N scales)
+  #quantize(data: Float32Array): void {
+    const [N, K] = [this.outFeatures, this.inFeatures];
+    const { kernels } = runtime();
+    const K4 = Math.ceil(K / 4) * 4;
+    const packed = kernels.pack_q8_bytes(N, K);
+    // a view of WebAssembly memory (a file's tensor widened there) is read where it is: its address
+    // stays valid if the memory grows below, the view would not
+    const inPlace = Heap.owns(data.buffer) ? data.byteOffset : null;
+    this.#w.setWith("weight", packed + 4 * N, N * K4 + (inPlace === null ? data.byteLength : 0), (at, scope) => {
+      const src = inPlace ?? scope.put(data);
+      const q = scope.alloc(N * K4);
+      kernels.quantize_rows_i8(q, at + packed, src, N, K);
+      kernels.pack_q8(at, q, K4, N, K);
+    });
   }
 
   /** @internal */
@@ -68,6 +147,7 @@ export class Linear extends Module {
    * spread over the thread pool when the product is large enough to pay for the hand-off
    */
   run(ctx: Ctx, out: number, a: number, M: number, residual = 0, act: keyof typeof ACT = "none"): void {
+    if (this.#format === "q8") return this.#runQ8(ctx, out, a, M, residual, act);
     const [N, K] = [this.outFeatures, this.inFeatures];
     const work = ctx.K.gemm_f32_workspace();
     const scratch = ctx.scope.alloc(work * ctx.pool.size);
@@ -77,6 +157,30 @@ export class Linear extends Module {
     for (let r0 = 0; r0 < M; r0 += rows) {
       const n = Math.min(rows, M - r0);
       tasks.push([["gemm_f32", out + 4 * r0 * N, a + 4 * r0 * K, this.#w.get("weight"), this.#w.get("bias"), residual && residual + 4 * r0 * N, SCRATCH, n, N, K, ACT[act]]]);
+    }
+    ctx.pool.run(tasks, { base: scratch, stride: work });
+  }
+
+  // run() with an int8 weight: each block of rows quantized (quantize_rows_i8), then gemm_q8
+  #runQ8(ctx: Ctx, out: number, a: number, M: number, residual: number, act: keyof typeof ACT): void {
+    const [N, K] = [this.outFeatures, this.inFeatures];
+    const K4 = Math.ceil(K / 4) * 4;
+    const w = this.#w.get("weight");
+    const scales = w + ctx.K.pack_q8_bytes(N, K);
+    const work = ctx.K.gemm_q8_workspace(K);
+    const scratch = ctx.scope.alloc(work * ctx.pool.size);
+    const aq = ctx.scope.alloc(M * K4);
+    const aScales = ctx.scope.alloc(4 * M);
+    const blocks = ctx.pool.size > 1 && M * N * K >= 1 << 20 ? 4 * ctx.pool.size : 1;
+    const rows = Math.max(4, Math.ceil(M / blocks / 4) * 4);
+    const tasks: Call[][] = [];
+    for (let r0 = 0; r0 < M; r0 += rows) {
+      const n = Math.min(rows, M - r0);
+      const [q, s] = [aq + r0 * K4, aScales + 4 * r0];
+      tasks.push([
+        ["quantize_rows_i8", q, s, a + 4 * r0 * K, n, K],
+        ["gemm_q8", out + 4 * r0 * N, q, s, w, scales, this.#w.get("bias"), residual && residual + 4 * r0 * N, SCRATCH, n, N, K, ACT[act]],
+      ]);
     }
     ctx.pool.run(tasks, { base: scratch, stride: work });
   }

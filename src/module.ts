@@ -1,7 +1,7 @@
 import { StateError } from "./errors.js";
 import { runtime } from "./init.js";
 import type { Ctx } from "./kernels.js";
-import type { Heap } from "./memory.js";
+import type { Heap, Scope } from "./memory.js";
 import type { IntegerTensor } from "./safetensors.js";
 import { type LoadStateDictOptions, loadParams } from "./state-dict.js";
 import type { Tensor } from "./tensor.js";
@@ -44,6 +44,29 @@ export abstract class Module {
     return this;
   }
 
+  /**
+   * Bytes of WebAssembly memory the parameters of this module and its children take, as held: a
+   * "q8" Linear weight about a quarter of its "f32" bytes (see `quantize`); biases, norms and
+   * tables in float32. 0 before loading and after dispose().
+   */
+  weightBytes(): number {
+    let n = 0;
+    for (const m of this.modules()) for (const r of residents.get(m) ?? []) n += r.bytes;
+    return n;
+  }
+
+  /** @internal this module and every module inside it, each once */
+  modules(): Module[] {
+    const seen = new Set<Module>();
+    const visit = (m: Module): void => {
+      if (seen.has(m)) return;
+      seen.add(m);
+      for (const c of m.children()) visit(c);
+    };
+    visit(this);
+    return [...seen];
+  }
+
   /** Frees the weights. Using the module afterwards is a StateError. */
   dispose(): void {
     if (this.#disposed) return;
@@ -82,27 +105,26 @@ export abstract class Module {
   }
 }
 
+// the Residents of each module, for weightBytes()
+const residents = new WeakMap<object, Resident[]>();
+
 /** A leaf module's tensors in WebAssembly memory, by name. */
 export class Resident {
   readonly #blocks = new Map<string, number>();
+  readonly #sizes = new Map<string, number>();
   readonly #owner: object;
   #heap: Heap | null = null;
 
   /** `owner` is the module whose garbage collection frees these tensors if dispose() was never called. */
   constructor(owner: object) {
     this.#owner = owner;
+    residents.set(owner, [...(residents.get(owner) ?? []), this]);
   }
 
   /** Copies `data` in as `name` (replacing what was there); `pack` lays out a Linear weight (N, K) for gemm. */
   set(name: string, data: Float32Array, pack?: { N: number; K: number }): void {
     const { kernels: K, heap } = runtime();
-    if (this.#heap !== heap) {
-      // first weights, or weights loaded again after shutdown() + init(): the old heap is gone
-      this.#blocks.clear();
-      this.#heap = heap;
-      const blocks = this.#blocks; // not `this`: what the registry holds must not keep the owner alive
-      heap.track(this.#owner, () => blocks.values());
-    }
+    this.#attach(heap);
     const bytes = pack ? 4 * pack.K * Math.ceil(pack.N / 8) * 8 : data.byteLength;
     heap.need(`loading "${name}"`, bytes + (pack ? data.byteLength : 0));
     const at = heap.alloc(bytes);
@@ -113,9 +135,54 @@ export class Resident {
       K.pack_f32_t(at, src, pack.K, pack.N, pack.K);
       heap.free(src);
     }
+    this.#replace(heap, name, at, bytes);
+  }
+
+  /**
+   * Allocates `bytes` as `name` (replacing what was there) and has `write(at, scope)` fill them
+   * (kernels that lay out a weight); what it allocates in `scope`, at most `scratch` bytes, is
+   * freed afterwards. Nothing changes if `write` throws.
+   */
+  setWith(name: string, bytes: number, scratch: number, write: (at: number, scope: Scope) => void): void {
+    const { heap } = runtime();
+    this.#attach(heap);
+    heap.need(`loading "${name}"`, bytes + scratch);
+    const at = heap.alloc(bytes);
+    const scope = heap.scope();
+    try {
+      write(at, scope);
+    } catch (error) {
+      heap.free(at);
+      throw error;
+    } finally {
+      scope.release();
+    }
+    this.#replace(heap, name, at, bytes);
+  }
+
+  /** Bytes of WebAssembly memory these tensors take (0 once freed, or after shutdown()). */
+  get bytes(): number {
+    if (this.stale) return 0;
+    let n = 0;
+    for (const b of this.#sizes.values()) n += b;
+    return n;
+  }
+
+  // first weights, or weights loaded again after shutdown() + init(): the old heap is gone
+  #attach(heap: Heap): void {
+    if (this.#heap === heap) return;
+    this.#blocks.clear();
+    this.#sizes.clear();
+    this.#heap = heap;
+    const blocks = this.#blocks; // not `this`: what the registry holds must not keep the owner alive
+    heap.track(this.#owner, () => blocks.values());
+  }
+
+  #replace(heap: Heap, name: string, at: number, bytes: number): void {
     const old = this.#blocks.get(name);
     if (old !== undefined) heap.free(old);
     this.#blocks.set(name, at);
+    this.#sizes.set(name, bytes);
   }
 
   /** The address of `name`; a StateError when its memory is gone (made before shutdown()). */
@@ -134,6 +201,7 @@ export class Resident {
     this.#heap.untrack(this.#owner);
     if (!this.#heap.closed) for (const at of this.#blocks.values()) this.#heap.free(at);
     this.#blocks.clear();
+    this.#sizes.clear();
   }
 }
 

@@ -3,6 +3,7 @@ import { ArgumentError, ShapeError } from "./errors.js";
 import type { Param } from "./module.js";
 import { type IntegerTensor, fileSource, loadFromFile } from "./safetensors.js";
 import { type Tensor, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
+import { WEIGHT_FORMATS, type WeightFormat, dequantize, loadingPreQuantized, whileLoading } from "./weights.js";
 
 export interface LoadStateDictOptions {
   /**
@@ -10,6 +11,12 @@ export interface LoadStateDictOptions {
    * are an error. `false` ignores them. Missing and misshapen keys are an error either way.
    */
   strict?: boolean;
+  /**
+   * How every Linear layer inside holds its weight: "f32" (float32) or "q8" (int8, one scale per
+   * output channel; about a quarter of the memory). Default: pre-quantized tensors load as "q8",
+   * others in the format each layer has ("f32" unless `quantize()` said otherwise).
+   */
+  weights?: WeightFormat;
 }
 
 const INTEGER = new Set(["I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"]);
@@ -24,18 +31,30 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
   const fn = `${owner}.loadStateDict`;
   if (dict === null || typeof dict !== "object") throw new ArgumentError(`${fn}: expected a state dict (an object of tensors), got ${describe(dict)}`);
   if (typeof prefix !== "string") throw new ArgumentError(`${fn}: prefix must be a string, got ${describe(prefix)}`);
-  const { strict = true } = checkOptions(`${fn} options`, options, ["strict"]);
+  const { strict = true, weights } = checkOptions(`${fn} options`, options, ["strict", "weights"]);
   if (typeof strict !== "boolean") throw new ArgumentError(`${fn}: strict must be a boolean, got ${describe(strict)}`);
+  if (weights !== undefined && !WEIGHT_FORMATS.includes(weights)) {
+    throw new ArgumentError(`${fn}: weights must be ${WEIGHT_FORMATS.map((f) => `"${f}"`).join(" or ")}, got ${describe(weights)}`);
+  }
 
-  // 1. every expected key: present, float, of the right shape
+  // 1. every expected key: present, float (or int8 with its scales), of the right shape
   const problems: string[] = [];
   const found: (() => void)[] = [];
+  const scaleKeys: string[] = [];
   for (const p of params) {
     const key = prefix + p.key;
     // own keys only: "constructor" or "__proto__" never find Object.prototype's
     const t: unknown = Object.hasOwn(dict, key) ? dict[key] : undefined;
     if (t === undefined) {
       problems.push(`missing "${key}" ${fmt(p.shape)}`);
+      continue;
+    }
+    if ((t as { dtype?: unknown } | null)?.dtype === "I8" && p.shape.length === 2) {
+      const q8 = checkPreQuantized(fn, dict, key, t as IntegerTensor, p.shape, problems);
+      if (q8) {
+        scaleKeys.push(`${key}_scale`);
+        found.push(() => loadingPreQuantized(() => p.load({ data: dequantize(q8.q, q8.scales, p.shape[1]!), shape: p.shape })));
+      }
       continue;
     }
     const source = fileSource(t);
@@ -45,7 +64,7 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
     }
     const dtype = source ? undefined : (t as { dtype?: unknown } | null)?.dtype;
     if (typeof dtype === "string" && INTEGER.has(dtype)) {
-      throw new ArgumentError(`${fn}: state dict "${key}" is an ${dtype} tensor; modules take float tensors (F32, F16, BF16 or F64 in a safetensors file)`);
+      throw new ArgumentError(`${fn}: state dict "${key}" is an ${dtype} tensor; modules take float tensors (F32, F16, BF16 or F64 in a safetensors file), or for a weight matrix I8 with its scales "${key}_scale"`);
     }
     const checked = source ?? checkTensor(`state dict "${key}"`, t);
     if (checked.shape.length !== p.shape.length || checked.shape.some((d, i) => d !== p.shape[i])) {
@@ -54,7 +73,7 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
     found.push(source ? () => loadFromFile(source, p) : () => p.load(checked as Tensor));
   }
   // 2. with strict, every key under the prefix must be one of them
-  const expected = new Set(params.map((p) => prefix + p.key));
+  const expected = new Set([...params.map((p) => prefix + p.key), ...scaleKeys]);
   const unused = strict ? Object.keys(dict).filter((k) => k.startsWith(prefix) && !expected.has(k)) : [];
   if (unused.length) problems.push(`unexpected ${unused.map((k) => `"${k}"`).join(", ")} (pass { strict: false } to ignore keys the module does not use)`);
   if (problems.length) {
@@ -65,5 +84,31 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
     throw new Cls(`${fn}: ${problems.join("; ")}${hint}`);
   }
   // 3. copy, in order
-  for (const load of found) load();
+  whileLoading(weights, () => {
+    for (const load of found) load();
+  });
+}
+
+/**
+ * A pre-quantized weight: `key` an I8 tensor [N, K] and `key + "_scale"` a float tensor [N] (w =
+ * q * scale, one scale per row, symmetric). Its int8 rows and scales, or null with the problems
+ * recorded.
+ */
+function checkPreQuantized(fn: string, dict: Readonly<Record<string, Tensor | IntegerTensor>>, key: string, t: IntegerTensor, shape: readonly number[], problems: string[]): { q: Int8Array; scales: Float32Array } | null {
+  const before = problems.length;
+  if (!(t.data instanceof Int8Array) || !Array.isArray(t.shape)) throw new ArgumentError(`${fn}: state dict "${key}" is an I8 tensor without an Int8Array of data`);
+  if (t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1] || t.data.length !== shape[0]! * shape[1]!) {
+    problems.push(`"${key}" has shape ${fmt(t.shape)} (I8, ${t.data.length} values), expected ${fmt(shape)}`);
+  }
+  const scaleKey = `${key}_scale`;
+  const s: unknown = Object.hasOwn(dict, scaleKey) ? dict[scaleKey] : undefined;
+  if (s === undefined) problems.push(`"${key}" is an I8 tensor (pre-quantized) without its scales "${scaleKey}" [${shape[0]}]`);
+  else {
+    const dtype = fileSource(s) ? undefined : (s as { dtype?: unknown } | null)?.dtype;
+    if (typeof dtype === "string" && INTEGER.has(dtype)) throw new ArgumentError(`${fn}: state dict "${scaleKey}" is an ${dtype} tensor; scales are float`);
+    const checked = fileSource(s) ?? checkTensor(`state dict "${scaleKey}"`, s);
+    if (checked.shape.length !== 1 || checked.shape[0] !== shape[0]) problems.push(`"${scaleKey}" has shape ${fmt(checked.shape)}, expected [${shape[0]}]`);
+  }
+  if (problems.length > before) return null;
+  return { q: t.data, scales: Float32Array.from((s as Tensor).data) };
 }

@@ -1,0 +1,96 @@
+// Weight formats, and what a load in progress tells the Linear layers it reaches: the format asked
+// for (`loadStateDict(dict, prefix, { weights })`) and the int8 rows of pre-quantized tensors.
+//
+// A state dict's params reach Linear.setWeight through loaders that other modules write
+// (MultiHeadAttention splits in_proj_weight into three, EncoderModel joins Hugging Face's query,
+// key and value), so neither travels as an argument: loadParams sets them for the duration of the
+// (synchronous) copy, and setWeight reads them.
+
+/**
+ * How a Linear layer holds its weight in WebAssembly memory:
+ * - "f32": float32, as loaded (4 bytes a weight);
+ * - "q8": int8 with one float32 scale per output channel, symmetric (scale = max|w_row| / 127,
+ *   w ~ q * scale): about 1 byte a weight. Activations are quantized per row on each call.
+ */
+export type WeightFormat = "f32" | "q8";
+
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ["f32", "q8"];
+
+/** The int8 rows (N, K) and per-row scales (N) a dequantized float32 tensor came from. */
+export interface Q8Rows {
+  q: Int8Array;
+  scales: Float32Array;
+  /** row length */
+  K: number;
+}
+
+interface Loading {
+  /** the format asked for; undefined: each Linear keeps its own */
+  weights: WeightFormat | undefined;
+  /** the tensor being loaded was pre-quantized (int8 + scales) */
+  preQuantized: boolean;
+}
+
+let loading: Loading | null = null;
+// dequantized tensors (by their buffer) -> the int8 rows they came from
+const sources = new WeakMap<ArrayBufferLike, Q8Rows>();
+
+/** @internal Runs `body` (the copies of a load) with the weight format asked for. */
+export function whileLoading<T>(weights: WeightFormat | undefined, body: () => T): T {
+  const outer = loading;
+  loading = { weights, preQuantized: false };
+  try {
+    return body();
+  } finally {
+    loading = outer;
+  }
+}
+
+/** @internal Runs `body` (one param's load) knowing whether its tensor was pre-quantized. */
+export function loadingPreQuantized<T>(body: () => T): T {
+  const state = loading;
+  if (!state) return body();
+  const was = state.preQuantized;
+  state.preQuantized = true;
+  try {
+    return body();
+  } finally {
+    state.preQuantized = was;
+  }
+}
+
+/**
+ * @internal The format a Linear stores a weight in: the one the load asks for; else q8 for a
+ * pre-quantized tensor; else the format the layer already has.
+ */
+export function formatFor(own: WeightFormat): WeightFormat {
+  return loading?.weights ?? (loading?.preQuantized ? "q8" : own);
+}
+
+/**
+ * @internal int8 rows (N, K) with their scales as float32 (w = q * scale, rounded once), the form
+ * every loader passes on; `preQuantizedRows` finds the int8 rows again from any part of it.
+ */
+export function dequantize(q: Int8Array, scales: Float32Array, K: number): Float32Array {
+  const w = new Float32Array(q.length);
+  for (let n = 0; n < scales.length; n++) {
+    const s = scales[n]!;
+    for (let k = n * K; k < (n + 1) * K; k++) w[k] = q[k]! * s;
+  }
+  sources.set(w.buffer, { q, scales, K });
+  return w;
+}
+
+/**
+ * @internal The int8 rows and scales `data` (whole rows of K of a dequantized tensor, as a Linear
+ * receives them: the tensor or a subarray of it) was made from, or null: then it is quantized
+ * again, which gives the same int8 rows back for rows that reach +-127 (the symmetric max rule).
+ */
+export function preQuantizedRows(data: Float32Array, K: number): Q8Rows | null {
+  const src = sources.get(data.buffer);
+  if (!src || src.K !== K || data.byteOffset % (4 * K) !== 0 || data.length % K !== 0) return null;
+  const row = data.byteOffset / (4 * K);
+  const rows = data.length / K;
+  if (row + rows > src.scales.length) return null;
+  return { q: src.q.subarray(row * K, (row + rows) * K), scales: src.scales.subarray(row, row + rows), K };
+}
