@@ -40,7 +40,10 @@ class Writer {
 }
 
 const FLOAT = 1;
+const INT8 = 3;
 const INT64 = 7;
+// an initializer's type name -> its TensorProto data type and typed array
+const TYPES = { float: [FLOAT, Float32Array], int8: [INT8, Int8Array], int64: [INT64, BigInt64Array] };
 
 // dims: numbers or strings (symbolic)
 function valueInfo(w, name, dims) {
@@ -60,7 +63,7 @@ function attribute(w, name, value) {
 
 /**
  * model({ inputs: [[name, dims]], outputs: [[name, dims]], nodes: [{ op, inputs, outputs, attrs?, domain? }],
- *         initializers: [[name, dims, Float32Array | number[], "int64"?]] }) -> Uint8Array of an ONNX model (opset 17 + com.microsoft 1)
+ *         initializers: [[name, dims, Float32Array | Int8Array | number[], "int64" | "int8"?]] }) -> Uint8Array of an ONNX model (opset 17 + com.microsoft 1)
  */
 export function model({ inputs, outputs, nodes, initializers = [] }) {
   const w = new Writer();
@@ -79,11 +82,12 @@ export function model({ inputs, outputs, nodes, initializers = [] }) {
       }),
     );
     g.str(2, "bench");
-    for (const [name, dims, data, type] of initializers) {
-      const raw = type === "int64" ? new BigInt64Array(data.map(BigInt)) : data;
+    for (const [name, dims, data, type = "float"] of initializers) {
+      const [code, Typed] = TYPES[type];
+      const raw = data instanceof Typed ? data : Typed.from(data, type === "int64" ? BigInt : Number);
       g.msg(5, (t) => {
         dims.forEach((d) => t.int(1, d));
-        t.int(2, type === "int64" ? INT64 : FLOAT).str(8, name).raw(9, new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength));
+        t.int(2, code).str(8, name).raw(9, new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength));
       });
     }
     inputs.forEach(([name, dims]) => g.msg(11, (v) => valueInfo(v, name, dims)));

@@ -73,9 +73,13 @@ export function tfAttention(tf, { d, causal, Lq, Lk }) {
 
 /**
  * A BERT-style post-LN encoder layer (GELU) as plain ONNX ops, from a torch-named state dict
- * (the same weights our TransformerEncoderLayer loads).
+ * (the same weights our TransformerEncoderLayer loads). `weights: "q8"`: each Linear as the graph
+ * onnxruntime's quantize_dynamic writes (per_channel): DynamicQuantizeLinear of the input (uint8,
+ * per tensor), MatMulInteger with int8 weights (the same int8 values and per-output-channel scales
+ * as our q8 Linear), Cast, the product of the scales, Mul, then the bias Add; onnxruntime-web
+ * fuses it itself. Attention's own products stay float, as in our layer.
  */
-export async function ortEncoderLayer(dict, { L, E, H, F }) {
+export async function ortEncoderLayer(dict, { L, E, H, F }, { weights = "f32" } = {}) {
   const d = E / H;
   const t = (w, rows, cols) => {
     // torch Linear weight (out, in) -> MatMul's (in, out)
@@ -85,19 +89,29 @@ export async function ortEncoderLayer(dict, { L, E, H, F }) {
   };
   const inW = dict["self_attn.in_proj_weight"].data;
   const inB = dict["self_attn.in_proj_bias"].data;
+  // name, torch weight (rows = out, cols = in)
+  const mats = [
+    ["wq", inW.subarray(0, E * E), E, E], ["wk", inW.subarray(E * E, 2 * E * E), E, E], ["wv", inW.subarray(2 * E * E), E, E],
+    ["wo", dict["self_attn.out_proj.weight"].data, E, E], ["w1", dict["linear1.weight"].data, F, E], ["w2", dict["linear2.weight"].data, E, F],
+  ];
   const init = [
-    ["wq", [E, E], t(inW.subarray(0, E * E), E, E)], ["bq", [E], inB.slice(0, E)],
-    ["wk", [E, E], t(inW.subarray(E * E, 2 * E * E), E, E)], ["bk", [E], inB.slice(E, 2 * E)],
-    ["wv", [E, E], t(inW.subarray(2 * E * E), E, E)], ["bv", [E], inB.slice(2 * E)],
-    ["wo", [E, E], t(dict["self_attn.out_proj.weight"].data, E, E)], ["bo", [E], dict["self_attn.out_proj.bias"].data],
-    ["w1", [E, F], t(dict["linear1.weight"].data, F, E)], ["b1", [F], dict["linear1.bias"].data],
-    ["w2", [F, E], t(dict["linear2.weight"].data, E, F)], ["b2", [E], dict["linear2.bias"].data],
+    ...mats.flatMap(([name, w, rows, cols]) => (weights === "q8" ? q8Weight(name, w, rows, cols) : [[name, [cols, rows], t(w, rows, cols)]])),
+    ["bq", [E], inB.slice(0, E)], ["bk", [E], inB.slice(E, 2 * E)], ["bv", [E], inB.slice(2 * E)],
+    ["bo", [E], dict["self_attn.out_proj.bias"].data], ["b1", [F], dict["linear1.bias"].data], ["b2", [E], dict["linear2.bias"].data],
     ["g1", [E], dict["norm1.weight"].data], ["n1", [E], dict["norm1.bias"].data],
     ["g2", [E], dict["norm2.weight"].data], ["n2", [E], dict["norm2.bias"].data],
     ["scale", [], new Float32Array([1 / Math.sqrt(d)])],
     ["half", [], new Float32Array([0.5])], ["one", [], new Float32Array([1])], ["rsqrt2", [], new Float32Array([Math.SQRT1_2])],
   ];
-  const linear = (x, w, b, out) => [
+  const quantized = new Set(); // inputs already through DynamicQuantizeLinear (x feeds q, k and v)
+  const linear = (x, w, b, out) => weights === "q8" ? [
+    ...(quantized.has(x) ? [] : (quantized.add(x), [{ op: "DynamicQuantizeLinear", inputs: [x], outputs: [`${x}_q`, `${x}_s`, `${x}_z`] }])),
+    { op: "MatMulInteger", inputs: [`${x}_q`, w, `${x}_z`, `${w}_zp`], outputs: [`${out}_i`] },
+    { op: "Mul", inputs: [`${x}_s`, `${w}_scale`], outputs: [`${out}_s`] },
+    { op: "Cast", inputs: [`${out}_i`], outputs: [`${out}_c`], attrs: { to: 1 } },
+    { op: "Mul", inputs: [`${out}_c`, `${out}_s`], outputs: [`${out}_m`] },
+    { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
+  ] : [
     { op: "MatMul", inputs: [x, w], outputs: [`${out}_m`] },
     { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
   ];
@@ -138,4 +152,25 @@ export async function ortEncoderLayer(dict, { L, E, H, F }) {
     { executionProviders: ["wasm"], graphOptimizationLevel: "all" },
   );
   return async (x) => (await session.run({ x: ortTensor(x) })).y.data;
+}
+
+// a torch Linear weight w (rows = out, cols = in) as quantize_dynamic's per-channel initializers:
+// int8 (in, out), one scale and a zero point of 0 per output channel. The int8 values follow our
+// rule (quantize_rows_i8: scale = max|w_row| / 127, q = nearest(w * fl(127 / max))), so both
+// contenders multiply the same integers.
+function q8Weight(name, w, rows, cols) {
+  const q = new Int8Array(rows * cols);
+  const scales = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let max = 0;
+    for (let c = 0; c < cols; c++) max = Math.max(max, Math.abs(w[r * cols + c]));
+    scales[r] = Math.fround(max / 127);
+    const inv = max > 0 ? Math.fround(127 / max) : 0;
+    for (let c = 0; c < cols; c++) {
+      const x = Math.fround(w[r * cols + c] * inv);
+      const n = Math.round(x);
+      q[c * rows + r] = Math.abs(x % 1) === 0.5 && n % 2 ? n - 1 : n; // ties to even
+    }
+  }
+  return [[name, [cols, rows], q, "int8"], [`${name}_scale`, [rows], scales], [`${name}_zp`, [rows], new Int8Array(rows), "int8"]];
 }

@@ -6,6 +6,7 @@ import os from "node:os";
 import * as lib from "../dist/index.js";
 import { measurePeak } from "./peak.mjs";
 import { ortAttention, ortEncoderLayer, ortFusedMha, setupOrt, setupTf, tfAttention } from "./peers.mjs";
+import { q8Case } from "./q8.mjs";
 import { randomTensor } from "./harness.mjs";
 import { report } from "./report.mjs";
 
@@ -30,7 +31,7 @@ const withRelaxed = (name, fn) => (relaxedSupported ? [{ name: `${name} (relaxed
 await setupOrt(threads);
 const tf = threads === 1 ? await setupTf(1) : null; // tfjs-wasm has no threads in Node
 const peak = await measurePeak({ relaxed: WebAssembly.validate(RELAXED_PROBE) });
-console.error(`peak: ${peak.madd.toFixed(1)} GFLOP/s mul+add, ${peak.relaxedMadd?.toFixed(1) ?? "n/a"} relaxed, ${peak.stream.toFixed(1)} GB/s`);
+console.error(`peak: ${peak.madd.toFixed(1)} GFLOP/s mul+add, ${peak.relaxedMadd?.toFixed(1) ?? "n/a"} relaxed, ${peak.stream.toFixed(1)} GB/s; ${peak.dotI16.toFixed(1)} GOP/s dot_i16x8_s + add, ${peak.dotI8?.toFixed(1) ?? "n/a"} relaxed_dot_i8x16_i7x16 + extadd + add, ${peak.dotI8Fused?.toFixed(1) ?? "n/a"} fused`);
 
 // runs every contender in turn, round after round, until each has `runs` timings or its budget is
 // spent. With threads, contenders run one after another instead: onnxruntime-web's pool spins
@@ -72,14 +73,14 @@ function maxDiff(a, b) {
 const rows = [];
 async function bench(name, flops, contenders, opts = { runs: quick ? 5 : 25, budgetMs: quick ? 2000 : 8000 }) {
   if (only && !name.includes(only)) return;
-  // every peer must agree with us before its time counts
+  // every peer must agree with us before its time counts (opts.agree: an error message or null)
   const ours = await contenders[0].fn();
   const live = [];
   for (const c of contenders) {
     try {
       const out = c === contenders[0] ? ours : await c.fn();
-      const diff = maxDiff(ours, out);
-      if (!(diff < 1e-3)) throw new Error(`disagrees with wasm-attention by ${diff}`);
+      const problem = opts.agree ? opts.agree(ours, out) : maxDiff(ours, out) < 1e-3 ? null : `disagrees with wasm-attention by ${maxDiff(ours, out)}`;
+      if (problem) throw new Error(problem);
       live.push(c);
     } catch (e) {
       rows.push({ case: name, threads, contender: c.name, "median ms": "failed", "GFLOP/s": "", "% of peak": "", "time / ours": String(e.message ?? e).slice(0, 60) });
@@ -95,7 +96,7 @@ async function bench(name, flops, contenders, opts = { runs: quick ? 5 : 25, bud
       contender: c.name,
       "median ms": medians[i].toFixed(2),
       "GFLOP/s": flops ? gflops.toFixed(1) : "",
-      "% of peak": flops ? `${((100 * gflops) / peak.madd).toFixed(0)}%` : "",
+      "% of peak": flops ? `${((100 * gflops) / (opts.peak ?? peak.madd)).toFixed(0)}%` : "",
       "time / ours": (medians[i] / oursMs).toFixed(2),
     });
   });
@@ -152,6 +153,15 @@ for (const L of quick ? [128] : [128, 512]) {
   ], { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000 });
   layer.dispose();
   rlayer?.dispose();
+}
+
+// q8 (issue #14): the same layer with int8 weights, against onnxruntime-web's quantize_dynamic
+// graph (bench/q8.mjs). "GFLOP/s" counts 2 ops per multiply-add, integer or float; "% of peak" is
+// against the dot_i16x8_s + add peak, the instruction of our q8 kernel in both builds.
+for (const L of quick ? [128] : [128, 512]) {
+  const c = await q8Case({ lib, rlib, relaxed: relaxedSupported, L });
+  await bench(c.name, c.flops, c.contenders, { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000, agree: c.agree, peak: peak.dotI16 });
+  c.dispose();
 }
 
 function scenarioResult(r) {
