@@ -3,7 +3,10 @@
 import baseline from "./kernels.wasm?module";
 // @ts-expect-error: as above
 import relaxed from "./kernels-relaxed.wasm?module";
-import type { Binary } from "./binaries.js";
+import type { Binaries } from "./binaries.js";
 
 /** @internal */
-export const binaries: { baseline: Binary; relaxed: Binary; threads?: Binary; "relaxed-threads"?: Binary } = { baseline, relaxed };
+export const binaries: Binaries = { baseline: async () => baseline, relaxed: async () => relaxed };
+
+/** @internal */
+export const ENTRY = "wasm-attention (edge-light)";

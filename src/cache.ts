@@ -59,6 +59,11 @@ export class KVCache {
     this.#owner = null;
   }
 
+  /** The same as dispose(), for `using` (explicit resource management): freed at the end of the block. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;

@@ -147,6 +147,11 @@ export class DecoderCache {
     this.#length = 0;
   }
 
+  /** The same as dispose(), for `using` (explicit resource management): freed at the end of the block. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
   /** Frees the cache's memory (blocks shared with a fork stay with it). Using it afterwards is a StateError. */
   dispose(): void {
     if (this.#disposed) return;

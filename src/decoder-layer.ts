@@ -72,6 +72,7 @@ export class DecoderLayer extends Module {
   readonly numKvHeads: number;
   readonly headDim: number;
   readonly slidingWindow: number | null;
+  /** @internal the attention block (its class is internal) */
   readonly selfAttn: DecoderAttention;
   readonly mlp: GatedMLP;
   readonly inputLayernorm: RMSNorm;

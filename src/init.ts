@@ -1,4 +1,4 @@
-import { type Binary, binaries } from "./binaries.js";
+import { type Binary, binaries, ENTRY } from "./binaries.js";
 import { ArgumentError, InitError } from "./errors.js";
 import { Heap } from "./memory.js";
 import { Pool, threadsUnavailable } from "./threads.js";
@@ -8,11 +8,26 @@ import type { Kernels } from "./kernels.js";
 
 export type { Kernels };
 
-/** Where the kernel binary comes from. */
-export type WasmSource = WebAssembly.Module | BufferSource | Response | URL;
+/**
+ * A compiled `WebAssembly.Module`. TypeScript declares `WebAssembly.Module` as an empty interface,
+ * which any value but null and undefined fits (a number, a string, an options object with a typo);
+ * this type takes a real module and refuses those.
+ */
+export type CompiledModule = { readonly [Symbol.toStringTag]?: "WebAssembly.Module" };
+
+/**
+ * Where the kernel binary comes from: a compiled `WebAssembly.Module`, its bytes (an `ArrayBuffer`,
+ * `SharedArrayBuffer` or a view of one), a `Response` (from `fetch`), or a `URL` (`file:` URLs
+ * are read from disk in Node).
+ */
+export type WasmSource = CompiledModule | ArrayBuffer | SharedArrayBuffer | ArrayBufferView | Response | URL;
 
 export interface InitOptions {
-  /** The kernel binary; by default one of the two embedded in this package (see `simd`). */
+  /**
+   * The kernel binary, or a promise of one. Default: the build of this package that `simd` and
+   * `threads` select, loaded when init() runs (the `wasm-attention/core` entry has none: there
+   * this is required). Not together with `simd`.
+   */
   wasm?: WasmSource | PromiseLike<WasmSource>;
   /**
    * Which embedded build: "baseline" (WASM SIMD: the same bits in every runtime), "relaxed"
@@ -20,7 +35,7 @@ export interface InitOptions {
    * machines), or "auto" (default): relaxed where the runtime supports it, unless `deterministic`.
    */
   simd?: "auto" | "baseline" | "relaxed";
-  /** Ask for identical results in every runtime: "auto" then means the baseline build. */
+  /** Ask for identical results in every runtime: "auto" then means the baseline build. Default false. */
   deterministic?: boolean;
   /**
    * Threads to compute on (default 1): this one and threads - 1 workers sharing one
@@ -153,7 +168,7 @@ const REQUIRED = ["heap_base", "relaxed_simd", "gemm_f32", "attention_f32_flash"
 
 async function load(source: WasmSource | PromiseLike<WasmSource> | undefined, options: InitOptions): Promise<Runtime> {
   const threads = threadCount(options.threads);
-  const module = await compile((await source) ?? embedded(options, threads > 1));
+  const module = await compile((await source) ?? (await embedded(options, threads > 1)));
   const exports = WebAssembly.Module.exports(module).map((e) => e.name);
   const missing = REQUIRED.filter((name) => !exports.includes(name));
   if (missing.length) throw new InitError(`init: this WebAssembly module is not a wasm-attention kernel binary (it lacks ${missing.join(", ")})`);
@@ -224,16 +239,28 @@ function describeLoad(o: InitOptions, source: unknown): string {
   return parts.join(", ");
 }
 
-// the packaged binary the options ask for
-function embedded({ simd = "auto", deterministic = false }: InitOptions, shared: boolean): Binary {
+// the packaged binary the options ask for, loaded now (each build is a module of its own)
+async function embedded({ simd = "auto", deterministic = false }: InitOptions, shared: boolean): Promise<Binary> {
+  if (!binaries.baseline) {
+    throw new InitError(
+      `init: ${ENTRY} embeds no kernel binary: pass one to init(): a WebAssembly.Module, bytes, a Response or a URL of ` +
+        'wasm-attention/kernels.wasm (in Node: new URL(import.meta.resolve("wasm-attention/kernels.wasm")); with a bundler, its URL of the file), ' +
+        'or import from "wasm-attention", which loads its own',
+    );
+  }
   const relaxed = relaxedSimdSupported();
   if (simd === "relaxed" && !relaxed) {
     throw new InitError('init: simd "relaxed" is not supported by this runtime (Node 20 needs --experimental-wasm-relaxed-simd); use "auto" or "baseline"');
   }
   const useRelaxed = simd === "relaxed" || (simd === "auto" && relaxed && !deterministic);
-  const chosen = shared ? binaries[useRelaxed ? "relaxed-threads" : "threads"] : binaries[useRelaxed ? "relaxed" : "baseline"];
-  if (!chosen) throw new InitError("init: this entry of the package has no shared-memory build: threads are not available here");
-  return chosen;
+  const name = shared ? (useRelaxed ? "relaxed-threads" : "threads") : useRelaxed ? "relaxed" : "baseline";
+  const chosen = binaries[name];
+  if (!chosen) throw new InitError(`init: ${ENTRY} has no shared-memory build: threads are not available here`);
+  try {
+    return await chosen();
+  } catch (cause) {
+    throw new InitError(`init: cannot load the embedded ${name} build: ${String(cause)}`);
+  }
 }
 
 async function compile(source: WasmSource | Binary): Promise<WebAssembly.Module> {
@@ -248,6 +275,14 @@ async function compile(source: WasmSource | Binary): Promise<WebAssembly.Module>
     try {
       return await WebAssembly.compile(source as BufferSource);
     } catch (cause) {
+      // a page whose Content-Security-Policy does not allow WebAssembly (Chromium names
+      // 'wasm-unsafe-eval' or 'unsafe-eval', Firefox and Safari say "Content Security Policy")
+      if (/content.security.policy|wasm-unsafe-eval|unsafe-eval|\bCSP\b/i.test(String(cause))) {
+        throw new InitError(
+          "the page's Content-Security-Policy forbids compiling WebAssembly (" + String(cause) + "); " +
+            "allow it with the 'wasm-unsafe-eval' source in script-src, e.g. Content-Security-Policy: script-src 'self' 'wasm-unsafe-eval'",
+        );
+      }
       if (/disallowed|code generation/i.test(String(cause))) {
         throw new InitError(
           "this runtime does not compile WebAssembly from bytes (" + String(cause) + "); " +

@@ -508,6 +508,11 @@ export class LinearAttentionState {
     }
   }
 
+  /** The same as dispose(), for `using` (explicit resource management): freed at the end of the block. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
   dispose(): void {
     if (!this.#at) return;
     this.#heap.untrack(this);

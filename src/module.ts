@@ -67,6 +67,11 @@ export abstract class Module {
     return [...seen];
   }
 
+  /** The same as dispose(), for `using` (explicit resource management): freed at the end of the block. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
   /** Frees the weights. Using the module afterwards is a StateError. */
   dispose(): void {
     if (this.#disposed) return;

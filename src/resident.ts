@@ -29,6 +29,11 @@ export class ResidentTensor implements Tensor {
     return this.#view;
   }
 
+  /** The same as dispose(), for `using` (explicit resource management): freed at the end of the block. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
   dispose(): void {
     const info = this.#info;
     if (!info.at || info.heap.closed) return;

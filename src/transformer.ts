@@ -103,7 +103,7 @@ abstract class Layer extends Module {
     return 4 * M * (2 * this.dModel + this.options.dimFeedforward) + 2 * this.selfAttn.footprint(B, L, Lk);
   }
 
-  // out (M, dModel) = linear2(act(linear1(x))) + residual
+  /** @internal out (M, dModel) = linear2(act(linear1(x))) + residual */
   protected feedForward(ctx: Ctx, out: number, x: number, residual: number, M: number): void {
     nested(ctx, (c) => {
       const h = c.scope.alloc(4 * M * this.options.dimFeedforward);
@@ -125,6 +125,8 @@ export class TransformerEncoderLayer extends Layer {
    */
   forward(src: Tensor, options?: EncoderForwardOptions & { needWeights?: false }): Tensor;
   forward(src: Tensor, options: EncoderForwardOptions & { needWeights: true }): { output: Tensor; weights: Tensor[] };
+  /** Options whose needWeights is not known where they are written (an `EncoderForwardOptions` made ahead). */
+  forward(src: Tensor, options?: EncoderForwardOptions): Tensor | { output: Tensor; weights: Tensor[] };
   forward(src: Tensor, options: EncoderForwardOptions = {}): Tensor | { output: Tensor; weights: Tensor[] } {
     return runEncoder("TransformerEncoderLayer.forward", this, [this], null, src, {
       mask: options.srcMask,
@@ -288,6 +290,8 @@ export class TransformerEncoder extends Stack<TransformerEncoderLayer> {
 
   forward(src: Tensor, options?: StackEncoderForwardOptions & { needWeights?: false }): Tensor;
   forward(src: Tensor, options: StackEncoderForwardOptions & { needWeights: true }): { output: Tensor; weights: Tensor[] };
+  /** Options whose needWeights is not known where they are written (a `StackEncoderForwardOptions` made ahead). */
+  forward(src: Tensor, options?: StackEncoderForwardOptions): Tensor | { output: Tensor; weights: Tensor[] };
   forward(src: Tensor, options: StackEncoderForwardOptions = {}): Tensor | { output: Tensor; weights: Tensor[] } {
     return runEncoder("TransformerEncoder.forward", this, this.layers, this.norm, src, options, ["mask", "srcKeyPaddingMask", "isCausal", "cache", "needWeights", "globalTokens"], options);
   }
