@@ -40,6 +40,40 @@ const NC: i32 = 64; // columns of w per panel: K x 64 floats of w stay in cache 
   v128.store(dst + 3 * dstRow, c31, 16);
 }
 
+// dst (1, 8 * panels) = row a (K) . `panels` consecutive panels of b (each (K, 8), `panel` bytes
+// apart), panels <= 4: the one-row micro-kernel, eight accumulators for four panels, so a row is
+// not computed four times over as in tile_4x8 with repeated rows. Each element is the same
+// sequence of fma_f32x4 over k as in tile_4x8: the same bits.
+@inline function row_1x32(dst: usize, a: usize, b: usize, panel: usize, panels: i32, K: i32): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  const end = <usize>K * F32;
+  // past the last panel, read the last one again (its results are not stored)
+  const b0 = b;
+  const b1 = panels > 1 ? b0 + panel : b0;
+  const b2 = panels > 2 ? b1 + panel : b1;
+  const b3 = panels > 3 ? b2 + panel : b2;
+  for (let k: usize = 0, o: usize = 0; k < end; k += F32, o += 32) {
+    const x = v128.load32_splat(a + k);
+    c00 = fma_f32x4(x, v128.load(b0 + o), c00);
+    c01 = fma_f32x4(x, v128.load(b0 + o, 16), c01);
+    c10 = fma_f32x4(x, v128.load(b1 + o), c10);
+    c11 = fma_f32x4(x, v128.load(b1 + o, 16), c11);
+    c20 = fma_f32x4(x, v128.load(b2 + o), c20);
+    c21 = fma_f32x4(x, v128.load(b2 + o, 16), c21);
+    c30 = fma_f32x4(x, v128.load(b3 + o), c30);
+    c31 = fma_f32x4(x, v128.load(b3 + o, 16), c31);
+  }
+  v128.store(dst, c00);
+  v128.store(dst, c01, 16);
+  v128.store(dst, c10, 32);
+  v128.store(dst, c11, 48);
+  v128.store(dst, c20, 64);
+  v128.store(dst, c21, 80);
+  v128.store(dst, c30, 96);
+  v128.store(dst, c31, 112);
+}
+
 // bytes of scratch gemm_f32 needs
 export function gemm_f32_workspace(): usize {
   return 4 * 8 * F32;
@@ -62,6 +96,21 @@ export function gemm_f32(out: usize, a: usize, w: usize, bias: usize, residual: 
       const a1 = rows > 1 ? a0 + aRow : a0;
       const a2 = rows > 2 ? a1 + aRow : a1;
       const a3 = rows > 3 ? a2 + aRow : a2;
+      if (rows < 4) {
+        // fewer than 4 rows (decoding: one): each row alone, four panels at a time
+        for (let r = 0; r < rows; r++) {
+          const ar = a0 + <usize>r * aRow;
+          for (let c = jc; c < jEnd; c += 32) {
+            const panels = min(4, (jEnd - c + 7) >> 3);
+            row_1x32(work, ar, w + <usize>(c >> 3) * panel, panel, panels, K);
+            for (let p = 0; p < panels; p++) {
+              const cp = c + 8 * p;
+              storeTile(out, work + <usize>p * 8 * F32, bias, residual, r0 + r, 1, cp, min(8, N - cp), N, act);
+            }
+          }
+        }
+        continue;
+      }
       for (let c = jc; c < jEnd; c += 8) {
         tile_4x8(work, 8 * F32, a0, a1, a2, a3, w + <usize>(c >> 3) * panel, K);
         storeTile(out, work, bias, residual, r0, rows, c, min(8, N - c), N, act);

@@ -1,4 +1,4 @@
-import { beforeAll, describe, test } from "vitest";
+import { beforeAll, describe, expect, test } from "vitest";
 import { init, runtime } from "../src/init.js";
 import { ACT } from "../src/linear.js";
 import { expectClose, freshSeed, rng } from "./reference.js";
@@ -46,6 +46,25 @@ function gemm(a: Float32Array, w: Float32Array, bias: Float32Array | null, resid
     s.release();
   }
 }
+
+describe("gemm_f32's one-row kernel (row blocks of fewer than 4 rows) gives the same bits as the 4 x 8 tile", () => {
+  for (const [N, K] of [[1, 5], [7, 67], [33, 64], [130, 67], [300, 768]] as const) {
+    test(`N=${N} K=${K}: each row alone equals the same row inside a block of 4`, () => {
+      const r = rng(freshSeed());
+      const a = r.floats(8 * K, 2);
+      const w = r.floats(N * K);
+      const bias = r.floats(N);
+      const residual = r.floats(8 * N);
+      const all = gemm(a, w, bias, residual, 8, N, K, "gelu", false);
+      for (let i = 0; i < 8; i++) {
+        const one = gemm(a.subarray(i * K, (i + 1) * K), w, bias, residual.subarray(i * N, (i + 1) * N), 1, N, K, "gelu", false);
+        expect(Array.from(one)).toEqual(Array.from(all.subarray(i * N, (i + 1) * N)));
+      }
+      // 7 rows: a block of 4, then 3 rows through the one-row kernel
+      expect(Array.from(gemm(a.subarray(0, 7 * K), w, bias, residual.subarray(0, 7 * N), 7, N, K, "gelu", false))).toEqual(Array.from(all.subarray(0, 7 * N)));
+    });
+  }
+});
 
 describe("gemm_f32 vs the float64 reference", () => {
   const shapes: [number, number, number][] = [];
