@@ -1,15 +1,29 @@
 // A minimal ONNX model writer (protobuf by hand), so the benchmark builds its onnxruntime-web
 // models at run time with no Python and nothing large committed. Field numbers are onnx.proto's.
 
+// protobuf bytes as a list of pieces (small fields gathered, big tensors kept as they are), so a
+// model of hundreds of megabytes is copied once, at the end
 class Writer {
-  bytes = [];
+  parts = [];
+  small = [];
+  length = 0;
+  byte(b) {
+    this.small.push(b);
+    this.length++;
+  }
+  piece(bytes) {
+    if (this.small.length) this.parts.push(Uint8Array.from(this.small));
+    this.small = [];
+    this.parts.push(bytes);
+    this.length += bytes.length;
+  }
   varint(n) {
     let v = BigInt.asUintN(64, BigInt(n));
     do {
       let b = Number(v & 0x7fn);
       v >>= 7n;
       if (v) b |= 0x80;
-      this.bytes.push(b);
+      this.byte(b);
     } while (v);
     return this;
   }
@@ -21,12 +35,12 @@ class Writer {
   }
   float(field, x) {
     this.tag(field, 5);
-    this.bytes.push(...new Uint8Array(new Float32Array([x]).buffer));
+    for (const b of new Uint8Array(new Float32Array([x]).buffer)) this.byte(b);
     return this;
   }
   raw(field, bytes) {
     this.tag(field, 2).varint(bytes.length);
-    for (let i = 0; i < bytes.length; i += 65536) this.bytes.push(...bytes.subarray(i, i + 65536));
+    this.piece(bytes);
     return this;
   }
   str(field, s) {
@@ -35,20 +49,35 @@ class Writer {
   msg(field, build) {
     const w = new Writer();
     build(w);
-    return this.raw(field, Uint8Array.from(w.bytes));
+    this.tag(field, 2).varint(w.length);
+    for (const part of w.pieces()) this.piece(part);
+    return this;
+  }
+  pieces() {
+    return this.small.length ? [...this.parts, Uint8Array.from(this.small)] : this.parts;
+  }
+  bytes() {
+    const out = new Uint8Array(this.length);
+    let at = 0;
+    for (const part of this.pieces()) {
+      out.set(part, at);
+      at += part.length;
+    }
+    return out;
   }
 }
 
 const FLOAT = 1;
 const INT8 = 3;
+const INT32 = 6;
 const INT64 = 7;
 // an initializer's type name -> its TensorProto data type and typed array
-const TYPES = { float: [FLOAT, Float32Array], int8: [INT8, Int8Array], int64: [INT64, BigInt64Array] };
+const TYPES = { float: [FLOAT, Float32Array], int8: [INT8, Int8Array], int32: [INT32, Int32Array], int64: [INT64, BigInt64Array] };
 
-// dims: numbers or strings (symbolic)
-function valueInfo(w, name, dims) {
+// dims: numbers or strings (symbolic); type: a TYPES name (default float)
+function valueInfo(w, name, dims, type = "float") {
   w.str(1, name).msg(2, (t) =>
-    t.msg(1, (tt) => tt.int(1, FLOAT).msg(2, (s) => dims.forEach((d) => s.msg(1, (dim) => (typeof d === "number" ? dim.int(1, d) : dim.str(2, d)))))),
+    t.msg(1, (tt) => tt.int(1, TYPES[type][0]).msg(2, (s) => dims.forEach((d) => s.msg(1, (dim) => (typeof d === "number" ? dim.int(1, d) : dim.str(2, d)))))),
   );
 }
 
@@ -62,7 +91,7 @@ function attribute(w, name, value) {
 }
 
 /**
- * model({ inputs: [[name, dims]], outputs: [[name, dims]], nodes: [{ op, inputs, outputs, attrs?, domain? }],
+ * model({ inputs: [[name, dims, type?]], outputs: [[name, dims, type?]], nodes: [{ op, inputs, outputs, attrs?, domain? }],
  *         initializers: [[name, dims, Float32Array | Int8Array | number[], "int64" | "int8"?]] }) -> Uint8Array of an ONNX model (opset 17 + com.microsoft 1)
  */
 export function model({ inputs, outputs, nodes, initializers = [] }) {
@@ -90,8 +119,8 @@ export function model({ inputs, outputs, nodes, initializers = [] }) {
         t.int(2, code).str(8, name).raw(9, new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength));
       });
     }
-    inputs.forEach(([name, dims]) => g.msg(11, (v) => valueInfo(v, name, dims)));
-    outputs.forEach(([name, dims]) => g.msg(12, (v) => valueInfo(v, name, dims)));
+    inputs.forEach(([name, dims, type]) => g.msg(11, (v) => valueInfo(v, name, dims, type)));
+    outputs.forEach(([name, dims, type]) => g.msg(12, (v) => valueInfo(v, name, dims, type)));
   });
-  return Uint8Array.from(w.bytes);
+  return w.bytes();
 }
