@@ -12,6 +12,7 @@ const SLOW = [
   "test/runtimes.test.ts", // Deno, Bun, workerd, the edge runtime
   "test/examples.test.ts", // the examples in Node, Deno and workerd
   "test/package.test.ts", // npm pack, publint, attw
+  "test/consumer.test.ts", // npm pack into a fresh TypeScript project, tsc under three resolutions
   "test/demo.test.ts", // the demo model and `npm start` in a child Node
   "test/soak.test.ts", // 10,000 calls of every function
   "test/threads.test.ts", // worker pools started and killed; a dead worker's 500 ms timeout, twice

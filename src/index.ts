@@ -1,4 +1,4 @@
-export { init, shutdown, runtimeInfo, relaxedSimdSupported, type InitOptions, type RuntimeInfo, type WasmSource } from "./init.js";
+export { init, shutdown, runtimeInfo, relaxedSimdSupported, type InitOptions, type RuntimeInfo, type WasmSource, type CompiledModule } from "./init.js";
 export { scaledDotProductAttention, type AttentionResult } from "./attention.js";
 export { alibiSlopes, type AttentionOptions, type AttentionVariant, type RopeOptions } from "./features.js";
 export { sinusoidalPositions } from "./positions.js";
