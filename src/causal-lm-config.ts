@@ -37,6 +37,8 @@ export interface CausalLMOptions {
   tieWordEmbeddings: boolean | null;
   /** the config's eos_token_id(s): generate's default stop tokens */
   eosTokenId: number[];
+  /** learned attention sinks in every layer (self_attn.sinks, gpt-oss's); no config field of the supported families sets it */
+  sinks?: boolean;
 }
 
 // each config class's defaults for the fields config.json may leave out

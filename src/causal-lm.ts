@@ -68,7 +68,7 @@ export class CausalLM extends Module {
     this.layers = o.slidingWindows.map((window) => new DecoderLayer({
       hiddenSize: H, numHeads: o.numHeads, numKvHeads: o.numKvHeads, headDim: o.headDim, intermediateSize: o.intermediateSize,
       activation: o.activation, rmsNormEps: o.rmsNormEps, qkvBias: o.qkvBias, oBias: o.oBias, mlpBias: o.mlpBias, qkNorm: o.qkNorm,
-      sandwichNorm: o.gemma, unitOffset: o.gemma, slidingWindow: window, softcap: o.attnSoftcap, queryPreAttnScalar: o.queryPreAttnScalar,
+      sandwichNorm: o.gemma, unitOffset: o.gemma, slidingWindow: window, softcap: o.attnSoftcap, queryPreAttnScalar: o.queryPreAttnScalar, sinks: o.sinks ?? false,
       rope: { theta: o.ropeTheta, scaling: o.ropeScaling, maxPositionEmbeddings: o.maxPositionEmbeddings },
     }));
     this.#embed = new VocabTable(o.vocabSize, H);

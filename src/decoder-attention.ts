@@ -10,6 +10,7 @@ import { type Ctx, Module, type Param, nested, prefixed } from "./module.js";
 import { RMSNorm } from "./rmsnorm.js";
 import { attention } from "./route.js";
 import { runtime } from "./init.js";
+import type { Tensor } from "./tensor.js";
 
 /** @internal what every layer of one forward shares */
 export interface Step {
@@ -50,6 +51,8 @@ export interface DecoderAttentionOptions {
   softcap: number;
   /** The scores' factor: headDim ** -0.5, Gemma 2's query_pre_attn_scalar ** -0.5. */
   scale: number;
+  /** Learned attention sinks (gpt-oss): self_attn.sinks [numHeads], one logit per head in each row's softmax denominator. */
+  sinks?: boolean;
 }
 
 /** @internal one decoder layer's self_attn: q_proj, k_proj, v_proj, o_proj (and q_norm, k_norm) */
@@ -62,6 +65,8 @@ export class DecoderAttention extends Module {
   readonly #qNorm: RMSNorm | null;
   readonly #kNorm: RMSNorm | null;
   readonly #features: Features;
+  // the learned sink logits once loaded, [numHeads] (a few floats: they stay in JavaScript)
+  #sinks: Float32Array | null;
 
   constructor(o: DecoderAttentionOptions) {
     super();
@@ -76,6 +81,7 @@ export class DecoderAttention extends Module {
     this.#kNorm = o.qkNorm ? norm() : null;
     const variant = readVariant({ window: o.slidingWindow === null ? undefined : [o.slidingWindow - 1, 0], softcap: o.softcap || undefined }, Hq, hd);
     this.#features = { ...variant.features, causal: true, scale: Math.fround(o.scale) };
+    this.#sinks = o.sinks ? new Float32Array(0) : null;
   }
 
   protected override children(): Module[] {
@@ -89,6 +95,7 @@ export class DecoderAttention extends Module {
       ...prefixed("v_proj.", this.#v.params()),
       ...prefixed("o_proj.", this.#out.params()),
       ...(this.#qNorm ? [...prefixed("q_norm.", this.#qNorm.params()), ...prefixed("k_norm.", this.#kNorm!.params())] : []),
+      ...(this.#sinks ? [{ key: "sinks", shape: [this.o.numHeads], load: (t: Tensor) => void (this.#sinks = Float32Array.from(t.data)) }] : []),
     ];
   }
 
@@ -125,7 +132,8 @@ export class DecoderAttention extends Module {
       // 2. the keys each sequence reads (the cache stores the new ones first), then attention
       const runs = Array.from({ length: B }, (_, b) => step.runs(layer, b, Kn, Vn));
       const attn = scope.alloc(4 * M * qDim);
-      attendRuns(ctx, this.#features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0 });
+      const features = this.#sinks ? { ...this.#features, sinks: Array.from(this.#sinks) } : this.#features;
+      attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0 });
       // 3. out = o_proj(attention) + residual
       this.#out.run(ctx, out, attn, M, residual);
     });
@@ -172,7 +180,8 @@ function attendRuns(
       const r = run(b);
       return r ? ([0, r.n, a.qpos0[b] - r.pos0] as const) : ([0, 0, 0] as const);
     };
-    attention(ctx, layout, f, { diag: 0, mask: null, weights: 0, keyRange, stats: passes > 1 ? (j === 0 ? stats : stats2) : 0 });
+    // a sink joins the first pass's softmax only: the merges of later passes must not count it again
+    attention(ctx, layout, j === 0 ? f : { ...f, sinks: null }, { diag: 0, mask: null, weights: 0, keyRange, stats: passes > 1 ? (j === 0 ? stats : stats2) : 0 });
     if (j === 0) continue;
     for (let b = 0; b < B; b++) {
       if (!run(b)) continue;

@@ -38,6 +38,8 @@ export interface DecoderLayerOptions {
   sandwichNorm?: boolean;
   /** Gemma's RMSNorm, (1 + weight); default false. */
   unitOffset?: boolean;
+  /** Learned attention sinks (gpt-oss): self_attn.sinks [numHeads], one logit per head joining each row's softmax denominator; default false. */
+  sinks?: boolean;
   /** RoPE of each head (rope_theta, Hugging Face's rope_scaling). Default theta 10000, no scaling. */
   rope?: { theta?: number; scaling?: RopeScaling | null; maxPositionEmbeddings?: number };
   /** Each query sees the w most recent keys, itself included; default null: all. */
@@ -55,7 +57,7 @@ export interface DecoderLayerForwardOptions {
 
 const OPTIONS: (keyof DecoderLayerOptions)[] = [
   "hiddenSize", "numHeads", "numKvHeads", "headDim", "intermediateSize", "activation", "rmsNormEps", "qkvBias", "oBias", "mlpBias",
-  "qkNorm", "sandwichNorm", "unitOffset", "rope", "slidingWindow", "softcap", "queryPreAttnScalar",
+  "qkNorm", "sandwichNorm", "unitOffset", "sinks", "rope", "slidingWindow", "softcap", "queryPreAttnScalar",
 ];
 
 /**
@@ -106,7 +108,7 @@ export class DecoderLayer extends Module {
     this.selfAttn = new DecoderAttention({
       hiddenSize: H, numHeads: this.numHeads, numKvHeads: this.numKvHeads, headDim: this.headDim,
       qkvBias: bool(who, "qkvBias", o.qkvBias, false), oBias: bool(who, "oBias", o.oBias, false), qkNorm: bool(who, "qkNorm", o.qkNorm, false),
-      rmsNormEps: eps, unitOffset, slidingWindow: this.slidingWindow, softcap, scale: scalar ** -0.5,
+      rmsNormEps: eps, unitOffset, slidingWindow: this.slidingWindow, softcap, scale: scalar ** -0.5, sinks: bool(who, "sinks", o.sinks, false),
     });
     this.mlp = new GatedMLP({ hiddenSize: H, intermediateSize: o.intermediateSize, activation: o.activation, bias: bool(who, "mlpBias", o.mlpBias, false) });
     const norm = () => new RMSNorm({ normalizedShape: H, eps, unitOffset });

@@ -278,3 +278,30 @@ describe("errors", () => {
     cache.dispose();
   });
 });
+
+describe("attention sinks through the decoder cache (a sink joins one pass of a sequence's softmax, not each)", () => {
+  test("cached steps and a fork's continuation equal the full forward of the same sequences", async () => {
+    const { causalLMOptions } = await import("../src/causal-lm-config.js");
+    const config = JSON.parse(read("llama-tied.config.json").toString("utf8"));
+    const model = new CausalLM({ ...causalLMOptions(config), sinks: true });
+    const dict: Record<string, unknown> = { ...loadSafetensors(read("llama-tied.safetensors")) };
+    model.layers.forEach((l, i) => (dict[`model.layers.${i}.self_attn.sinks`] = { data: Float32Array.from({ length: l.numHeads }, (_, h) => 0.5 + h), shape: [l.numHeads] }));
+    model.loadStateDict(dict as never);
+    const cache = model.createCache();
+    model.forward(prompt, { cache });
+    const child = cache.fork(); // the prompt's keys shared: the next steps read them in a pass of their own
+    const [a] = step(model, cache, [3]);
+    expectNear(a!, lastOf(model, [...prompt, 3]), "parent after one step");
+    const [b] = step(model, child, [40]);
+    expectNear(b!, lastOf(model, [...prompt, 40]), "fork after one step");
+    const [c] = step(model, child, [41]);
+    expectNear(c!, lastOf(model, [...prompt, 40, 41]), "fork after two steps");
+    // sinks change the numbers: without them the logits differ
+    const plain = load("llama-tied");
+    expect(Math.max(...Array.from(lastOf(plain, [...prompt, 3]), (x, i) => Math.abs(x - a![i]!)))).toBeGreaterThan(1e-3);
+    plain.dispose();
+    child.dispose();
+    cache.dispose();
+    model.dispose();
+  });
+});

@@ -147,9 +147,11 @@ function layerRef(x: Float32Array, d: Record<string, Tensor>, o: Required<Omit<D
         for (let e = 0; e < hd; e++) dot += qr[(i * Hq + n) * hd + e] * kr[(j * Hk + g) * hd + e];
         return o.softcap ? o.softcap * Math.tanh((dot * scale) / o.softcap) : dot * scale;
       });
-      const m = Math.max(...s);
+      // gpt-oss's sinks: a logit per head in the denominator, without a value
+      const sink = o.sinks ? W("self_attn.sinks")![n]! : -Infinity;
+      const m = Math.max(sink, ...s);
       const p = s.map((z) => Math.exp(z - m));
-      const sum = p.reduce((a, b) => a + b, 0);
+      const sum = p.reduce((a, b) => a + b, 0) + Math.exp(sink - m);
       js.forEach((j, t) => {
         for (let e = 0; e < hd; e++) attn[(i * Hq + n) * hd + e] += (p[t] / sum) * v[(j * Hk + g) * hd + e];
       });
@@ -170,7 +172,7 @@ describe("DecoderLayer", () => {
   type Options = Parameters<typeof layerRef>[2];
   const base: Options = {
     hiddenSize: 20, numHeads: 4, numKvHeads: 2, headDim: 6, intermediateSize: 37, activation: "silu" as const, rmsNormEps: 1e-6,
-    qkvBias: false, oBias: false, mlpBias: false, qkNorm: false, sandwichNorm: false, unitOffset: false, slidingWindow: null, softcap: null, queryPreAttnScalar: 6,
+    qkvBias: false, oBias: false, mlpBias: false, qkNorm: false, sandwichNorm: false, unitOffset: false, sinks: false, slidingWindow: null, softcap: null, queryPreAttnScalar: 6,
   };
   const variants: [string, Partial<Options>][] = [
     ["Llama (GQA 4/2, head 6)", {}],
@@ -179,6 +181,7 @@ describe("DecoderLayer", () => {
     ["Mistral (sliding window 3)", { slidingWindow: 3 }],
     ["Gemma 2 (four norms, (1 + w), tanh-GELU, soft-capping, window 4, query_pre_attn_scalar)", { sandwichNorm: true, unitOffset: true, activation: "gelu-tanh", softcap: 2, slidingWindow: 4, queryPreAttnScalar: 10 }],
     ["multi-query, biases everywhere", { numKvHeads: 1, qkvBias: true, oBias: true, mlpBias: true }],
+    ["attention sinks (gpt-oss: self_attn.sinks), with a sliding window", { sinks: true, slidingWindow: 3 }],
   ];
   for (const [what, change] of variants) {
     for (const L of [1, 5, 17]) {
