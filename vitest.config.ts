@@ -13,6 +13,7 @@ const SLOW = [
   "test/examples.test.ts", // the examples in Node, Deno and workerd
   "test/package.test.ts", // npm pack, publint, attw
   "test/consumer.test.ts", // npm pack into a fresh TypeScript project, tsc under three resolutions
+  "test/browser-package.test.ts", // npm pack, esbuild and Vite builds of a page, the worker API, in Chromium
   "test/demo.test.ts", // the demo model and `npm start` in a child Node
   "test/soak.test.ts", // 10,000 calls of every function
   "test/threads.test.ts", // worker pools started and killed; a dead worker's 500 ms timeout, twice
