@@ -3,7 +3,7 @@
 // left-padded batches with or without a cache, and generation.
 import { type CausalLMOptions, causalLMOptions } from "./causal-lm-config.js";
 import { DecoderCache, type DecoderCacheOptions, type KeyRun } from "./decoder-cache.js";
-import type { Step } from "./decoder-attention.js";
+import type { LastRowAttention, Step } from "./decoder-attention.js";
 import { DecoderLayer } from "./decoder-layer.js";
 import { type TokenIds, checkIds } from "./embedding.js";
 import { ArgumentError } from "./errors.js";
@@ -29,6 +29,23 @@ export interface CausalLMForwardOptions {
   cache?: DecoderCache;
   /** Only the last position's logits ([B, 1, vocab]): what generation needs. Default false. */
   lastOnly?: boolean;
+  /**
+   * Also return where the last position attends: forward then returns `{ logits, attention }`
+   * (CausalLMOutputWithAttention). Default false.
+   */
+  attention?: boolean;
+}
+
+/**
+ * forward(ids, { attention: true })'s result. `attention` holds the softmax probabilities of each
+ * sequence's last position over every key it attends to, per layer and query head:
+ * [numLayers, numHeads, past + L] for one sequence, [B, numLayers, numHeads, past + L] for a batch.
+ * Its columns are those of the attention mask (the cached columns, then the new ones): a padding
+ * column, a key outside a sliding window and a key the cache no longer holds get 0.
+ */
+export interface CausalLMOutputWithAttention {
+  logits: Tensor;
+  attention: Tensor;
 }
 
 // what checkpoints carry besides the model's weights: RoPE buffers of older transformers
@@ -37,8 +54,8 @@ const IGNORED = /^(?:model\.)?(?:layers\.\d+\.self_attn\.)?rotary_emb\.inv_freq$
 /**
  * A Hugging Face decoder-only language model: `fromConfig(config.json)` (model_type "llama",
  * "mistral", "qwen2", "qwen3", "gemma2"), `loadStateDict(dict)` with the checkpoint's names,
- * `forward(ids, { attentionMask, cache, lastOnly })` -> logits, `generate(ids, options)` -> new
- * tokens, `createCache()` for decoding step by step.
+ * `forward(ids, { attentionMask, cache, lastOnly })` -> logits (`{ logits, attention }` with
+ * `attention: true`), `generate(ids, options)` -> new tokens, `createCache()` for decoding step by step.
  *
  * Tied embeddings: `tie_word_embeddings: true` uses embed_tokens' table as the LM head (one table
  * in memory, read both ways); false loads lm_head.weight. When the config leaves the field out,
@@ -146,9 +163,20 @@ export class CausalLM extends Module {
    * real tokens and its padding is never read as a key, so a sequence gets the same logits
    * whatever it is batched with. Logits at padded positions mean nothing. With a cache, the call
    * continues the cached sequences and adds its tokens to the cache.
+   *
+   * With `attention: true` it returns `{ logits, attention }`: `attention` [numLayers, numHeads,
+   * past + L] (batched: [B, numLayers, numHeads, past + L]) is the softmax probabilities of each
+   * sequence's last position over its keys, by attention-mask column (0 for padding, keys outside
+   * a sliding window and keys the cache dropped), for prefills and decode steps, with or without
+   * a cache. Each row sums to 1 (less with attention sinks, whose share is not a column). Decode
+   * steps (L = 1) read them from the attention they compute anyway; a longer input computes its
+   * last row once more with them, so no [L, L] matrix is ever made.
    */
-  forward(inputIds: TokenIds, options: CausalLMForwardOptions = {}): Tensor {
-    const o = checkOptions("CausalLM.forward options", options, ["attentionMask", "cache", "lastOnly"]);
+  forward(inputIds: TokenIds, options: CausalLMForwardOptions & { attention: true }): CausalLMOutputWithAttention;
+  forward(inputIds: TokenIds, options?: CausalLMForwardOptions & { attention?: false }): Tensor;
+  forward(inputIds: TokenIds, options?: CausalLMForwardOptions): Tensor | CausalLMOutputWithAttention;
+  forward(inputIds: TokenIds, options: CausalLMForwardOptions = {}): Tensor | CausalLMOutputWithAttention {
+    const o = checkOptions("CausalLM.forward options", options, ["attentionMask", "cache", "lastOnly", "attention"]);
     const c = this.config;
     const ids = checkIds("inputIds", inputIds, c.vocabSize, 2);
     const [B, L] = ids.batched ? ids.shape : [1, ids.shape[0]];
@@ -158,16 +186,24 @@ export class CausalLM extends Module {
     const past = cache?.length ?? 0;
     const pads = readLeftPadding("attentionMask", o.attentionMask, ids.batched ? [B, past + L] : [past + L], past, cache ? (b) => cache.pads(b) : null);
     const lastOnly = bool("CausalLM.forward", "lastOnly", o.lastOnly, false);
+    const withAttention = bool("CausalLM.forward", "attention", o.attention, false);
     this.assertReady();
     const rows = lastOnly ? Math.min(L, 1) : L;
     const shape = ids.batched ? [B, rows, c.vocabSize] : [rows, c.vocabSize];
-    if (B * L === 0) return { data: new Float32Array(0), shape };
+    // the last rows' probabilities, by column of the attention mask
+    const nLayers = this.layers.length;
+    const attentionShape = ids.batched ? [B, nLayers, c.numHeads, past + L] : [nLayers, c.numHeads, past + L];
+    const lastRow: LastRowAttention | undefined = withAttention
+      ? { data: resultArray("CausalLM.forward", B * nLayers * c.numHeads * (past + L)), layers: nLayers, columns: past + L, pads }
+      : undefined;
+    const result = (logits: Tensor) => (lastRow ? { logits, attention: { data: lastRow.data, shape: attentionShape } } : logits);
+    if (B * L === 0) return result({ data: new Float32Array(0), shape });
     const { positions, qpos0 } = stepPositions(B, L, past, pads);
     const M = B * L;
     const H = c.hiddenSize;
     const maxKeys = Math.max(...qpos0) + L;
     const { heap } = runtime();
-    heap.need("CausalLM.forward", 4 * M * (2 * H + 1) + this.#rope.bytesToCover(Math.max(...positions) + 1) + Math.max(...this.layers.map((l) => l.footprint(M, maxKeys, B))) + this.#embed.projectBytes(B * rows));
+    heap.need("CausalLM.forward", 4 * M * (2 * H + 1) + this.#rope.bytesToCover(Math.max(...positions) + 1) + Math.max(...this.layers.map((l) => l.footprint(M, maxKeys, B, withAttention))) + this.#embed.projectBytes(B * rows));
     const logits = resultArray("CausalLM.forward", B * rows * c.vocabSize);
     if (cache) cache.begin(this, B, L, pads);
     withScope((ctx) => {
@@ -175,7 +211,7 @@ export class CausalLM extends Module {
       this.#embed.gather(ctx, x, ids.data, this.#normalizer);
       const step: Step = {
         B, L, positions: ctx.scope.put(positions), ...this.#rope.cover(ctx, Math.max(...positions) + 1), qpos0,
-        runs: cache ? this.#cachedRuns(ctx, cache, L, past, pads) : this.#newRuns(L, pads),
+        runs: cache ? this.#cachedRuns(ctx, cache, L, past, pads) : this.#newRuns(L, pads), lastRow,
       };
       this.layers.forEach((layer, i) => layer.run(ctx, x, step, i));
       // the final norm and the LM head, over the last row of each sequence only with lastOnly
@@ -189,7 +225,7 @@ export class CausalLM extends Module {
     });
     if (c.finalSoftcap !== null) softcap(logits, c.finalSoftcap);
     cache?.commit(L, pads);
-    return { data: logits, shape };
+    return result({ data: logits, shape });
   }
 
   /**

@@ -29,6 +29,28 @@ export interface Step {
    * ([B * L, kvDim], RoPE applied): a cache stores the real ones first.
    */
   runs(layer: number, b: number, K: number, V: number): KeyRun[];
+  /** When set, each layer writes the attention of each sequence's last row here (CausalLM.forward's `attention`). */
+  lastRow?: LastRowAttention;
+}
+
+/**
+ * @internal Where the probabilities of each sequence's last query row go, per layer and head:
+ * `data[((b * layers + layer) * Hq + h) * columns + pads[b] + t]` for the key at position t (a
+ * sequence's column is its padding plus its position); keys it does not see stay 0.
+ */
+export interface LastRowAttention {
+  data: Float32Array;
+  layers: number;
+  columns: number;
+  pads: Int32Array;
+}
+
+// what one kernel pass over run j gave the last rows: weights [B, Hq, Lk] and, when the keys
+// came in several passes, each row's softmax (max, sum) [B, Hq, 2] to rescale them by
+interface LastRowPass {
+  weights: Float32Array;
+  Lk: number;
+  stats: Float32Array | null;
 }
 
 export interface DecoderAttentionOptions {
@@ -100,11 +122,13 @@ export class DecoderAttention extends Module {
   }
 
   /** @internal bytes of scratch run() takes at its peak for M rows and at most Lk keys per sequence */
-  footprint(M: number, Lk: number, B: number): number {
+  footprint(M: number, Lk: number, B: number, lastRow = false): number {
     const { kernels: K, pool } = runtime();
     const { numHeads: Hq, numKvHeads: Hk, headDim: hd } = this.o;
+    // with lastRow: the last rows' queries and outputs, their weights and stats
+    const extra = lastRow ? 4 * B * Hq * (2 * hd + Lk + 4) + 4096 : 0;
     // Q, K, V, the output and a second pass with its stats (sequences that share a prefix)
-    return 4 * M * (3 * Hq * hd + 2 * Hk * hd) + 16 * B * Hq * M + pool.size * (K.attention_f32_workspace(Lk, hd, hd) + K.gemm_f32_workspace()) + 4096;
+    return 4 * M * (3 * Hq * hd + 2 * Hk * hd) + 16 * B * Hq * M + pool.size * (K.attention_f32_workspace(Lk, hd, hd) + K.gemm_f32_workspace()) + 4096 + extra;
   }
 
   /** @internal out (M, hidden) = o_proj(attention of x (M, hidden)) + residual (0: none; may be out) */
@@ -133,7 +157,25 @@ export class DecoderAttention extends Module {
       const runs = Array.from({ length: B }, (_, b) => step.runs(layer, b, Kn, Vn));
       const attn = scope.alloc(4 * M * qDim);
       const features = this.#sinks ? { ...this.#features, sinks: Array.from(this.#sinks) } : this.#features;
-      attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0 });
+      const sink = step.lastRow;
+      if (!sink) attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0 });
+      else {
+        // the probabilities of each sequence's last row, kept from each pass over its runs of keys
+        const passes: LastRowPass[] = [];
+        const collect = (weights: Float32Array, Lk: number, stats: Float32Array | null) => passes.push({ weights: weights.slice(), Lk, stats: stats?.slice() ?? null });
+        if (L === 1) {
+          // decoding: the new rows are the last rows; their weights come with their outputs
+          attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0 }, collect);
+        } else {
+          // prefill: every row without weights, then the last rows once more, alone, with them
+          attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0 });
+          const last = scope.alloc(4 * B * qDim);
+          for (let b = 0; b < B; b++) ctx.heap.f32(last + 4 * b * qDim, qDim).set(ctx.heap.f32(Q + 4 * (b * L + L - 1) * qDim, qDim));
+          const qpos0 = step.qpos0.map((p) => p + L - 1);
+          attendRuns(ctx, features, { B, L: 1, Hq, Hk, hd, Q: last, out: scope.alloc(4 * B * qDim), runs, qpos0 }, collect);
+        }
+        writeLastRows(sink, layer, Hq, runs, passes);
+      }
       // 3. out = o_proj(attention) + residual
       this.#out.run(ctx, out, attn, M, residual);
     });
@@ -149,6 +191,7 @@ export class DecoderAttention extends Module {
 function attendRuns(
   ctx: Ctx, f: Features,
   a: { B: number; L: number; Hq: number; Hk: number; hd: number; Q: number; out: number; runs: KeyRun[][]; qpos0: readonly number[] },
+  collect?: (weights: Float32Array, Lk: number, stats: Float32Array | null) => void,
 ): void {
   const { K, scope, heap } = ctx;
   const { B, L, Hq, Hk, hd, Q, runs } = a;
@@ -163,6 +206,9 @@ function attendRuns(
   const stats = passes > 1 ? scope.alloc(8 * rows) : 0;
   const stats2 = passes > 1 ? scope.alloc(8 * rows) : 0;
   const out2 = passes > 1 ? scope.alloc(4 * B * L * qDim) : 0;
+  // with collect: one buffer for every pass's weights [B, Hq, L, Lk], read after each pass
+  const maxLk = Math.max(0, ...runs.flatMap((r) => r.map((run) => run.n)));
+  const weights = collect ? scope.alloc(4 * Math.max(1, rows * maxLk)) : 0;
   for (let j = 0; j < passes; j++) {
     const target = j === 0 ? a.out : out2;
     const run = (b: number) => runs[b][j];
@@ -181,7 +227,8 @@ function attendRuns(
       return r ? ([0, r.n, a.qpos0[b] - r.pos0] as const) : ([0, 0, 0] as const);
     };
     // a sink joins the first pass's softmax only: the merges of later passes must not count it again
-    attention(ctx, layout, j === 0 ? f : { ...f, sinks: null }, { diag: 0, mask: null, weights: 0, keyRange, stats: passes > 1 ? (j === 0 ? stats : stats2) : 0 });
+    attention(ctx, layout, j === 0 ? f : { ...f, sinks: null }, { diag: 0, mask: null, weights, keyRange, stats: passes > 1 ? (j === 0 ? stats : stats2) : 0 });
+    if (collect) collect(heap.f32(weights, rows * Lk), Lk, passes > 1 ? heap.f32(j === 0 ? stats : stats2, 2 * rows) : null);
     if (j === 0) continue;
     for (let b = 0; b < B; b++) {
       if (!run(b)) continue;
@@ -208,5 +255,38 @@ function mergeStats(s1: Float32Array, s2: Float32Array): void {
     const m = Math.max(m1, m2);
     s1[i] = m;
     s1[i + 1] = l1 * Math.exp(m1 - m) + l2 * Math.exp(m2 - m);
+  }
+}
+
+/**
+ * Writes one layer's last-row probabilities into `sink` from each pass over a run of keys: a
+ * pass's weights are a softmax over its own keys, rescaled by l_j e^(m_j - M) / sum_i l_i e^(m_i - M)
+ * when there were several (the merge the outputs get).
+ */
+function writeLastRows(sink: LastRowAttention, layer: number, Hq: number, runs: KeyRun[][], passes: LastRowPass[]): void {
+  const factors = new Float64Array(passes.length);
+  for (let b = 0; b < runs.length; b++) {
+    for (let h = 0; h < Hq; h++) {
+      const row = b * Hq + h;
+      let big = -Infinity;
+      for (let j = 0; j < passes.length; j++) {
+        const st = passes[j].stats;
+        if (runs[b][j] && st && st[2 * row + 1] > 0) big = Math.max(big, st[2 * row]);
+      }
+      let total = 0;
+      for (let j = 0; j < passes.length; j++) {
+        const st = passes[j].stats;
+        factors[j] = !runs[b][j] ? 0 : !st ? 1 : st[2 * row + 1] > 0 ? st[2 * row + 1] * Math.exp(st[2 * row] - big) : 0;
+        total += factors[j];
+      }
+      const at = ((b * sink.layers + layer) * Hq + h) * sink.columns + sink.pads[b];
+      for (let j = 0; j < passes.length; j++) {
+        const run = runs[b][j];
+        if (!run || factors[j] === 0) continue;
+        const { weights, Lk } = passes[j];
+        const scale = factors[j] / total;
+        for (let t = 0; t < run.n; t++) sink.data[at + run.pos0 + t] = weights[row * Lk + t] * scale;
+      }
+    }
   }
 }

@@ -171,8 +171,8 @@ export class DecoderLayer extends Module {
   }
 
   /** @internal bytes of scratch run() takes at its peak for M rows and at most Lk keys per sequence */
-  footprint(M: number, Lk: number, B: number): number {
-    return 8 * M * this.hiddenSize + Math.max(this.selfAttn.footprint(M, Lk, B), this.mlp.scratchBytes(M) + 4096);
+  footprint(M: number, Lk: number, B: number, lastRow = false): number {
+    return 8 * M * this.hiddenSize + Math.max(this.selfAttn.footprint(M, Lk, B, lastRow), this.mlp.scratchBytes(M) + 4096);
   }
 
   /** @internal x (M = B * L rows of hiddenSize) = the layer's output, in place */

@@ -36,7 +36,7 @@ export { RMSNorm, type RMSNormOptions } from "./rmsnorm.js";
 export { GatedMLP, type GatedMLPOptions } from "./gated-mlp.js";
 export { DecoderLayer, type DecoderLayerOptions, type DecoderLayerForwardOptions } from "./decoder-layer.js";
 export { ropeParameters, type RopeConfig, type RopeParameters, type RopeScaling } from "./rotary.js";
-export { CausalLM, type CausalLMForwardOptions } from "./causal-lm.js";
+export { CausalLM, type CausalLMForwardOptions, type CausalLMOutputWithAttention } from "./causal-lm.js";
 export { type CausalLMOptions } from "./causal-lm-config.js";
 export { DecoderCache, type DecoderCacheOptions } from "./decoder-cache.js";
 export { type GenerateOptions } from "./generate.js";
