@@ -14,6 +14,7 @@ const SLOW = [
   "test/package.test.ts", // npm pack, publint, attw
   "test/consumer.test.ts", // npm pack into a fresh TypeScript project, tsc under three resolutions
   "test/browser-package.test.ts", // npm pack, esbuild and Vite builds of a page, the worker API, in Chromium
+  "test/docs-run.test.ts", // every code block of README.md and docs/API.md, in Node and Chromium
   "test/demo.test.ts", // the demo model and `npm start` in a child Node
   "test/soak.test.ts", // 10,000 calls of every function
   "test/threads.test.ts", // worker pools started and killed; a dead worker's 500 ms timeout, twice

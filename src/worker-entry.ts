@@ -79,7 +79,8 @@ function encode(value: unknown, transfer: Set<ArrayBuffer> | null, seen = new Ma
   if (proto !== Object.prototype && proto !== null) return value;
   const out: Record<string, unknown> = {};
   seen.set(value, out);
-  for (const [k, v] of Object.entries(value)) out[k] = encode(v, transfer, seen);
+  // functions cannot cross (a Param's load): the page gets the data around them
+  for (const [k, v] of Object.entries(value)) if (typeof v !== "function") out[k] = encode(v, transfer, seen);
   return out;
 }
 
