@@ -79,7 +79,38 @@ export function tfAttention(tf, { d, causal, Lq, Lk }) {
  * as our q8 Linear), Cast, the product of the scales, Mul, then the bias Add; onnxruntime-web
  * fuses it itself. Attention's own products stay float, as in our layer.
  */
-export async function ortEncoderLayer(dict, { L, E, H, F }, { weights = "f32" } = {}) {
+export async function ortEncoderLayer(dict, dims, options = {}) {
+  return ortEncoderStack([dict], dims, options);
+}
+
+/**
+ * A stack of such layers as one graph (BERT-base's encoder: 12 of them), layer i's names
+ * prefixed "l{i}_", each layer's output the next one's input.
+ */
+export async function ortEncoderStack(dicts, { L, E, H, F }, options = {}) {
+  const nodes = [];
+  const init = [];
+  dicts.forEach((dict, i) => {
+    const g = layerGraph(dict, { E, H, F }, options);
+    const name = (n) => (n === "x" ? (i ? `l${i - 1}_y` : "x") : n === "y" ? (i === dicts.length - 1 ? "y" : `l${i}_y`) : n.startsWith("shape_") ? n : `l${i}_${n}`);
+    nodes.push(...g.nodes.map((n) => ({ ...n, inputs: n.inputs.map(name), outputs: n.outputs.map(name) })));
+    init.push(...g.init.map(([n, ...rest]) => [name(n), ...rest]));
+  });
+  const int64 = (name, values) => [name, [values.length], values, "int64"];
+  const session = await ort.InferenceSession.create(
+    model({
+      inputs: [["x", [1, L, E]]],
+      outputs: [["y", [1, L, E]]],
+      nodes,
+      initializers: [...init, int64("shape_heads", [1, L, H, E / H]), int64("shape_merge", [1, L, E])],
+    }),
+    { executionProviders: ["wasm"], graphOptimizationLevel: "all" },
+  );
+  return async (x) => (await session.run({ x: ortTensor(x) })).y.data;
+}
+
+// one layer's nodes and initializers, input "x", output "y"
+function layerGraph(dict, { E, H, F }, { weights = "f32" } = {}) {
   const d = E / H;
   const t = (w, rows, cols) => {
     // torch Linear weight (out, in) -> MatMul's (in, out)
@@ -141,17 +172,7 @@ export async function ortEncoderLayer(dict, { L, E, H, F }, { weights = "f32" } 
     { op: "Add", inputs: ["f2", "h1"], outputs: ["r2"] },
     { op: "LayerNormalization", inputs: ["r2", "g2", "n2"], outputs: ["y"], attrs: { axis: -1, epsilon: 1e-5 } },
   ];
-  const int64 = (name, values) => [name, [values.length], values, "int64"];
-  const session = await ort.InferenceSession.create(
-    model({
-      inputs: [["x", [1, L, E]]],
-      outputs: [["y", [1, L, E]]],
-      nodes,
-      initializers: [...init, int64("shape_heads", [1, L, H, d]), int64("shape_merge", [1, L, E])],
-    }),
-    { executionProviders: ["wasm"], graphOptimizationLevel: "all" },
-  );
-  return async (x) => (await session.run({ x: ortTensor(x) })).y.data;
+  return { nodes, init };
 }
 
 // a torch Linear weight w (rows = out, cols = in) as quantize_dynamic's per-channel initializers:

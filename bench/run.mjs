@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import * as lib from "../dist/index.js";
 import { measurePeak } from "./peak.mjs";
-import { ortAttention, ortEncoderLayer, ortFusedMha, setupOrt, setupTf, tfAttention } from "./peers.mjs";
+import { ortAttention, ortEncoderLayer, ortEncoderStack, ortFusedMha, setupOrt, setupTf, tfAttention } from "./peers.mjs";
 import { q8Case } from "./q8.mjs";
 import { randomTensor } from "./harness.mjs";
 import { report } from "./report.mjs";
@@ -153,6 +153,22 @@ for (const L of quick ? [128] : [128, 512]) {
   ], { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000 });
   layer.dispose();
   rlayer?.dispose();
+}
+
+// a whole BERT-base encoder (issue #12): 12 post-LN GELU layers, hidden 768, random weights, one
+// graph of the same 12 layers on onnxruntime-web's side (the embeddings, a gather, left out of both)
+{
+  const [L, E, F, N] = [128, 768, 3072, 12];
+  const encoder = new lib.TransformerEncoder({ layer: { dModel: E, nhead: H, dimFeedforward: F, activation: "gelu" }, numLayers: N });
+  const dicts = encoder.layers.map((layer, l) => Object.fromEntries(layer.params().map((p, i) => [p.key, scaled(randomTensor(p.shape, 100 * l + i), p.key.startsWith("norm") && p.key.endsWith("weight") ? 0 : 0.05, p.key.startsWith("norm") && p.key.endsWith("weight") ? 1 : 0)])));
+  encoder.loadStateDict(Object.fromEntries(dicts.flatMap((d, l) => Object.entries(d).map(([k, t]) => [`layers.${l}.${k}`, t]))));
+  const x = randomTensor([1, L, E], 6);
+  const flops = N * (2 * L * (4 * E * E + 2 * E * F) + 4 * L * L * E);
+  await bench(`BERT-base encoder (12 layers) L=${L}`, flops, [
+    { name: "wasm-attention", fn: () => encoder.forward(x).data },
+    { name: "onnxruntime-web (ops)", fn: await ortEncoderStack(dicts, { L, E, H, F }).then((f) => () => f(x)) },
+  ], { runs: quick ? 3 : 9, budgetMs: quick ? 5000 : 30000 });
+  encoder.dispose();
 }
 
 // q8 (issue #14): the same layer with int8 weights, against onnxruntime-web's quantize_dynamic
