@@ -152,11 +152,21 @@ export class Linear extends Module {
     const work = ctx.K.gemm_f32_workspace();
     const scratch = ctx.scope.alloc(work * ctx.pool.size);
     const blocks = ctx.pool.size > 1 && M * N * K >= 1 << 20 ? 4 * ctx.pool.size : 1;
-    const rows = Math.max(4, Math.ceil(M / blocks / 4) * 4);
+    const [w, bias] = [this.#w.get("weight"), this.#w.get("bias")];
     const tasks: Call[][] = [];
-    for (let r0 = 0; r0 < M; r0 += rows) {
-      const n = Math.min(rows, M - r0);
-      tasks.push([["gemm_f32", out + 4 * r0 * N, a + 4 * r0 * K, this.#w.get("weight"), this.#w.get("bias"), residual && residual + 4 * r0 * N, SCRATCH, n, N, K, ACT[act]]]);
+    if (M === 1 && blocks > 1) {
+      // one row (a decoding step): blocks of columns instead, each a run of whole 8-column panels
+      // of the packed weight; every element is computed as it would be whole, so the bits are the same
+      const cols = Math.max(8, Math.ceil(N / blocks / 8) * 8);
+      for (let c = 0; c < N; c += cols) {
+        tasks.push([["gemm_f32", out + 4 * c, a, w + 4 * K * c, bias && bias + 4 * c, residual && residual + 4 * c, SCRATCH, 1, Math.min(cols, N - c), K, ACT[act]]]);
+      }
+    } else {
+      const rows = Math.max(4, Math.ceil(M / blocks / 4) * 4);
+      for (let r0 = 0; r0 < M; r0 += rows) {
+        const n = Math.min(rows, M - r0);
+        tasks.push([["gemm_f32", out + 4 * r0 * N, a + 4 * r0 * K, w, bias, residual && residual + 4 * r0 * N, SCRATCH, n, N, K, ACT[act]]]);
+      }
     }
     ctx.pool.run(tasks, { base: scratch, stride: work });
   }

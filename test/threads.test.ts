@@ -69,6 +69,17 @@ describe("two threads give the same bits as one", () => {
     expect(b.forward(step, { isCausal: true, cache: cb }).data).toEqual(a.forward(step, { isCausal: true, cache: ca }).data);
   });
 
+  test("one row (a decoding step): Linear splits the columns across threads, with the same bits", () => {
+    const r = rng(freshSeed());
+    const [N, K] = [1003, 1100]; // N * K past the pool's threshold; N not a multiple of 8
+    const dict = { weight: one.tensor(r.floats(N * K, 0.05), [N, K]), bias: one.tensor(r.floats(N), [N]) };
+    const [a, b] = [new one.Linear({ inFeatures: K, outFeatures: N }).loadStateDict(dict), new two.Linear({ inFeatures: K, outFeatures: N }).loadStateDict(dict)];
+    const x = one.tensor(r.floats(K), [1, K]);
+    expect(b.forward(x).data).toEqual(a.forward(x).data);
+    a.dispose();
+    b.dispose();
+  });
+
   test("memory stays flat over many calls on the pool", () => {
     const r = rng(freshSeed());
     const q = two.tensor(r.floats(4 * 64 * 32), [4, 64, 32]);
