@@ -83,6 +83,26 @@ beforeAll(async () => {
   // Vite (rolldown), defaults: an index.html whose module script is the app
   writeFileSync(join(dir, "index.html"), PAGE("/src/app.js"));
   await vite({ root: dir, base: "./", logLevel: "silent", build: { outDir: join(dir, "vite"), emptyOutDir: true } });
+  // Vite with the worker API: its `new Worker(new URL("./worker-entry.js", import.meta.url))` is bundled as a worker
+  mkdirSync(join(dir, "vite-worker/src"), { recursive: true });
+  writeFileSync(join(dir, "vite-worker/index.html"), PAGE("/src/app.js"));
+  writeFileSync(
+    join(dir, "vite-worker/src/app.js"),
+    `import { createWorker } from "wasm-attention/worker";
+    import { init, scaledDotProductAttention, tensor } from "wasm-attention";
+    try {
+      await init({ simd: "baseline" });
+      const lib = await createWorker({ simd: "baseline" });
+      const q = tensor(Float32Array.from({ length: 2 * 5 * 8 }, (_, i) => Math.sin(i)), [2, 5, 8]);
+      const there = await lib.scaledDotProductAttention(q, q, q, { isCausal: true });
+      const here = scaledDotProductAttention(q, q, q, { isCausal: true });
+      window.result = { info: lib.info, same: there.data.every((x, i) => Object.is(x, here.data[i])) && there.data.length === here.data.length };
+      lib.terminate();
+    } catch (e) {
+      window.result = { error: e.name + ": " + e.message };
+    }`,
+  );
+  await vite({ root: join(dir, "vite-worker"), base: "./", logLevel: "silent", build: { outDir: join(dir, "vite-worker/out"), emptyOutDir: true } });
   // the worker API unbundled: dist/ as published, found through an import map
   const map = `<script type="importmap">{ "imports": { "wasm-attention": "../node_modules/wasm-attention/dist/index.js", "wasm-attention/worker": "../node_modules/wasm-attention/dist/worker.js" } }</script>`;
   writeFileSync(join(dir, "src/worker.html"), PAGE("./worker-app.js", map));
@@ -130,6 +150,15 @@ describe("a page built with a bundler, no configuration", () => {
       const kernelChunks = files.filter((f) => readFileSync(join(dir, out, f), "utf8").length > 20_000 && !/scaledDotProductAttention|softmax/.test(readFileSync(join(dir, out, f), "utf8")));
       expect(kernelChunks.length, `${out}: ${files.join(", ")}`).toBe(4);
     }
+  });
+});
+
+describe("createWorker in a Vite build", () => {
+  test("Vite bundles the worker's script without configuration; the worker computes the page's bits", async () => {
+    const r = await result("plain/vite-worker/out/index.html");
+    expect(r.error).toBeUndefined();
+    expect(r.info).toEqual({ simd: "baseline", threads: 1 });
+    expect(r.same).toBe(true);
   });
 });
 
