@@ -1,5 +1,5 @@
 // The packed package in pages, as users ship it, in headless Chromium (Debian's):
-// - built by esbuild (one file, and with code splitting) and by Vite, without configuration: the
+// - built by esbuild (one file, and with code splitting) and by Vite (also a page using createWorker), without configuration: the
 //   build loads, computes Node's bits with the baseline build, and `init()` loads the relaxed one;
 // - the off-main-thread API (wasm-attention/worker) from dist/ through an import map: the same
 //   bits as the page, the page keeps painting (requestAnimationFrame) during a long forward,
