@@ -87,7 +87,9 @@ export const MAX_THREADS = 64;
 /**
  * Loads the kernels. Call once and await it; every other function is synchronous afterwards.
  *
- * `init()` uses an embedded binary (see InitOptions.simd). `init(source)` or `init({ wasm: source })` takes a
+ * `init()` loads the build of this package that the options select (InitOptions.simd, threads):
+ * each build is a module of its own, imported only when asked for (wasm-attention/core has none:
+ * pass a binary there). `init(source)` or `init({ wasm: source })` takes a
  * `WebAssembly.Module` (the only form Cloudflare Workers and other edge runtimes allow), bytes,
  * a `Response`, a `URL`, or a promise of one of these. Concurrent calls share one load; after a
  * failure, calling again retries; after success, a call with the same options resolves at once,
