@@ -246,12 +246,15 @@ describe("createWorker (wasm-attention/worker)", () => {
     expect(r.layer).toBe(true);
     expect(r.transferred).toBe(true);
     expect(r.bigShape).toEqual([2, 384, 768]);
-    // the forward takes hundreds of milliseconds; frames keep coming at the display's pace
-    expect(r.forwardMs as number).toBeGreaterThan(150);
-    expect(r.frames as number).toBeGreaterThan(((r.forwardMs as number) / 1000) * 60 * 0.5);
-    expect(r.longestFrameGapMs as number).toBeLessThan(100);
+    // the forward takes hundreds of milliseconds; frames keep coming (60 per second here when the
+    // machine is idle; the bounds leave room for a loaded CI machine: a frozen page would show
+    // one gap as long as the forward and no frame in it)
+    const ms = r.forwardMs as number;
+    expect(ms).toBeGreaterThan(150);
+    expect(r.frames as number).toBeGreaterThan((ms / 1000) * 60 * 0.25);
+    expect(r.longestFrameGapMs as number).toBeLessThan(Math.max(100, ms / 3));
     expect(r.aborted).toEqual(["rejected", "AbortError", "rejected", "AbortError"]);
-    expect(r.abortMs as number).toBeLessThan(50);
+    expect(r.abortMs as number).toBeLessThan(100); // at once, not after the forward
     expect(r.afterAbort).toBe(true);
     expect(r.afterDispose).toBe("StateError");
     expect(r.error).toBe("ArgumentError (instanceof)");
