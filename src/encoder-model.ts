@@ -112,7 +112,7 @@ export class EncoderModel extends Module {
     const at = prefix ?? ["", `${this.config.modelType}.`].find((p) => Object.hasOwn(dict, `${p}embeddings.word_embeddings.weight`)) ?? "";
     const kept: Record<string, Tensor | IntegerTensor> = Object.create(null);
     for (const key of Object.keys(dict)) {
-      if (!(typeof at === "string" && key.startsWith(at) && IGNORED.test(key.slice(at.length)))) kept[key] = dict[key];
+      if (!(typeof at === "string" && key.startsWith(at) && IGNORED.test(key.slice(at.length)))) kept[key] = dict[key]!;
     }
     return super.loadStateDict(kept, at, options);
   }
@@ -127,7 +127,7 @@ export class EncoderModel extends Module {
     const { attentionMask, tokenTypeIds } = checkOptions("EncoderModel.forward options", options, ["attentionMask", "tokenTypeIds"]);
     const c = this.config;
     const ids = checkIds("inputIds", inputIds, c.vocabSize, 2);
-    const [B, L] = ids.batched ? ids.shape : [1, ids.shape[0]];
+    const [B, L] = (ids.batched ? ids.shape : [1, ...ids.shape]) as [number, number];
     const keep = attentionMask === undefined ? null : checkAttentionMask("attentionMask", attentionMask, ids.shape);
     const types = tokenTypeIds === undefined ? new Int32Array(B * L) : checkIds("tokenTypeIds", tokenTypeIds, c.typeVocabSize).data;
     if (tokenTypeIds !== undefined && types.length !== B * L) throw new ShapeError(`tokenTypeIds: expected the shape of inputIds ${fmt(ids.shape)}, got ${types.length} ids`);
@@ -204,9 +204,11 @@ interface Scratch {
 function packed(target: Param, keys: string[], scratch: Scratch): Param[] {
   const n = keys.length;
   const part = size(target.shape) / n;
+  const [rows, ...rest] = target.shape;
+  if (rows === undefined) throw new Error(`wasm-attention internal: ${keys.join(", ")} pack into a scalar`);
   return keys.map((key, i) => ({
     key,
-    shape: [target.shape[0] / n, ...target.shape.slice(1)],
+    shape: [rows / n, ...rest],
     load: (t: Tensor) => {
       if (!scratch.data || scratch.data.length < n * part) scratch.data = new Float32Array(n * part);
       const whole = scratch.data.subarray(0, n * part);
@@ -241,7 +243,8 @@ function fromHuggingFace(config: Record<string, unknown>): EncoderModelOptions {
   const unsupported = neutral.filter(([k, ok]) => get(k) !== undefined && !ok(get(k))).map(([k, , want]) => `${k} ${JSON.stringify(get(k))} (supported: ${want})`);
   if (unsupported.length) throw new ArgumentError(`${who}: not supported: ${unsupported.join(", ")}`);
   const act = get("hidden_act") ?? "gelu";
-  if (typeof act !== "string" || !Object.hasOwn(ACTIVATIONS, act)) {
+  const activation = typeof act === "string" && Object.hasOwn(ACTIVATIONS, act) ? ACTIVATIONS[act] : undefined;
+  if (activation === undefined) {
     throw new ArgumentError(`${who}: hidden_act ${show(act)} is not supported; supported are ${Object.keys(ACTIVATIONS).map((a) => `"${a}"`).join(", ")}`);
   }
   const eps = get("layer_norm_eps") ?? 1e-12;
@@ -256,7 +259,7 @@ function fromHuggingFace(config: Record<string, unknown>): EncoderModelOptions {
     numLayers: int("num_hidden_layers", 12),
     numHeads: int("num_attention_heads", 12),
     intermediateSize: int("intermediate_size", 3072),
-    activation: ACTIVATIONS[act],
+    activation,
     maxPositions: int("max_position_embeddings", 512),
     typeVocabSize: int("type_vocab_size", 2),
     layerNormEps: eps,
@@ -280,7 +283,7 @@ export function meanPool(hidden: Tensor, attentionMask?: AttentionMask): Tensor 
   const h = checkTensor("hidden", hidden);
   const s = h.shape;
   if (s.length !== 2 && s.length !== 3) throw new ShapeError(`hidden: expected [L, H] or [B, L, H], got ${fmt(s)}`);
-  const [B, L, H] = s.length === 3 ? s : [1, ...s];
+  const [B, L, H] = (s.length === 3 ? s : [1, ...s]) as [number, number, number];
   const keep = attentionMask === undefined ? new Uint8Array(B * L).fill(1) : checkAttentionMask("attentionMask", attentionMask, s.slice(0, -1));
   const out = new Float32Array(B * H);
   const sum = new Float64Array(H);
@@ -291,9 +294,9 @@ export function meanPool(hidden: Tensor, attentionMask?: AttentionMask): Tensor 
       if (!keep[b * L + i]) continue;
       count++;
       const row = (b * L + i) * H;
-      for (let j = 0; j < H; j++) sum[j] += h.data[row + j];
+      for (let j = 0; j < H; j++) sum[j]! += h.data[row + j]!;
     }
-    for (let j = 0; j < H; j++) out[b * H + j] = sum[j] / Math.max(count, 1e-9);
+    for (let j = 0; j < H; j++) out[b * H + j] = sum[j]! / Math.max(count, 1e-9);
   }
   return { data: out, shape: s.length === 3 ? [B, H] : [H] };
 }

@@ -46,41 +46,52 @@ export function generate(model: CausalLM, inputIds: TokenIds, options: GenerateO
   const V = model.config.vocabSize;
   const ids = checkIds("inputIds", inputIds, V, 2);
   const s = settings(options, V, model.config.eosTokenId);
-  const [B, L] = ids.batched ? ids.shape : [1, ids.shape[0]];
+  const [B, L] = (ids.batched ? ids.shape : [1, ...ids.shape]) as [number, number];
   if (L === 0 && B > 0) throw new ArgumentError("generate: inputIds: each sequence needs at least one token to continue");
   if (s.maxNew === 0 || B === 0) return ids.batched ? Array.from({ length: B }, () => new Int32Array(0)) : new Int32Array(0);
   const cache = model.createCache();
-  const out: number[][] = Array.from({ length: B }, () => []);
+  // sequence b of the input: its new tokens, and its tokens so far (prompt without padding) for the repetition penalty
+  const sequences: Sequence[] = [];
   try {
     // prefill: the prompts' last logits; padding is found by forward (it checks the mask)
     let logits = model.forward(ids.batched ? ids : ids.data, { attentionMask: options.attentionMask, cache, lastOnly: true }).data;
-    // each sequence's tokens so far (prompt without padding), for the repetition penalty
-    const pads = Array.from({ length: B }, (_, b) => cache.pads(b));
-    const seen = Array.from({ length: B }, (_, b) => new Set(ids.data.subarray(b * L + pads[b], (b + 1) * L)));
-    let live = Array.from({ length: B }, (_, b) => b);
+    for (let b = 0; b < B; b++) sequences.push({ b, out: [], seen: new Set(ids.data.subarray(b * L + cache.pads(b), (b + 1) * L)) });
+    // the sequences still running, in the order of the batch's rows
+    let live = sequences;
     for (let step = 0; step < s.maxNew && live.length; step++) {
       const tokens = new Int32Array(B).fill(-1);
-      const next: number[] = [];
-      live.forEach((b, r) => {
-        const t = choose(logits.subarray(r * V, (r + 1) * V), seen[b], s);
-        tokens[b] = t;
-        out[b].push(t);
-        seen[b].add(t);
-        if (!s.eos.has(t)) next.push(r);
-      });
+      const next: Sequence[] = [];
+      const rows: number[] = [];
+      for (const [r, q] of live.entries()) {
+        const t = choose(logits.subarray(r * V, (r + 1) * V), q.seen, s);
+        tokens[q.b] = t;
+        q.out.push(t);
+        q.seen.add(t);
+        if (!s.eos.has(t)) {
+          next.push(q);
+          rows.push(r);
+        }
+      }
       s.onToken?.(ids.batched ? tokens : tokens.subarray(0, 1), step);
       if (step === s.maxNew - 1 || !next.length) break;
       // finished sequences leave the batch: no more work for them
-      if (next.length < live.length) cache.reorder(next);
-      live = next.map((r) => live[r]);
-      const step1 = Int32Array.from(live, (b) => tokens[b]);
+      if (next.length < live.length) cache.reorder(rows);
+      live = next;
+      const step1 = Int32Array.from(live, (q) => tokens[q.b]!);
       logits = model.forward({ data: step1, shape: [live.length, 1] }, { cache, lastOnly: true }).data;
     }
   } finally {
     cache.dispose();
   }
-  const result = out.map((t) => Int32Array.from(t));
-  return ids.batched ? result : result[0];
+  const result = sequences.map((q) => Int32Array.from(q.out));
+  // without a batch, there is one sequence
+  return ids.batched ? result : result[0]!;
+}
+
+interface Sequence {
+  b: number;
+  out: number[];
+  seen: Set<number>;
 }
 
 // the options, read once and checked
@@ -108,40 +119,50 @@ function settings(options: GenerateOptions, V: number, configEos: readonly numbe
 export function choose(logits: Float32Array, seen: ReadonlySet<number>, s: Omit<Settings, "maxNew" | "eos" | "onToken">): number {
   const scores = Float32Array.from(logits);
   // 1. repetition penalty (RepetitionPenaltyLogitsProcessor)
-  if (s.penalty !== 1) for (const t of seen) scores[t] = scores[t] < 0 ? scores[t] * s.penalty : scores[t] / s.penalty;
+  if (s.penalty !== 1) {
+    for (const t of seen) {
+      const x = scores[t]!;
+      scores[t] = x < 0 ? x * s.penalty : x / s.penalty;
+    }
+  }
   // 2. greedy: argmax, the first of equals
   if (s.temperature === 0) {
     let best = 0;
-    for (let i = 1; i < scores.length; i++) if (scores[i] > scores[best]) best = i;
+    for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[best]!) best = i;
     return best;
   }
   // 3. temperature, top-k, top-p (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
-  for (let i = 0; i < scores.length; i++) scores[i] = scores[i] / s.temperature;
-  const order = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b);
+  for (let i = 0; i < scores.length; i++) scores[i] = scores[i]! / s.temperature;
+  const order = Array.from(scores.keys()).sort((a, b) => scores[b]! - scores[a]! || a - b);
   if (s.topK < scores.length) {
-    const kth = scores[order[s.topK - 1]];
-    for (let i = 0; i < scores.length; i++) if (scores[i] < kth) scores[i] = -Infinity;
+    const kth = scores[order[s.topK - 1]!]!;
+    for (let i = 0; i < scores.length; i++) if (scores[i]! < kth) scores[i] = -Infinity;
   }
   if (s.topP < 1) {
     // drop the least likely tokens whose probabilities add up to at most 1 - topP; the most likely stays
     const p = softmax(scores);
     let tail = 0;
     for (let j = order.length - 1; j > 0; j--) {
-      tail += p[order[j]];
+      const t = order[j]!;
+      tail += p[t]!;
       if (tail > 1 - s.topP) break;
-      scores[order[j]] = -Infinity;
+      scores[t] = -Infinity;
     }
   }
   // 4. a draw from softmax(scores)
   const p = softmax(scores);
   let r = s.random();
   for (const t of order) {
-    r -= p[t];
-    if (r < 0 && p[t] > 0) return t;
+    const pt = p[t]!;
+    r -= pt;
+    if (r < 0 && pt > 0) return t;
   }
   // rounding left r >= 0: the least likely token that can be drawn
-  for (let j = order.length - 1; j >= 0; j--) if (p[order[j]] > 0) return order[j];
-  return order[0];
+  for (let j = order.length - 1; j >= 0; j--) {
+    const t = order[j]!;
+    if (p[t]! > 0) return t;
+  }
+  return order[0]!;
 }
 
 function softmax(x: Float32Array): Float64Array {
