@@ -8,7 +8,7 @@ import type { Call } from "../../src/threads.js";
  * A call no real task makes (gemm_f32 with no arguments): a worker behind `diesInMarkedCall` exits
  * in it; on this thread (`faultyKernels`) it waits 20 ms, so that the workers get to claim some.
  */
-export const MARKED: Call = ["gemm_f32"];
+export const MARKED = ["gemm_f32"] as unknown as Call; // deliberately no valid call: the type rightly refuses it
 
 /** The worker exits inside the first MARKED call it claims: it dies holding a task. */
 export const diesInMarkedCall = (source: string): string => `{
