@@ -45,6 +45,7 @@ interface Segment {
 
 /** @internal a sequence's keys and values in one layer; `pending` rows are being written after the last segment */
 interface Lane {
+  readonly spec: CacheLayerSpec;
   segments: Segment[];
   pending: number;
 }
@@ -173,7 +174,7 @@ export class DecoderCache {
     for (const s of this.#seqs) {
       const keep = Math.max(0, n - s.pads);
       s.lanes.forEach((lane, i) => {
-        const w = this.#layers[i].window;
+        const w = lane.spec.window;
         if (w === null) return;
         const g = lane.segments[0];
         if (g && keep > 0 && g.pos0 > Math.max(0, keep - (w - 1))) {
@@ -201,9 +202,9 @@ export class DecoderCache {
     if (B === 0 && list.length) throw new StateError("reorder: the cache holds no sequence yet");
     const taken = new Set<number>();
     // the memory of the copies (sliding windows) is checked before any is made
-    this.#store.heap.need("DecoderCache.reorder", list.reduce((n, i) => n + (taken.has(i) ? this.#cloneBytes(this.#seqs[i]) : (taken.add(i), 0)), 0));
+    this.#store.heap.need("DecoderCache.reorder", list.reduce((n, i) => n + (taken.has(i) ? this.#cloneBytes(this.#seq(i)) : (taken.add(i), 0)), 0));
     taken.clear();
-    const next = list.map((i) => (taken.has(i) ? this.#clone(this.#seqs[i]) : (taken.add(i), this.#seqs[i])));
+    const next = list.map((i) => (taken.has(i) ? this.#clone(this.#seq(i)) : (taken.add(i), this.#seq(i))));
     this.#seqs.forEach((s, i) => {
       if (!taken.has(i)) this.#releaseSeq(s);
     });
@@ -236,7 +237,7 @@ export class DecoderCache {
 
   /** @internal the left padding of sequence b so far (columns without a token) */
   pads(b: number): number {
-    return this.#length === 0 ? 0 : this.#seqs[b].pads;
+    return this.#length === 0 ? 0 : this.#seq(b).pads;
   }
 
   /**
@@ -248,28 +249,30 @@ export class DecoderCache {
     this.check(owner, B);
     if (this.#length === 0 && this.#seqs.length !== B) {
       for (const s of this.#seqs) this.#releaseSeq(s);
-      this.#seqs = Array.from({ length: B }, () => ({ pads: 0, lanes: this.#layers.map(() => ({ segments: [], pending: 0 })) }));
+      this.#seqs = Array.from({ length: B }, () => ({ pads: 0, lanes: this.#layers.map((spec) => ({ spec, segments: [], pending: 0 })) }));
     }
     const plans: (() => void)[] = [];
     let bytes = 0;
     this.#seqs.forEach((s, b) => {
-      const add = this.#length + L - Math.max(pads[b], this.#length);
-      s.lanes.forEach((lane, i) => {
+      const add = this.#length + L - Math.max(pads[b]!, this.#length);
+      for (const lane of s.lanes) {
         lane.pending = 0;
-        const plan = this.#planRoom(lane, this.#layers[i], add, Math.max(0, this.#length - s.pads));
-        if (!plan) return;
+        const plan = this.#planRoom(lane, add, Math.max(0, this.#length - s.pads));
+        if (!plan) continue;
         bytes += plan.bytes;
         plans.push(plan.run);
-      });
+      }
     });
     this.#store.heap.need("DecoderCache", bytes);
     for (const run of plans) run();
     this.#seqs.forEach((s, b) => {
-      const add = this.#length + L - Math.max(pads[b], this.#length);
+      const add = this.#length + L - Math.max(pads[b]!, this.#length);
       for (const lane of s.lanes) {
         lane.pending = add;
-        const last = lane.segments[lane.segments.length - 1];
-        if (add > 0) last.block.used = Math.max(last.block.used, last.from + last.n + add);
+        if (add > 0) {
+          const last = lastSegment(lane);
+          last.block.used = Math.max(last.block.used, last.from + last.n + add);
+        }
       }
     });
   }
@@ -279,8 +282,9 @@ export class DecoderCache {
    * values) and the runs of keys its queries read, the new rows included
    */
   lane(b: number, layer: number): { k: number; v: number; runs: KeyRun[] } {
-    const lane = this.#seqs[b].lanes[layer];
-    const kvDim = this.#layers[layer].kvDim;
+    const lane = this.#seqs[b]?.lanes[layer];
+    if (!lane) throw new Error(`wasm-attention internal: DecoderCache has no lane for sequence ${b}, layer ${layer}`);
+    const kvDim = lane.spec.kvDim;
     const segs = lane.segments;
     const runs: KeyRun[] = segs.map((g, j) => {
       const n = g.n + (j === segs.length - 1 ? lane.pending : 0);
@@ -294,9 +298,9 @@ export class DecoderCache {
   /** @internal after the whole forward succeeded: its rows are part of the cache */
   commit(L: number, pads: Int32Array): void {
     this.#seqs.forEach((s, b) => {
-      s.pads = pads[b];
+      s.pads = pads[b]!;
       for (const lane of s.lanes) {
-        if (lane.pending) lane.segments[lane.segments.length - 1].n += lane.pending;
+        if (lane.pending) lastSegment(lane).n += lane.pending;
         lane.pending = 0;
       }
     });
@@ -305,12 +309,12 @@ export class DecoderCache {
 
   // what making room for `add` rows in `lane` takes: bytes to allocate and the change, or null
   // when the rows fit where the lane ends. `real` is the number of positions cached so far.
-  #planRoom(lane: Lane, spec: CacheLayerSpec, add: number, real: number): { bytes: number; run: () => void } | null {
+  #planRoom(lane: Lane, add: number, real: number): { bytes: number; run: () => void } | null {
     if (add === 0) return null;
-    const segs = lane.segments;
+    const { spec, segments: segs } = lane;
     const last = segs[segs.length - 1];
     const rowBytes = 8 * spec.kvDim;
-    if (spec.window !== null) return this.#planWindow(lane, spec, add, real);
+    if (spec.window !== null) return this.#planWindow(lane, spec.window, add, real);
     if (last && last.block.refs === 1) last.block.used = last.from + last.n; // rows reserved by a failed call
     const end = last ? last.from + last.n : 0;
     if (last && end === last.block.used && end + add <= last.block.capacity) {
@@ -342,8 +346,8 @@ export class DecoderCache {
 
   // a sliding window's lane: one block of its own holding the last window - 1 positions and
   // room for `chunk` more; when full, the rows still needed move to the front
-  #planWindow(lane: Lane, spec: CacheLayerSpec, add: number, real: number): { bytes: number; run: () => void } | null {
-    const w = spec.window!;
+  #planWindow(lane: Lane, w: number, add: number, real: number): { bytes: number; run: () => void } | null {
+    const { spec } = lane;
     const chunk = Math.max(MIN_ROWS, Math.ceil(w / 4));
     const target = w - 1 + chunk;
     const g = lane.segments[0];
@@ -389,8 +393,12 @@ export class DecoderCache {
   // keeps positions 0 .. keep - 1 of a lane: segments that start at keep or later go
   #cut(lane: Lane, keep: number): void {
     const segs = lane.segments;
-    while (segs.length && segs[segs.length - 1].pos0 >= keep) this.#unref(segs.pop()!.block);
-    const last = segs[segs.length - 1];
+    let last = segs.at(-1);
+    while (last && last.pos0 >= keep) {
+      segs.pop();
+      this.#unref(last.block);
+      last = segs.at(-1);
+    }
     if (!last) return;
     last.n = Math.min(last.n, keep - last.pos0);
     if (last.block.refs === 1) last.block.used = last.from + last.n;
@@ -400,13 +408,15 @@ export class DecoderCache {
   #clone(s: Sequence): Sequence {
     return {
       pads: s.pads,
-      lanes: s.lanes.map((lane, i) => {
-        const kvDim = this.#layers[i].kvDim;
-        if (this.#layers[i].window === null) {
+      lanes: s.lanes.map((lane) => {
+        const { spec } = lane;
+        const kvDim = spec.kvDim;
+        if (spec.window === null) {
           for (const g of lane.segments) g.block.refs++;
-          return { segments: lane.segments.map((g) => ({ ...g })), pending: 0 };
+          return { spec, segments: lane.segments.map((g) => ({ ...g })), pending: 0 };
         }
         return {
+          spec,
           segments: lane.segments.map((g) => {
             const block = this.#alloc(g.block.capacity, kvDim);
             this.#copyRows(block, 0, g.block, g.from, g.n, kvDim);
@@ -420,7 +430,14 @@ export class DecoderCache {
   }
 
   #cloneBytes(s: Sequence): number {
-    return s.lanes.reduce((n, lane, i) => (this.#layers[i].window === null ? n : n + lane.segments.reduce((m, g) => m + 8 * g.block.capacity * this.#layers[i].kvDim, 0)), 0);
+    return s.lanes.reduce((n, { spec, segments }) => (spec.window === null ? n : n + segments.reduce((m, g) => m + 8 * g.block.capacity * spec.kvDim, 0)), 0);
+  }
+
+  // sequence b, which the caller checked is in the batch
+  #seq(b: number): Sequence {
+    const s = this.#seqs[b];
+    if (!s) throw new Error(`wasm-attention internal: DecoderCache has no sequence ${b} (it holds ${this.#seqs.length})`);
+    return s;
   }
 
   #releaseSeq(s: Sequence): void {
@@ -465,6 +482,13 @@ export class DecoderCache {
     if (this.#disposed) throw new StateError("DecoderCache was disposed: it can no longer be used");
     this.#store.heap.assertOpen("DecoderCache");
   }
+}
+
+// the segment a lane's pending rows are written after: there is one once room was made (begin)
+function lastSegment(lane: Lane): Segment {
+  const last = lane.segments.at(-1);
+  if (!last) throw new Error("wasm-attention internal: DecoderCache: rows to write in a lane without a segment");
+  return last;
 }
 
 // made out here, not in a method: a closure there would keep the cache alive through `this`

@@ -99,9 +99,10 @@ export function loadSafetensors(bytes: Uint8Array | ArrayBuffer, options: Safete
   // 1. check every entry and that no two tensors share bytes
   const entries = Object.entries(header).filter(([name]) => name !== "__metadata__").map(([name, entry]) => ({ name, ...checkEntry(name, entry, data.length) }));
   const spans = entries.filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin);
-  for (let i = 1, last = spans[0]; i < spans.length; i++) {
-    if (spans[i].begin < last.end) throw new ArgumentError(`loadSafetensors: tensors "${last.name}" and "${spans[i].name}" overlap in the data`);
-    if (spans[i].end > last.end) last = spans[i];
+  let last: (typeof spans)[number] | undefined;
+  for (const span of spans) {
+    if (last && span.begin < last.end) throw new ArgumentError(`loadSafetensors: tensors "${last.name}" and "${span.name}" overlap in the data`);
+    if (!last || span.end > last.end) last = span;
   }
   // 2. make the tensors; a null prototype makes "__proto__" or "constructor" ordinary names
   const out: StateDict = Object.create(null);
@@ -132,7 +133,7 @@ function checkEntry(name: string, entry: unknown, dataLength: number) {
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
     throw new ArgumentError(`loadSafetensors: "${name}" has data_offsets ${JSON.stringify(offsets)}; expected [begin, end] with 0 <= begin <= end`);
   }
-  const [begin, end] = offsets as number[];
+  const [begin, end] = offsets as [number, number];
   if (end > dataLength) {
     throw new ArgumentError(`loadSafetensors: "${name}" data_offsets [${begin}, ${end}] run past the ${dataLength} bytes of data`);
   }
@@ -205,11 +206,13 @@ export function loadFromFile(source: FileSource, p: Param): void {
   if (source.dtype === "F32" && bytes.byteOffset % 4 === 0) return p.load({ data: new Float32Array(bytes.buffer, bytes.byteOffset, n), shape });
   if ("loadBlock" in p) {
     const { blockRows, loadBlock } = p as BlockParam;
-    const rowLength = n / shape[0];
+    const R = shape[0];
+    if (R === undefined) throw new Error(`wasm-attention internal: "${p.key}" loads by rows but has no rows`);
+    const rowLength = n / R;
     const width = DTYPES.get(source.dtype)!.bytes * rowLength;
     const scratch = new Float32Array(Math.min(n, blockRows * rowLength));
-    for (let k = 0, first = 0; first < shape[0]; k++, first += blockRows) {
-      const rows = Math.min(blockRows, shape[0] - first);
+    for (let k = 0, first = 0; first < R; k++, first += blockRows) {
+      const rows = Math.min(blockRows, R - first);
       const out = scratch.subarray(0, rows * rowLength);
       widen({ ...source, bytes: bytes.subarray(first * width, (first + rows) * width) }, out);
       loadBlock(k, out);
@@ -237,10 +240,10 @@ function widen({ bytes, dtype }: FileSource, out: Float32Array): void {
     // bit patterns, so NaN payloads survive: bf16 is the top half of an f32; f16 through a table
     const half = aligned(bytes, Uint16Array, n);
     const bits = new Uint32Array(out.buffer, out.byteOffset, n);
-    if (dtype === "BF16") for (let i = 0; i < n; i++) bits[i] = half[i] << 16;
+    if (dtype === "BF16") for (let i = 0; i < n; i++) bits[i] = half[i]! << 16;
     else {
       const table = f16Table();
-      for (let i = 0; i < n; i++) bits[i] = table[half[i]];
+      for (let i = 0; i < n; i++) bits[i] = table[half[i]!]!;
     }
   }
 }
