@@ -82,7 +82,7 @@ export class Embedding extends Module {
     const rows = this.#rows();
     ids.forEach((id, i) => {
       const [o, w] = [out / 4 + i * D, rows(id)];
-      for (let j = 0; j < D; j++) mem[o + j] += mem[w + j];
+      for (let j = 0; j < D; j++) mem[o + j]! += mem[w + j]!;
     });
   }
 
@@ -96,7 +96,7 @@ export class Embedding extends Module {
   #rows(): (id: number) => number {
     const R = this.#blockRows;
     const blocks = Array.from({ length: Math.ceil(this.numEmbeddings / R) }, (_, k) => this.#w.get(`rows.${k}`) / 4);
-    return (id) => blocks[Math.floor(id / R)] + (id % R) * this.embeddingDim;
+    return (id) => blocks[Math.floor(id / R)]! + (id % R) * this.embeddingDim;
   }
 
   protected override freeOwn(): void {
@@ -141,7 +141,8 @@ export function checkIds(name: string, ids: unknown, limit: number, rank?: numbe
     throw new ArgumentError(`${name}: expected an Int32Array, an array of numbers or { data: Int32Array, shape }, got ${describe(ids)}`);
   }
   for (let i = 0; i < data.length; i++) {
-    if (data[i] < 0 || data[i] >= limit) throw badId(name, data[i], unflat(i, shape), limit);
+    const id = data[i]!;
+    if (id < 0 || id >= limit) throw badId(name, id, unflat(i, shape), limit);
   }
   return { data, shape, batched };
 }
@@ -154,8 +155,9 @@ function badId(name: string, id: unknown, at: number[], limit: number): Argument
 function unflat(i: number, shape: readonly number[]): number[] {
   const at = new Array<number>(shape.length);
   for (let d = shape.length - 1; d >= 0; d--) {
-    at[d] = i % shape[d];
-    i = Math.floor(i / shape[d]);
+    const n = shape[d]!;
+    at[d] = i % n;
+    i = Math.floor(i / n);
   }
   return at;
 }

@@ -16,8 +16,7 @@ const KINDS = ["Uint8Array", "Int32Array", "BigInt64Array"];
  * agree with. Without a mask: the cache's padding (none without a cache).
  */
 export function readLeftPadding(name: string, mask: unknown, shape: readonly number[], past: number, cached: ((b: number) => number) | null): Int32Array {
-  const B = shape.length === 2 ? shape[0] : 1;
-  const width = shape[shape.length - 1];
+  const [B, width] = (shape.length === 2 ? shape : [1, ...shape]) as [number, number];
   if (mask === undefined || mask === null) return Int32Array.from({ length: B }, (_, b) => cached?.(b) ?? 0);
   const values = read(name, mask, shape);
   const pads = new Int32Array(B);
@@ -44,7 +43,8 @@ export function readLeftPadding(name: string, mask: unknown, shape: readonly num
 export function stepPositions(B: number, L: number, past: number, pads: Int32Array): { positions: Int32Array; qpos0: number[] } {
   const positions = new Int32Array(B * L);
   for (let b = 0; b < B; b++) {
-    for (let i = 0; i < L; i++) positions[b * L + i] = past + i >= pads[b] ? past + i - pads[b] : 1;
+    const pad = pads[b]!;
+    for (let i = 0; i < L; i++) positions[b * L + i] = past + i >= pad ? past + i - pad : 1;
   }
   return { positions, qpos0: Array.from(pads, (p) => past - p) };
 }

@@ -43,22 +43,24 @@ export function kernelMask(name: string, mask: Tensor, scores: readonly number[]
     }
   });
   const Lk = scores[rank - 1];
-  const srcLast = padded[rank - 1];
+  if (rank < 2 || Lk === undefined) throw new Error(`wasm-attention internal: ${name}: scores ${fmt(scores)} without [Lq, Lk]`);
+  const srcLast = padded[rank - 1]!;
   const rows = size(padded.slice(0, -1));
   // a resident mask is read now: a view of WebAssembly memory is detached if the call grows it
   let data = Heap.owns(mask.data.buffer) ? mask.data.slice() : mask.data;
   if (srcLast !== Lk) {
     if (rows * Lk > 2 ** 30) throw new OutOfMemoryError(`${name}: broadcast along Lk, the mask needs ${rows * Lk} floats, more than WebAssembly memory holds`);
     data = new Float32Array(rows * Lk);
-    for (let r = 0; r < rows; r++) data.fill(mask.data[r], r * Lk, (r + 1) * Lk);
+    for (let r = 0; r < rows; r++) data.fill(mask.data[r]!, r * Lk, (r + 1) * Lk);
   }
   // element strides of the expanded mask over the scores' dimensions; 0 where it broadcasts
   const strides = new Array<number>(rank);
   let stride = Lk;
   strides[rank - 1] = 1;
   for (let i = rank - 2; i >= 0; i--) {
-    strides[i] = padded[i] === 1 ? 0 : stride;
-    stride *= padded[i];
+    const d = padded[i]!;
+    strides[i] = d === 1 ? 0 : stride;
+    stride *= d;
   }
   // computed per slice when asked: a list of them would be as long as batch x heads
   const lead = scores.slice(0, -2);
@@ -85,7 +87,7 @@ export function mhaMask(
   B: number, H: number, Lq: number, Lk: number,
 ): KernelMask | null {
   const scores = [B, H, Lq, Lk];
-  let attn: Tensor | null = null;
+  let attn: { data: Float32Array; shape: [number, number, number, number] } | null = null;
   if (attnMask !== undefined && attnMask !== null) {
     const m = additive(checkMask(names.attn, attnMask), false);
     const s = m.shape;
@@ -110,7 +112,7 @@ export function mhaMask(
       const src = (attn.shape[0] === 1 ? 0 : b * Hm + h) * Lq * Lk;
       const dst = (b * Hm + h) * Lq * Lk;
       for (let i = 0; i < Lq; i++) {
-        for (let j = 0; j < Lk; j++) sum[dst + i * Lk + j] = attn.data[src + i * Lk + j] + padding.data[b * Lk + j];
+        for (let j = 0; j < Lk; j++) sum[dst + i * Lk + j] = attn.data[src + i * Lk + j]! + padding.data[b * Lk + j]!;
       }
     }
   }
