@@ -1,7 +1,9 @@
 // npm run playground: builds the browser playground (examples/browser) into build/playground and
-// serves it on http://localhost:8080 with the COOP/COEP headers that threads need.
+// serves it on http://localhost:8080 with the COOP/COEP headers that threads need. The page
+// fetches the demo model (examples/pronoun) from its folder and the tiny LM (examples/tiny-lm:
+// config.json, model.safetensors, vocab.json) from tiny-lm/.
 //   node scripts/playground.mjs [--port N] [--build-only]
-import { copyFile, mkdir, readFile } from "node:fs/promises";
+import { access, copyFile, mkdir, readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { extname, join, normalize } from "node:path";
 import { build } from "esbuild";
@@ -21,6 +23,13 @@ export async function buildPlayground(out = join(root, "build/playground")) {
   });
   await copyFile(join(root, "examples/browser/index.html"), join(out, "index.html"));
   for (const f of ["model.safetensors", "vocab.json"]) await copyFile(join(root, "examples/pronoun", f), join(out, f));
+  // the tiny LM, when it has been trained (scripts/train-tiny-lm.py); without it the panel says so
+  await mkdir(join(out, "tiny-lm"), { recursive: true });
+  for (const f of ["config.json", "model.safetensors", "vocab.json"]) {
+    const from = join(root, "examples/tiny-lm", f);
+    if (await access(from).then(() => true, () => false)) await copyFile(from, join(out, "tiny-lm", f));
+    else console.warn(`playground: ${from} is missing (train it with scripts/train-tiny-lm.py); the tiny LM panel will say so`);
+  }
   return out;
 }
 

@@ -1,11 +1,15 @@
-// The playground: loads the demo model, runs it on the typed sentence, draws its attention.
+// The playground: loads the demo model, runs it on the typed sentence, draws its attention; and
+// the tiny LM panel (tiny-lm.mjs), which writes a character at a time with its heads' attention.
 import { init, runtimeInfo } from "wasm-attention";
 import { createPronounModel } from "../pronoun/model.mjs";
 import { attentionSvg } from "../pronoun/svg.mjs";
+import { startTinyLM } from "./tiny-lm.mjs";
 
 const $ = (id) => document.getElementById(id);
 const threads = crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
 await init({ threads });
+// the tiny LM panel loads its model alongside (examples/browser/tiny-lm.mjs)
+const lm = startTinyLM();
 const [weights, config] = await Promise.all([
   fetch("./model.safetensors").then((r) => r.arrayBuffer()),
   fetch("./vocab.json").then((r) => r.json()),
@@ -47,4 +51,5 @@ $("form").addEventListener("submit", (e) => {
   run();
 });
 run();
+await lm;
 document.body.dataset.ready = "true";
