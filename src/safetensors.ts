@@ -1,7 +1,7 @@
 import { ArgumentError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
 import type { Param } from "./module.js";
-import { type Tensor, checkOptions, describe, fmt, size, tag } from "./tensor.js";
+import { type Tensor, checkOptions, describe, fmt, honest, size, tag, typedKind } from "./tensor.js";
 
 /** The integer and boolean dtypes of the format, read without conversion. */
 export type IntegerDType = "I64" | "I32" | "I16" | "I8" | "U64" | "U32" | "U16" | "U8" | "BOOL";
@@ -78,9 +78,10 @@ const pending = new WeakMap<object, FileSource>();
 export function loadSafetensors(bytes: Uint8Array | ArrayBuffer, options: SafetensorsOptions = {}): StateDict {
   const { view = false } = checkOptions("loadSafetensors options", options, ["view"]);
   if (typeof view !== "boolean") throw new ArgumentError(`loadSafetensors: view must be a boolean, got ${describe(view)}`);
-  const buf = tag(bytes) === "ArrayBuffer" ? new Uint8Array(bytes as ArrayBuffer) : bytes;
-  if (tag(buf) !== "Uint8Array") throw new ArgumentError(`loadSafetensors: expected a Uint8Array or ArrayBuffer, got ${describe(bytes)}`);
-  const u8 = buf as Uint8Array;
+  // the bytes through their own slots (a subclass or a Proxy cannot lie about their length), read once
+  const kind = typedKind(bytes);
+  if (kind !== "Uint8Array" && tag(bytes) !== "ArrayBuffer") throw new ArgumentError(`loadSafetensors: expected a Uint8Array or ArrayBuffer, got ${describe(bytes)}`);
+  const u8 = kind ? honest<Uint8Array>(bytes) : new Uint8Array(bytes as ArrayBuffer);
   if (u8.byteLength < 8) throw new ArgumentError(`loadSafetensors: ${u8.byteLength} bytes is too short for the 8-byte header length`);
   const headerLength = Number(new DataView(u8.buffer, u8.byteOffset, 8).getBigUint64(0, true));
   if (headerLength > u8.byteLength - 8) {

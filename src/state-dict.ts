@@ -2,7 +2,7 @@
 import { ArgumentError, ShapeError } from "./errors.js";
 import type { Param } from "./module.js";
 import { type IntegerTensor, fileSource, loadFromFile } from "./safetensors.js";
-import { type Tensor, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
+import { type Tensor, checkOptions, checkShape, checkTensor, describe, fmt, honest, typedKind } from "./tensor.js";
 import { WEIGHT_FORMATS, type WeightFormat, dequantize, loadingPreQuantized, whileLoading } from "./weights.js";
 
 export interface LoadStateDictOptions {
@@ -96,19 +96,26 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
  */
 function checkPreQuantized(fn: string, dict: Readonly<Record<string, Tensor | IntegerTensor>>, key: string, t: IntegerTensor, shape: readonly number[], problems: string[]): { q: Int8Array; scales: Float32Array } | null {
   const before = problems.length;
-  if (!(t.data instanceof Int8Array) || !Array.isArray(t.shape)) throw new ArgumentError(`${fn}: state dict "${key}" is an I8 tensor without an Int8Array of data`);
-  if (t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1] || t.data.length !== shape[0]! * shape[1]!) {
-    problems.push(`"${key}" has shape ${fmt(t.shape)} (I8, ${t.data.length} values), expected ${fmt(shape)}`);
+  // the caller's tensor read once: its data through the typed array's own slots, its shape copied
+  const given = t as { data?: unknown; shape?: unknown };
+  const data = given.data;
+  if (typedKind(data) !== "Int8Array") throw new ArgumentError(`${fn}: state dict "${key}" is an I8 tensor without an Int8Array of data`);
+  const q = honest<Int8Array>(data);
+  const qShape = checkShape(`state dict "${key}".shape`, given.shape);
+  if (qShape.length !== 2 || qShape[0] !== shape[0] || qShape[1] !== shape[1] || q.length !== shape[0]! * shape[1]!) {
+    problems.push(`"${key}" has shape ${fmt(qShape)} (I8, ${q.length} values), expected ${fmt(shape)}`);
   }
   const scaleKey = `${key}_scale`;
   const s: unknown = Object.hasOwn(dict, scaleKey) ? dict[scaleKey] : undefined;
+  let scales: Float32Array | null = null;
   if (s === undefined) problems.push(`"${key}" is an I8 tensor (pre-quantized) without its scales "${scaleKey}" [${shape[0]}]`);
   else {
     const dtype = fileSource(s) ? undefined : (s as { dtype?: unknown } | null)?.dtype;
     if (typeof dtype === "string" && INTEGER.has(dtype)) throw new ArgumentError(`${fn}: state dict "${scaleKey}" is an ${dtype} tensor; scales are float`);
     const checked = fileSource(s) ?? checkTensor(`state dict "${scaleKey}"`, s);
     if (checked.shape.length !== 1 || checked.shape[0] !== shape[0]) problems.push(`"${scaleKey}" has shape ${fmt(checked.shape)}, expected [${shape[0]}]`);
+    else scales = Float32Array.from(fileSource(s) ? (s as Tensor).data : (checked as { data: Float32Array }).data);
   }
-  if (problems.length > before) return null;
-  return { q: t.data, scales: Float32Array.from((s as Tensor).data) };
+  if (problems.length > before || !scales) return null;
+  return { q: q.slice(), scales };
 }

@@ -232,3 +232,49 @@ describe("a file whose bytes are transferred after loadSafetensors", () => {
     expect(memoryStats().liveBytes).toBe(live);
   });
 });
+
+describe("hostile inputs to loading (a review's reproductions)", () => {
+  // a safetensors file from entries and data
+  const make = (entries: Record<string, unknown>, data: Uint8Array) => {
+    const json = new TextEncoder().encode(JSON.stringify(entries));
+    const out = new Uint8Array(8 + json.length + data.length);
+    new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+    out.set(json, 8);
+    out.set(data, 8 + json.length);
+    return out;
+  };
+
+  test("loadSafetensors reads the bytes through their own slots: a Uint8Array subclass lying about its length changes nothing", () => {
+    const honestFile = make({ a: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, new Uint8Array(new Float32Array([1, 2]).buffer));
+    expect(() => loadSafetensors(honestFile)).toThrow(/run past the 8 bytes of data/);
+    class Liar extends Uint8Array {
+      override get length() {
+        return 1 << 20;
+      }
+      override get byteLength() {
+        return 1 << 20;
+      }
+    }
+    const lying = new Liar(honestFile.length);
+    Uint8Array.prototype.set.call(lying, honestFile);
+    expect(() => loadSafetensors(lying)).toThrow(/run past the 8 bytes of data/);
+  });
+
+  test("a pre-quantized weight and its scales are read once: getters that change cannot swap what was checked", () => {
+    const [N, K] = [4, 8];
+    const q = new Int8Array(N * K).fill(1);
+    const scales = new Float32Array([1, 2, 3, 4]);
+    const x = tensor(new Float32Array(K).fill(1), [1, K]);
+    const want = Array.from(new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: { data: q, shape: [N, K], dtype: "I8" } as IntegerTensor, weight_scale: tensor(scales, [N]) }).forward(x).data);
+    expect(want).toEqual([8, 16, 24, 32]);
+    let reads = 0;
+    const s = { shape: [N], get data() { return reads++ === 0 ? scales : new Float32Array([1]); } };
+    const b = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: { data: q, shape: [N, K], dtype: "I8" } as IntegerTensor, weight_scale: s as never });
+    expect(Array.from(b.forward(x).data)).toEqual(want);
+    let qr = 0;
+    const w = { shape: [N, K], dtype: "I8", get data() { return qr++ === 0 ? q : new Int8Array(N * K).fill(100); } };
+    const c = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: w as never, weight_scale: tensor(scales, [N]) });
+    expect(Array.from(c.forward(x).data)).toEqual(want);
+    expect(qr).toBe(1);
+  });
+});
