@@ -265,28 +265,30 @@ function mergeStats(s1: Float32Array, s2: Float32Array): void {
  */
 function writeLastRows(sink: LastRowAttention, layer: number, Hq: number, runs: KeyRun[][], passes: LastRowPass[]): void {
   const factors = new Float64Array(passes.length);
-  for (let b = 0; b < runs.length; b++) {
+  runs.forEach((seqRuns, b) => {
     for (let h = 0; h < Hq; h++) {
       const row = b * Hq + h;
+      // each pass's (max, sum) for this row; a pass without stats was the only one
+      const stat = (p: LastRowPass) => ({ m: p.stats?.[2 * row] ?? 0, l: p.stats?.[2 * row + 1] ?? 1 });
       let big = -Infinity;
-      for (let j = 0; j < passes.length; j++) {
-        const st = passes[j].stats;
-        if (runs[b][j] && st && st[2 * row + 1] > 0) big = Math.max(big, st[2 * row]);
-      }
+      passes.forEach((p, j) => {
+        const { m, l } = stat(p);
+        if (seqRuns[j] && l > 0) big = Math.max(big, m);
+      });
       let total = 0;
-      for (let j = 0; j < passes.length; j++) {
-        const st = passes[j].stats;
-        factors[j] = !runs[b][j] ? 0 : !st ? 1 : st[2 * row + 1] > 0 ? st[2 * row + 1] * Math.exp(st[2 * row] - big) : 0;
-        total += factors[j];
-      }
-      const at = ((b * sink.layers + layer) * Hq + h) * sink.columns + sink.pads[b];
-      for (let j = 0; j < passes.length; j++) {
-        const run = runs[b][j];
-        if (!run || factors[j] === 0) continue;
-        const { weights, Lk } = passes[j];
-        const scale = factors[j] / total;
-        for (let t = 0; t < run.n; t++) sink.data[at + run.pos0 + t] = weights[row * Lk + t] * scale;
-      }
+      passes.forEach((p, j) => {
+        const { m, l } = stat(p);
+        factors[j] = seqRuns[j] && l > 0 ? (p.stats ? l * Math.exp(m - big) : 1) : 0;
+        total += factors[j] ?? 0;
+      });
+      const at = ((b * sink.layers + layer) * Hq + h) * sink.columns + (sink.pads[b] ?? 0);
+      passes.forEach(({ weights, Lk }, j) => {
+        const run = seqRuns[j];
+        const f = factors[j] ?? 0;
+        if (!run || f === 0) return;
+        const scale = f / total;
+        for (let t = 0; t < run.n; t++) sink.data[at + run.pos0 + t] = (weights[row * Lk + t] ?? 0) * scale;
+      });
     }
-  }
+  });
 }
