@@ -96,7 +96,8 @@ export function causalLMOptions(config: Record<string, unknown>): CausalLMOption
 
   const actKey = mt === "gemma2" ? "hidden_activation" : "hidden_act";
   const act = get(actKey) ?? get("hidden_act");
-  if (typeof act !== "string" || !Object.hasOwn(ACTIVATIONS, act)) {
+  const activation = typeof act === "string" && Object.hasOwn(ACTIVATIONS, act) ? ACTIVATIONS[act] : undefined;
+  if (activation === undefined) {
     throw new ArgumentError(`${who}: ${actKey} ${show(act)} is not supported; supported are ${Object.keys(ACTIVATIONS).map((a) => `"${a}"`).join(", ")}`);
   }
   const hiddenSize = int("hidden_size");
@@ -125,7 +126,7 @@ export function causalLMOptions(config: Record<string, unknown>): CausalLMOption
     numHeads,
     numKvHeads,
     headDim,
-    activation: ACTIVATIONS[act],
+    activation,
     rmsNormEps: num("rms_norm_eps"),
     ropeTheta: theta,
     ropeScaling: scaling,

@@ -123,16 +123,17 @@ export class MultiHeadAttention extends Module {
   params(): Param[] {
     const E = this.embedDim;
     const kvDim = this.numKvHeads * this.headDim;
-    const rows = [E, E + kvDim, E + 2 * kvDim];
+    // the packed in_proj's rows: q 0 .. qEnd - 1, then k to kEnd - 1, then v to vEnd - 1
+    const [qEnd, kEnd, vEnd] = [E, E + kvDim, E + 2 * kvDim];
     const ps: Param[] = [];
     if (this.kdim === E && this.vdim === E) {
       ps.push({
         key: "in_proj_weight",
         shape: [E + 2 * kvDim, E],
         load: (t) => {
-          this.#q.setWeight(t.data.subarray(0, rows[0] * E));
-          this.#k.setWeight(t.data.subarray(rows[0] * E, rows[1] * E));
-          this.#v.setWeight(t.data.subarray(rows[1] * E, rows[2] * E));
+          this.#q.setWeight(t.data.subarray(0, qEnd * E));
+          this.#k.setWeight(t.data.subarray(qEnd * E, kEnd * E));
+          this.#v.setWeight(t.data.subarray(kEnd * E, vEnd * E));
         },
       });
     } else {
@@ -147,9 +148,9 @@ export class MultiHeadAttention extends Module {
         key: "in_proj_bias",
         shape: [E + 2 * kvDim],
         load: (t) => {
-          this.#q.setBias(t.data.subarray(0, rows[0]));
-          this.#k.setBias(t.data.subarray(rows[0], rows[1]));
-          this.#v.setBias(t.data.subarray(rows[1], rows[2]));
+          this.#q.setBias(t.data.subarray(0, qEnd));
+          this.#k.setBias(t.data.subarray(qEnd, kEnd));
+          this.#v.setBias(t.data.subarray(kEnd, vEnd));
         },
       });
     }

@@ -167,12 +167,18 @@ export class Pool {
     this.#slots[LAYOUT.scratchStride] = scratch.stride;
     Atomics.store(ctrl, GEN, seen);
     Atomics.notify(ctrl, GEN);
-    // this thread claims tasks like any worker
+    // this thread claims tasks like any worker; a kernel that throws here still lets the others
+    // finish before the call returns, since the caller frees the memory they write into
+    let failure: unknown = null;
     for (;;) {
       const next = Atomics.load(ctrl, NEXT);
       if ((next & 0xffff) >= count) break;
       if (Atomics.compareExchange(ctrl, NEXT, next, next + 1) !== next) continue;
-      for (const call of tasks[next & 0xffff]) this.#call(call, scratch.base);
+      try {
+        for (const call of tasks[next & 0xffff]!) this.#call(call, scratch.base);
+      } catch (error) {
+        failure ??= error;
+      }
       Atomics.add(ctrl, DONE, 1);
     }
     let done = Atomics.load(ctrl, DONE);
@@ -188,6 +194,7 @@ export class Pool {
         throw new ThreadError(`a worker thread stopped before finishing its task (no progress for ${this.#hangMs} ms); the workers were replaced: call again`);
       }
     }
+    if (failure !== null) throw failure;
     if (Atomics.load(ctrl, FAILED) === seen) throw new ThreadError("a kernel failed on a worker thread");
   }
 

@@ -265,10 +265,10 @@ abstract class Stack<L extends Layer> extends Module {
     super();
     checkOptions(`${who} options`, options, ["layer", "numLayers", "norm"]);
     const n = positiveInt(who, "numLayers", options.numLayers);
-    this.layers = Array.from({ length: n }, () => make(options.layer));
-    const eps = this.layers[0].options.layerNormEps;
+    const first = make(options.layer);
+    this.layers = [first, ...Array.from({ length: n - 1 }, () => make(options.layer))];
     this.norm = bool(who, "norm", options.norm, false)
-      ? new LayerNorm({ normalizedShape: this.layers[0].dModel, eps, bias: this.layers[0].options.bias })
+      ? new LayerNorm({ normalizedShape: first.dModel, eps: first.options.layerNormEps, bias: first.options.bias })
       : null;
   }
 

@@ -51,10 +51,10 @@ export class VocabTable extends Module {
     const bases = Array.from({ length: this.#blocks }, (_, k) => this.#w.get(`rows.${k}`) / 4);
     ids.forEach((id, i) => {
       const r = id % R;
-      const src = bases[Math.floor(id / R)] + (r >> 3) * D * 8 + (r & 7);
+      const src = bases[Math.floor(id / R)]! + (r >> 3) * D * 8 + (r & 7);
       const dst = out / 4 + i * D;
-      if (scale === 1) for (let c = 0; c < D; c++) mem[dst + c] = mem[src + 8 * c];
-      else for (let c = 0; c < D; c++) mem[dst + c] = mem[src + 8 * c] * scale;
+      if (scale === 1) for (let c = 0; c < D; c++) mem[dst + c] = mem[src + 8 * c]!;
+      else for (let c = 0; c < D; c++) mem[dst + c] = mem[src + 8 * c]! * scale;
     });
   }
 
