@@ -133,12 +133,20 @@ export class Resident {
     const bytes = pack ? 4 * pack.K * Math.ceil(pack.N / 8) * 8 : data.byteLength;
     heap.need(`loading "${name}"`, bytes + (pack ? data.byteLength : 0));
     const at = heap.alloc(bytes);
-    if (!pack) heap.f32(at, data.length).set(data);
-    else {
-      const src = heap.alloc(data.byteLength);
-      heap.f32(src, data.length).set(data);
-      K.pack_f32_t(at, src, pack.K, pack.N, pack.K);
-      heap.free(src);
+    try {
+      if (!pack) heap.f32(at, data.length).set(data);
+      else {
+        const src = heap.alloc(data.byteLength);
+        try {
+          heap.f32(src, data.length).set(data);
+          K.pack_f32_t(at, src, pack.K, pack.N, pack.K);
+        } finally {
+          heap.free(src);
+        }
+      }
+    } catch (error) {
+      heap.free(at); // nothing stays allocated when the copy fails
+      throw error;
     }
     this.#replace(heap, name, at, bytes);
   }
