@@ -2,6 +2,9 @@
 export { attention_f32_workspace, attention_f32_prepare_kv, attention_f32_flash, attention_f32_merge } from "./attention";
 export { gemm_f32, gemm_f32_workspace } from "./gemm";
 export { quantize_rows_i8, pack_q8, pack_q8_bytes, gemm_q8, gemm_q8_workspace } from "./gemm-q8";
+export { pack_f16, pack_f16_bytes, gemm_f16, gemm_f16_workspace } from "./gemm-f16";
+export { pack_q4, pack_q4_bytes, gemm_q4, gemm_q4_workspace } from "./gemm-q4";
+export { f16_to_f32_n } from "./half";
 export { layernorm_f32 } from "./layernorm";
 export { mean_f32 } from "./reduce";
 export { pack_f32_t } from "./pack";

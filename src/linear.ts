@@ -19,7 +19,8 @@ export interface LinearOptions {
 
 /**
  * torch.nn.Linear: y = x W^T + b, x [..., inFeatures] -> y [..., outFeatures]. State dict: weight,
- * bias. The weight is held as float32 or as int8 ("q8", see `weights`); the bias stays float32.
+ * bias. The weight is held as float32, half ("f16"), int8 ("q8") or 4-bit blocks ("q4"): see
+ * `weights`; the bias stays float32.
  */
 export class Linear extends Module {
   readonly inFeatures: number;
@@ -45,7 +46,8 @@ export class Linear extends Module {
   }
 
   /**
-   * How the weight is held: "f32" or "q8" (int8, one scale per output channel). A load chooses
+   * How the weight is held: "f32", "f16" (half), "q8" (int8, one scale per output channel) or "q4"
+   * (4-bit blocks of 32 inputs with a half scale each, llama.cpp's q4_0). A load chooses
    * it (`loadStateDict(dict, prefix, { weights })`, pre-quantized tensors, `quantize()`); a load
    * that does not say keeps the format the layer has.
    */
@@ -60,6 +62,7 @@ export class Linear extends Module {
   setWeight(data: Float32Array, format: WeightFormat = formatFor(this.#format)): void {
     const [N, K] = [this.outFeatures, this.inFeatures];
     if (format === "f32") this.#w.set("weight", data, { N, K });
+    else if (format === "f16" || format === "q4") this.#pack(data, format);
     else {
       const rows = preQuantizedRows(data, K);
       if (rows) this.setWeightQ8(rows.q, rows.scales);
@@ -82,12 +85,16 @@ export class Linear extends Module {
     this.#format = "q8";
   }
 
-  /** @internal the float32 weight rows [outFeatures, inFeatures] as held, or null (not loaded, or not f32) */
+  /**
+   * @internal the float32 weight rows [outFeatures, inFeatures] as held (f16: widened exactly), or
+   * null (not loaded, or q8 / q4)
+   */
   weightF32(): Float32Array | null {
     this.assertLive();
     const at = this.#w.get("weight");
-    if (!at || this.#format !== "f32") return null;
+    if (!at || (this.#format !== "f32" && this.#format !== "f16")) return null;
     const [N, K] = [this.outFeatures, this.inFeatures];
+    if (this.#format === "f16") return this.#widenF16(at);
     // pack_f32_t's panels: row n of W is column n & 7 of panel n >> 3, one k every 8 floats
     const packed = runtime().heap.f32(at, Math.ceil(N / 8) * 8 * K);
     const w = new Float32Array(N * K);
@@ -96,6 +103,33 @@ export class Linear extends Module {
       for (let k = 0; k < K; k++) w[n * K + k] = packed[from + k * 8]!;
     }
     return w;
+  }
+
+  /** @internal whether a weight is loaded */
+  get hasWeight(): boolean {
+    this.assertLive();
+    return this.#w.get("weight") !== 0;
+  }
+
+  // pack_f16's panels (per k the 8 channels' halves) -> rows (N, K) float32
+  #widenF16(at: number): Float32Array {
+    const [N, K] = [this.outFeatures, this.inFeatures];
+    const { kernels, heap } = runtime();
+    const n = Math.ceil(N / 8) * 8 * K;
+    const scope = heap.scope();
+    try {
+      const wide = scope.alloc(4 * n);
+      kernels.f16_to_f32_n(wide, at, n);
+      const packed = heap.f32(wide, n);
+      const w = new Float32Array(N * K);
+      for (let r = 0; r < N; r++) {
+        const from = (r >> 3) * K * 8 + (r & 7);
+        for (let k = 0; k < K; k++) w[r * K + k] = packed[from + k * 8]!;
+      }
+      return w;
+    } finally {
+      scope.release();
+    }
   }
 
   /** @internal the format weights loaded later take, unless the load asks for another */
@@ -118,6 +152,19 @@ export class Linear extends Module {
       const q = scope.alloc(N * K4);
       kernels.quantize_rows_i8(q, at + packed, src, N, K);
       kernels.pack_q8(at, q, K4, N, K);
+    });
+  }
+
+  // W (N, K) float32 -> pack_f16's halves or pack_q4's blocks, straight from the float32 rows
+  #pack(data: Float32Array, format: "f16" | "q4"): void {
+    const [N, K] = [this.outFeatures, this.inFeatures];
+    const { kernels } = runtime();
+    const bytes = format === "f16" ? kernels.pack_f16_bytes(N, K) : kernels.pack_q4_bytes(N, K);
+    const inPlace = Heap.owns(data.buffer) ? data.byteOffset : null;
+    this.#w.setWith("weight", bytes, inPlace === null ? data.byteLength : 0, (at, scope) => {
+      const src = inPlace ?? scope.put(data);
+      if (format === "f16") kernels.pack_f16(at, src, K, N, K, 0);
+      else kernels.pack_q4(at, src, K, N, K);
     });
   }
 
@@ -149,7 +196,12 @@ export class Linear extends Module {
   run(ctx: Ctx, out: number, a: number, M: number, residual = 0, act: keyof typeof ACT = "none"): void {
     if (this.#format === "q8") return this.#runQ8(ctx, out, a, M, residual, act);
     const [N, K] = [this.outFeatures, this.inFeatures];
-    const work = ctx.K.gemm_f32_workspace();
+    // the float kernels take the same arguments; they differ in the bytes of a panel of 8 channels
+    const { kernel, work, panel } = {
+      f32: { kernel: "gemm_f32", work: ctx.K.gemm_f32_workspace(), panel: 32 * K },
+      f16: { kernel: "gemm_f16", work: ctx.K.gemm_f16_workspace(), panel: 16 * K },
+      q4: { kernel: "gemm_q4", work: ctx.K.gemm_q4_workspace(), panel: 144 * Math.ceil(K / 32) },
+    }[this.#format] as { kernel: "gemm_f32"; work: number; panel: number }; // one signature: typed as gemm_f32's
     const scratch = ctx.scope.alloc(work * ctx.pool.size);
     const blocks = ctx.pool.size > 1 && M * N * K >= 1 << 20 ? 4 * ctx.pool.size : 1;
     const [w, bias] = [this.#w.get("weight"), this.#w.get("bias")];
@@ -159,13 +211,13 @@ export class Linear extends Module {
       // of the packed weight; every element is computed as it would be whole, so the bits are the same
       const cols = Math.max(8, Math.ceil(N / blocks / 8) * 8);
       for (let c = 0; c < N; c += cols) {
-        tasks.push([["gemm_f32", out + 4 * c, a, w + 4 * K * c, bias && bias + 4 * c, residual && residual + 4 * c, SCRATCH, 1, Math.min(cols, N - c), K, ACT[act]]]);
+        tasks.push([[kernel, out + 4 * c, a, w + (c / 8) * panel, bias && bias + 4 * c, residual && residual + 4 * c, SCRATCH, 1, Math.min(cols, N - c), K, ACT[act]]]);
       }
     } else {
       const rows = Math.max(4, Math.ceil(M / blocks / 4) * 4);
       for (let r0 = 0; r0 < M; r0 += rows) {
         const n = Math.min(rows, M - r0);
-        tasks.push([["gemm_f32", out + 4 * r0 * N, a + 4 * r0 * K, w, bias, residual && residual + 4 * r0 * N, SCRATCH, n, N, K, ACT[act]]]);
+        tasks.push([[kernel, out + 4 * r0 * N, a + 4 * r0 * K, w, bias, residual && residual + 4 * r0 * N, SCRATCH, n, N, K, ACT[act]]]);
       }
     }
     ctx.pool.run(tasks, { base: scratch, stride: work });

@@ -9,12 +9,16 @@
 /**
  * How a Linear layer holds its weight in WebAssembly memory:
  * - "f32": float32, as loaded (4 bytes a weight);
+ * - "f16": IEEE half, rounded to nearest (2 bytes a weight), widened to float32 in the kernel;
  * - "q8": int8 with one float32 scale per output channel, symmetric (scale = max|w_row| / 127,
- *   w ~ q * scale): about 1 byte a weight. Activations are quantized per row on each call.
+ *   w ~ q * scale): about 1 byte a weight. Activations are quantized per row on each call;
+ * - "q4": llama.cpp's q4_0: blocks of 32 weights along the input dimension, one half scale
+ *   d = max / -8 each (max: the block's value of largest magnitude), q in [-8, 7] stored as 4 bits,
+ *   w ~ q * d: 4.5 bits a weight. Activations stay float32.
  */
-export type WeightFormat = "f32" | "q8";
+export type WeightFormat = "f32" | "f16" | "q8" | "q4";
 
-export const WEIGHT_FORMATS: readonly WeightFormat[] = ["f32", "q8"];
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ["f32", "f16", "q8", "q4"];
 
 /** The int8 rows (N, K) and per-row scales (N) a dequantized float32 tensor came from. */
 export interface Q8Rows {

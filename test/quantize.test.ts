@@ -224,8 +224,8 @@ describe("Linear in q8: the host path against the float64 oracle of the dequanti
     expect(() => lin.loadStateDict({ weight: { data: new Int8Array(8), shape: [4, 2], dtype: "I8" } as IntegerTensor, weight_scale: { data: new Float32Array(2), shape: [2] } })).toThrow(/"weight" has shape \[4, 2\] \(I8, 8 values\), expected \[2, 4\]/);
     expect(() => lin.loadStateDict({ weight: q, weight_scale: { data: new Int32Array(2), shape: [2], dtype: "I32" } as IntegerTensor })).toThrow(/"weight_scale" is an I32 tensor; scales are float/);
     expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] }, weight_scale: { data: new Float32Array(2), shape: [2] } })).toThrow(/unexpected "weight_scale"/);
-    expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q4" as never })).toThrow(ArgumentError);
-    expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q4" as never })).toThrow(/weights must be "f32" or "q8", got string q4/);
+    expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q5" as never })).toThrow(ArgumentError);
+    expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q5" as never })).toThrow(/weights must be "f32" or "f16" or "q8" or "q4", got string q5/);
     // nothing was loaded by the failed calls
     expect(() => lin.forward({ data: new Float32Array(4), shape: [1, 4] })).toThrow(StateError);
     lin.dispose();
@@ -266,7 +266,7 @@ describe("quantize()", () => {
   test("errors: not a module, an unknown format, a disposed module", () => {
     expect(() => quantize({} as never, "q8")).toThrow(ArgumentError);
     const m = new MultiHeadAttention({ embedDim: 8, numHeads: 2 });
-    expect(() => quantize(m, "int8" as never)).toThrow(/format must be "f32" or "q8", got string int8/);
+    expect(() => quantize(m, "int8" as never)).toThrow(/format must be "f32" or "f16" or "q8" or "q4", got string int8/);
     m.dispose();
     expect(() => quantize(m, "q8")).toThrow(StateError);
   });

@@ -1,0 +1,115 @@
+// Matrix products with half-precision weights ("f16"): weights held as IEEE binary16 (2 bytes a
+// weight), widened to float32 in the micro-kernel, float32 activations and sums, then the fused
+// store of gemm_f32 (bias, activation, residual).
+//
+// Glossary: M rows of activations, N output channels (rows of the torch weight W (N, K)), K inputs.
+// N8 = N rounded up to 8 (the padding channels are zeros).
+//
+// Both builds give the same bits (for act none/relu): the multiply-adds are a multiply then an add
+// in both (not fma_f32x4, which the relaxed build fuses), and the widening is exact.
+import { f16_to_f32x4, f32_to_f16 } from "./half";
+import { roundUp8 } from "./pack";
+import { storeTile_f32 } from "./store";
+
+const F32: usize = 4;
+const NC: i32 = 64; // output channels per panel group: K x 64 halves stay in cache across row blocks
+
+// the element types pack_f16 reads
+const SRC_F32: i32 = 0;
+const SRC_F16: i32 = 1; // half bit patterns, copied as they are
+const SRC_BF16: i32 = 2; // bfloat16 bit patterns: widened exactly, then rounded to half
+
+// bytes of pack_f16's output: N8 panels of K x 8 halves
+export function pack_f16_bytes(N: i32, K: i32): usize {
+  return roundUp8(N) * <usize>K * 2;
+}
+
+// dst = W (N, K) as halves, in panels of 8 output channels the way tile_f16_4x8 reads them: panel p
+// (channels 8p..8p+7) at dst + p * K * 16, per k 16 bytes (c0 c1 ... c7, one v128 load).
+//   src:  W's rows srcStride elements apart, of type srcType: 0 float32 (rounded to nearest half,
+//         ties to even), 1 half (copied), 2 bfloat16 (widened, then rounded to half)
+// Channels past N are zeros. A file's F16 tensor is packed from its own bytes, with no float32 copy.
+export function pack_f16(dst: usize, src: usize, srcStride: i32, N: i32, K: i32, srcType: i32): void {
+  const N8 = <i32>roundUp8(N);
+  const panel = <usize>K * 16;
+  const size: usize = srcType == SRC_F32 ? 4 : 2;
+  for (let n = 0; n < N8; n++) {
+    const out = dst + <usize>(n >> 3) * panel + <usize>(n & 7) * 2;
+    const row = src + <usize>n * <usize>srcStride * size;
+    for (let k = 0; k < K; k++) {
+      let h: u16 = 0;
+      if (n < N) {
+        if (srcType == SRC_F16) h = load<u16>(row + <usize>k * 2);
+        else if (srcType == SRC_BF16) h = f32_to_f16(reinterpret<f32>(<u32>load<u16>(row + <usize>k * 2) << 16));
+        else h = f32_to_f16(load<f32>(row + <usize>k * 4));
+      }
+      store<u16>(out + <usize>k * 16, h);
+    }
+  }
+}
+
+// bytes of scratch gemm_f16 needs: the 4 x 8 float32 tile
+export function gemm_f16_workspace(): usize {
+  return 4 * 8 * F32;
+}
+
+// out (M, N) = act(a (M, K) . W^T + bias (N)) + residual (M, N)
+//   w:        pack_f16's output for W (N, K); a run of its panels for a block of channels
+//   bias, residual: 0 for none; residual may be out itself (x = x + f(x))
+//   act:      Act (src/enums.ts), applied as in gemm_f32
+//   work:     gemm_f16_workspace() bytes
+// Rows past M repeat the last row and are not stored; channels past N are zeros of w, not stored.
+export function gemm_f16(out: usize, a: usize, w: usize, bias: usize, residual: usize, work: usize, M: i32, N: i32, K: i32, act: i32): void {
+  const aRow = <usize>K * F32;
+  const panel = <usize>K * 16;
+  for (let jc = 0; jc < N; jc += NC) {
+    const jEnd = min(N, jc + NC);
+    for (let r0 = 0; r0 < M; r0 += 4) {
+      const rows = min(4, M - r0);
+      const a0 = a + <usize>r0 * aRow;
+      const a1 = rows > 1 ? a0 + aRow : a0;
+      const a2 = rows > 2 ? a1 + aRow : a1;
+      const a3 = rows > 3 ? a2 + aRow : a2;
+      for (let c = jc; c < jEnd; c += 8) {
+        tile_f16_4x8(work, a0, a1, a2, a3, w + <usize>(c >> 3) * panel, K);
+        storeTile_f32(out, work, bias, residual, r0, rows, c, min(8, N - c), N, act);
+      }
+    }
+  }
+}
+
+// dst (4, 8) = rows a0..a3 (K) . b (K, 8) halves (a pack_f16 panel): per k one load of 8 halves,
+// widened to two f32x4 (f16_to_f32x4), four splats of a and eight multiply-adds, as tile_4x8
+@inline function tile_f16_4x8(dst: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, K: i32): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  const end = <usize>K * F32;
+  for (let k: usize = 0; k < end; k += F32) {
+    const h = v128.load(b);
+    const b0 = f16_to_f32x4(i32x4.extend_low_i16x8_u(h));
+    const b1 = f16_to_f32x4(i32x4.extend_high_i16x8_u(h));
+    let x = v128.load32_splat(a0 + k);
+    c00 = f32x4.add(f32x4.mul(x, b0), c00);
+    c01 = f32x4.add(f32x4.mul(x, b1), c01);
+    x = v128.load32_splat(a1 + k);
+    c10 = f32x4.add(f32x4.mul(x, b0), c10);
+    c11 = f32x4.add(f32x4.mul(x, b1), c11);
+    x = v128.load32_splat(a2 + k);
+    c20 = f32x4.add(f32x4.mul(x, b0), c20);
+    c21 = f32x4.add(f32x4.mul(x, b1), c21);
+    x = v128.load32_splat(a3 + k);
+    c30 = f32x4.add(f32x4.mul(x, b0), c30);
+    c31 = f32x4.add(f32x4.mul(x, b1), c31);
+    b += 16;
+  }
+  v128.store(dst, c00);
+  v128.store(dst, c01, 16);
+  v128.store(dst, c10, 32);
+  v128.store(dst, c11, 48);
+  v128.store(dst, c20, 64);
+  v128.store(dst, c21, 80);
+  v128.store(dst, c30, 96);
+  v128.store(dst, c31, 112);
+}

@@ -1,0 +1,39 @@
+// The fused store of the float matrix products that do not go through gemm.ts (gemm_f16, gemm_q4):
+// the same operations, in the same order, as gemm.ts's storeTile.
+import { activate_f32x4 } from "./activation";
+
+const F32: usize = 4;
+
+// out[r0.., c..] = act(tile + bias) + residual for rows x cols of the 4 x 8 tile (rows 32 bytes
+// apart); bias, residual: 0 for none; the vector path (8 columns) and the scalar one (the last
+// cols < 8) do the same operations
+@inline export function storeTile_f32(out: usize, tile: usize, bias: usize, residual: usize, r0: i32, rows: i32, c: i32, cols: i32, N: i32, act: i32): void {
+  for (let r = 0; r < rows; r++) {
+    const at = (<usize>(r0 + r) * <usize>N + <usize>c) * F32;
+    const t = tile + <usize>r * 8 * F32;
+    if (cols == 8) {
+      let x0 = v128.load(t);
+      let x1 = v128.load(t, 16);
+      if (bias) {
+        x0 = f32x4.add(x0, v128.load(bias + <usize>c * F32));
+        x1 = f32x4.add(x1, v128.load(bias + <usize>c * F32, 16));
+      }
+      x0 = activate_f32x4(x0, act);
+      x1 = activate_f32x4(x1, act);
+      if (residual) {
+        x0 = f32x4.add(x0, v128.load(residual + at));
+        x1 = f32x4.add(x1, v128.load(residual + at, 16));
+      }
+      v128.store(out + at, x0);
+      v128.store(out + at, x1, 16);
+    } else {
+      for (let j = 0; j < cols; j++) {
+        let x = load<f32>(t + <usize>j * F32);
+        if (bias) x += load<f32>(bias + <usize>(c + j) * F32);
+        x = f32x4.extract_lane(activate_f32x4(f32x4.splat(x), act), 0);
+        if (residual) x += load<f32>(residual + at + <usize>j * F32);
+        store<f32>(out + at + <usize>j * F32, x);
+      }
+    }
+  }
+}
