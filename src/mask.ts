@@ -109,7 +109,7 @@ export function mhaMask(
   const sum = new Float32Array(B * Hm * Lq * Lk);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hm; h++) {
-      const src = (attn.shape[0] === 1 ? 0 : b * Hm + h) * Lq * Lk;
+      const src = ((attn.shape[0] === 1 ? 0 : b) * Hm + h) * Lq * Lk;
       const dst = (b * Hm + h) * Lq * Lk;
       for (let i = 0; i < Lq; i++) {
         for (let j = 0; j < Lk; j++) sum[dst + i * Lk + j] = attn.data[src + i * Lk + j]! + padding.data[b * Lk + j]!;

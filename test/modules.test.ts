@@ -220,3 +220,20 @@ describe("modules own their memory", () => {
     expect(memoryStats()).toEqual(before);
   });
 });
+
+describe("MultiHeadAttention: a per-head attnMask together with a keyPaddingMask", () => {
+  test("at batch 1 each head keeps its own mask (the padding folded in by hand gives the same output)", () => {
+    const [E, H, L] = [8, 2, 5];
+    const r = rng(freshSeed());
+    const mha = new MultiHeadAttention({ embedDim: E, numHeads: H });
+    mha.loadStateDict(Object.fromEntries(mha.params().map((p) => [p.key, tensor(r.floats(p.shape.reduce((a, b) => a * b, 1), 0.5), p.shape)])));
+    const x = tensor(r.floats(L * E, 1), [1, L, E]);
+    const perHead = r.floats(H * L * L, 2); // a different float mask for each head
+    const padding = tensor(Uint8Array.from({ length: L }, (_, j) => (j === 3 ? 1 : 0)), [1, L]); // key 3 is padding
+    const folded = Float32Array.from(perHead, (v, n) => (n % L === 3 ? -Infinity : v));
+    const got = mha.forward(x, x, x, { attnMask: tensor(perHead, [H, L, L]), keyPaddingMask: padding, needWeights: false });
+    const want = mha.forward(x, x, x, { attnMask: tensor(folded, [H, L, L]), needWeights: false });
+    expect(Array.from(got.output.data)).toEqual(Array.from(want.output.data));
+    mha.dispose();
+  });
+});
