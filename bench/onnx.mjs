@@ -68,11 +68,12 @@ class Writer {
 }
 
 const FLOAT = 1;
+const UINT8 = 2;
 const INT8 = 3;
 const INT32 = 6;
 const INT64 = 7;
 // an initializer's type name -> its TensorProto data type and typed array
-const TYPES = { float: [FLOAT, Float32Array], int8: [INT8, Int8Array], int32: [INT32, Int32Array], int64: [INT64, BigInt64Array] };
+const TYPES = { float: [FLOAT, Float32Array], uint8: [UINT8, Uint8Array], int8: [INT8, Int8Array], int32: [INT32, Int32Array], int64: [INT64, BigInt64Array] };
 
 // dims: numbers or strings (symbolic); type: a TYPES name (default float)
 function valueInfo(w, name, dims, type = "float") {
@@ -92,7 +93,7 @@ function attribute(w, name, value) {
 
 /**
  * model({ inputs: [[name, dims, type?]], outputs: [[name, dims, type?]], nodes: [{ op, inputs, outputs, attrs?, domain? }],
- *         initializers: [[name, dims, Float32Array | Int8Array | number[], "int64" | "int8"?]] }) -> Uint8Array of an ONNX model (opset 17 + com.microsoft 1)
+ *         initializers: [[name, dims, Float32Array | Int8Array | Uint8Array | number[], "int64" | "int8" | "uint8"?]] }) -> Uint8Array of an ONNX model (opset 17 + com.microsoft 1)
  */
 export function model({ inputs, outputs, nodes, initializers = [] }) {
   const w = new Writer();

@@ -77,7 +77,10 @@ export function tfAttention(tf, { d, causal, Lq, Lk }) {
  * onnxruntime's quantize_dynamic writes (per_channel): DynamicQuantizeLinear of the input (uint8,
  * per tensor), MatMulInteger with int8 weights (the same int8 values and per-output-channel scales
  * as our q8 Linear), Cast, the product of the scales, Mul, then the bias Add; onnxruntime-web
- * fuses it itself. Attention's own products stay float, as in our layer.
+ * fuses it itself. `weights: "q4"`: each Linear as the graph transformers.js's "q4" models hold,
+ * com.microsoft MatMulNBits (bits 4, block_size 32, no zero points: 8, its default) with the same
+ * 4-bit values and scales as our q4 Linear (llama.cpp's q4_0 rule, see q4Weight), then the bias
+ * Add. Attention's own products stay float, as in our layer.
  */
 export async function ortEncoderLayer(dict, dims, options = {}) {
   return ortEncoderStack([dict], dims, options);
@@ -126,7 +129,7 @@ function layerGraph(dict, { E, H, F }, { weights = "f32" } = {}) {
     ["wo", dict["self_attn.out_proj.weight"].data, E, E], ["w1", dict["linear1.weight"].data, F, E], ["w2", dict["linear2.weight"].data, E, F],
   ];
   const init = [
-    ...mats.flatMap(([name, w, rows, cols]) => (weights === "q8" ? q8Weight(name, w, rows, cols) : [[name, [cols, rows], t(w, rows, cols)]])),
+    ...mats.flatMap(([name, w, rows, cols]) => (weights === "q8" ? q8Weight(name, w, rows, cols) : weights === "q4" ? q4Weight(name, w, rows, cols) : [[name, [cols, rows], t(w, rows, cols)]])),
     ["bq", [E], inB.slice(0, E)], ["bk", [E], inB.slice(E, 2 * E)], ["bv", [E], inB.slice(2 * E)],
     ["bo", [E], dict["self_attn.out_proj.bias"].data], ["b1", [F], dict["linear1.bias"].data], ["b2", [E], dict["linear2.bias"].data],
     ["g1", [E], dict["norm1.weight"].data], ["n1", [E], dict["norm1.bias"].data],
@@ -141,6 +144,9 @@ function layerGraph(dict, { E, H, F }, { weights = "f32" } = {}) {
     { op: "Mul", inputs: [`${x}_s`, `${w}_scale`], outputs: [`${out}_s`] },
     { op: "Cast", inputs: [`${out}_i`], outputs: [`${out}_c`], attrs: { to: 1 } },
     { op: "Mul", inputs: [`${out}_c`, `${out}_s`], outputs: [`${out}_m`] },
+    { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
+  ] : weights === "q4" ? [
+    { op: "MatMulNBits", domain: "com.microsoft", inputs: [x, w, `${w}_scales`], outputs: [`${out}_m`], attrs: { K: mats.find((m) => m[0] === w)[3], N: mats.find((m) => m[0] === w)[2], bits: 4, block_size: 32 } },
     { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
   ] : [
     { op: "MatMul", inputs: [x, w], outputs: [`${out}_m`] },
@@ -194,4 +200,46 @@ function q8Weight(name, w, rows, cols) {
     }
   }
   return [[name, [cols, rows], q, "int8"], [`${name}_scale`, [rows], scales], [`${name}_zp`, [rows], new Int8Array(rows), "int8"]];
+}
+
+// x (a float32) rounded to the nearest half, ties to even, as a number (+-Infinity from 65520 up)
+function toHalf(x) {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const a = Math.abs(x);
+  if (a >= 65520) return Math.sign(x) * Infinity;
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  if (2 ** (e + 1) <= a) e++;
+  const ulp = 2 ** (Math.max(-14, e) - 10);
+  const r = a / ulp;
+  let n = Math.round(r);
+  if (Math.abs(r % 1) === 0.5 && n % 2) n--; // ties to even
+  return Math.sign(x) * n * ulp;
+}
+
+// a torch Linear weight w (rows = N out, cols = K in; K a multiple of 32) as MatMulNBits's
+// initializers: B uint8 [N, K / 32, 16] and scales float [N * K / 32]. The values follow our q4
+// rule (llama.cpp's quantize_row_q4_0_ref: d = max / -8 with max the block's value of largest
+// magnitude, nibble = min(15, trunc(w / d + 8.5)), d kept as a half), so both contenders multiply
+// the same weights; only the nibble order differs: MatMulNBits holds k = 2j and 2j + 1 in byte j
+// (low, high), q4_0 k = j and j + 16.
+function q4Weight(name, w, rows, cols) {
+  const f = Math.fround;
+  const NB = cols / 32;
+  const B = new Uint8Array(rows * NB * 16);
+  const scales = new Float32Array(rows * NB);
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < NB; b++) {
+      let [amax, max] = [0, 0];
+      for (let k = 32 * b; k < 32 * b + 32; k++) if (amax < Math.abs(w[r * cols + k])) [amax, max] = [Math.abs(w[r * cols + k]), w[r * cols + k]];
+      const d = f(max / -8);
+      const id = d !== 0 ? f(1 / d) : 0;
+      scales[r * NB + b] = toHalf(d);
+      for (let j = 0; j < 32; j++) {
+        const nibble = Math.min(15, Math.trunc(f(f(w[r * cols + 32 * b + j] * id) + 8.5)));
+        B[(r * NB + b) * 16 + (j >> 1)] |= nibble << (4 * (j & 1));
+      }
+    }
+  }
+  return [[name, [rows, NB, 16], B, "uint8"], [`${name}_scales`, [rows * NB], scales]];
 }

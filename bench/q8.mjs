@@ -10,7 +10,7 @@ const [E, H, F] = [768, 12, 3072];
 const OPTIONS = { dModel: E, nhead: H, dimFeedforward: F, activation: "gelu" };
 
 // the weights of bench/run.mjs's float32 layer: uniform in +-0.05, LayerNorm weight 1 and bias 0
-function bertDict(layer) {
+export function bertDict(layer) {
   return Object.fromEntries(layer.params().map((p, i) => {
     const t = randomTensor(p.shape, 10 + i);
     const norm = p.key.startsWith("norm");

@@ -6,6 +6,7 @@ import os from "node:os";
 import * as lib from "../dist/index.js";
 import { measurePeak } from "./peak.mjs";
 import { ortAttention, ortEncoderLayer, ortEncoderStack, ortFusedMha, setupOrt, setupTf, tfAttention } from "./peers.mjs";
+import { q4Case } from "./q4.mjs";
 import { q8Case } from "./q8.mjs";
 import { randomTensor } from "./harness.mjs";
 import { report } from "./report.mjs";
@@ -177,6 +178,15 @@ for (const L of quick ? [128] : [128, 512]) {
 for (const L of quick ? [128] : [128, 512]) {
   const c = await q8Case({ lib, rlib, relaxed: relaxedSupported, L });
   await bench(c.name, c.flops, c.contenders, { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000, agree: c.agree, peak: peak.dotI16 });
+  c.dispose();
+}
+
+// q4 (issue #14): the same layer with 4-bit weights (q4_0 blocks), against onnxruntime-web's
+// MatMulNBits graph of the same weights (bench/q4.mjs). Our q4 kernel multiplies in float32 (the
+// nibbles widened in registers), so "% of peak" is against the mul + add peak.
+for (const L of quick ? [128] : [128, 512]) {
+  const c = await q4Case({ lib, rlib, relaxed: relaxedSupported, L });
+  await bench(c.name, c.flops, c.contenders, { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000, agree: c.agree, peak: peak.madd });
   c.dispose();
 }
 
