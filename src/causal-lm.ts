@@ -132,10 +132,10 @@ export class CausalLM extends Module {
     const base = !keys.includes(`${prefix}model.embed_tokens.weight`) && keys.includes(`${prefix}embed_tokens.weight`);
     const tied = this.config.tieWordEmbeddings ?? !keys.includes(`${prefix}lm_head.weight`);
     const kept: Record<string, Tensor | IntegerTensor> = Object.create(null);
-    for (const key of Object.keys(dict)) {
+    for (const [key, value] of Object.entries(dict)) {
       const rel = key.startsWith(prefix) ? key.slice(prefix.length) : null;
       if (rel !== null && (IGNORED.test(rel) || (tied && rel === "lm_head.weight"))) continue;
-      kept[rel !== null && base ? `${prefix}model.${rel}` : key] = dict[key];
+      kept[rel !== null && base ? `${prefix}model.${rel}` : key] = value;
     }
     const head = tied ? null : (this.#head ?? new VocabTable(this.config.vocabSize, this.config.hiddenSize));
     try {
@@ -179,7 +179,8 @@ export class CausalLM extends Module {
     const o = checkOptions("CausalLM.forward options", options, ["attentionMask", "cache", "lastOnly", "attention"]);
     const c = this.config;
     const ids = checkIds("inputIds", inputIds, c.vocabSize, 2);
-    const [B, L] = ids.batched ? ids.shape : [1, ids.shape[0]];
+    // checkIds gave rank 2 ([B, L]) for { data, shape } and [L] otherwise
+    const [B, L] = (ids.batched ? ids.shape : [1, ...ids.shape]) as [number, number];
     const cache = o.cache;
     if (cache !== undefined && !(cache instanceof DecoderCache)) throw new ArgumentError(`cache: expected a DecoderCache (from createCache()), got ${describe(cache)}`);
     cache?.check(this, B);
@@ -242,8 +243,9 @@ export class CausalLM extends Module {
   #newRuns(L: number, pads: Int32Array): Step["runs"] {
     const kvDim = this.config.numKvHeads * this.config.headDim;
     return (_, b, K, V): KeyRun[] => {
-      const first = b * L + pads[b];
-      return L > pads[b] ? [{ k: K + 4 * first * kvDim, v: V + 4 * first * kvDim, n: L - pads[b], pos0: 0 }] : [];
+      const pad = pads[b]!;
+      const first = b * L + pad;
+      return L > pad ? [{ k: K + 4 * first * kvDim, v: V + 4 * first * kvDim, n: L - pad, pos0: 0 }] : [];
     };
   }
 
@@ -252,7 +254,7 @@ export class CausalLM extends Module {
     const kvDim = this.config.numKvHeads * this.config.headDim;
     return (layer, b, K, V): KeyRun[] => {
       const lane = cache.lane(b, layer);
-      const skip = Math.max(0, pads[b] - past);
+      const skip = Math.max(0, pads[b]! - past);
       const n = L - skip;
       if (n > 0) {
         const from = 4 * (b * L + skip) * kvDim;
@@ -271,5 +273,5 @@ export class CausalLM extends Module {
 // Gemma 2's final logit soft-capping, in float32 as torch: tanh(x / cap) * cap
 function softcap(x: Float32Array, cap: number): void {
   const c = Math.fround(cap);
-  for (let i = 0; i < x.length; i++) x[i] = Math.fround(Math.tanh(Math.fround(x[i] / c))) * c;
+  for (let i = 0; i < x.length; i++) x[i] = Math.fround(Math.tanh(Math.fround(x[i]! / c))) * c;
 }

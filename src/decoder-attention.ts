@@ -211,7 +211,7 @@ function attendRuns(
   const weights = collect ? scope.alloc(4 * Math.max(1, rows * maxLk)) : 0;
   for (let j = 0; j < passes; j++) {
     const target = j === 0 ? a.out : out2;
-    const run = (b: number) => runs[b][j];
+    const run = (b: number) => runs[b]![j];
     const Lk = Math.max(...runs.map((r) => r[j]?.n ?? 0));
     const layout = {
       B, Hq, Hk, Lq: L, Lk, E: hd, Ev: hd,
@@ -224,7 +224,7 @@ function attendRuns(
     // run j of sequence b holds positions pos0..: query i (at position qpos0 + i) sees key t when t <= i + qpos0 - pos0
     const keyRange = (b: number) => {
       const r = run(b);
-      return r ? ([0, r.n, a.qpos0[b] - r.pos0] as const) : ([0, 0, 0] as const);
+      return r ? ([0, r.n, a.qpos0[b]! - r.pos0] as const) : ([0, 0, 0] as const);
     };
     // a sink joins the first pass's softmax only: the merges of later passes must not count it again
     attention(ctx, layout, j === 0 ? f : { ...f, sinks: null }, { diag: 0, mask: null, weights, keyRange, stats: passes > 1 ? (j === 0 ? stats : stats2) : 0 });
@@ -245,7 +245,7 @@ function attendRuns(
 // (max, sum) of the softmax over both passes' keys, into s1, for a further merge
 function mergeStats(s1: Float32Array, s2: Float32Array): void {
   for (let i = 0; i < s1.length; i += 2) {
-    const [m1, l1, m2, l2] = [s1[i], s1[i + 1], s2[i], s2[i + 1]];
+    const [m1, l1, m2, l2] = [s1[i]!, s1[i + 1]!, s2[i]!, s2[i + 1]!];
     if (l2 === 0) continue;
     if (l1 === 0) {
       s1[i] = m2;

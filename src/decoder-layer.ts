@@ -147,7 +147,8 @@ export class DecoderLayer extends Module {
     if ((t.shape.length !== 2 && !batched) || t.shape[t.shape.length - 1] !== this.hiddenSize) {
       throw new ShapeError(`DecoderLayer.forward hidden: expected [L, ${this.hiddenSize}] or [B, L, ${this.hiddenSize}], got ${fmt(t.shape)}`);
     }
-    const [B, L] = batched ? t.shape : [1, t.shape[0]];
+    // [B, L, hiddenSize] or [L, hiddenSize], checked above
+    const [B, L] = (batched ? t.shape : [1, ...t.shape]) as [number, number];
     const pads = readLeftPadding("attentionMask", attentionMask, batched ? [B, L] : [L], 0, null);
     this.assertReady();
     const M = B * L;
@@ -160,7 +161,10 @@ export class DecoderLayer extends Module {
         const kvDim = this.numKvHeads * this.headDim;
         const step: Step = {
           B, L, positions: ctx.scope.put(positions), ...table.cover(ctx, Math.max(2, ...positions) + 1), qpos0,
-          runs: (_, b, K, V) => (L > pads[b] ? [{ k: K + 4 * (b * L + pads[b]) * kvDim, v: V + 4 * (b * L + pads[b]) * kvDim, n: L - pads[b], pos0: 0 }] : []),
+          runs: (_, b, K, V) => {
+            const pad = pads[b]!;
+            return L > pad ? [{ k: K + 4 * (b * L + pad) * kvDim, v: V + 4 * (b * L + pad) * kvDim, n: L - pad, pos0: 0 }] : [];
+          },
         };
         this.run(ctx, x, step, 0);
         return { data: ctx.heap.f32(x, M * this.hiddenSize).slice(), shape: [...t.shape] };
@@ -206,5 +210,5 @@ export class DecoderLayer extends Module {
 function addInto(ctx: Ctx, x: number, y: number, n: number): void {
   const a = ctx.heap.f32(x, n);
   const b = ctx.heap.f32(y, n);
-  for (let i = 0; i < n; i++) a[i] += b[i];
+  for (let i = 0; i < n; i++) a[i]! += b[i]!;
 }
