@@ -23,7 +23,8 @@ const SLOW = [
   "test/hardening-misc.test.ts", // a fresh copy of the library for each of its 63 tests
 ];
 // a renamed slow file would land in the unit tier: say so
-for (const file of SLOW) if (!existsSync(new URL(file, import.meta.url))) console.warn(`vitest.config.ts: the slow tier lists ${file}, which does not exist`);
+for (const file of SLOW)
+  if (!existsSync(new URL(file, import.meta.url))) console.warn(`vitest.config.ts: the slow tier lists ${file}, which does not exist`);
 
 export default defineConfig({
   plugins: [

@@ -9,6 +9,8 @@
 // contender after the other (onnxruntime-web's pool spins after each call). Ours computes the
 // prompt's logits at its last position only; the graph slices its hidden states the same way, so
 // both do the same work. Prints markdown.
+import { readFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import * as ort from "onnxruntime-web";
 import * as lib from "../dist/index.js";
 import { randomTensor, table } from "./harness.mjs";
@@ -32,11 +34,20 @@ ort.env.wasm.numThreads = threads;
 ort.env.logLevel = "error";
 
 const rows = [];
+const profiles = [];
 for (const [name, shape] of Object.entries(MODELS)) {
   if (only && !name.includes(only)) continue;
   const config = {
-    model_type: "llama", architectures: ["LlamaForCausalLM"], hidden_act: "silu", rms_norm_eps: 1e-5, rope_theta: 10000,
-    max_position_embeddings: 2048, tie_word_embeddings: true, attention_bias: false, mlp_bias: false, ...shape,
+    model_type: "llama",
+    architectures: ["LlamaForCausalLM"],
+    hidden_act: "silu",
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    max_position_embeddings: 2048,
+    tie_word_embeddings: true,
+    attention_bias: false,
+    mlp_bias: false,
+    ...shape,
   };
   const dict = weights(config);
   const ours = lib.CausalLM.fromConfig(config).loadStateDict(dict);
@@ -57,7 +68,10 @@ for (const [name, shape] of Object.entries(MODELS)) {
   for (const context of CONTEXTS) {
     // our cache and onnxruntime-web's present key-values, filled to `context` tokens
     const cache = ours.createCache();
-    ours.forward(Int32Array.from({ length: context }, (_, i) => (i * 31) % config.vocab_size), { cache, lastOnly: true });
+    ours.forward(
+      Int32Array.from({ length: context }, (_, i) => (i * 31) % config.vocab_size),
+      { cache, lastOnly: true },
+    );
     let past = await theirs.prefill(Int32Array.from({ length: context }, (_, i) => (i * 31) % config.vocab_size));
     const step = {
       ours: await median(async () => {
@@ -66,6 +80,14 @@ for (const [name, shape] of Object.entries(MODELS)) {
       }, STEPS),
       theirs: await median(async () => theirs.step(5, past), STEPS),
     };
+    if (context === CONTEXTS[CONTEXTS.length - 1])
+      profiles.push([
+        `${name}, decode at context ${context}`,
+        await profile(() => {
+          ours.forward(Int32Array.of(5), { cache, lastOnly: true });
+          cache.truncate(context);
+        }, STEPS),
+      ]);
     cache.dispose();
     past = null;
     rows.push(row(name, params, `decode at context ${context}`, step, (ms) => `${(1000 / ms).toFixed(1)} tokens/s`));
@@ -74,12 +96,95 @@ for (const [name, shape] of Object.entries(MODELS)) {
 }
 console.log(`Decoding, ${threads} thread${threads > 1 ? "s" : ""}, baseline SIMD build; medians; "ours / theirs" above 1 means we are faster.\n`);
 console.log(table(rows, ["model", "case", "wasm-attention ms", "onnxruntime-web ms", "ours", "theirs", "speed-up"]));
+for (const [what, shares] of profiles) {
+  console.log(`\nWhere our time goes per token, ${what} (V8's sampling profiler, self time; kernels are the wasm functions):\n`);
+  console.log(table(shares, ["function", "share"]));
+}
+
+// function index -> export name, from the kernel binary's export section (the profiler names wasm
+// functions by index: the build carries no name section)
+function kernelNames() {
+  const bytes = readFileSync(new URL("../dist/kernels.wasm", import.meta.url));
+  let at = 8;
+  const u32 = () => {
+    let v = 0,
+      shift = 0,
+      b;
+    do {
+      b = bytes[at++];
+      v |= (b & 0x7f) << shift;
+      shift += 7;
+    } while (b & 0x80);
+    return v >>> 0;
+  };
+  const names = new Map();
+  while (at < bytes.length) {
+    const id = bytes[at++];
+    const size = u32();
+    const end = at + size;
+    if (id === 7) {
+      for (let n = u32(); n > 0; n--) {
+        const len = u32();
+        const name = new TextDecoder().decode(bytes.subarray(at, at + len));
+        at += len;
+        const kind = bytes[at++];
+        const index = u32();
+        if (kind === 0) names.set(index, name);
+      }
+    }
+    at = end;
+  }
+  return names;
+}
+
+// self time per function over `runs` calls of fn, from the inspector's CPU profile: the kernels by
+// their export names, the rest of JavaScript together with the garbage collector
+async function profile(fn, runs) {
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 100 });
+  await session.post("Profiler.start");
+  for (let i = 0; i < runs; i++) fn();
+  const { profile: p } = await session.post("Profiler.stop");
+  session.disconnect();
+  const exported = kernelNames();
+  const self = new Map();
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const dt = new Map();
+  p.samples.forEach((id, i) => dt.set(id, (dt.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
+  let total = 0;
+  for (const [id, t] of dt) {
+    const n = byId.get(id);
+    const index = /^wasm-function\[(\d+)\]$/.exec(n.callFrame.functionName)?.[1];
+    const fname = n.callFrame.functionName;
+    const name =
+      fname === "(idle)" || fname === "(program)"
+        ? null
+        : index !== undefined
+          ? `kernel ${exported.get(Number(index)) ?? `wasm-function[${index}]`}`
+          : fname === "(garbage collector)"
+            ? "garbage collector"
+            : "JavaScript (the host and onnxruntime-web's glue)";
+    if (!name) continue;
+    self.set(name, (self.get(name) ?? 0) + t);
+    total += t;
+  }
+  return [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 10)
+    .map(([f, t]) => ({ function: f, share: `${((100 * t) / total).toFixed(1)}%` }));
+}
 
 function row(model, params, name, t, rate) {
   return {
-    model: `${model} (${(params / 1e6).toFixed(0)}M params)`, case: name,
-    "wasm-attention ms": t.ours.toFixed(2), "onnxruntime-web ms": t.theirs.toFixed(2),
-    ours: rate(t.ours), theirs: rate(t.theirs), "speed-up": `${(t.theirs / t.ours).toFixed(2)}x`,
+    model: `${model} (${(params / 1e6).toFixed(0)}M params)`,
+    case: name,
+    "wasm-attention ms": t.ours.toFixed(2),
+    "onnxruntime-web ms": t.theirs.toFixed(2),
+    ours: rate(t.ours),
+    theirs: rate(t.theirs),
+    "speed-up": `${(t.theirs / t.ours).toFixed(2)}x`,
   };
 }
 
@@ -96,7 +201,8 @@ async function median(fn, runs) {
 }
 
 function maxRelative(a, b) {
-  let d = 0, m = 0;
+  let d = 0,
+    m = 0;
   for (let i = 0; i < a.length; i++) {
     d = Math.max(d, Math.abs(a[i] - b[i]));
     m = Math.max(m, Math.abs(a[i]));
@@ -112,8 +218,11 @@ function paramCount(c) {
 
 // a Hugging Face LlamaForCausalLM state dict of random weights (~N(0, 0.02) projections, norms near 1)
 function weights(c) {
-  const H = c.hidden_size, I = c.intermediate_size, hd = H / c.num_attention_heads;
-  const nq = c.num_attention_heads * hd, nkv = c.num_key_value_heads * hd;
+  const H = c.hidden_size,
+    I = c.intermediate_size,
+    hd = H / c.num_attention_heads;
+  const nq = c.num_attention_heads * hd,
+    nkv = c.num_key_value_heads * hd;
   let seed = 1;
   const w = (shape, s = 0.02) => {
     const t = randomTensor(shape, seed++);
@@ -125,10 +234,15 @@ function weights(c) {
   for (let i = 0; i < c.num_hidden_layers; i++) {
     const p = `model.layers.${i}.`;
     Object.assign(d, {
-      [`${p}self_attn.q_proj.weight`]: w([nq, H]), [`${p}self_attn.k_proj.weight`]: w([nkv, H]),
-      [`${p}self_attn.v_proj.weight`]: w([nkv, H]), [`${p}self_attn.o_proj.weight`]: w([H, nq]),
-      [`${p}mlp.gate_proj.weight`]: w([I, H]), [`${p}mlp.up_proj.weight`]: w([I, H]), [`${p}mlp.down_proj.weight`]: w([H, I]),
-      [`${p}input_layernorm.weight`]: ones(H), [`${p}post_attention_layernorm.weight`]: ones(H),
+      [`${p}self_attn.q_proj.weight`]: w([nq, H]),
+      [`${p}self_attn.k_proj.weight`]: w([nkv, H]),
+      [`${p}self_attn.v_proj.weight`]: w([nkv, H]),
+      [`${p}self_attn.o_proj.weight`]: w([H, nq]),
+      [`${p}mlp.gate_proj.weight`]: w([I, H]),
+      [`${p}mlp.up_proj.weight`]: w([I, H]),
+      [`${p}mlp.down_proj.weight`]: w([H, I]),
+      [`${p}input_layernorm.weight`]: ones(H),
+      [`${p}post_attention_layernorm.weight`]: ones(H),
     });
   }
   return d;
@@ -147,10 +261,13 @@ function transpose({ data, shape: [rows, cols] }) {
  * residual, the SiLU-gated MLP; the final norm on the last position and the tied LM head.
  */
 async function ortModel(c, d) {
-  const H = c.hidden_size, I = c.intermediate_size, hd = H / c.num_attention_heads, kvH = c.num_key_value_heads;
+  const H = c.hidden_size,
+    hd = H / c.num_attention_heads,
+    kvH = c.num_key_value_heads;
   const half = hd / 2;
   const inv = Float32Array.from({ length: half }, (_, i) => 1 / c.rope_theta ** ((2 * i) / hd));
-  const cos = new Float32Array(c.max_position_embeddings * half), sin = new Float32Array(c.max_position_embeddings * half);
+  const cos = new Float32Array(c.max_position_embeddings * half),
+    sin = new Float32Array(c.max_position_embeddings * half);
   for (let p = 0; p < c.max_position_embeddings; p++) {
     for (let i = 0; i < half; i++) {
       const a = Math.fround(p * inv[i]);
@@ -162,20 +279,34 @@ async function ortModel(c, d) {
     ["embed", [c.vocab_size, H], d["model.embed_tokens.weight"].data],
     ["lm_head", [H, c.vocab_size], transpose(d["model.embed_tokens.weight"])],
     ["final_norm", [H], d["model.norm.weight"].data],
-    ["cos_cache", [c.max_position_embeddings, half], cos], ["sin_cache", [c.max_position_embeddings, half], sin],
-    ["last", [1], [-1], "int64"], ["end", [1], [2 ** 31 - 1], "int64"], ["axis1", [1], [1], "int64"],
+    ["cos_cache", [c.max_position_embeddings, half], cos],
+    ["sin_cache", [c.max_position_embeddings, half], sin],
+    ["last", [1], [-1], "int64"],
+    ["end", [1], [2 ** 31 - 1], "int64"],
+    ["axis1", [1], [1], "int64"],
   ];
   const nodes = [{ op: "Gather", inputs: ["embed", "input_ids"], outputs: ["h0"], attrs: { axis: 0 } }];
-  const inputs = [["input_ids", [1, "S"], "int64"], ["seqlens_k", [1], "int32"], ["total_sequence_length", [], "int32"]];
+  const inputs = [
+    ["input_ids", [1, "S"], "int64"],
+    ["seqlens_k", [1], "int32"],
+    ["total_sequence_length", [], "int32"],
+  ];
   const outputs = [["logits", [1, 1, c.vocab_size]]];
   for (let i = 0; i < c.num_hidden_layers; i++) {
     const p = `model.layers.${i}.`;
-    const x = `h${i}`, y = `h${i + 1}`;
+    const x = `h${i}`,
+      y = `h${i + 1}`;
     const w = (name) => [`${name}_${i}`, [d[p + name].shape[1], d[p + name].shape[0]], transpose(d[p + name])];
     init.push(
-      w("self_attn.q_proj.weight"), w("self_attn.k_proj.weight"), w("self_attn.v_proj.weight"), w("self_attn.o_proj.weight"),
-      w("mlp.gate_proj.weight"), w("mlp.up_proj.weight"), w("mlp.down_proj.weight"),
-      [`ln1_${i}`, [H], d[`${p}input_layernorm.weight`].data], [`ln2_${i}`, [H], d[`${p}post_attention_layernorm.weight`].data],
+      w("self_attn.q_proj.weight"),
+      w("self_attn.k_proj.weight"),
+      w("self_attn.v_proj.weight"),
+      w("self_attn.o_proj.weight"),
+      w("mlp.gate_proj.weight"),
+      w("mlp.up_proj.weight"),
+      w("mlp.down_proj.weight"),
+      [`ln1_${i}`, [H], d[`${p}input_layernorm.weight`].data],
+      [`ln2_${i}`, [H], d[`${p}post_attention_layernorm.weight`].data],
     );
     inputs.push([`past_key_${i}`, [1, kvH, "P", hd]], [`past_value_${i}`, [1, kvH, "P", hd]]);
     outputs.push([`present_key_${i}`, [1, kvH, "T", hd]], [`present_value_${i}`, [1, kvH, "T", hd]]);
@@ -185,7 +316,8 @@ async function ortModel(c, d) {
       { op: "MatMul", inputs: [`n1_${i}`, `self_attn.k_proj.weight_${i}`], outputs: [`k_${i}`] },
       { op: "MatMul", inputs: [`n1_${i}`, `self_attn.v_proj.weight_${i}`], outputs: [`v_${i}`] },
       {
-        op: "GroupQueryAttention", domain: "com.microsoft",
+        op: "GroupQueryAttention",
+        domain: "com.microsoft",
         inputs: [`q_${i}`, `k_${i}`, `v_${i}`, `past_key_${i}`, `past_value_${i}`, "seqlens_k", "total_sequence_length", "cos_cache", "sin_cache"],
         outputs: [`a_${i}`, `present_key_${i}`, `present_value_${i}`],
         attrs: { num_heads: c.num_attention_heads, kv_num_heads: kvH, do_rotary: 1, rotary_interleaved: 0 },
@@ -208,7 +340,10 @@ async function ortModel(c, d) {
     { op: "SimplifiedLayerNormalization", inputs: ["h_last", "final_norm"], outputs: ["h_norm"], attrs: { axis: -1, epsilon: c.rms_norm_eps } },
     { op: "MatMul", inputs: ["h_norm", "lm_head"], outputs: ["logits"] },
   );
-  const session = await ort.InferenceSession.create(model({ inputs, outputs, nodes, initializers: init }), { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+  const session = await ort.InferenceSession.create(model({ inputs, outputs, nodes, initializers: init }), {
+    executionProviders: ["wasm"],
+    graphOptimizationLevel: "all",
+  });
   const empty = new ort.Tensor("float32", new Float32Array(0), [1, kvH, 0, hd]);
   const run = async (ids, past, pastLength) => {
     const total = pastLength + ids.length;

@@ -52,23 +52,37 @@ function measure(L, warm) {
     for (let d = 0; d < dk; d++) row[d] /= norm;
   }
   const v = randomTensor([1, 1, L, dv], 3);
-  const decay = lib.tensor(Float32Array.from({ length: L }, (_, t) => -0.02 - (0.05 * ((t * 7919) % 13)) / 13), [1, 1, L]);
-  const beta = lib.tensor(Float32Array.from({ length: L }, (_, t) => 0.2 + (0.6 * ((t * 104729) % 17)) / 17), [1, 1, L]);
+  const decay = lib.tensor(
+    Float32Array.from({ length: L }, (_, t) => -0.02 - (0.05 * ((t * 7919) % 13)) / 13),
+    [1, 1, L],
+  );
+  const beta = lib.tensor(
+    Float32Array.from({ length: L }, (_, t) => 0.2 + (0.6 * ((t * 104729) % 17)) / 17),
+    [1, 1, L],
+  );
   const long = L >= 16384;
 
   let state;
-  const chunked = time(() => (state = lib.linearAttention(q, k, v, { rule: "gated_delta", decay, beta, chunkSize: C, returnState: true }).state), long ? 3 : 5, warm);
+  const chunked = time(
+    () => (state = lib.linearAttention(q, k, v, { rule: "gated_delta", decay, beta, chunkSize: C, returnState: true }).state),
+    long ? 3 : 5,
+    warm,
+  );
   // token by token inside: steps of 1000 tokens, below the state's chunk size
   const stepper = new lib.LinearAttentionState([1, 1], dk, dv, { rule: "gated_delta", chunkSize: 1024 });
-  const recurrent = time(() => {
-    stepper.reset();
-    for (let a = 0; a < L; a += 1000) {
-      const b = Math.min(L, a + 1000);
-      const rows = (t, D) => lib.tensor(t.data.subarray(a * D, b * D), [1, 1, b - a, D]);
-      const gate = (t) => lib.tensor(t.data.subarray(a, b), [1, 1, b - a]);
-      stepper.step(rows(q, dk), rows(k, dk), rows(v, dv), { decay: gate(decay), beta: gate(beta) });
-    }
-  }, long ? 1 : 3, long ? 0 : warm);
+  const recurrent = time(
+    () => {
+      stepper.reset();
+      for (let a = 0; a < L; a += 1000) {
+        const b = Math.min(L, a + 1000);
+        const rows = (t, D) => lib.tensor(t.data.subarray(a * D, b * D), [1, 1, b - a, D]);
+        const gate = (t) => lib.tensor(t.data.subarray(a, b), [1, 1, b - a]);
+        stepper.step(rows(q, dk), rows(k, dk), rows(v, dv), { decay: gate(decay), beta: gate(beta) });
+      }
+    },
+    long ? 1 : 3,
+    long ? 0 : warm,
+  );
   stepper.dispose();
   const sdpa = dense ? time(() => lib.scaledDotProductAttention(q, k, v, { isCausal: true }), long ? 1 : 3, long ? 0 : warm) : null;
 
@@ -101,5 +115,7 @@ for (const L of LENGTHS) {
   console.error(`L = ${L} done`);
 }
 
-console.log(`Gated delta rule prefill, one head, dk = dv = ${dk}, chunks of ${C}, baseline SIMD build, one thread; peak ${peak.toFixed(1)} GFLOP/s (bench/results.json)\n`);
+console.log(
+  `Gated delta rule prefill, one head, dk = dv = ${dk}, chunks of ${C}, baseline SIMD build, one thread; peak ${peak.toFixed(1)} GFLOP/s (bench/results.json)\n`,
+);
 console.log(table(rows, Object.keys(rows[0])));

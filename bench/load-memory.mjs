@@ -33,9 +33,20 @@ async function parent() {
   const vocab = Number(option("vocab", 30522));
   const pkg = option("package", fileURLToPath(new URL("../dist/index.js", import.meta.url)));
   const config = {
-    architectures: ["BertModel"], model_type: "bert", vocab_size: vocab, hidden_size: hidden, num_hidden_layers: layers,
-    num_attention_heads: hidden / 64, intermediate_size: 4 * hidden, hidden_act: "gelu", max_position_embeddings: 512,
-    type_vocab_size: 2, layer_norm_eps: 1e-12, pad_token_id: 0, position_embedding_type: "absolute", torch_dtype: "float32",
+    architectures: ["BertModel"],
+    model_type: "bert",
+    vocab_size: vocab,
+    hidden_size: hidden,
+    num_hidden_layers: layers,
+    num_attention_heads: hidden / 64,
+    intermediate_size: 4 * hidden,
+    hidden_act: "gelu",
+    max_position_embeddings: 512,
+    type_vocab_size: 2,
+    layer_norm_eps: 1e-12,
+    pad_token_id: 0,
+    position_embedding_type: "absolute",
+    torch_dtype: "float32",
   };
   const dir = mkdtempSync(join(tmpdir(), "wa-load-memory-"));
   try {
@@ -43,14 +54,22 @@ async function parent() {
     console.log(`BERT: ${layers} layers, hidden ${hidden}, vocab ${vocab}; package ${pkg}`);
     console.log("| weights | file | peak RSS above baseline | ratio | target | WebAssembly memory | load time |");
     console.log("| --- | --- | --- | --- | --- | --- | --- |");
-    for (const [dtype, target] of [["F32", 1.3], ["F16", 2.3]]) {
+    for (const [dtype, target] of [
+      ["F32", 1.3],
+      ["F16", 2.3],
+    ]) {
       const file = join(dir, `model-${dtype}.safetensors`);
       const bytes = writeCheckpoint(file, config, dtype);
-      const run = spawnSync(process.execPath, ["--expose-gc", fileURLToPath(import.meta.url), "--child", file, join(dir, "config.json"), pkg], { encoding: "utf8", maxBuffer: 1 << 20 });
+      const run = spawnSync(process.execPath, ["--expose-gc", fileURLToPath(import.meta.url), "--child", file, join(dir, "config.json"), pkg], {
+        encoding: "utf8",
+        maxBuffer: 1 << 20,
+      });
       if (run.status !== 0) throw new Error(`the ${dtype} load failed:\n${run.stderr}`);
       const r = JSON.parse(run.stdout.trim().split("\n").pop());
       const ratio = r.peakAbove / bytes;
-      console.log(`| ${dtype} | ${mb(bytes)} | ${mb(r.peakAbove)} (${r.source}) | ${ratio.toFixed(2)}x | <= ${target}x ${ratio <= target ? "met" : "MISSED"} | ${mb(r.wasmBytes)} | ${(r.ms / 1000).toFixed(2)} s |`);
+      console.log(
+        `| ${dtype} | ${mb(bytes)} | ${mb(r.peakAbove)} (${r.source}) | ${ratio.toFixed(2)}x | <= ${target}x ${ratio <= target ? "met" : "MISSED"} | ${mb(r.wasmBytes)} | ${(r.ms / 1000).toFixed(2)} s |`,
+      );
       if (!args.includes("--keep")) rmSync(file);
     }
   } finally {
@@ -76,11 +95,16 @@ function tensors({ vocab_size: V, hidden_size: E, num_hidden_layers: N, intermed
     const l = `encoder.layer.${i}.`;
     for (const n of ["query", "key", "value"]) out.push([`${l}attention.self.${n}.weight`, [E, E]], [`${l}attention.self.${n}.bias`, [E]]);
     out.push(
-      [`${l}attention.output.dense.weight`, [E, E]], [`${l}attention.output.dense.bias`, [E]],
-      [`${l}attention.output.LayerNorm.weight`, [E]], [`${l}attention.output.LayerNorm.bias`, [E]],
-      [`${l}intermediate.dense.weight`, [F, E]], [`${l}intermediate.dense.bias`, [F]],
-      [`${l}output.dense.weight`, [E, F]], [`${l}output.dense.bias`, [E]],
-      [`${l}output.LayerNorm.weight`, [E]], [`${l}output.LayerNorm.bias`, [E]],
+      [`${l}attention.output.dense.weight`, [E, E]],
+      [`${l}attention.output.dense.bias`, [E]],
+      [`${l}attention.output.LayerNorm.weight`, [E]],
+      [`${l}attention.output.LayerNorm.bias`, [E]],
+      [`${l}intermediate.dense.weight`, [F, E]],
+      [`${l}intermediate.dense.bias`, [F]],
+      [`${l}output.dense.weight`, [E, F]],
+      [`${l}output.dense.bias`, [E]],
+      [`${l}output.LayerNorm.weight`, [E]],
+      [`${l}output.LayerNorm.bias`, [E]],
     );
   }
   out.push(["pooler.dense.weight", [E, E]], ["pooler.dense.bias", [E]]);
@@ -107,7 +131,11 @@ function writeCheckpoint(file, config, dtype) {
     head.write(json, 8, "latin1");
     writeSync(fd, head);
     let seed = 12345;
-    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.1; // in [-0.05, 0.05)
+    // in [-0.05, 0.05)
+    const random = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed / 2 ** 32 - 0.5) * 0.1;
+    };
     for (const { n, type } of list) {
       for (let done = 0; done < n; done += 1 << 20) {
         const m = Math.min(1 << 20, n - done);
@@ -168,6 +196,17 @@ async function child(file, configFile, pkg) {
   const hwm = cleared ? Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))[1]) * 1024 : 0;
   const sampled = Atomics.load(peak, 0) * 1024;
   const top = Math.max(hwm, sampled);
-  console.log(JSON.stringify({ baseline, peakAbove: top - baseline, source: hwm >= sampled ? "VmHWM" : "sampled", hwm, sampled, ms, wasmBytes: lib.memoryStats().bufferBytes, file: bytes.length }));
+  console.log(
+    JSON.stringify({
+      baseline,
+      peakAbove: top - baseline,
+      source: hwm >= sampled ? "VmHWM" : "sampled",
+      hwm,
+      sampled,
+      ms,
+      wasmBytes: lib.memoryStats().bufferBytes,
+      file: bytes.length,
+    }),
+  );
   model.dispose();
 }

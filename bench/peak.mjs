@@ -28,11 +28,14 @@ function best(xs) {
 export async function measurePeak({ relaxed }) {
   const base = (await WebAssembly.instantiate(await compile("simd"))).instance.exports;
   const n = 20_000_000;
-  const time = (f) => best(Array.from({ length: 9 }, () => {
-    const t0 = performance.now();
-    f();
-    return performance.now() - t0;
-  }));
+  const time = (f) =>
+    best(
+      Array.from({ length: 9 }, () => {
+        const t0 = performance.now();
+        f();
+        return performance.now() - t0;
+      }),
+    );
   base.peak_madd(1000);
   const madd = (n * 96) / time(() => base.peak_madd(n)) / 1e6;
   let relaxedMadd = null;
@@ -58,8 +61,17 @@ export async function measurePeak({ relaxed }) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const relaxed = WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253, 15, 253, 133, 2, 11]));
+  const relaxed = WebAssembly.validate(
+    new Uint8Array([
+      0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253, 15, 253, 133, 2,
+      11,
+    ]),
+  );
   const p = await measurePeak({ relaxed });
-  console.log(`f32x4 mul+add: ${p.madd.toFixed(1)} GFLOP/s; relaxed_madd: ${p.relaxedMadd?.toFixed(1) ?? "n/a (no relaxed SIMD here)"}; stream: ${p.stream.toFixed(1)} GB/s`);
-  console.log(`dot_i16x8_s + add: ${p.dotI16.toFixed(1)} GOP/s; relaxed_dot_i8x16_i7x16 + extadd + add: ${p.dotI8?.toFixed(1) ?? "n/a"} GOP/s; relaxed_dot_i8x16_i7x16_add_s (fused): ${p.dotI8Fused?.toFixed(1) ?? "n/a"} GOP/s`);
+  console.log(
+    `f32x4 mul+add: ${p.madd.toFixed(1)} GFLOP/s; relaxed_madd: ${p.relaxedMadd?.toFixed(1) ?? "n/a (no relaxed SIMD here)"}; stream: ${p.stream.toFixed(1)} GB/s`,
+  );
+  console.log(
+    `dot_i16x8_s + add: ${p.dotI16.toFixed(1)} GOP/s; relaxed_dot_i8x16_i7x16 + extadd + add: ${p.dotI8?.toFixed(1) ?? "n/a"} GOP/s; relaxed_dot_i8x16_i7x16_add_s (fused): ${p.dotI8Fused?.toFixed(1) ?? "n/a"} GOP/s`,
+  );
 }

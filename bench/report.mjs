@@ -10,37 +10,90 @@ export function report({ date, machine, peak, rows, scenarioRows, scaling = [] }
   const mb = (name) => Number(/([\d.]+) MB/.exec(scenario(name))?.[1]);
   const x = (a) => `${a.toFixed(2)}x`;
   const targets = [];
-  const target = (what, wanted, got, met, why = "") => targets.push({ target: what, wanted, measured: got, met: met ? "yes" : "no", "what limits it": met ? "" : why });
+  const target = (what, wanted, got, met, why = "") =>
+    targets.push({ target: what, wanted, measured: got, met: met ? "yes" : "no", "what limits it": met ? "" : why });
   // the time needed for a ratio against onnxruntime-web, as a share of the peak
   const needs = (ratio, c, L, causal) => {
-    const gflops = (flops(L, causal) / (ort(c) / ratio)) / 1e6;
+    const gflops = flops(L, causal) / (ort(c) / ratio) / 1e6;
     return `${ratio}x needs ${(ort(c) / ratio).toFixed(1)} ms = ${gflops.toFixed(0)} GFLOP/s, ${((100 * gflops) / peak.madd).toFixed(0)}% of the measured one-core mul+add peak; onnxruntime-web already runs at ${((100 * flops(L, causal)) / ort(c) / 1e6 / peak.madd).toFixed(0)}% here (the issue measured it at about 33%)`;
   };
   for (const L of [512, 2048]) {
     const c = `attention L=${L}`;
     target(`${c}: 2x onnxruntime-web`, "2x", x(ort(c) / ours(c)), ort(c) / ours(c) >= 2, needs(2, c, L, false));
     const cc = `${c} causal`;
-    target(`${cc}: 3.5x onnxruntime-web`, "3.5x", x(ort(cc) / ours(cc)), ort(cc) / ours(cc) >= 3.5, needs(3.5, cc, L, true).replace("(the issue", "while causal costs us half of non-causal (the issue"));
+    target(
+      `${cc}: 3.5x onnxruntime-web`,
+      "3.5x",
+      x(ort(cc) / ours(cc)),
+      ort(cc) / ours(cc) >= 3.5,
+      needs(3.5, cc, L, true).replace("(the issue", "while causal costs us half of non-causal (the issue"),
+    );
     const share = flops(L, false) / ours(c) / 1e6 / peak.madd;
-    target(`${c}: 70% of the mul+add peak`, "70%", `${(Math.floor(1000 * share) / 10).toFixed(1)}%`, share >= 0.7, "the online-softmax passes (exp, max, rescale) and the score tile stores between the two products");
+    target(
+      `${c}: 70% of the mul+add peak`,
+      "70%",
+      `${(Math.floor(1000 * share) / 10).toFixed(1)}%`,
+      share >= 0.7,
+      "the online-softmax passes (exp, max, rescale) and the score tile stores between the two products",
+    );
   }
   const d = "decode step Lq=1, Lk=4096";
   const resident = (c) => ours(c, 1, "wasm-attention (resident K, V)");
   const gbs = (c, Lk) => ((2 * 12 * Lk * 64 * 4) / resident(c) / 1e6).toFixed(0);
   const memoryBound = `the resident kernel reads K and V at ${gbs(d, 4096)} GB/s against ${peak.stream.toFixed(0)} GB/s for one plain stream of loads from memory: two streams at once, with arithmetic between the loads and no prefetch instruction in WebAssembly (the peers run between our calls, so K and V come from memory, not cache; the 1024-key case reads at ${gbs("decode step Lq=1, Lk=1024", 1024)} GB/s)`;
-  target(`${d}, plain tensors: 2x`, "2x", x(ort(d) / ours(d)), ort(d) / ours(d) >= 2, `copying 25 MB of K and V into WebAssembly memory costs about ${(ours(d) - resident(d)).toFixed(1)} ms of our ${ours(d).toFixed(2)} ms; then ${memoryBound}`);
-  target(`${d}, resident K and V: 4x`, "4x", x(ort(d) / resident(d)), ort(d) / resident(d) >= 4, `${memoryBound}; two threads reach ${x(ort(d) / ours(d, 2, "wasm-attention (resident K, V)"))}`);
+  target(
+    `${d}, plain tensors: 2x`,
+    "2x",
+    x(ort(d) / ours(d)),
+    ort(d) / ours(d) >= 2,
+    `copying 25 MB of K and V into WebAssembly memory costs about ${(ours(d) - resident(d)).toFixed(1)} ms of our ${ours(d).toFixed(2)} ms; then ${memoryBound}`,
+  );
+  target(
+    `${d}, resident K and V: 4x`,
+    "4x",
+    x(ort(d) / resident(d)),
+    ort(d) / resident(d) >= 4,
+    `${memoryBound}; two threads reach ${x(ort(d) / ours(d, 2, "wasm-attention (resident K, V)"))}`,
+  );
   for (const L of [128, 512]) {
     const c = `BERT-base encoder layer L=${L}`;
-    target(`${c}: 1.7x`, "1.7x", x(ort(c) / ours(c)), ort(c) / ours(c) >= 1.7, `our layer runs at ${((100 * (2 * L * (4 * 768 * 768 + 2 * 768 * 3072) + 4 * L * L * 768)) / ours(c) / 1e6 / peak.madd).toFixed(0)}% of the mul+add peak, onnxruntime-web at ${((100 * (2 * L * (4 * 768 * 768 + 2 * 768 * 3072) + 4 * L * L * 768)) / ort(c) / 1e6 / peak.madd).toFixed(0)}%: 1.7x would need more than the peak; the relaxed build reaches ${x(ort(c) / ours(c, 1, "wasm-attention (relaxed)"))}`);
+    target(
+      `${c}: 1.7x`,
+      "1.7x",
+      x(ort(c) / ours(c)),
+      ort(c) / ours(c) >= 1.7,
+      `our layer runs at ${((100 * (2 * L * (4 * 768 * 768 + 2 * 768 * 3072) + 4 * L * L * 768)) / ours(c) / 1e6 / peak.madd).toFixed(0)}% of the mul+add peak, onnxruntime-web at ${((100 * (2 * L * (4 * 768 * 768 + 2 * 768 * 3072) + 4 * L * L * 768)) / ort(c) / 1e6 / peak.madd).toFixed(0)}%: 1.7x would need more than the peak; the relaxed build reaches ${x(ort(c) / ours(c, 1, "wasm-attention (relaxed)"))}`,
+    );
   }
   const bert = "BERT-base encoder layer L=512";
   const relaxedGain = ours(bert) / ours(bert, 1, "wasm-attention (relaxed)");
-  target("relaxed build: 1.25x baseline on the encoder layer", "1.25x", x(relaxedGain), relaxedGain >= 1.25, "matrix products bound by loads rather than by multiply-adds once these are fused");
+  target(
+    "relaxed build: 1.25x baseline on the encoder layer",
+    "1.25x",
+    x(relaxedGain),
+    relaxedGain >= 1.25,
+    "matrix products bound by loads rather than by multiply-adds once these are fused",
+  );
   const threadsGain = ours(bert) / ours(bert, 2);
-  target("two threads: 1.8x one thread, BERT-base layer L=512", "1.8x", x(threadsGain), threadsGain >= 1.8, "the layer norms and copies run on one thread; the machine is shared and noisy");
-  target("one head, L=16384, d=64: under 64 MB above baseline", "64 MB", `${mb("memory: attention L=16384, wasm-attention")} MB`, mb("memory: attention L=16384, wasm-attention") < 64);
-  target("4-layer encoder at L=4096 fits 128 MB", "128 MB", `${mb("memory: 4-layer encoder L=4096, wasm-attention")} MB`, mb("memory: 4-layer encoder L=4096, wasm-attention") < 128);
+  target(
+    "two threads: 1.8x one thread, BERT-base layer L=512",
+    "1.8x",
+    x(threadsGain),
+    threadsGain >= 1.8,
+    "the layer norms and copies run on one thread; the machine is shared and noisy",
+  );
+  target(
+    "one head, L=16384, d=64: under 64 MB above baseline",
+    "64 MB",
+    `${mb("memory: attention L=16384, wasm-attention")} MB`,
+    mb("memory: attention L=16384, wasm-attention") < 64,
+  );
+  target(
+    "4-layer encoder at L=4096 fits 128 MB",
+    "128 MB",
+    `${mb("memory: 4-layer encoder L=4096, wasm-attention")} MB`,
+    mb("memory: 4-layer encoder L=4096, wasm-attention") < 128,
+  );
 
   return `# Benchmark results
 
@@ -69,12 +122,15 @@ function scalingSection(scaling) {
   const rows = scaling.map((r) => ({
     method: r.method,
     L: r.L,
-    "ms": r.ms.toFixed(1),
+    ms: r.ms.toFixed(1),
     "us / token": ((1000 * r.ms) / r.L).toFixed(2),
     "peak MB": (r.peakBytes / 2 ** 20).toFixed(1),
     "peak bytes / token": Math.round(r.peakBytes / r.L),
   }));
-  const perToken = (m, L) => { const r = scaling.find((x) => x.method === m && x.L === L); return r && r.ms / r.L; };
+  const perToken = (m, L) => {
+    const r = scaling.find((x) => x.method === m && x.L === L);
+    return r && r.ms / r.L;
+  };
   const checks = ["window 256", "linear", "block-sparse (BigBird)"].map((m) => {
     const a = perToken(m, 4096);
     const b = perToken(m, 65536);

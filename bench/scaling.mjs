@@ -13,9 +13,15 @@ async function measure(method, L) {
   const lib = await import("../dist/index.js");
   await lib.init({ simd: "baseline" });
   const d = 64;
-  const x = (s) => lib.tensor(Float32Array.from({ length: L * d }, (_, i) => Math.sin(i * 0.37 + s) * 0.5), [1, L, d]);
+  const x = (s) =>
+    lib.tensor(
+      Float32Array.from({ length: L * d }, (_, i) => Math.sin(i * 0.37 + s) * 0.5),
+      [1, L, d],
+    );
   const [q, k, v] = [x(1), x(2), x(3)];
-  const layout = method.startsWith("block") ? lib.blockSparseLayout(L, L, 64, { pattern: "bigbird", window: 1, global: 1, random: 1, seed: 1 }) : null;
+  const layout = method.startsWith("block")
+    ? lib.blockSparseLayout(L, L, 64, { pattern: "bigbird", window: 1, global: 1, random: 1, seed: 1 })
+    : null;
   const run = {
     "dense (flash)": () => lib.scaledDotProductAttention(q, k, v, { isCausal: true }),
     "window 256": () => lib.scaledDotProductAttention(q, k, v, { window: [256, 0] }),
@@ -42,7 +48,9 @@ if (process.argv[2]) {
   const rows = [];
   for (const method of METHODS) {
     for (const L of LENGTHS) {
-      const r = JSON.parse(execFileSync(process.execPath, [new URL(import.meta.url).pathname, method, String(L)], { encoding: "utf8", maxBuffer: 1 << 20 }).trim());
+      const r = JSON.parse(
+        execFileSync(process.execPath, [new URL(import.meta.url).pathname, method, String(L)], { encoding: "utf8", maxBuffer: 1 << 20 }).trim(),
+      );
       console.error(`${method} L=${L}: ${r.ms.toFixed(1)} ms, ${(r.peakBytes / 2 ** 20).toFixed(1)} MB`);
       rows.push(r);
     }

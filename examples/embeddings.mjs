@@ -17,7 +17,15 @@ const model = EncoderModel.fromConfig(config).loadStateDict(loadSafetensors(read
 // a word-level vocabulary that fits the model's 61 ids: 0 padding, 1 unknown, 2 [CLS], 3 [SEP]
 const words = "the a cat dog sat lay on mat rug stocks market fell dropped sharply this today morning".split(" ");
 const vocab = new Map(words.map((w, i) => [w, 4 + i]));
-const tokenize = (s) => [2, ...s.toLowerCase().split(/\W+/).filter(Boolean).map((w) => vocab.get(w) ?? 1), 3];
+const tokenize = (s) => [
+  2,
+  ...s
+    .toLowerCase()
+    .split(/\W+/)
+    .filter(Boolean)
+    .map((w) => vocab.get(w) ?? 1),
+  3,
+];
 
 const sentences = ["The cat sat on the mat", "A dog lay on a rug", "Stocks fell sharply today", "The market dropped this morning"];
 // a right-padded batch [B, L] and its attention mask (1 = real token, 0 = padding)
@@ -36,12 +44,16 @@ const embeddings = meanPool(hidden, attentionMask); // [B, 36]
 const H = embeddings.shape[1];
 const row = (b) => embeddings.data.subarray(b * H, (b + 1) * H);
 const cosine = (x, y) => {
-  let xy = 0, xx = 0, yy = 0;
+  let xy = 0,
+    xx = 0,
+    yy = 0;
   for (let i = 0; i < x.length; i++) [xy, xx, yy] = [xy + x[i] * y[i], xx + x[i] * x[i], yy + y[i] * y[i]];
   return xy / Math.sqrt(xx * yy);
 };
 
-console.log(`embeddings ${JSON.stringify(embeddings.shape)} from last_hidden_state ${JSON.stringify(hidden.shape)} (random weights: the numbers show the plumbing, not meaning)`);
+console.log(
+  `embeddings ${JSON.stringify(embeddings.shape)} from last_hidden_state ${JSON.stringify(hidden.shape)} (random weights: the numbers show the plumbing, not meaning)`,
+);
 console.log("cosine similarities:");
 sentences.forEach((s, a) => console.log(`${sentences.map((_, b) => cosine(row(a), row(b)).toFixed(3).padStart(7)).join("")}  ${s}`));
 model.dispose();

@@ -54,7 +54,10 @@ const binariesPlugin = (variant) => ({
     b.onResolve({ filter: /^\.\/binaries\.js$/ }, (args) =>
       variant && args.importer.endsWith("init.ts") ? { path: new URL(`../src/binaries.${variant}.ts`, import.meta.url).pathname } : undefined,
     );
-    b.onResolve({ filter: /^\.\.\/build\/kernels[a-z-]*\.wasm$/ }, (args) => ({ path: `./embedded/${args.path.slice("../build/".length, -".wasm".length)}.js`, external: true }));
+    b.onResolve({ filter: /^\.\.\/build\/kernels[a-z-]*\.wasm$/ }, (args) => ({
+      path: `./embedded/${args.path.slice("../build/".length, -".wasm".length)}.js`,
+      external: true,
+    }));
   },
 });
 const entry = (entryPoint, outfile, variant, external = []) =>
@@ -90,15 +93,24 @@ for (const t of targets) {
   const bytes = await readFile(`build/${file(t)}.wasm`);
   await copyFile(`build/${file(t)}.wasm`, `dist/${file(t)}.wasm`);
   const packed = gzipSync(bytes, { level: 9 }).toString("base64");
-  await writeFile(`dist/embedded/${file(t)}.js`, `// the ${t} kernel build, gzipped, in base64 (src/binaries.ts unpacks it)\nexport default "${packed}";\n`);
+  await writeFile(
+    `dist/embedded/${file(t)}.js`,
+    `// the ${t} kernel build, gzipped, in base64 (src/binaries.ts unpacks it)\nexport default "${packed}";\n`,
+  );
   // what importing a .wasm subpath gives in the runtimes that need it (workerd, bundlers' module rules)
-  await writeFile(`dist/${file(t)}.wasm.d.ts`, "/** The kernel binary as a compiled module: pass it to init(). */\ndeclare const module: WebAssembly.Module;\nexport default module;\n");
+  await writeFile(
+    `dist/${file(t)}.wasm.d.ts`,
+    "/** The kernel binary as a compiled module: pass it to init(). */\ndeclare const module: WebAssembly.Module;\nexport default module;\n",
+  );
 }
 
 await bundleTypes("src/index.ts", "dist/index.d.ts");
 await bundleTypes("src/worker-api.ts", "dist/worker.d.ts");
 await writeFile("dist/core.d.ts", 'export * from "./index.js";\n');
-await writeFile("dist/worker-entry.d.ts", "// the script of a wasm-attention worker (see createWorker in wasm-attention/worker): start it as a module Worker\nexport {};\n");
+await writeFile(
+  "dist/worker-entry.d.ts",
+  "// the script of a wasm-attention worker (see createWorker in wasm-attention/worker): start it as a module Worker\nexport {};\n",
+);
 console.log(`built ${targets.length} kernel builds in build/ and the package in dist/`);
 
 // Declarations bundled from one entry into one file, so that only the entry's exports are names a
@@ -109,15 +121,35 @@ console.log(`built ${targets.length} kernel builds in build/ and the package in 
 // internal names leaked. dts-bundle-generator compiles its output with skipLibCheck off.
 async function bundleTypes(from, to) {
   const run = (project) =>
-    execFileSync(process.execPath, ["node_modules/dts-bundle-generator/dist/bin/dts-bundle-generator.js", "--silent", "--no-banner", "--export-referenced-types", "false", "--project", project, "-o", to, from], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    execFileSync(
+      process.execPath,
+      [
+        "node_modules/dts-bundle-generator/dist/bin/dts-bundle-generator.js",
+        "--silent",
+        "--no-banner",
+        "--export-referenced-types",
+        "false",
+        "--project",
+        project,
+        "-o",
+        to,
+        from,
+      ],
+      {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
   try {
     run("tsconfig.build.json");
   } catch (error) {
-    console.warn(`warning: the declarations of ${from} do not compile without the @internal ones; shipping them with every internal declaration they reach:\n${error.stdout}${error.stderr}`);
-    await writeFile("build/tsconfig.dts-all.json", JSON.stringify({ extends: "../tsconfig.build.json", compilerOptions: { stripInternal: false }, include: ["../src"] }));
+    console.warn(
+      `warning: the declarations of ${from} do not compile without the @internal ones; shipping them with every internal declaration they reach:\n${error.stdout}${error.stderr}`,
+    );
+    await writeFile(
+      "build/tsconfig.dts-all.json",
+      JSON.stringify({ extends: "../tsconfig.build.json", compilerOptions: { stripInternal: false }, include: ["../src"] }),
+    );
     run("build/tsconfig.dts-all.json");
   }
   let dts = await readFile(to, "utf8");
@@ -127,4 +159,3 @@ async function bundleTypes(from, to) {
   }
   await writeFile(to, dts);
 }
-

@@ -4,7 +4,12 @@ import { execSync } from "node:child_process";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
-const outputs = ["dist/index.js", "dist/workerd.js", "dist/edge-light.js", ...["", "-relaxed", "-threads", "-relaxed-threads"].flatMap((b) => [`dist/kernels${b}.wasm`, `build/kernels${b}.wasm`])].map((f) => join(root, f));
+const outputs = [
+  "dist/index.js",
+  "dist/workerd.js",
+  "dist/edge-light.js",
+  ...["", "-relaxed", "-threads", "-relaxed-threads"].flatMap((b) => [`dist/kernels${b}.wasm`, `build/kernels${b}.wasm`]),
+].map((f) => join(root, f));
 const sources = ["assembly", "src", "asconfig.json", "scripts/build.mjs"].map((f) => join(root, f));
 
 function newest(path) {

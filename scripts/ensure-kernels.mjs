@@ -18,7 +18,8 @@ function newest(path) {
   if (!st.isDirectory()) return st.mtimeMs;
   return Math.max(0, ...readdirSync(path).map((name) => newest(join(path, name))));
 }
-const stale = (outputs, sources) => outputs.some((f) => !existsSync(f)) || Math.max(...sources.map(newest)) > Math.min(...outputs.map((f) => statSync(f).mtimeMs));
+const stale = (outputs, sources) =>
+  outputs.some((f) => !existsSync(f)) || Math.max(...sources.map(newest)) > Math.min(...outputs.map((f) => statSync(f).mtimeMs));
 
 if (!existsSync("dist/index.js")) {
   execSync("npm run build", { stdio: "inherit" });
@@ -35,5 +36,8 @@ if (!existsSync("dist/index.js")) {
     }
     console.log(`compiled ${kernels.join(", ")}`);
   }
-  if (stale(["dist/index.js"], ["src", ...kernels])) console.log("note: dist/ is older than src/ or build/; only test/support/forgotten.mjs (test/memory.test.ts) reads it; `npm run build` refreshes it");
+  if (stale(["dist/index.js"], ["src", ...kernels]))
+    console.log(
+      "note: dist/ is older than src/ or build/; only test/support/forgotten.mjs (test/memory.test.ts) reads it; `npm run build` refreshes it",
+    );
 }

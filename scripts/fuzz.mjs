@@ -16,5 +16,7 @@ const vitest = spawnSync(process.execPath, ["node_modules/vitest/vitest.mjs", "r
   env: { ...process.env, FUZZ_SEED: seed, FUZZ_RUNS: runs },
 });
 const code = vitest.status ?? 1;
-console.log(code === 0 ? `fuzz: passed with FUZZ_SEED=${seed} FUZZ_RUNS=${runs}` : `fuzz: FAILED with FUZZ_SEED=${seed} FUZZ_RUNS=${runs}; replay: ${replay}`);
+console.log(
+  code === 0 ? `fuzz: passed with FUZZ_SEED=${seed} FUZZ_RUNS=${runs}` : `fuzz: FAILED with FUZZ_SEED=${seed} FUZZ_RUNS=${runs}; replay: ${replay}`,
+);
 process.exit(code);

@@ -27,7 +27,13 @@ export async function buildPlayground(out = join(root, "build/playground")) {
   await mkdir(join(out, "tiny-lm"), { recursive: true });
   for (const f of ["config.json", "model.safetensors", "vocab.json"]) {
     const from = join(root, "examples/tiny-lm", f);
-    if (await access(from).then(() => true, () => false)) await copyFile(from, join(out, "tiny-lm", f));
+    if (
+      await access(from).then(
+        () => true,
+        () => false,
+      )
+    )
+      await copyFile(from, join(out, "tiny-lm", f));
     else console.warn(`playground: ${from} is missing (train it with scripts/train-tiny-lm.py); the tiny LM panel will say so`);
   }
   return out;
@@ -42,11 +48,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const path = normalize(join(out, new URL(req.url, "http://x").pathname === "/" ? "index.html" : new URL(req.url, "http://x").pathname));
     try {
       if (!path.startsWith(out)) throw new Error("outside");
-      res.writeHead(200, {
-        "content-type": types[extname(path)] ?? "application/octet-stream",
-        "cross-origin-opener-policy": "same-origin",
-        "cross-origin-embedder-policy": "require-corp",
-      }).end(await readFile(path));
+      res
+        .writeHead(200, {
+          "content-type": types[extname(path)] ?? "application/octet-stream",
+          "cross-origin-opener-policy": "same-origin",
+          "cross-origin-embedder-policy": "require-corp",
+        })
+        .end(await readFile(path));
     } catch {
       res.writeHead(404).end();
     }

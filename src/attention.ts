@@ -13,9 +13,24 @@ import { type Snapshot, type Tensor, checkMask, checkTensor, fmt, resultArray, s
  * zeros (and zero weights), not NaN. Inputs are not modified; the output is a new tensor.
  * Resident tensors (residentTensor()) are read where they are, without a copy.
  */
-export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions & { returnScores: ScoreStage }): AttentionResult & { scores: Tensor };
-export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions & { returnWeights: true }): AttentionResult & { weights: Tensor };
-export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options?: Omit<AttentionOptions, "returnWeights" | "returnScores"> & { returnWeights?: false }): Tensor;
+export function scaledDotProductAttention(
+  query: Tensor,
+  key: Tensor,
+  value: Tensor,
+  options: AttentionOptions & { returnScores: ScoreStage },
+): AttentionResult & { scores: Tensor };
+export function scaledDotProductAttention(
+  query: Tensor,
+  key: Tensor,
+  value: Tensor,
+  options: AttentionOptions & { returnWeights: true },
+): AttentionResult & { weights: Tensor };
+export function scaledDotProductAttention(
+  query: Tensor,
+  key: Tensor,
+  value: Tensor,
+  options?: Omit<AttentionOptions, "returnWeights" | "returnScores"> & { returnWeights?: false },
+): Tensor;
 export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options?: AttentionOptions): Tensor | AttentionResult;
 export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, options: AttentionOptions = {}): Tensor | AttentionResult {
   const { kernels: K, heap, pool } = runtime();
@@ -46,8 +61,18 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
   const copies = (t: Snapshot) => (t.address === undefined || f.rope ? t.data.length : 0);
   heap.need(
     "scaledDotProductAttention",
-    4 * (copies(q) + (k === q ? 0 : copies(k)) + (v === k || v === q ? 0 : copies(v)) + 2 * outLength + weightsLength + scoresLength + (mask?.data.length ?? 0)) +
-      K.attention_f32_workspace(Lk, E, Ev) * pool.size + 8 * (f.blockSparse?.layout.length ?? 0) + 4 * B + 64 * 16,
+    4 *
+      (copies(q) +
+        (k === q ? 0 : copies(k)) +
+        (v === k || v === q ? 0 : copies(v)) +
+        2 * outLength +
+        weightsLength +
+        scoresLength +
+        (mask?.data.length ?? 0)) +
+      K.attention_f32_workspace(Lk, E, Ev) * pool.size +
+      8 * (f.blockSparse?.layout.length ?? 0) +
+      4 * B +
+      64 * 16,
   );
   // the results too, before any kernel runs
   const outData = resultArray("scaledDotProductAttention", outLength);
@@ -73,8 +98,14 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
     const at = (base: number, H: number, L: number, D: number) => (b: number, h: number) => base + 4 * (b * H + h) * L * D;
     const layout: HeadLayout = {
       ...d,
-      q: at(qAt, Hq, Lq, E), k: at(kAt, Hk, Lk, E), v: at(vAt, Hk, Lk, Ev), out: at(out, Hq, Lq, Ev),
-      qStride: E, kStride: E, vStride: Ev, outStride: Ev,
+      q: at(qAt, Hq, Lq, E),
+      k: at(kAt, Hk, Lk, E),
+      v: at(vAt, Hk, Lk, Ev),
+      out: at(out, Hq, Lq, Ev),
+      qStride: E,
+      kStride: E,
+      vStride: Ev,
+      outStride: Ev,
     };
     // each sequence's valid keys; bottom-right, its own diagonal
     const lengths = f.keyLengths;
@@ -92,7 +123,16 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
     if (f.returnScores && !masked) {
       // every key, before any mask, band, bias or sink: a pass of its own
       const s = scope.alloc(4 * scoreLength);
-      const plain: Features = { ...f, causal: false, window: [-1, -1], dilation: 1, slopes: [], blockSparse: null, sinks: null, softcap: f.returnScores === "softcapped" ? f.softcap : 0 };
+      const plain: Features = {
+        ...f,
+        causal: false,
+        window: [-1, -1],
+        dilation: 1,
+        slopes: [],
+        blockSparse: null,
+        sinks: null,
+        softcap: f.returnScores === "softcapped" ? f.softcap : 0,
+      };
       attention(ctx, { ...layout, out: at(scope.alloc(4 * outLength), Hq, Lq, Ev) }, plain, { diag: 0, mask: null, weights: s, rawScores: true });
       scoresData.set(heap.f32(s, scoreLength));
     }
@@ -117,11 +157,17 @@ export interface AttentionResult {
 function dims(q: Snapshot, k: Snapshot, v: Snapshot) {
   const rank = q.shape.length;
   if (rank < 2) throw new ShapeError(`query: expected [..., Lq, E] (at least 2 dimensions), got ${fmt(q.shape)}`);
-  for (const [name, t] of [["key", k], ["value", v]] as const) {
+  for (const [name, t] of [
+    ["key", k],
+    ["value", v],
+  ] as const) {
     if (t.shape.length !== rank) throw new ShapeError(`${name}: expected ${rank} dimensions like query ${fmt(q.shape)}, got ${fmt(t.shape)}`);
   }
   const batch = q.shape.slice(0, -3);
-  for (const [name, t] of [["key", k], ["value", v]] as const) {
+  for (const [name, t] of [
+    ["key", k],
+    ["value", v],
+  ] as const) {
     if (t.shape.slice(0, -3).some((d, i) => d !== batch[i])) {
       throw new ShapeError(`${name}: leading dimensions of ${fmt(t.shape)} must equal query's ${fmt(q.shape)}`);
     }
@@ -142,9 +188,13 @@ function dims(q: Snapshot, k: Snapshot, v: Snapshot) {
 function heads(d: { Hq: number; Hk: number }, q: Snapshot, k: Snapshot, f: Features): void {
   if (f.enableGqa) {
     if (d.Hk === 0 || d.Hq % d.Hk !== 0) {
-      throw new ShapeError(`enableGqa: query heads (${d.Hq}, from ${fmt(q.shape)}) must be a multiple of key/value heads (${d.Hk}, from ${fmt(k.shape)})`);
+      throw new ShapeError(
+        `enableGqa: query heads (${d.Hq}, from ${fmt(q.shape)}) must be a multiple of key/value heads (${d.Hk}, from ${fmt(k.shape)})`,
+      );
     }
   } else if (d.Hq !== d.Hk) {
-    throw new ShapeError(`key: expected ${d.Hq} heads like query ${fmt(q.shape)}, got ${fmt(k.shape)} (pass enableGqa: true for grouped-query attention)`);
+    throw new ShapeError(
+      `key: expected ${d.Hq} heads like query ${fmt(q.shape)}, got ${fmt(k.shape)} (pass enableGqa: true for grouped-query attention)`,
+    );
   }
 }

@@ -31,7 +31,9 @@ async function unpack(module: { default: unknown }): Promise<Binary> {
   if (typeof packed !== "string") return packed as Uint8Array;
   const gzipped = Uint8Array.from(atob(packed), (c) => c.charCodeAt(0));
   if (typeof DecompressionStream !== "function") {
-    throw new Error("this runtime has no DecompressionStream to unpack the embedded kernel binary; pass the binary to init() yourself (wasm-attention/kernels.wasm)");
+    throw new Error(
+      "this runtime has no DecompressionStream to unpack the embedded kernel binary; pass the binary to init() yourself (wasm-attention/kernels.wasm)",
+    );
   }
   const stream = new Blob([gzipped]).stream().pipeThrough(new DecompressionStream("gzip"));
   return new Uint8Array(await new Response(stream).arrayBuffer());

@@ -43,7 +43,8 @@ export class KVCache {
   constructor(options: { capacity?: number } = {}) {
     const o = checkOptions("KVCache options", options, ["capacity"]);
     const capacity = o.capacity ?? 16;
-    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_DIM) throw new ArgumentError(`KVCache: capacity must be a positive integer, got ${String(capacity)}`);
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_DIM)
+      throw new ArgumentError(`KVCache: capacity must be a positive integer, got ${String(capacity)}`);
     this.#initialCapacity = capacity;
   }
 
@@ -99,7 +100,10 @@ export class KVCache {
     if (!grow.length) return;
     const capacity = Math.max(need, 2 * Math.max(0, ...grow.map((l) => this.#entries.get(l.key)?.capacity ?? 0)), this.#initialCapacity);
     const bytes = (l: CacheLayer) => 4 * B * capacity * l.kvDim;
-    heap.need("KVCache", grow.reduce((n, l) => n + 2 * bytes(l), 0));
+    heap.need(
+      "KVCache",
+      grow.reduce((n, l) => n + 2 * bytes(l), 0),
+    );
     const made: [CacheLayer, number, number][] = [];
     try {
       for (const l of grow) made.push([l, heap.alloc(bytes(l)), heap.alloc(bytes(l))]);

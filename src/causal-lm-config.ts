@@ -43,14 +43,68 @@ export interface CausalLMOptions {
 
 // each config class's defaults for the fields config.json may leave out
 const DEFAULTS: Record<DecoderModelType, Record<string, unknown>> = {
-  llama: { vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, hidden_act: "silu", max_position_embeddings: 2048, rms_norm_eps: 1e-6 },
-  mistral: { vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, hidden_act: "silu", max_position_embeddings: 131072, rms_norm_eps: 1e-6, sliding_window: 4096 },
-  qwen2: { vocab_size: 151936, hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, hidden_act: "silu", max_position_embeddings: 32768, rms_norm_eps: 1e-6, sliding_window: 4096, max_window_layers: 28 },
-  qwen3: { vocab_size: 151936, hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, head_dim: 128, hidden_act: "silu", max_position_embeddings: 32768, rms_norm_eps: 1e-6, sliding_window: 4096, max_window_layers: 28 },
+  llama: {
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 11008,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    hidden_act: "silu",
+    max_position_embeddings: 2048,
+    rms_norm_eps: 1e-6,
+  },
+  mistral: {
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    hidden_act: "silu",
+    max_position_embeddings: 131072,
+    rms_norm_eps: 1e-6,
+    sliding_window: 4096,
+  },
+  qwen2: {
+    vocab_size: 151936,
+    hidden_size: 4096,
+    intermediate_size: 22016,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    hidden_act: "silu",
+    max_position_embeddings: 32768,
+    rms_norm_eps: 1e-6,
+    sliding_window: 4096,
+    max_window_layers: 28,
+  },
+  qwen3: {
+    vocab_size: 151936,
+    hidden_size: 4096,
+    intermediate_size: 22016,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    head_dim: 128,
+    hidden_act: "silu",
+    max_position_embeddings: 32768,
+    rms_norm_eps: 1e-6,
+    sliding_window: 4096,
+    max_window_layers: 28,
+  },
   gemma2: {
-    vocab_size: 256000, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8, num_key_value_heads: 4, head_dim: 256,
-    hidden_activation: "gelu_pytorch_tanh", max_position_embeddings: 8192, rms_norm_eps: 1e-6, query_pre_attn_scalar: 256, sliding_window: 4096,
-    final_logit_softcapping: 30.0, attn_logit_softcapping: 50.0,
+    vocab_size: 256000,
+    hidden_size: 2304,
+    intermediate_size: 9216,
+    num_hidden_layers: 26,
+    num_attention_heads: 8,
+    num_key_value_heads: 4,
+    head_dim: 256,
+    hidden_activation: "gelu_pytorch_tanh",
+    max_position_embeddings: 8192,
+    rms_norm_eps: 1e-6,
+    query_pre_attn_scalar: 256,
+    sliding_window: 4096,
+    final_logit_softcapping: 30.0,
+    attn_logit_softcapping: 50.0,
   },
 };
 
@@ -59,17 +113,23 @@ const ACTIVATIONS: Record<string, "silu" | "gelu-tanh"> = { silu: "silu", swish:
 /** The fields of a decoder-only model's config.json that change the math, checked. */
 export function causalLMOptions(config: Record<string, unknown>): CausalLMOptions {
   const who = "CausalLM.fromConfig";
-  if (config === null || typeof config !== "object" || Array.isArray(config)) throw new ArgumentError(`${who}: expected a config.json object, got ${describe(config)}`);
+  if (config === null || typeof config !== "object" || Array.isArray(config))
+    throw new ArgumentError(`${who}: expected a config.json object, got ${describe(config)}`);
   const modelType = own(config, "model_type");
   if (typeof modelType !== "string" || !Object.hasOwn(DEFAULTS, modelType)) {
-    throw new ArgumentError(`${who}: model_type ${modelType === undefined ? "is missing" : `${show(modelType)} is not supported`}; supported are ${Object.keys(DEFAULTS).map((t) => `"${t}"`).join(", ")}`);
+    throw new ArgumentError(
+      `${who}: model_type ${modelType === undefined ? "is missing" : `${show(modelType)} is not supported`}; supported are ${Object.keys(DEFAULTS)
+        .map((t) => `"${t}"`)
+        .join(", ")}`,
+    );
   }
   const mt = modelType as DecoderModelType;
   // a missing field (or null where the config classes read null as "unset") takes the class's default
   const get = (k: string): unknown => own(config, k) ?? DEFAULTS[mt][k];
   const int = (k: string, fallback?: number, min = 1): number => {
     const v = get(k) ?? fallback;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min) throw new ArgumentError(`${who}: ${k} must be an integer >= ${min}, got ${show(v)}`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min)
+      throw new ArgumentError(`${who}: ${k} must be an integer >= ${min}, got ${show(v)}`);
     return v;
   };
   const num = (k: string, fallback?: number): number => {
@@ -91,27 +151,36 @@ export function causalLMOptions(config: Record<string, unknown>): CausalLMOption
   ];
   const unsupported = neutral.filter(([k, ok]) => own(config, k) !== undefined && own(config, k) !== null && !ok(own(config, k)));
   if (unsupported.length) {
-    throw new ArgumentError(`${who}: not supported: ${unsupported.map(([k, , want]) => `${k} ${JSON.stringify(own(config, k))} (supported: ${want})`).join(", ")}`);
+    throw new ArgumentError(
+      `${who}: not supported: ${unsupported.map(([k, , want]) => `${k} ${JSON.stringify(own(config, k))} (supported: ${want})`).join(", ")}`,
+    );
   }
 
   const actKey = mt === "gemma2" ? "hidden_activation" : "hidden_act";
   const act = get(actKey) ?? get("hidden_act");
   const activation = typeof act === "string" && Object.hasOwn(ACTIVATIONS, act) ? ACTIVATIONS[act] : undefined;
   if (activation === undefined) {
-    throw new ArgumentError(`${who}: ${actKey} ${show(act)} is not supported; supported are ${Object.keys(ACTIVATIONS).map((a) => `"${a}"`).join(", ")}`);
+    throw new ArgumentError(
+      `${who}: ${actKey} ${show(act)} is not supported; supported are ${Object.keys(ACTIVATIONS)
+        .map((a) => `"${a}"`)
+        .join(", ")}`,
+    );
   }
   const hiddenSize = int("hidden_size");
   const numHeads = int("num_attention_heads");
   const numKvHeads = int("num_key_value_heads", numHeads);
-  if (numHeads % numKvHeads) throw new ArgumentError(`${who}: num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
+  if (numHeads % numKvHeads)
+    throw new ArgumentError(`${who}: num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
   // Qwen2Config has no head_dim: hidden_size / num_attention_heads
   const headDim = mt === "qwen2" || get("head_dim") === undefined ? hiddenSize / numHeads : int("head_dim");
-  if (!Number.isInteger(headDim) || headDim % 2) throw new ArgumentError(`${who}: the head size (head_dim, or hidden_size / num_attention_heads) must be an even integer, got ${headDim}`);
+  if (!Number.isInteger(headDim) || headDim % 2)
+    throw new ArgumentError(`${who}: the head size (head_dim, or hidden_size / num_attention_heads) must be an even integer, got ${headDim}`);
   const numLayers = int("num_hidden_layers");
   const { theta, scaling } = rope(config, who);
   const bias = flag("attention_bias", false);
   const tie = own(config, "tie_word_embeddings");
-  if (tie !== undefined && tie !== null && typeof tie !== "boolean") throw new ArgumentError(`${who}: tie_word_embeddings must be true or false, got ${show(tie)}`);
+  if (tie !== undefined && tie !== null && typeof tie !== "boolean")
+    throw new ArgumentError(`${who}: tie_word_embeddings must be true or false, got ${show(tie)}`);
   const softcap = (k: string) => {
     const v = get(k);
     return v === undefined || v === null ? null : num(k);
@@ -151,18 +220,28 @@ function rope(config: Record<string, unknown>, who: string): { theta: number; sc
   const params = own(config, "rope_parameters");
   const source = (params && typeof params === "object" ? params : null) as Record<string, unknown> | null;
   const theta = source?.rope_theta ?? own(config, "rope_theta") ?? 10000;
-  if (typeof theta !== "number" || !Number.isFinite(theta) || theta <= 0) throw new ArgumentError(`${who}: rope_theta must be a finite number > 0, got ${show(theta)}`);
+  if (typeof theta !== "number" || !Number.isFinite(theta) || theta <= 0)
+    throw new ArgumentError(`${who}: rope_theta must be a finite number > 0, got ${show(theta)}`);
   const scaling = source ?? own(config, "rope_scaling") ?? null;
-  if (scaling !== null && (typeof scaling !== "object" || Array.isArray(scaling))) throw new ArgumentError(`${who}: rope_scaling must be an object or null, got ${show(scaling)}`);
+  if (scaling !== null && (typeof scaling !== "object" || Array.isArray(scaling)))
+    throw new ArgumentError(`${who}: rope_scaling must be an object or null, got ${show(scaling)}`);
   const type = scaling ? ((scaling as RopeScaling).rope_type ?? (scaling as RopeScaling).type ?? "default") : "default";
   if (!["default", "linear", "llama3", "yarn"].includes(String(type))) {
-    throw new ArgumentError(`${who}: rope_scaling with rope_type ${show(type)} is not supported; supported are "default", "linear", "llama3" and "yarn"`);
+    throw new ArgumentError(
+      `${who}: rope_scaling with rope_type ${show(type)} is not supported; supported are "default", "linear", "llama3" and "yarn"`,
+    );
   }
   return { theta, scaling: scaling as RopeScaling | null };
 }
 
 // each layer's sliding window, as each model class decides it
-function windows(mt: DecoderModelType, get: (k: string) => unknown, int: (k: string, fallback?: number, min?: number) => number, n: number, who: string): (number | null)[] {
+function windows(
+  mt: DecoderModelType,
+  get: (k: string) => unknown,
+  int: (k: string, fallback?: number, min?: number) => number,
+  n: number,
+  who: string,
+): (number | null)[] {
   const w = get("sliding_window");
   const window = w === undefined || w === null ? null : int("sliding_window");
   const types = get("layer_types");
@@ -187,7 +266,8 @@ function windows(mt: DecoderModelType, get: (k: string) => unknown, int: (k: str
 function eos(v: unknown, who: string): number[] {
   if (v === undefined || v === null) return [];
   const list = Array.isArray(v) ? v : [v];
-  if (!list.every((x) => typeof x === "number" && Number.isInteger(x) && x >= 0)) throw new ArgumentError(`${who}: eos_token_id must be a token id or a list of them, got ${show(v)}`);
+  if (!list.every((x) => typeof x === "number" && Number.isInteger(x) && x >= 0))
+    throw new ArgumentError(`${who}: eos_token_id must be a token id or a list of them, got ${show(v)}`);
   return list as number[];
 }
 
@@ -197,5 +277,11 @@ function own(o: Record<string, unknown>, k: string): unknown {
 
 // a config value, for messages: strings quoted as in the JSON
 function show(v: unknown): string {
-  return typeof v === "string" ? JSON.stringify(v) : typeof v === "number" || typeof v === "boolean" ? String(v) : v === undefined ? "nothing" : describe(v);
+  return typeof v === "string"
+    ? JSON.stringify(v)
+    : typeof v === "number" || typeof v === "boolean"
+      ? String(v)
+      : v === undefined
+        ? "nothing"
+        : describe(v);
 }

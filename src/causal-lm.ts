@@ -82,12 +82,29 @@ export class CausalLM extends Module {
     const o = Object.freeze({ ...options, slidingWindows: Object.freeze([...options.slidingWindows]) as (number | null)[] });
     this.config = o;
     const H = o.hiddenSize;
-    this.layers = o.slidingWindows.map((window) => new DecoderLayer({
-      hiddenSize: H, numHeads: o.numHeads, numKvHeads: o.numKvHeads, headDim: o.headDim, intermediateSize: o.intermediateSize,
-      activation: o.activation, rmsNormEps: o.rmsNormEps, qkvBias: o.qkvBias, oBias: o.oBias, mlpBias: o.mlpBias, qkNorm: o.qkNorm,
-      sandwichNorm: o.gemma, unitOffset: o.gemma, slidingWindow: window, softcap: o.attnSoftcap, queryPreAttnScalar: o.queryPreAttnScalar, sinks: o.sinks ?? false,
-      rope: { theta: o.ropeTheta, scaling: o.ropeScaling, maxPositionEmbeddings: o.maxPositionEmbeddings },
-    }));
+    this.layers = o.slidingWindows.map(
+      (window) =>
+        new DecoderLayer({
+          hiddenSize: H,
+          numHeads: o.numHeads,
+          numKvHeads: o.numKvHeads,
+          headDim: o.headDim,
+          intermediateSize: o.intermediateSize,
+          activation: o.activation,
+          rmsNormEps: o.rmsNormEps,
+          qkvBias: o.qkvBias,
+          oBias: o.oBias,
+          mlpBias: o.mlpBias,
+          qkNorm: o.qkNorm,
+          sandwichNorm: o.gemma,
+          unitOffset: o.gemma,
+          slidingWindow: window,
+          softcap: o.attnSoftcap,
+          queryPreAttnScalar: o.queryPreAttnScalar,
+          sinks: o.sinks ?? false,
+          rope: { theta: o.ropeTheta, scaling: o.ropeScaling, maxPositionEmbeddings: o.maxPositionEmbeddings },
+        }),
+    );
     this.#embed = new VocabTable(o.vocabSize, H);
     this.#norm = new RMSNorm({ normalizedShape: H, eps: o.rmsNormEps, unitOffset: o.gemma });
     this.#head = o.tieWordEmbeddings === false ? new VocabTable(o.vocabSize, H) : null;
@@ -154,7 +171,11 @@ export class CausalLM extends Module {
   createCache(options: DecoderCacheOptions = {}): DecoderCache {
     this.assertLive();
     const kvDim = this.config.numKvHeads * this.config.headDim;
-    return new DecoderCache(this, this.layers.map((l) => ({ kvDim, window: l.slidingWindow })), options);
+    return new DecoderCache(
+      this,
+      this.layers.map((l) => ({ kvDim, window: l.slidingWindow })),
+      options,
+    );
   }
 
   /**
@@ -182,10 +203,17 @@ export class CausalLM extends Module {
     // checkIds gave rank 2 ([B, L]) for { data, shape } and [L] otherwise
     const [B, L] = (ids.batched ? ids.shape : [1, ...ids.shape]) as [number, number];
     const cache = o.cache;
-    if (cache !== undefined && !(cache instanceof DecoderCache)) throw new ArgumentError(`cache: expected a DecoderCache (from createCache()), got ${describe(cache)}`);
+    if (cache !== undefined && !(cache instanceof DecoderCache))
+      throw new ArgumentError(`cache: expected a DecoderCache (from createCache()), got ${describe(cache)}`);
     cache?.check(this, B);
     const past = cache?.length ?? 0;
-    const pads = readLeftPadding("attentionMask", o.attentionMask, ids.batched ? [B, past + L] : [past + L], past, cache ? (b) => cache.pads(b) : null);
+    const pads = readLeftPadding(
+      "attentionMask",
+      o.attentionMask,
+      ids.batched ? [B, past + L] : [past + L],
+      past,
+      cache ? (b) => cache.pads(b) : null,
+    );
     const lastOnly = bool("CausalLM.forward", "lastOnly", o.lastOnly, false);
     const withAttention = bool("CausalLM.forward", "attention", o.attention, false);
     this.assertReady();
@@ -204,15 +232,26 @@ export class CausalLM extends Module {
     const H = c.hiddenSize;
     const maxKeys = Math.max(...qpos0) + L;
     const { heap } = runtime();
-    heap.need("CausalLM.forward", 4 * M * (2 * H + 1) + this.#rope.bytesToCover(Math.max(...positions) + 1) + Math.max(...this.layers.map((l) => l.footprint(M, maxKeys, B, withAttention))) + this.#embed.projectBytes(B * rows));
+    heap.need(
+      "CausalLM.forward",
+      4 * M * (2 * H + 1) +
+        this.#rope.bytesToCover(Math.max(...positions) + 1) +
+        Math.max(...this.layers.map((l) => l.footprint(M, maxKeys, B, withAttention))) +
+        this.#embed.projectBytes(B * rows),
+    );
     const logits = resultArray("CausalLM.forward", B * rows * c.vocabSize);
     if (cache) cache.begin(this, B, L, pads);
     withScope((ctx) => {
       const x = ctx.scope.alloc(4 * M * H);
       this.#embed.gather(ctx, x, ids.data, this.#normalizer);
       const step: Step = {
-        B, L, positions: ctx.scope.put(positions), ...this.#rope.cover(ctx, Math.max(...positions) + 1), qpos0,
-        runs: cache ? this.#cachedRuns(ctx, cache, L, past, pads) : this.#newRuns(L, pads), lastRow,
+        B,
+        L,
+        positions: ctx.scope.put(positions),
+        ...this.#rope.cover(ctx, Math.max(...positions) + 1),
+        qpos0,
+        runs: cache ? this.#cachedRuns(ctx, cache, L, past, pads) : this.#newRuns(L, pads),
+        lastRow,
       };
       this.layers.forEach((layer, i) => layer.run(ctx, x, step, i));
       // the final norm and the LM head, over the last row of each sequence only with lastOnly

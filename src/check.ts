@@ -6,8 +6,17 @@ import { MAX_DIM, describe } from "./tensor.js";
 /** An integer from `min` to `max` (default 2^31 - 1, the kernels' i32). */
 export function int(name: string, x: unknown, min: number, max = MAX_DIM): number {
   if (typeof x !== "number" || !Number.isInteger(x) || x < min || x > max) {
-    const range = max === MAX_DIM ? (min === 0 ? "a non-negative integer" : min === 1 ? "a positive integer" : `an integer >= ${min}`) : `an integer from ${min} to ${max}`;
-    throw new ArgumentError(`${name}: expected ${range}${max === MAX_DIM && x !== undefined && typeof x === "number" && x > max ? " below 2^31" : ""}, got ${describe(x)}`);
+    const range =
+      max === MAX_DIM
+        ? min === 0
+          ? "a non-negative integer"
+          : min === 1
+            ? "a positive integer"
+            : `an integer >= ${min}`
+        : `an integer from ${min} to ${max}`;
+    throw new ArgumentError(
+      `${name}: expected ${range}${max === MAX_DIM && x !== undefined && typeof x === "number" && x > max ? " below 2^31" : ""}, got ${describe(x)}`,
+    );
   }
   return x;
 }

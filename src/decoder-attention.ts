@@ -128,7 +128,13 @@ export class DecoderAttention extends Module {
     // with lastRow: the last rows' queries and outputs, their weights and stats
     const extra = lastRow ? 4 * B * Hq * (2 * hd + Lk + 4) + 4096 : 0;
     // Q, K, V, the output and a second pass with its stats (sequences that share a prefix)
-    return 4 * M * (3 * Hq * hd + 2 * Hk * hd) + 16 * B * Hq * M + pool.size * (K.attention_f32_workspace(Lk, hd, hd) + K.gemm_f32_workspace()) + 4096 + extra;
+    return (
+      4 * M * (3 * Hq * hd + 2 * Hk * hd) +
+      16 * B * Hq * M +
+      pool.size * (K.attention_f32_workspace(Lk, hd, hd) + K.gemm_f32_workspace()) +
+      4096 +
+      extra
+    );
   }
 
   /** @internal out (M, hidden) = o_proj(attention of x (M, hidden)) + residual (0: none; may be out) */
@@ -162,7 +168,8 @@ export class DecoderAttention extends Module {
       else {
         // the probabilities of each sequence's last row, kept from each pass over its runs of keys
         const passes: LastRowPass[] = [];
-        const collect = (weights: Float32Array, Lk: number, stats: Float32Array | null) => passes.push({ weights: weights.slice(), Lk, stats: stats?.slice() ?? null });
+        const collect = (weights: Float32Array, Lk: number, stats: Float32Array | null) =>
+          passes.push({ weights: weights.slice(), Lk, stats: stats?.slice() ?? null });
         if (L === 1) {
           // decoding: the new rows are the last rows; their weights come with their outputs
           attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0 }, collect);
@@ -189,7 +196,8 @@ export class DecoderAttention extends Module {
  * keys gets zeros.
  */
 function attendRuns(
-  ctx: Ctx, f: Features,
+  ctx: Ctx,
+  f: Features,
   a: { B: number; L: number; Hq: number; Hk: number; hd: number; Q: number; out: number; runs: KeyRun[][]; qpos0: readonly number[] },
   collect?: (weights: Float32Array, Lk: number, stats: Float32Array | null) => void,
 ): void {
@@ -214,12 +222,21 @@ function attendRuns(
     const run = (b: number) => runs[b]![j];
     const Lk = Math.max(...runs.map((r) => r[j]?.n ?? 0));
     const layout = {
-      B, Hq, Hk, Lq: L, Lk, E: hd, Ev: hd,
+      B,
+      Hq,
+      Hk,
+      Lq: L,
+      Lk,
+      E: hd,
+      Ev: hd,
       q: (b: number, h: number) => Q + 4 * (b * L * qDim + h * hd),
       k: (b: number, g: number) => (run(b)?.k ?? Q) + 4 * g * hd,
       v: (b: number, g: number) => (run(b)?.v ?? Q) + 4 * g * hd,
       out: (b: number, h: number) => target + 4 * (b * L * qDim + h * hd),
-      qStride: qDim, kStride: kvDim, vStride: kvDim, outStride: qDim,
+      qStride: qDim,
+      kStride: kvDim,
+      vStride: kvDim,
+      outStride: qDim,
     };
     // run j of sequence b holds positions pos0..: query i (at position qpos0 + i) sees key t when t <= i + qpos0 - pos0
     const keyRange = (b: number) => {
@@ -227,7 +244,13 @@ function attendRuns(
       return r ? ([0, r.n, a.qpos0[b]! - r.pos0] as const) : ([0, 0, 0] as const);
     };
     // a sink joins the first pass's softmax only: the merges of later passes must not count it again
-    attention(ctx, layout, j === 0 ? f : { ...f, sinks: null }, { diag: 0, mask: null, weights, keyRange, stats: passes > 1 ? (j === 0 ? stats : stats2) : 0 });
+    attention(ctx, layout, j === 0 ? f : { ...f, sinks: null }, {
+      diag: 0,
+      mask: null,
+      weights,
+      keyRange,
+      stats: passes > 1 ? (j === 0 ? stats : stats2) : 0,
+    });
     if (collect) collect(heap.f32(weights, rows * Lk), Lk, passes > 1 ? heap.f32(j === 0 ? stats : stats2, 2 * rows) : null);
     if (j === 0) continue;
     for (let b = 0; b < B; b++) {

@@ -102,7 +102,8 @@ export class DecoderCache {
   constructor(owner: object, layers: readonly CacheLayerSpec[], options: DecoderCacheOptions = {}, store?: Store) {
     const o = checkOptions("createCache options", options, ["dtype"]);
     const dtype = o.dtype ?? "f32";
-    if (dtype === "f16" || dtype === "q8") throw new ArgumentError(`createCache: dtype "${dtype}" is not supported yet (quantised caches are another issue); use "f32"`);
+    if (dtype === "f16" || dtype === "q8")
+      throw new ArgumentError(`createCache: dtype "${dtype}" is not supported yet (quantised caches are another issue); use "f32"`);
     if (dtype !== "f32") throw new ArgumentError(`createCache: dtype must be "f32", got ${describe(dtype)}`);
     this.#owner = owner;
     this.#layers = layers;
@@ -178,7 +179,9 @@ export class DecoderCache {
         if (w === null) return;
         const g = lane.segments[0];
         if (g && keep > 0 && g.pos0 > Math.max(0, keep - (w - 1))) {
-          throw new StateError(`truncate(${n}): layer ${i} slides over a window of ${w} and no longer holds the keys before position ${g.pos0}; it can go back to column ${g.pos0 + w - 1 + s.pads} at most`);
+          throw new StateError(
+            `truncate(${n}): layer ${i} slides over a window of ${w} and no longer holds the keys before position ${g.pos0}; it can go back to column ${g.pos0 + w - 1 + s.pads} at most`,
+          );
         }
       });
     }
@@ -197,14 +200,26 @@ export class DecoderCache {
   reorder(indices: readonly number[] | Int32Array): void {
     this.#assertUsable();
     const B = this.#seqs.length;
-    if (!Array.isArray(indices) && !(indices instanceof Int32Array)) throw new ArgumentError(`reorder: expected an array of sequence indices, got ${describe(indices)}`);
+    if (!Array.isArray(indices) && !(indices instanceof Int32Array))
+      throw new ArgumentError(`reorder: expected an array of sequence indices, got ${describe(indices)}`);
     const list = Array.from(indices as ArrayLike<number>, (x, i) => int(`reorder: indices[${i}]`, x, 0, Math.max(0, B - 1)));
     if (B === 0 && list.length) throw new StateError("reorder: the cache holds no sequence yet");
     const taken = new Set<number>();
     // the memory of the copies (sliding windows) is checked before any is made
-    this.#store.heap.need("DecoderCache.reorder", list.reduce((n, i) => n + (taken.has(i) ? this.#cloneBytes(this.#seq(i)) : (taken.add(i), 0)), 0));
+    this.#store.heap.need(
+      "DecoderCache.reorder",
+      list.reduce((n, i) => {
+        if (taken.has(i)) return n + this.#cloneBytes(this.#seq(i));
+        taken.add(i);
+        return n;
+      }, 0),
+    );
     taken.clear();
-    const next = list.map((i) => (taken.has(i) ? this.#clone(this.#seq(i)) : (taken.add(i), this.#seq(i))));
+    const next = list.map((i) => {
+      if (taken.has(i)) return this.#clone(this.#seq(i));
+      taken.add(i);
+      return this.#seq(i);
+    });
     this.#seqs.forEach((s, i) => {
       if (!taken.has(i)) this.#releaseSeq(s);
     });
@@ -219,7 +234,10 @@ export class DecoderCache {
    */
   fork(): DecoderCache {
     this.#assertUsable();
-    this.#store.heap.need("DecoderCache.fork", this.#seqs.reduce((n, s) => n + this.#cloneBytes(s), 0));
+    this.#store.heap.need(
+      "DecoderCache.fork",
+      this.#seqs.reduce((n, s) => n + this.#cloneBytes(s), 0),
+    );
     const copy = new DecoderCache(this.#owner, this.#layers, {}, this.#store);
     copy.#seqs = this.#seqs.map((s) => this.#clone(s));
     copy.#length = this.#length;
@@ -231,7 +249,9 @@ export class DecoderCache {
     this.#assertUsable();
     if (owner !== this.#owner) throw new StateError("cache: it belongs to another model; make one with this model's createCache()");
     if (this.#length > 0 && B !== this.#seqs.length) {
-      throw new ShapeError(`cache: it holds a batch of ${this.#seqs.length} sequences, the input has ${B}; use a new cache, reorder() it or reset() it`);
+      throw new ShapeError(
+        `cache: it holds a batch of ${this.#seqs.length} sequences, the input has ${B}; use a new cache, reorder() it or reset() it`,
+      );
     }
   }
 
@@ -286,10 +306,12 @@ export class DecoderCache {
     if (!lane) throw new Error(`wasm-attention internal: DecoderCache has no lane for sequence ${b}, layer ${layer}`);
     const kvDim = lane.spec.kvDim;
     const segs = lane.segments;
-    const runs: KeyRun[] = segs.map((g, j) => {
-      const n = g.n + (j === segs.length - 1 ? lane.pending : 0);
-      return { k: g.block.k + 4 * g.from * kvDim, v: g.block.v + 4 * g.from * kvDim, n, pos0: g.pos0 };
-    }).filter((r) => r.n > 0);
+    const runs: KeyRun[] = segs
+      .map((g, j) => {
+        const n = g.n + (j === segs.length - 1 ? lane.pending : 0);
+        return { k: g.block.k + 4 * g.from * kvDim, v: g.block.v + 4 * g.from * kvDim, n, pos0: g.pos0 };
+      })
+      .filter((r) => r.n > 0);
     const last = segs[segs.length - 1];
     const row = last ? 4 * (last.from + last.n) * kvDim : 0;
     return { k: last ? last.block.k + row : 0, v: last ? last.block.v + row : 0, runs };
@@ -353,7 +375,10 @@ export class DecoderCache {
     const g = lane.segments[0];
     if (!g) {
       const capacity = Math.max(target, add);
-      return { bytes: 8 * capacity * spec.kvDim, run: () => lane.segments.push({ block: this.#alloc(capacity, spec.kvDim), from: 0, n: 0, pos0: real }) };
+      return {
+        bytes: 8 * capacity * spec.kvDim,
+        run: () => lane.segments.push({ block: this.#alloc(capacity, spec.kvDim), from: 0, n: 0, pos0: real }),
+      };
     }
     if (g.from + g.n + add <= g.block.capacity) return null;
     const keep = Math.min(g.n, w - 1);
@@ -430,7 +455,10 @@ export class DecoderCache {
   }
 
   #cloneBytes(s: Sequence): number {
-    return s.lanes.reduce((n, { spec, segments }) => (spec.window === null ? n : n + segments.reduce((m, g) => m + 8 * g.block.capacity * spec.kvDim, 0)), 0);
+    return s.lanes.reduce(
+      (n, { spec, segments }) => (spec.window === null ? n : n + segments.reduce((m, g) => m + 8 * g.block.capacity * spec.kvDim, 0)),
+      0,
+    );
   }
 
   // sequence b, which the caller checked is in the batch

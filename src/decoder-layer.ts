@@ -56,8 +56,24 @@ export interface DecoderLayerForwardOptions {
 }
 
 const OPTIONS: (keyof DecoderLayerOptions)[] = [
-  "hiddenSize", "numHeads", "numKvHeads", "headDim", "intermediateSize", "activation", "rmsNormEps", "qkvBias", "oBias", "mlpBias",
-  "qkNorm", "sandwichNorm", "unitOffset", "sinks", "rope", "slidingWindow", "softcap", "queryPreAttnScalar",
+  "hiddenSize",
+  "numHeads",
+  "numKvHeads",
+  "headDim",
+  "intermediateSize",
+  "activation",
+  "rmsNormEps",
+  "qkvBias",
+  "oBias",
+  "mlpBias",
+  "qkNorm",
+  "sandwichNorm",
+  "unitOffset",
+  "sinks",
+  "rope",
+  "slidingWindow",
+  "softcap",
+  "queryPreAttnScalar",
 ];
 
 /**
@@ -91,8 +107,10 @@ export class DecoderLayer extends Module {
     const H = (this.hiddenSize = positiveInt(who, "hiddenSize", o.hiddenSize));
     this.numHeads = positiveInt(who, "numHeads", o.numHeads);
     this.numKvHeads = positiveInt(who, "numKvHeads", o.numKvHeads ?? this.numHeads);
-    if (this.numHeads % this.numKvHeads) throw new ArgumentError(`${who}: numHeads (${this.numHeads}) must be a multiple of numKvHeads (${this.numKvHeads})`);
-    if (o.headDim === undefined && H % this.numHeads) throw new ArgumentError(`${who}: hiddenSize (${H}) must be divisible by numHeads (${this.numHeads}), or give headDim`);
+    if (this.numHeads % this.numKvHeads)
+      throw new ArgumentError(`${who}: numHeads (${this.numHeads}) must be a multiple of numKvHeads (${this.numKvHeads})`);
+    if (o.headDim === undefined && H % this.numHeads)
+      throw new ArgumentError(`${who}: hiddenSize (${H}) must be divisible by numHeads (${this.numHeads}), or give headDim`);
     this.headDim = positiveInt(who, "headDim", o.headDim ?? H / this.numHeads);
     if (this.headDim % 2) throw new ArgumentError(`${who}: headDim must be even (RoPE rotates pairs), got ${this.headDim}`);
     const eps = o.rmsNormEps ?? 1e-6;
@@ -100,17 +118,34 @@ export class DecoderLayer extends Module {
     const window = o.slidingWindow ?? null;
     this.slidingWindow = window === null ? null : positiveInt(who, "slidingWindow", window);
     const softcap = o.softcap ?? 0;
-    if (typeof softcap !== "number" || !(softcap >= 0) || !Number.isFinite(softcap)) throw new ArgumentError(`${who}: softcap must be a finite number > 0, got ${describe(softcap)}`);
+    if (typeof softcap !== "number" || !(softcap >= 0) || !Number.isFinite(softcap))
+      throw new ArgumentError(`${who}: softcap must be a finite number > 0, got ${describe(softcap)}`);
     const scalar = o.queryPreAttnScalar ?? this.headDim;
-    if (typeof scalar !== "number" || !(scalar > 0) || !Number.isFinite(scalar)) throw new ArgumentError(`${who}: queryPreAttnScalar must be a finite number > 0, got ${describe(scalar)}`);
+    if (typeof scalar !== "number" || !(scalar > 0) || !Number.isFinite(scalar))
+      throw new ArgumentError(`${who}: queryPreAttnScalar must be a finite number > 0, got ${describe(scalar)}`);
     const rope = checkOptions(`${who} rope`, o.rope, ["theta", "scaling", "maxPositionEmbeddings"]);
     this.rope = ropeParameters({ dim: this.headDim, theta: rope.theta, scaling: rope.scaling, maxPositionEmbeddings: rope.maxPositionEmbeddings });
     this.selfAttn = new DecoderAttention({
-      hiddenSize: H, numHeads: this.numHeads, numKvHeads: this.numKvHeads, headDim: this.headDim,
-      qkvBias: bool(who, "qkvBias", o.qkvBias, false), oBias: bool(who, "oBias", o.oBias, false), qkNorm: bool(who, "qkNorm", o.qkNorm, false),
-      rmsNormEps: eps, unitOffset, slidingWindow: this.slidingWindow, softcap, scale: scalar ** -0.5, sinks: bool(who, "sinks", o.sinks, false),
+      hiddenSize: H,
+      numHeads: this.numHeads,
+      numKvHeads: this.numKvHeads,
+      headDim: this.headDim,
+      qkvBias: bool(who, "qkvBias", o.qkvBias, false),
+      oBias: bool(who, "oBias", o.oBias, false),
+      qkNorm: bool(who, "qkNorm", o.qkNorm, false),
+      rmsNormEps: eps,
+      unitOffset,
+      slidingWindow: this.slidingWindow,
+      softcap,
+      scale: scalar ** -0.5,
+      sinks: bool(who, "sinks", o.sinks, false),
     });
-    this.mlp = new GatedMLP({ hiddenSize: H, intermediateSize: o.intermediateSize, activation: o.activation, bias: bool(who, "mlpBias", o.mlpBias, false) });
+    this.mlp = new GatedMLP({
+      hiddenSize: H,
+      intermediateSize: o.intermediateSize,
+      activation: o.activation,
+      bias: bool(who, "mlpBias", o.mlpBias, false),
+    });
     const norm = () => new RMSNorm({ normalizedShape: H, eps, unitOffset });
     this.inputLayernorm = norm();
     this.postAttentionLayernorm = norm();
@@ -131,7 +166,10 @@ export class DecoderLayer extends Module {
       ...prefixed("input_layernorm.", this.inputLayernorm.params()),
       ...prefixed("post_attention_layernorm.", this.postAttentionLayernorm.params()),
       ...(this.preFeedforwardLayernorm
-        ? [...prefixed("pre_feedforward_layernorm.", this.preFeedforwardLayernorm.params()), ...prefixed("post_feedforward_layernorm.", this.postFeedforwardLayernorm!.params())]
+        ? [
+            ...prefixed("pre_feedforward_layernorm.", this.preFeedforwardLayernorm.params()),
+            ...prefixed("post_feedforward_layernorm.", this.postFeedforwardLayernorm!.params()),
+          ]
         : []),
     ];
   }
@@ -160,7 +198,11 @@ export class DecoderLayer extends Module {
         const { positions, qpos0 } = stepPositions(B, L, 0, pads);
         const kvDim = this.numKvHeads * this.headDim;
         const step: Step = {
-          B, L, positions: ctx.scope.put(positions), ...table.cover(ctx, Math.max(2, ...positions) + 1), qpos0,
+          B,
+          L,
+          positions: ctx.scope.put(positions),
+          ...table.cover(ctx, Math.max(2, ...positions) + 1),
+          qpos0,
           runs: (_, b, K, V) => {
             const pad = pads[b]!;
             return L > pad ? [{ k: K + 4 * (b * L + pad) * kvDim, v: V + 4 * (b * L + pad) * kvDim, n: L - pad, pos0: 0 }] : [];

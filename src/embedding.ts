@@ -33,8 +33,13 @@ export class Embedding extends Module {
     const { numEmbeddings, embeddingDim, paddingIdx } = checkOptions("Embedding options", options, ["numEmbeddings", "embeddingDim", "paddingIdx"]);
     this.numEmbeddings = positiveInt("Embedding", "numEmbeddings", numEmbeddings);
     this.embeddingDim = positiveInt("Embedding", "embeddingDim", embeddingDim);
-    if (paddingIdx !== undefined && (typeof paddingIdx !== "number" || !Number.isInteger(paddingIdx) || paddingIdx < -this.numEmbeddings || paddingIdx >= this.numEmbeddings)) {
-      throw new ArgumentError(`Embedding: paddingIdx must be an integer in [-${this.numEmbeddings}, ${this.numEmbeddings}), got ${describe(paddingIdx)}`);
+    if (
+      paddingIdx !== undefined &&
+      (typeof paddingIdx !== "number" || !Number.isInteger(paddingIdx) || paddingIdx < -this.numEmbeddings || paddingIdx >= this.numEmbeddings)
+    ) {
+      throw new ArgumentError(
+        `Embedding: paddingIdx must be an integer in [-${this.numEmbeddings}, ${this.numEmbeddings}), got ${describe(paddingIdx)}`,
+      );
     }
     this.paddingIdx = paddingIdx === undefined ? null : paddingIdx < 0 ? paddingIdx + this.numEmbeddings : paddingIdx;
   }

@@ -13,7 +13,10 @@ import { TransformerEncoderLayer } from "./transformer.js";
 
 /** An attention mask, Hugging Face's convention: 1 = real token, 0 = padding. */
 export type AttentionMask =
-  | Uint8Array | Int32Array | BigInt64Array | readonly number[]
+  | Uint8Array
+  | Int32Array
+  | BigInt64Array
+  | readonly number[]
   | { data: Uint8Array | Int32Array | BigInt64Array; shape: readonly number[] };
 
 export interface EncoderModelOptions {
@@ -69,9 +72,22 @@ export class EncoderModel extends Module {
 
   constructor(options: EncoderModelOptions) {
     super();
-    const keys: (keyof EncoderModelOptions)[] = ["modelType", "vocabSize", "hiddenSize", "numLayers", "numHeads", "intermediateSize", "activation", "maxPositions", "typeVocabSize", "layerNormEps", "padTokenId"];
+    const keys: (keyof EncoderModelOptions)[] = [
+      "modelType",
+      "vocabSize",
+      "hiddenSize",
+      "numLayers",
+      "numHeads",
+      "intermediateSize",
+      "activation",
+      "maxPositions",
+      "typeVocabSize",
+      "layerNormEps",
+      "padTokenId",
+    ];
     const o = checkOptions("EncoderModel options", options, keys);
-    if (o.modelType !== "bert" && o.modelType !== "roberta") throw new ArgumentError(`EncoderModel: modelType must be "bert" or "roberta", got ${describe(o.modelType)}`);
+    if (o.modelType !== "bert" && o.modelType !== "roberta")
+      throw new ArgumentError(`EncoderModel: modelType must be "bert" or "roberta", got ${describe(o.modelType)}`);
     if (o.modelType === "roberta" && (typeof o.padTokenId !== "number" || !Number.isInteger(o.padTokenId) || o.padTokenId < 0)) {
       throw new ArgumentError(`EncoderModel: RoBERTa needs padTokenId (its positions start after it), got ${describe(o.padTokenId)}`);
     }
@@ -130,10 +146,11 @@ export class EncoderModel extends Module {
     const [B, L] = (ids.batched ? ids.shape : [1, ...ids.shape]) as [number, number];
     const keep = attentionMask === undefined ? null : checkAttentionMask("attentionMask", attentionMask, ids.shape);
     const types = tokenTypeIds === undefined ? new Int32Array(B * L) : checkIds("tokenTypeIds", tokenTypeIds, c.typeVocabSize).data;
-    if (tokenTypeIds !== undefined && types.length !== B * L) throw new ShapeError(`tokenTypeIds: expected the shape of inputIds ${fmt(ids.shape)}, got ${types.length} ids`);
+    if (tokenTypeIds !== undefined && types.length !== B * L)
+      throw new ShapeError(`tokenTypeIds: expected the shape of inputIds ${fmt(ids.shape)}, got ${types.length} ids`);
     const positions = this.#positions(ids.data, B, L);
     this.assertReady();
-    const padding = keep && keep.some((k) => k === 0) ? Uint8Array.from(keep, (k) => 1 - k) : null;
+    const padding = keep?.some((k) => k === 0) ? Uint8Array.from(keep, (k) => 1 - k) : null;
     const H = c.numHeads;
     const mask = padding && mhaMask({ attn: "attentionMask", padding: "attentionMask" }, undefined, { data: padding, shape: [B, L] }, B, H, L, L);
     const E = c.hiddenSize;
@@ -177,7 +194,12 @@ export class EncoderModel extends Module {
 function hfLayerParams(layer: TransformerEncoderLayer, scratch: Scratch): Param[] {
   const torch = new Map(layer.params().map((p) => [p.key, p]));
   const as = (hf: string, key: string): Param => ({ ...torch.get(key)!, key: hf });
-  const qkv = (what: "weight" | "bias") => packed(torch.get(`self_attn.in_proj_${what}`)!, ["query", "key", "value"].map((n) => `attention.self.${n}.${what}`), scratch);
+  const qkv = (what: "weight" | "bias") =>
+    packed(
+      torch.get(`self_attn.in_proj_${what}`)!,
+      ["query", "key", "value"].map((n) => `attention.self.${n}.${what}`),
+      scratch,
+    );
   return [
     ...qkv("weight"),
     ...qkv("bias"),
@@ -221,16 +243,20 @@ function packed(target: Param, keys: string[], scratch: Scratch): Param[] {
 /** The fields of a Hugging Face BERT / RoBERTa config.json that change the math, checked. */
 function fromHuggingFace(config: Record<string, unknown>): EncoderModelOptions {
   const who = "EncoderModel.fromConfig";
-  if (config === null || typeof config !== "object" || Array.isArray(config)) throw new ArgumentError(`${who}: expected a config.json object, got ${describe(config)}`);
+  if (config === null || typeof config !== "object" || Array.isArray(config))
+    throw new ArgumentError(`${who}: expected a config.json object, got ${describe(config)}`);
   const get = (k: string) => (Object.hasOwn(config, k) ? config[k] : undefined);
   const modelType = get("model_type");
   if (modelType !== "bert" && modelType !== "roberta") {
-    throw new ArgumentError(`${who}: model_type ${modelType === undefined ? "is missing" : `${show(modelType)} is not supported`}; supported are "bert" and "roberta"`);
+    throw new ArgumentError(
+      `${who}: model_type ${modelType === undefined ? "is missing" : `${show(modelType)} is not supported`}; supported are "bert" and "roberta"`,
+    );
   }
   const defaults = DEFAULTS[modelType];
   const int = (k: string, fallback: number, min = 1): number => {
     const v = get(k) ?? fallback;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min) throw new ArgumentError(`${who}: ${k} must be an integer >= ${min}, got ${show(v)}`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min)
+      throw new ArgumentError(`${who}: ${k} must be an integer >= ${min}, got ${show(v)}`);
     return v;
   };
   // fields that change the math in ways this model does not implement, with their neutral values
@@ -240,18 +266,26 @@ function fromHuggingFace(config: Record<string, unknown>): EncoderModelOptions {
     ["add_cross_attention", (v) => v === false, "false"],
     ["pruned_heads", (v) => v !== null && typeof v === "object" && Object.keys(v).length === 0, "{}"],
   ];
-  const unsupported = neutral.filter(([k, ok]) => get(k) !== undefined && !ok(get(k))).map(([k, , want]) => `${k} ${JSON.stringify(get(k))} (supported: ${want})`);
+  const unsupported = neutral
+    .filter(([k, ok]) => get(k) !== undefined && !ok(get(k)))
+    .map(([k, , want]) => `${k} ${JSON.stringify(get(k))} (supported: ${want})`);
   if (unsupported.length) throw new ArgumentError(`${who}: not supported: ${unsupported.join(", ")}`);
   const act = get("hidden_act") ?? "gelu";
   const activation = typeof act === "string" && Object.hasOwn(ACTIVATIONS, act) ? ACTIVATIONS[act] : undefined;
   if (activation === undefined) {
-    throw new ArgumentError(`${who}: hidden_act ${show(act)} is not supported; supported are ${Object.keys(ACTIVATIONS).map((a) => `"${a}"`).join(", ")}`);
+    throw new ArgumentError(
+      `${who}: hidden_act ${show(act)} is not supported; supported are ${Object.keys(ACTIVATIONS)
+        .map((a) => `"${a}"`)
+        .join(", ")}`,
+    );
   }
   const eps = get("layer_norm_eps") ?? 1e-12;
-  if (typeof eps !== "number" || !(eps >= 0) || !Number.isFinite(eps)) throw new ArgumentError(`${who}: layer_norm_eps must be a finite number >= 0, got ${show(eps)}`);
+  if (typeof eps !== "number" || !(eps >= 0) || !Number.isFinite(eps))
+    throw new ArgumentError(`${who}: layer_norm_eps must be a finite number >= 0, got ${show(eps)}`);
   // BERT does not use its pad token (configs may say null); RoBERTa's positions need it
   const pad = get("pad_token_id");
-  if (pad === null && modelType === "roberta") throw new ArgumentError(`${who}: pad_token_id must be an integer >= 0 for RoBERTa (its positions start after it), got null`);
+  if (pad === null && modelType === "roberta")
+    throw new ArgumentError(`${who}: pad_token_id must be an integer >= 0 for RoBERTa (its positions start after it), got null`);
   const o: EncoderModelOptions = {
     modelType,
     vocabSize: int("vocab_size", defaults.vocab_size),
@@ -265,7 +299,8 @@ function fromHuggingFace(config: Record<string, unknown>): EncoderModelOptions {
     layerNormEps: eps,
     padTokenId: pad === null ? null : int("pad_token_id", defaults.pad_token_id, 0),
   };
-  if (o.hiddenSize % o.numHeads) throw new ArgumentError(`${who}: hidden_size (${o.hiddenSize}) must be divisible by num_attention_heads (${o.numHeads})`);
+  if (o.hiddenSize % o.numHeads)
+    throw new ArgumentError(`${who}: hidden_size (${o.hiddenSize}) must be divisible by num_attention_heads (${o.numHeads})`);
   return o;
 }
 
@@ -317,13 +352,19 @@ function checkAttentionMask(name: string, mask: unknown, shape: readonly number[
     [data, got] = [honest<Uint8Array>(d), checkShape(`${name}.shape`, t.shape)];
     if (data.length !== size(got)) throw new ShapeError(`${name}: shape ${fmt(got)} holds ${size(got)} elements but data has ${data.length}`);
   } else {
-    throw new ArgumentError(`${name}: expected a Uint8Array, Int32Array, BigInt64Array, an array of numbers or { data, shape }, got ${describe(mask)}`);
+    throw new ArgumentError(
+      `${name}: expected a Uint8Array, Int32Array, BigInt64Array, an array of numbers or { data, shape }, got ${describe(mask)}`,
+    );
   }
-  if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) throw new ShapeError(`${name}: expected shape ${fmt(shape)}, got ${fmt(got)}`);
+  if (got.length !== shape.length || got.some((d, i) => d !== shape[i]))
+    throw new ShapeError(`${name}: expected shape ${fmt(shape)}, got ${fmt(got)}`);
   const out = new Uint8Array(data.length);
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
-    if (v !== 0 && v !== 1 && v !== 0n && v !== 1n) throw new ArgumentError(`${name}: values must be 1 (real token) or 0 (padding), got ${typeof v === "bigint" ? `${v}n` : describe(v)} at position ${i}`);
+    if (v !== 0 && v !== 1 && v !== 0n && v !== 1n)
+      throw new ArgumentError(
+        `${name}: values must be 1 (real token) or 0 (padding), got ${typeof v === "bigint" ? `${v}n` : describe(v)} at position ${i}`,
+      );
     out[i] = Number(v);
   }
   return out;

@@ -150,7 +150,10 @@ const CALL: readonly Where[] = ["call"];
 const FEATURES: { readonly [K in keyof AttentionOptions]-?: Feature } = {
   attnMask: { where: CALL, read: () => ({}) },
   isCausal: { where: CALL, read: (x) => ({ causal: bool("isCausal", x, false) }) },
-  causalAlignment: { where: CALL, read: (x) => ({ alignment: oneOf<Features["alignment"]>("causalAlignment", x, ["top-left", "bottom-right"], "top-left") }) },
+  causalAlignment: {
+    where: CALL,
+    read: (x) => ({ alignment: oneOf<Features["alignment"]>("causalAlignment", x, ["top-left", "bottom-right"], "top-left") }),
+  },
   scale: { where: CALL, read: (x) => ({ scale: x === undefined ? undefined : f32("scale", x, "positive") }) },
   window: { where: BOTH, read: (x) => ({ window: band(x) }) },
   dilation: {
@@ -174,14 +177,30 @@ const FEATURES: { readonly [K in keyof AttentionOptions]-?: Feature } = {
     where: CALL,
     read: (x, c) => {
       if (x !== undefined && c.given.globalTokens !== undefined) throw new ArgumentError("returnScores: not together with globalTokens");
-      return { returnScores: x === undefined ? null : oneOf<"scaled" | "softcapped" | "masked">("returnScores", x, ["scaled", "softcapped", "masked"], "scaled") };
+      return {
+        returnScores:
+          x === undefined ? null : oneOf<"scaled" | "softcapped" | "masked">("returnScores", x, ["scaled", "softcapped", "masked"], "scaled"),
+      };
     },
   },
 };
 
 const NONE: Features = {
-  scale: undefined, causal: false, alignment: "top-left", window: [-1, -1], dilation: 1, softcap: 0, slopes: [], rope: null,
-  blockSparse: null, global: null, enableGqa: false, returnWeights: false, sinks: null, keyLengths: null, returnScores: null,
+  scale: undefined,
+  causal: false,
+  alignment: "top-left",
+  window: [-1, -1],
+  dilation: 1,
+  softcap: 0,
+  slopes: [],
+  rope: null,
+  blockSparse: null,
+  global: null,
+  enableGqa: false,
+  returnWeights: false,
+  sinks: null,
+  keyLengths: null,
+  returnScores: null,
 };
 
 /** The option names scaledDotProductAttention takes. */
@@ -201,7 +220,10 @@ export type AttentionVariant = {
 type VariantKey = "window" | "dilation" | "softcap" | "alibi" | "rope" | "blockSparse";
 
 /** @internal the options of one scaledDotProductAttention call, read once (`given`) and checked */
-export function readCall(options: AttentionOptions, d: { B: number; Hq: number; E: number; Lq: number; Lk: number }): { features: Features; given: AttentionOptions } {
+export function readCall(
+  options: AttentionOptions,
+  d: { B: number; Hq: number; E: number; Lq: number; Lk: number },
+): { features: Features; given: AttentionOptions } {
   const given = checkOptions("scaledDotProductAttention options", options, CALL_OPTIONS);
   if (given.isCausal === true && given.attnMask !== undefined) {
     throw new ArgumentError("scaledDotProductAttention: pass either isCausal or attnMask, not both (fold the causal mask into attnMask)");
@@ -252,7 +274,14 @@ export function alibiSlopes(n: number): number[] {
   if (!Number.isInteger(n) || n < 1) throw new ArgumentError(`alibiSlopes: n must be a positive integer, got ${String(n)}`);
   const pow2 = (m: number) => Array.from({ length: m }, (_, h) => 2 ** ((-8 * (h + 1)) / m));
   const m = 2 ** Math.floor(Math.log2(n));
-  return m === n ? pow2(n) : [...pow2(m), ...pow2(2 * m).filter((_, i) => i % 2 === 0).slice(0, n - m)];
+  return m === n
+    ? pow2(n)
+    : [
+        ...pow2(m),
+        ...pow2(2 * m)
+          .filter((_, i) => i % 2 === 0)
+          .slice(0, n - m),
+      ];
 }
 
 function names(where: Where): readonly (keyof AttentionOptions)[] {
@@ -271,9 +300,11 @@ function band(window: unknown): [number, number] {
   if (window === undefined) return [-1, -1];
   const w = Array.isArray(window) && (window as unknown[]).length === 2 ? [(window as unknown[])[0], (window as unknown[])[1]] : null;
   const ok = (x: unknown) => x === Infinity || (typeof x === "number" && Number.isInteger(x) && x >= 0 && x <= MAX_DIM);
-  if (!w || !w.every(ok)) {
+  if (!w?.every(ok)) {
     const big = w?.some((x) => typeof x === "number" && Number.isFinite(x) && x > MAX_DIM) ? " (a finite side must be below 2^31)" : "";
-    throw new ArgumentError(`window: expected [left, right], each a non-negative integer or Infinity, got ${Array.isArray(window) ? `[${(window as unknown[]).slice(0, 4).join(", ")}]` : describe(window)}${big}`);
+    throw new ArgumentError(
+      `window: expected [left, right], each a non-negative integer or Infinity, got ${Array.isArray(window) ? `[${(window as unknown[]).slice(0, 4).join(", ")}]` : describe(window)}${big}`,
+    );
   }
   return [w[0] === Infinity ? -1 : (w[0] as number), w[1] === Infinity ? -1 : (w[1] as number)];
 }
@@ -284,7 +315,8 @@ function slopes(alibi: unknown, Hq: number): number[] {
   if (alibi === true) return alibiSlopes(Hq).map(Math.fround);
   if (!Array.isArray(alibi)) throw new ArgumentError(`alibi: expected a boolean or an array of slopes, got ${describe(alibi)}`);
   const given = Array.from({ length: Math.min((alibi as unknown[]).length, Hq + 1) }, (_, i) => (alibi as unknown[])[i]);
-  if (given.length !== Hq) throw new ArgumentError(`alibi: expected true or ${Hq} finite slopes (one per query head), got ${(alibi as unknown[]).length} values`);
+  if (given.length !== Hq)
+    throw new ArgumentError(`alibi: expected true or ${Hq} finite slopes (one per query head), got ${(alibi as unknown[]).length} values`);
   return given.map((x, h) => f32(`alibi[${h}]`, x));
 }
 
@@ -305,16 +337,21 @@ function rope(x: unknown, E: number): Required<RopeOptions> {
 // one finite float32 logit per query head, read once
 function sinks(x: unknown, c: Context): number[] {
   const kind = typedKind(x);
-  if (!(Array.isArray(x) || kind === "Float32Array")) throw new ArgumentError(`sinks: expected ${c.Hq} numbers (an Array or a Float32Array, one per query head), got ${describe(x)}`);
-  const values = kind ? Array.from(honest<Float32Array>(x)) : Array.from({ length: Math.min((x as unknown[]).length, c.Hq + 1) }, (_, i) => (x as unknown[])[i]);
-  if (values.length !== c.Hq) throw new ArgumentError(`sinks: expected ${c.Hq} values (one per query head), got ${kind ? values.length : (x as unknown[]).length}`);
+  if (!(Array.isArray(x) || kind === "Float32Array"))
+    throw new ArgumentError(`sinks: expected ${c.Hq} numbers (an Array or a Float32Array, one per query head), got ${describe(x)}`);
+  const values = kind
+    ? Array.from(honest<Float32Array>(x))
+    : Array.from({ length: Math.min((x as unknown[]).length, c.Hq + 1) }, (_, i) => (x as unknown[])[i]);
+  if (values.length !== c.Hq)
+    throw new ArgumentError(`sinks: expected ${c.Hq} values (one per query head), got ${kind ? values.length : (x as unknown[]).length}`);
   if (c.given.globalTokens !== undefined) throw new ArgumentError("sinks: not together with globalTokens");
   return values.map((v, h) => f32(`sinks[${h}]`, v));
 }
 
 // the valid keys of each batch element, read once: an Int32Array of B lengths from 0 to Lk
 function keyLengths(x: unknown, c: Context): Int32Array {
-  if (typedKind(x) !== "Int32Array") throw new ArgumentError(`keyLengths: expected an Int32Array of ${c.B} lengths (one per batch element), got ${describe(x)}`);
+  if (typedKind(x) !== "Int32Array")
+    throw new ArgumentError(`keyLengths: expected an Int32Array of ${c.B} lengths (one per batch element), got ${describe(x)}`);
   const lengths = honest<Int32Array>(x).slice();
   if (lengths.length !== c.B) throw new ArgumentError(`keyLengths: expected ${c.B} lengths (one per batch element), got ${lengths.length}`);
   const bad = lengths.findIndex((n) => n < 0 || n > c.Lk);
@@ -330,8 +367,10 @@ function globals(x: unknown, c: Context): number[] | null {
   if (x === undefined) return null;
   const { Lq, Lk, given: o } = c;
   const g = Array.isArray(x) ? Array.from({ length: int("globalTokens.length", (x as unknown[]).length, 0) }, (_, i) => (x as unknown[])[i]) : null;
-  if (!g || !g.every((p) => Number.isInteger(p) && (p as number) >= 0 && (p as number) < Lk) || new Set(g).size !== g.length) {
-    throw new ArgumentError(`globalTokens: expected distinct positions from 0 to ${Lk - 1}, got ${g ? `[${g.slice(0, 8).join(", ")}${g.length > 8 ? ", ..." : ""}]` : describe(x)}`);
+  if (!g?.every((p) => Number.isInteger(p) && (p as number) >= 0 && (p as number) < Lk) || new Set(g).size !== g.length) {
+    throw new ArgumentError(
+      `globalTokens: expected distinct positions from 0 to ${Lk - 1}, got ${g ? `[${g.slice(0, 8).join(", ")}${g.length > 8 ? ", ..." : ""}]` : describe(x)}`,
+    );
   }
   if (Lq !== Lk) throw new ShapeError(`globalTokens: for self-attention, Lq = Lk; got Lq = ${Lq}, Lk = ${Lk}`);
   for (const name of ["attnMask", "isCausal", "alibi", "blockSparse", "returnWeights"] as const) {
@@ -344,11 +383,18 @@ function globals(x: unknown, c: Context): number[] | null {
  * @internal a module's global positions for one call, checked against what else the call does
  * (masks, causality, weights) and what the module's variant does
  */
-export function callGlobals(tokens: readonly number[] | undefined, v: Variant, c: { masked: boolean; causal: boolean; needWeights: boolean; Lq: number; Lk: number }): number[] | null {
+export function callGlobals(
+  tokens: readonly number[] | undefined,
+  v: Variant,
+  c: { masked: boolean; causal: boolean; needWeights: boolean; Lq: number; Lk: number },
+): number[] | null {
   if (tokens === undefined) return null;
   const given: AttentionOptions = {
-    attnMask: c.masked ? ({} as BoolTensor) : undefined, isCausal: c.causal, alibi: v.features.slopes.length > 0,
-    blockSparse: v.given.blockSparse as never, returnWeights: c.needWeights,
+    attnMask: c.masked ? ({} as BoolTensor) : undefined,
+    isCausal: c.causal,
+    alibi: v.features.slopes.length > 0,
+    blockSparse: v.given.blockSparse as never,
+    returnWeights: c.needWeights,
   };
   return globals(tokens, { B: 0, Hq: 0, E: 0, Lq: c.Lq, Lk: c.Lk, given });
 }
@@ -358,7 +404,9 @@ function sparse(given: unknown, Lq: number, Lk: number) {
   const o = checkOptions("blockSparse", given as AttentionOptions["blockSparse"], ["layout", "blockSize"]);
   const bs = o.blockSize;
   if (typeof bs !== "number" || !Number.isInteger(bs) || bs < 8 || bs % 8 || bs > 2 ** 30) {
-    throw new ArgumentError(`blockSparse.blockSize: expected a positive multiple of 8${typeof bs === "number" && bs > 2 ** 30 ? " up to 2^30" : ""}, got ${describe(bs)}`);
+    throw new ArgumentError(
+      `blockSparse.blockSize: expected a positive multiple of 8${typeof bs === "number" && bs > 2 ** 30 ? " up to 2^30" : ""}, got ${describe(bs)}`,
+    );
   }
   const layout = checkMask("blockSparse.layout", o.layout);
   const want = [Math.ceil(Lq / bs), Math.ceil(Lk / bs)];

@@ -59,7 +59,8 @@ export class GatedMLP extends Module {
     const t = checkTensor("x", x); // read first: its getters run before the state check
     this.assertReady();
     const H = this.hiddenSize;
-    if (t.shape.length < 1 || t.shape[t.shape.length - 1] !== H) throw new ShapeError(`GatedMLP.forward x: expected [..., ${H}], got ${fmt(t.shape)}`);
+    if (t.shape.length < 1 || t.shape[t.shape.length - 1] !== H)
+      throw new ShapeError(`GatedMLP.forward x: expected [..., ${H}], got ${fmt(t.shape)}`);
     const M = t.data.length / H;
     if (M === 0) return { data: new Float32Array(0), shape: [...t.shape] };
     return withScope((ctx) => {

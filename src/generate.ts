@@ -96,23 +96,46 @@ interface Sequence {
 
 // the options, read once and checked
 function settings(options: GenerateOptions, V: number, configEos: readonly number[]): Settings {
-  const o = checkOptions("generate options", options, ["maxNewTokens", "attentionMask", "eosTokenId", "temperature", "topK", "topP", "repetitionPenalty", "seed", "onToken"]);
+  const o = checkOptions("generate options", options, [
+    "maxNewTokens",
+    "attentionMask",
+    "eosTokenId",
+    "temperature",
+    "topK",
+    "topP",
+    "repetitionPenalty",
+    "seed",
+    "onToken",
+  ]);
   const maxNew = int("generate: maxNewTokens", o.maxNewTokens ?? 20, 0);
   const eosGiven = o.eosTokenId === undefined ? configEos : o.eosTokenId;
   const eosList = typeof eosGiven === "number" ? [eosGiven] : Array.isArray(eosGiven) ? Array.from(eosGiven as readonly unknown[]) : null;
   if (!eosList) throw new ArgumentError(`generate: eosTokenId must be a token id or an array of them, got ${describe(eosGiven)}`);
   eosList.forEach((t, i) => int(`generate: eosTokenId${typeof eosGiven === "number" ? "" : `[${i}]`}`, t, 0, V - 1));
   const temperature = o.temperature ?? 0;
-  if (typeof temperature !== "number" || !Number.isFinite(temperature) || temperature < 0) throw new ArgumentError(`generate: temperature must be a finite number >= 0, got ${describe(temperature)}`);
+  if (typeof temperature !== "number" || !Number.isFinite(temperature) || temperature < 0)
+    throw new ArgumentError(`generate: temperature must be a finite number >= 0, got ${describe(temperature)}`);
   const topK = o.topK === undefined ? V : int("generate: topK", o.topK, 1);
   const topP = o.topP ?? 1;
-  if (typeof topP !== "number" || !(topP > 0 && topP <= 1)) throw new ArgumentError(`generate: topP must be a number in (0, 1], got ${describe(topP)}`);
+  if (typeof topP !== "number" || !(topP > 0 && topP <= 1))
+    throw new ArgumentError(`generate: topP must be a number in (0, 1], got ${describe(topP)}`);
   const penalty = o.repetitionPenalty ?? 1;
-  if (typeof penalty !== "number" || !Number.isFinite(penalty) || penalty <= 0) throw new ArgumentError(`generate: repetitionPenalty must be a finite number > 0, got ${describe(penalty)}`);
+  if (typeof penalty !== "number" || !Number.isFinite(penalty) || penalty <= 0)
+    throw new ArgumentError(`generate: repetitionPenalty must be a finite number > 0, got ${describe(penalty)}`);
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
   if (typeof seed !== "number" || !Number.isInteger(seed)) throw new ArgumentError(`generate: seed must be an integer, got ${describe(seed)}`);
-  if (o.onToken !== undefined && typeof o.onToken !== "function") throw new ArgumentError(`generate: onToken must be a function, got ${describe(o.onToken)}`);
-  return { maxNew, eos: new Set(eosList as number[]), temperature, topK: Math.min(topK, V), topP, penalty, random: seededRandom(seed), onToken: o.onToken ?? null };
+  if (o.onToken !== undefined && typeof o.onToken !== "function")
+    throw new ArgumentError(`generate: onToken must be a function, got ${describe(o.onToken)}`);
+  return {
+    maxNew,
+    eos: new Set(eosList as number[]),
+    temperature,
+    topK: Math.min(topK, V),
+    topP,
+    penalty,
+    random: seededRandom(seed),
+    onToken: o.onToken ?? null,
+  };
 }
 
 /** @internal the next token from one sequence's logits (V), as Hugging Face's processors and sampling choose it */

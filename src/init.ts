@@ -65,8 +65,8 @@ export interface Runtime {
 // A module whose one function runs f32x4.relaxed_madd on three i8x16.splat(0): it validates only
 // where relaxed SIMD is supported. (type () -> v128; body: 3 x (i32.const 0, i8x16.splat), fd 85 02, end)
 const RELAXED_PROBE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00,
-  0x0a, 0x13, 0x01, 0x11, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f, 0xfd, 0x85, 0x02, 0x0b,
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00, 0x0a, 0x13, 0x01, 0x11, 0x00,
+  0x41, 0x00, 0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f, 0xfd, 0x85, 0x02, 0x0b,
 ]);
 
 /** Whether this runtime runs relaxed SIMD (Node 20 only with --experimental-wasm-relaxed-simd). */
@@ -109,7 +109,9 @@ export function init(source?: WasmSource | PromiseLike<WasmSource> | InitOptions
     const same = loaded.source === wasm && sameOptions(loaded.options, options);
     if (!same) {
       const what = `${describeLoad(loaded.options, loaded.source)}${ready ? " is loaded" : " is loading"}`;
-      return Promise.reject(new InitError(`init: ${what}; this call asks for ${describeLoad(options, wasm)}. Call shutdown() first to load it another way`));
+      return Promise.reject(
+        new InitError(`init: ${what}; this call asks for ${describeLoad(options, wasm)}. Call shutdown() first to load it another way`),
+      );
     }
     return ready ? Promise.resolve() : pending!;
   }
@@ -139,7 +141,6 @@ export function init(source?: WasmSource | PromiseLike<WasmSource> | InitOptions
 export function runtimeInfo(): RuntimeInfo {
   return { ...runtime().info };
 }
-
 
 /**
  * Stops the worker threads, if any, and forgets the loaded module; afterwards the library must be
@@ -176,7 +177,10 @@ async function load(source: WasmSource | PromiseLike<WasmSource> | undefined, op
   if (missing.length) throw new InitError(`init: this WebAssembly module is not a wasm-attention kernel binary (it lacks ${missing.join(", ")})`);
   // the shared-memory builds import their memory: one for every thread
   const shared = WebAssembly.Module.imports(module).some((i) => i.kind === "memory");
-  if (threads > 1 && !shared) throw new InitError(`init: threads need a shared-memory build (kernels-threads.wasm or kernels-relaxed-threads.wasm); this binary has its own memory`);
+  if (threads > 1 && !shared)
+    throw new InitError(
+      `init: threads need a shared-memory build (kernels-threads.wasm or kernels-relaxed-threads.wasm); this binary has its own memory`,
+    );
   const memory = shared ? new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true }) : null;
   let instance: WebAssembly.Instance;
   try {
@@ -231,7 +235,9 @@ function checkSource(x: unknown): void {
 }
 
 function sameOptions(a: InitOptions, b: InitOptions): boolean {
-  return (a.simd ?? "auto") === (b.simd ?? "auto") && (a.deterministic ?? false) === (b.deterministic ?? false) && (a.threads ?? 1) === (b.threads ?? 1);
+  return (
+    (a.simd ?? "auto") === (b.simd ?? "auto") && (a.deterministic ?? false) === (b.deterministic ?? false) && (a.threads ?? 1) === (b.threads ?? 1)
+  );
 }
 
 function describeLoad(o: InitOptions, source: unknown): string {
@@ -252,7 +258,9 @@ async function embedded({ simd = "auto", deterministic = false }: InitOptions, s
   }
   const relaxed = relaxedSimdSupported();
   if (simd === "relaxed" && !relaxed) {
-    throw new InitError('init: simd "relaxed" is not supported by this runtime (Node 20 needs --experimental-wasm-relaxed-simd); use "auto" or "baseline"');
+    throw new InitError(
+      'init: simd "relaxed" is not supported by this runtime (Node 20 needs --experimental-wasm-relaxed-simd); use "auto" or "baseline"',
+    );
   }
   const useRelaxed = simd === "relaxed" || (simd === "auto" && relaxed && !deterministic);
   const name = shared ? (useRelaxed ? "relaxed-threads" : "threads") : useRelaxed ? "relaxed" : "baseline";
@@ -281,22 +289,24 @@ async function compile(source: WasmSource | Binary): Promise<WebAssembly.Module>
       // 'wasm-unsafe-eval' or 'unsafe-eval', Firefox and Safari say "Content Security Policy")
       if (/content.security.policy|wasm-unsafe-eval|unsafe-eval|\bCSP\b/i.test(String(cause))) {
         throw new InitError(
-          "the page's Content-Security-Policy forbids compiling WebAssembly (" + String(cause) + "); " +
+          "the page's Content-Security-Policy forbids compiling WebAssembly (" +
+            String(cause) +
+            "); " +
             "allow it with the 'wasm-unsafe-eval' source in script-src, e.g. Content-Security-Policy: script-src 'self' 'wasm-unsafe-eval'",
         );
       }
       if (/disallowed|code generation/i.test(String(cause))) {
         throw new InitError(
-          "this runtime does not compile WebAssembly from bytes (" + String(cause) + "); " +
+          "this runtime does not compile WebAssembly from bytes (" +
+            String(cause) +
+            "); " +
             'import the binary as a module (import wasm from "wasm-attention/kernels.wasm") and call init(wasm)',
         );
       }
       throw new InitError(`the kernel binary does not compile: ${String(cause)}`);
     }
   }
-  throw new ArgumentError(
-    `init: expected a WebAssembly.Module, bytes, a Response, a URL, a promise of one, or { wasm }; got ${describe(source)}`,
-  );
+  throw new ArgumentError(`init: expected a WebAssembly.Module, bytes, a Response, a URL, a promise of one, or { wasm }; got ${describe(source)}`);
 }
 
 async function fetchUrl(url: URL): Promise<Response | Uint8Array> {

@@ -15,7 +15,13 @@ const KINDS = ["Uint8Array", "Int32Array", "BigInt64Array"];
  * padding columns the cache holds for row b (null without a cache), which the mask's past must
  * agree with. Without a mask: the cache's padding (none without a cache).
  */
-export function readLeftPadding(name: string, mask: unknown, shape: readonly number[], past: number, cached: ((b: number) => number) | null): Int32Array {
+export function readLeftPadding(
+  name: string,
+  mask: unknown,
+  shape: readonly number[],
+  past: number,
+  cached: ((b: number) => number) | null,
+): Int32Array {
   const [B, width] = (shape.length === 2 ? shape : [1, ...shape]) as [number, number];
   if (mask === undefined || mask === null) return Int32Array.from({ length: B }, (_, b) => cached?.(b) ?? 0);
   const values = read(name, mask, shape);
@@ -24,11 +30,16 @@ export function readLeftPadding(name: string, mask: unknown, shape: readonly num
     let p = 0;
     while (p < width && values[b * width + p] === 0) p++;
     for (let c = p; c < width; c++) {
-      if (values[b * width + c] === 0) throw new ArgumentError(`${name}: only left padding is supported (zeros, then ones); ${B > 1 ? `row ${b}` : "the mask"} has a 0 at column ${c} after a 1`);
+      if (values[b * width + c] === 0)
+        throw new ArgumentError(
+          `${name}: only left padding is supported (zeros, then ones); ${B > 1 ? `row ${b}` : "the mask"} has a 0 at column ${c} after a 1`,
+        );
     }
     const have = cached?.(b) ?? 0;
     if (past > 0 && (have < past ? p !== have : p < past)) {
-      throw new ArgumentError(`${name}: the past columns of ${B > 1 ? `row ${b}` : "the mask"} do not match the cache, which holds ${have} padding column${have === 1 ? "" : "s"} of ${past}`);
+      throw new ArgumentError(
+        `${name}: the past columns of ${B > 1 ? `row ${b}` : "the mask"} do not match the cache, which holds ${have} padding column${have === 1 ? "" : "s"} of ${past}`,
+      );
     }
     pads[b] = p;
   }
@@ -64,15 +75,22 @@ function read(name: string, mask: unknown, shape: readonly number[]): Uint8Array
     [data, got] = [honest<Uint8Array>(d), checkShape(`${name}.shape`, t.shape)];
     if (data.length !== size(got)) throw new ShapeError(`${name}: shape ${fmt(got)} holds ${size(got)} elements but data has ${data.length}`);
   } else {
-    throw new ArgumentError(`${name}: expected a Uint8Array, Int32Array, BigInt64Array, an array of numbers or { data, shape }, got ${describe(mask)}`);
+    throw new ArgumentError(
+      `${name}: expected a Uint8Array, Int32Array, BigInt64Array, an array of numbers or { data, shape }, got ${describe(mask)}`,
+    );
   }
   if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
-    throw new ShapeError(`${name}: expected shape ${fmt(shape)}${shape.length && shape[shape.length - 1] ? " (past and new columns)" : ""}, got ${fmt(got)}`);
+    throw new ShapeError(
+      `${name}: expected shape ${fmt(shape)}${shape.length && shape[shape.length - 1] ? " (past and new columns)" : ""}, got ${fmt(got)}`,
+    );
   }
   const out = new Uint8Array(data.length);
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
-    if (v !== 0 && v !== 1 && v !== 0n && v !== 1n) throw new ArgumentError(`${name}: values must be 1 (token) or 0 (padding), got ${typeof v === "bigint" ? `${v}n` : describe(v)} at position ${i}`);
+    if (v !== 0 && v !== 1 && v !== 0n && v !== 1n)
+      throw new ArgumentError(
+        `${name}: values must be 1 (token) or 0 (padding), got ${typeof v === "bigint" ? `${v}n` : describe(v)} at position ${i}`,
+      );
     out[i] = Number(v);
   }
   return out;

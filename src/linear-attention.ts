@@ -78,20 +78,29 @@ function readForm(o: LinearAttentionCallOptions): Form {
   const normalized = rule === "normalized";
   for (const name of normalized ? RULES_ONLY : NORMALIZED_ONLY) {
     if (o[name] !== undefined) {
-      throw new ArgumentError(normalized ? `${name}: only with an update rule ("linear", "gated", "delta" or "gated_delta"), not rule "normalized"` : `${name}: only with rule "normalized" (the feature-map form), not rule "${rule}"`);
+      throw new ArgumentError(
+        normalized
+          ? `${name}: only with an update rule ("linear", "gated", "delta" or "gated_delta"), not rule "normalized"`
+          : `${name}: only with rule "normalized" (the feature-map form), not rule "${rule}"`,
+      );
     }
   }
   const causal = o.causal ?? !normalized;
   if (typeof causal !== "boolean") throw new ArgumentError(`causal: expected a boolean, got ${describe(causal)}`);
   if (!normalized && !causal) throw new ArgumentError(`causal: rule "${rule}" is causal by definition; causal: false needs rule "normalized"`);
   const featureMap = o.featureMap ?? "elu+1";
-  if (typeof featureMap !== "string" || !Object.hasOwn(MAPS, featureMap)) throw new ArgumentError(`featureMap: expected "elu+1" or "relu", got ${describe(featureMap)}`);
+  if (typeof featureMap !== "string" || !Object.hasOwn(MAPS, featureMap))
+    throw new ArgumentError(`featureMap: expected "elu+1" or "relu", got ${describe(featureMap)}`);
   const eps = o.eps ?? 1e-6;
-  if (typeof eps !== "number" || !Number.isFinite(eps) || eps < 0) throw new ArgumentError(`eps: expected a finite number >= 0, got ${describe(eps)}`);
+  if (typeof eps !== "number" || !Number.isFinite(eps) || eps < 0)
+    throw new ArgumentError(`eps: expected a finite number >= 0, got ${describe(eps)}`);
   let scale: number | undefined;
   if (o.scale !== undefined) {
     scale = f32("scale", o.scale);
-    if (scale === 0) throw new ArgumentError("scale: expected a finite number other than 0 (leave it out for 1 / sqrt(dk); ONNX's scale = 0 stands for that default)");
+    if (scale === 0)
+      throw new ArgumentError(
+        "scale: expected a finite number other than 0 (leave it out for 1 / sqrt(dk); ONNX's scale = 0 stands for that default)",
+      );
   }
   const chunkSize = int("chunkSize", o.chunkSize ?? 64, 1, 1024);
   const gated = rule === "gated" || rule === "gated_delta";
@@ -101,9 +110,15 @@ function readForm(o: LinearAttentionCallOptions): Form {
 
 // a rule's per-token inputs: present exactly where the rule needs them (as ONNX asks)
 function checkInputs(f: Form, o: { decay?: unknown; beta?: unknown }): void {
-  for (const [name, needed, what] of [["decay", f.gated, "[B, Hkv, T] or [B, Hkv, T, dk], in log space"], ["beta", f.delta, "[B, Hkv, T] or [B, 1, T]"]] as const) {
+  for (const [name, needed, what] of [
+    ["decay", f.gated, "[B, Hkv, T] or [B, Hkv, T, dk], in log space"],
+    ["beta", f.delta, "[B, Hkv, T] or [B, 1, T]"],
+  ] as const) {
     if (needed && o[name] === undefined) throw new ArgumentError(`${name}: rule "${f.rule}" needs ${name} (${what})`);
-    if (!needed && o[name] !== undefined) throw new ArgumentError(`${name}: rule "${f.rule}" takes no ${name} (${name === "decay" ? '"gated" and "gated_delta"' : '"delta" and "gated_delta"'} do)`);
+    if (!needed && o[name] !== undefined)
+      throw new ArgumentError(
+        `${name}: rule "${f.rule}" takes no ${name} (${name === "decay" ? '"gated" and "gated_delta"' : '"delta" and "gated_delta"'} do)`,
+      );
   }
 }
 
@@ -115,7 +130,9 @@ export function settings(what: string, options: LinearAttentionOptions | undefin
   const o = checkOptions(`${what} options`, options, FORM);
   const rule = o.rule;
   if (rule === "gated" || rule === "delta" || rule === "gated_delta") {
-    throw new ArgumentError(`${what}.rule: "${rule}" needs a decay and/or beta for every token, and a module has no projections for them: call linearAttention with your own (a module takes rule "normalized" or "linear")`);
+    throw new ArgumentError(
+      `${what}.rule: "${rule}" needs a decay and/or beta for every token, and a module has no projections for them: call linearAttention with your own (a module takes rule "normalized" or "linear")`,
+    );
   }
   return readForm(o);
 }
@@ -128,7 +145,10 @@ function shapes(q: Snapshot, k: Snapshot, v: Snapshot) {
   const r = q.shape.length;
   if (r < 2) throw new ShapeError(`query: expected [..., Lq, E], got ${fmt(q.shape)}`);
   const lead = q.shape.slice(0, -2);
-  for (const [name, t] of [["key", k], ["value", v]] as const) {
+  for (const [name, t] of [
+    ["key", k],
+    ["value", v],
+  ] as const) {
     if (t.shape.length !== r || t.shape.slice(0, -2).some((d, i) => d !== lead[i])) {
       throw new ShapeError(`${name}: expected [${[...lead, "L", "D"].join(", ")}] like query ${fmt(q.shape)}, got ${fmt(t.shape)}`);
     }
@@ -154,7 +174,26 @@ function normalized(o: Form, p: ReturnType<typeof shapes>): Tensor {
     const work = scope.alloc(4 * p.E);
     for (let n = 0; n < p.N; n++) {
       heap.f32(state, p.E * p.Ev + p.E).fill(0);
-      K.linear_attention_f32(out + 4 * n * p.Lq * p.Ev, p.Ev, q + 4 * n * p.Lq * p.E, p.E, k + 4 * n * p.Lk * p.E, p.E, v + 4 * n * p.Lk * p.Ev, p.Ev, state, state + 4 * p.E * p.Ev, work, p.Lq, p.Lk, p.E, p.Ev, o.causal, o.map, o.eps);
+      K.linear_attention_f32(
+        out + 4 * n * p.Lq * p.Ev,
+        p.Ev,
+        q + 4 * n * p.Lq * p.E,
+        p.E,
+        k + 4 * n * p.Lk * p.E,
+        p.E,
+        v + 4 * n * p.Lk * p.Ev,
+        p.Ev,
+        state,
+        state + 4 * p.E * p.Ev,
+        work,
+        p.Lq,
+        p.Lk,
+        p.E,
+        p.Ev,
+        o.causal,
+        o.map,
+        o.eps,
+      );
     }
     return { data: heap.f32(out, p.N * p.Lq * p.Ev).slice(), shape: [...p.lead, p.Lq, p.Ev] };
   } finally {
@@ -186,7 +225,14 @@ interface RuleCall {
 
 // query [B, Hq, T, dk], key [B, Hkv, T, dk], value [B, Hkv, T, dv] (Hq a multiple of Hkv), decay
 // [B, Hkv, T] or [B, Hkv, T, dk], beta [B, Hkv, T] or [B, 1, T]; `state` [B, Hkv, dk, dv] fixes B, Hkv, dk, dv
-function ruleShapes(q: Snapshot, k: Snapshot, v: Snapshot, decay: Snapshot | undefined, beta: Snapshot | undefined, state?: { B: number; Hkv: number; dk: number; dv: number }): RuleCall {
+function ruleShapes(
+  q: Snapshot,
+  k: Snapshot,
+  v: Snapshot,
+  decay: Snapshot | undefined,
+  beta: Snapshot | undefined,
+  state?: { B: number; Hkv: number; dk: number; dv: number },
+): RuleCall {
   const want = (name: string, t: Snapshot, dims: (number | string)[]) => {
     const ok = t.shape.length === dims.length && dims.every((d, i) => typeof d === "string" || d === t.shape[i]);
     if (!ok) throw new ShapeError(`${name}: expected [${dims.join(", ")}], got ${fmt(t.shape)}`);
@@ -234,7 +280,10 @@ interface Placed {
 
 // bytes of kernel scratch for a call of T tokens, in either form
 function workBytes(K: Kernels, p: RuleCall, f: Form): number {
-  return Math.max(K.linear_chunked_f32_workspace(Math.max(1, Math.min(f.chunkSize, p.T)), p.dk, p.dv, p.gDim), K.linear_recurrent_f32_workspace(p.dk, p.dv));
+  return Math.max(
+    K.linear_chunked_f32_workspace(Math.max(1, Math.min(f.chunkSize, p.T)), p.dk, p.dv, p.gDim),
+    K.linear_recurrent_f32_workspace(p.dk, p.dv),
+  );
 }
 
 // every batch element and key/value head with its group of query heads; `recurrent` walks the tokens
@@ -326,10 +375,25 @@ function byRule(f: Form, p: RuleCall, state: Snapshot | undefined, returnState: 
  * products (the WY representation for the delta rules). `returnState: true` gives
  * `{ output, state }`, the state [B, Hkv, dk, dv] after the last token.
  */
-export function linearAttention(query: Tensor, key: Tensor, value: Tensor, options: LinearAttentionCallOptions & { returnState: true }): { output: Tensor; state: Tensor };
+export function linearAttention(
+  query: Tensor,
+  key: Tensor,
+  value: Tensor,
+  options: LinearAttentionCallOptions & { returnState: true },
+): { output: Tensor; state: Tensor };
 export function linearAttention(query: Tensor, key: Tensor, value: Tensor, options?: LinearAttentionCallOptions & { returnState?: false }): Tensor;
-export function linearAttention(query: Tensor, key: Tensor, value: Tensor, options?: LinearAttentionCallOptions): Tensor | { output: Tensor; state: Tensor };
-export function linearAttention(query: Tensor, key: Tensor, value: Tensor, options?: LinearAttentionCallOptions): Tensor | { output: Tensor; state: Tensor } {
+export function linearAttention(
+  query: Tensor,
+  key: Tensor,
+  value: Tensor,
+  options?: LinearAttentionCallOptions,
+): Tensor | { output: Tensor; state: Tensor };
+export function linearAttention(
+  query: Tensor,
+  key: Tensor,
+  value: Tensor,
+  options?: LinearAttentionCallOptions,
+): Tensor | { output: Tensor; state: Tensor } {
   runtime();
   // every caller object read once, first
   const o = checkOptions("linearAttention options", options, CALL);
@@ -380,10 +444,16 @@ export class LinearAttentionState {
     this.rule = this.#o.rule;
     this.lead = checkShape("LinearAttentionState leading dimensions", lead);
     if (this.rule !== "normalized" && this.lead.length !== 2) {
-      throw new ShapeError(`LinearAttentionState: rule "${this.rule}" keeps a state [B, Hkv, dk, dv]: leading dimensions [B, Hkv], got ${fmt(this.lead)}`);
+      throw new ShapeError(
+        `LinearAttentionState: rule "${this.rule}" keeps a state [B, Hkv, dk, dv]: leading dimensions [B, Hkv], got ${fmt(this.lead)}`,
+      );
     }
-    for (const [name, x] of [["E", E], ["Ev", Ev]] as const) {
-      if (!Number.isInteger(x) || x < 1 || x > 2 ** 16) throw new ArgumentError(`LinearAttentionState: ${name} must be a positive integer (at most 65536), got ${String(x)}`);
+    for (const [name, x] of [
+      ["E", E],
+      ["Ev", Ev],
+    ] as const) {
+      if (!Number.isInteger(x) || x < 1 || x > 2 ** 16)
+        throw new ArgumentError(`LinearAttentionState: ${name} must be a positive integer (at most 65536), got ${String(x)}`);
     }
     this.E = E;
     this.Ev = Ev;
@@ -431,7 +501,8 @@ export class LinearAttentionState {
     const at = this.#live();
     const [E, Ev, per] = [this.E, this.Ev, this.#per];
     const want = [...this.lead, E, this.rule === "normalized" ? Ev + 1 : Ev];
-    if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) throw new ShapeError(`LinearAttentionState.setState: expected ${fmt(want)}, got ${fmt(t.shape)}`);
+    if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i]))
+      throw new ShapeError(`LinearAttentionState.setState: expected ${fmt(want)}, got ${fmt(t.shape)}`);
     const data = t.data;
     const all = this.#heap.f32(at, this.#floats);
     if (this.rule !== "normalized") {
@@ -490,7 +561,9 @@ export class LinearAttentionState {
     const { kernels: K, heap } = runtime();
     if (p.lead.length !== this.lead.length || p.lead.some((d, i) => d !== this.lead[i]) || p.E !== this.E || p.Ev !== this.Ev || p.Lk !== p.Lq) {
       const want = fmt([...this.lead, p.Lq, this.E]);
-      throw new ShapeError(`LinearAttentionState.step: expected query and key ${want} and value ${fmt([...this.lead, p.Lq, this.Ev])}, got ${fmt(p.q.shape)}, ${fmt(p.k.shape)}, ${fmt(p.v.shape)}`);
+      throw new ShapeError(
+        `LinearAttentionState.step: expected query and key ${want} and value ${fmt([...this.lead, p.Lq, this.Ev])}, got ${fmt(p.q.shape)}, ${fmt(p.k.shape)}, ${fmt(p.v.shape)}`,
+      );
     }
     const scope = heap.scope();
     try {
@@ -500,7 +573,26 @@ export class LinearAttentionState {
       const per = this.#per;
       for (let n = 0; n < p.N; n++) {
         const s = at + 4 * n * per;
-        K.linear_attention_f32(out + 4 * n * p.Lq * p.Ev, p.Ev, q + 4 * n * p.Lq * p.E, p.E, k + 4 * n * p.Lq * p.E, p.E, v + 4 * n * p.Lq * p.Ev, p.Ev, s, s + 4 * p.E * p.Ev, work, p.Lq, p.Lq, p.E, p.Ev, true, this.#o.map, this.#o.eps);
+        K.linear_attention_f32(
+          out + 4 * n * p.Lq * p.Ev,
+          p.Ev,
+          q + 4 * n * p.Lq * p.E,
+          p.E,
+          k + 4 * n * p.Lq * p.E,
+          p.E,
+          v + 4 * n * p.Lq * p.Ev,
+          p.Ev,
+          s,
+          s + 4 * p.E * p.Ev,
+          work,
+          p.Lq,
+          p.Lq,
+          p.E,
+          p.Ev,
+          true,
+          this.#o.map,
+          this.#o.eps,
+        );
       }
       return { data: heap.f32(out, p.N * p.Lq * p.Ev).slice(), shape: [...p.lead, p.Lq, p.Ev] };
     } finally {
@@ -572,8 +664,32 @@ export function moduleRule(K: Kernels, heap: Heap, scope: Scope, f: Form, m: Mod
       const out = m.out + 4 * (b * m.Lq * m.qRow + g * group * hd);
       if (m.past) K.linear_chunked_f32(0, 0, 0, s, 0, 0, 0, 0, k, m.kvRow, v, m.kvRow, 0, 0, 0, work, m.past, hd, hd, Math.min(C, m.past), scale);
       const [kNew, vNew] = [k + 4 * m.past * m.kvRow, v + 4 * m.past * m.kvRow];
-      if (m.Lq < f.chunkSize) K.linear_recurrent_f32(out, m.qRow, hd, s, q, m.qRow, hd, group, kNew, m.kvRow, vNew, m.kvRow, 0, 0, 0, work, m.Lq, hd, hd, scale);
-      else K.linear_chunked_f32(out, m.qRow, hd, s, q, m.qRow, hd, group, kNew, m.kvRow, vNew, m.kvRow, 0, 0, 0, work, m.Lq, hd, hd, Math.min(C, m.Lq), scale);
+      if (m.Lq < f.chunkSize)
+        K.linear_recurrent_f32(out, m.qRow, hd, s, q, m.qRow, hd, group, kNew, m.kvRow, vNew, m.kvRow, 0, 0, 0, work, m.Lq, hd, hd, scale);
+      else
+        K.linear_chunked_f32(
+          out,
+          m.qRow,
+          hd,
+          s,
+          q,
+          m.qRow,
+          hd,
+          group,
+          kNew,
+          m.kvRow,
+          vNew,
+          m.kvRow,
+          0,
+          0,
+          0,
+          work,
+          m.Lq,
+          hd,
+          hd,
+          Math.min(C, m.Lq),
+          scale,
+        );
     }
   }
 }

@@ -49,7 +49,8 @@ export function kernelMask(name: string, mask: Tensor, scores: readonly number[]
   // a resident mask is read now: a view of WebAssembly memory is detached if the call grows it
   let data = Heap.owns(mask.data.buffer) ? mask.data.slice() : mask.data;
   if (srcLast !== Lk) {
-    if (rows * Lk > 2 ** 30) throw new OutOfMemoryError(`${name}: broadcast along Lk, the mask needs ${rows * Lk} floats, more than WebAssembly memory holds`);
+    if (rows * Lk > 2 ** 30)
+      throw new OutOfMemoryError(`${name}: broadcast along Lk, the mask needs ${rows * Lk} floats, more than WebAssembly memory holds`);
     data = new Float32Array(rows * Lk);
     for (let r = 0; r < rows; r++) data.fill(mask.data[r]!, r * Lk, (r + 1) * Lk);
   }
@@ -84,7 +85,10 @@ export function mhaMask(
   names: { attn: string; padding: string },
   attnMask: unknown,
   keyPaddingMask: unknown,
-  B: number, H: number, Lq: number, Lk: number,
+  B: number,
+  H: number,
+  Lq: number,
+  Lk: number,
 ): KernelMask | null {
   const scores = [B, H, Lq, Lk];
   let attn: { data: Float32Array; shape: [number, number, number, number] } | null = null;

@@ -76,7 +76,9 @@ export class Heap {
   need(what: string, bytes: number): void {
     const free = this.#free.reduce((n, b) => n + b.size, 0);
     if (!(bytes <= MAX_BYTES - this.#top + free)) {
-      throw new OutOfMemoryError(`${what}: needs ${Number.isFinite(bytes) ? bytes : "more than 2^53"} bytes of WebAssembly memory at its peak, more than the 4 GiB a module can address (${this.#liveBytes} bytes are held)`);
+      throw new OutOfMemoryError(
+        `${what}: needs ${Number.isFinite(bytes) ? bytes : "more than 2^53"} bytes of WebAssembly memory at its peak, more than the 4 GiB a module can address (${this.#liveBytes} bytes are held)`,
+      );
     }
   }
 

@@ -106,7 +106,8 @@ export abstract class Module {
   assertReady(): void {
     this.assertLive();
     if (!this.ready) throw new StateError(`${this.constructor.name} has no weights: call loadStateDict() first`);
-    if (this.stale) throw new StateError(`${this.constructor.name} was loaded before shutdown(): its weights are gone; make and load it again after init()`);
+    if (this.stale)
+      throw new StateError(`${this.constructor.name} was loaded before shutdown(): its weights are gone; make and load it again after init()`);
   }
 }
 
@@ -206,7 +207,7 @@ export class Resident {
 
   /** Whether this module's weights live in the current heap (false after shutdown() + init()). */
   get stale(): boolean {
-    return this.#heap !== null && this.#heap.closed;
+    return this.#heap?.closed ?? false;
   }
 
   free(): void {

@@ -66,7 +66,15 @@ export interface Attend {
   global?: number[] | null;
 }
 
-const FORWARD_OPTIONS: (keyof MultiHeadAttentionForwardOptions)[] = ["keyPaddingMask", "attnMask", "needWeights", "averageAttnWeights", "isCausal", "cache", "globalTokens"];
+const FORWARD_OPTIONS: (keyof MultiHeadAttentionForwardOptions)[] = [
+  "keyPaddingMask",
+  "attnMask",
+  "needWeights",
+  "averageAttnWeights",
+  "isCausal",
+  "cache",
+  "globalTokens",
+];
 
 /**
  * torch.nn.MultiheadAttention(batch_first=True). State dict as torch: in_proj_weight [E + 2 kvDim, E]
@@ -154,7 +162,14 @@ export class MultiHeadAttention extends Module {
         },
       });
     }
-    if (this.#sinks) ps.push({ key: "sinks", shape: [this.numHeads], load: (t) => void (this.#sinks = Float32Array.from(t.data)) });
+    if (this.#sinks)
+      ps.push({
+        key: "sinks",
+        shape: [this.numHeads],
+        load: (t) => {
+          this.#sinks = Float32Array.from(t.data);
+        },
+      });
     return [...ps, ...prefixed("out_proj.", this.#out.params())];
   }
 
@@ -174,12 +189,15 @@ export class MultiHeadAttention extends Module {
     const paddingMask = o.keyPaddingMask === undefined || o.keyPaddingMask === null ? undefined : checkMask("keyPaddingMask", o.keyPaddingMask);
     this.assertReady();
     const batched = q.shape.length === 3;
-    if (q.shape.length !== 3 && q.shape.length !== 2) throw new ShapeError(`query: expected [B, Lq, ${this.embedDim}] or [Lq, ${this.embedDim}], got ${fmt(q.shape)}`);
+    if (q.shape.length !== 3 && q.shape.length !== 2)
+      throw new ShapeError(`query: expected [B, Lq, ${this.embedDim}] or [Lq, ${this.embedDim}], got ${fmt(q.shape)}`);
     const [B, Lq, Eq] = (batched ? q.shape : [1, ...q.shape]) as [number, number, number];
     const expect = (name: string, t: Snapshot, features: number) => {
       const [b, l, f] = batched ? t.shape : [1, ...t.shape];
       if (t.shape.length !== q.shape.length || b !== B || f !== features) {
-        throw new ShapeError(`${name}: expected ${fmt(batched ? [B, l ?? 0, features] : [l ?? 0, features])} to go with query ${fmt(q.shape)}, got ${fmt(t.shape)}`);
+        throw new ShapeError(
+          `${name}: expected ${fmt(batched ? [B, l ?? 0, features] : [l ?? 0, features])} to go with query ${fmt(q.shape)}, got ${fmt(t.shape)}`,
+        );
       }
       return l!;
     };
@@ -210,10 +228,17 @@ export class MultiHeadAttention extends Module {
     const { heap } = runtime();
     const weightsBytes = needWeights ? 4 * B * H * Lq * LkAll : 0;
     const inputs = [q, k, v].filter((t, i, all) => all.indexOf(t) === i && t.address === undefined).reduce((n, t) => n + 4 * t.data.length, 0);
-    heap.need("MultiHeadAttention.forward", inputs + 4 * B * Lq * this.embedDim + weightsBytes + 4 * (mask?.data.length ?? 0) + this.footprint(B, Lq, LkAll));
+    heap.need(
+      "MultiHeadAttention.forward",
+      inputs + 4 * B * Lq * this.embedDim + weightsBytes + 4 * (mask?.data.length ?? 0) + this.footprint(B, Lq, LkAll),
+    );
     // the results too, before any kernel runs
     const output = { data: resultArray("MultiHeadAttention.forward", B * Lq * this.embedDim), shape: [...q.shape] };
-    const weightsOut = !needWeights ? null : average ? { data: resultArray("MultiHeadAttention.forward", B * Lq * LkAll), shape: [...lead, Lq, LkAll] } : { data: resultArray("MultiHeadAttention.forward", B * H * Lq * LkAll), shape: [...lead, H, Lq, LkAll] };
+    const weightsOut = !needWeights
+      ? null
+      : average
+        ? { data: resultArray("MultiHeadAttention.forward", B * Lq * LkAll), shape: [...lead, Lq, LkAll] }
+        : { data: resultArray("MultiHeadAttention.forward", B * H * Lq * LkAll), shape: [...lead, H, Lq, LkAll] };
     if (cache) cache.begin(this, B, [{ key: this, kvDim: this.numKvHeads * this.headDim }], Lq);
 
     withScope((ctx) => {
@@ -225,11 +250,14 @@ export class MultiHeadAttention extends Module {
       const kAt = k === q ? qAt : place(scope, k);
       const vAt = v === q ? qAt : v === k ? kAt : place(scope, v);
       this.run(ctx, {
-        B, Lq, Lk,
+        B,
+        Lq,
+        Lk,
         q: qAt,
         k: kAt,
         v: vAt,
-        out, residual: 0,
+        out,
+        residual: 0,
         mask: mask && { at: scope.put(mask.data), info: mask },
         causal: isCausal && !attnMask,
         weights,
@@ -253,19 +281,33 @@ export class MultiHeadAttention extends Module {
     const { kernels: K, pool } = runtime();
     const kvDim = this.numKvHeads * this.headDim;
     const E = this.embedDim;
-    return 4 * (2 * B * Lq * E + 2 * B * Lk * kvDim) + pool.size * (K.attention_f32_workspace(Lk, this.headDim, this.headDim) + K.gemm_f32_workspace()) + 4096;
+    return (
+      4 * (2 * B * Lq * E + 2 * B * Lk * kvDim) +
+      pool.size * (K.attention_f32_workspace(Lk, this.headDim, this.headDim) + K.gemm_f32_workspace()) +
+      4096
+    );
   }
 
   /**
    * @internal what this module's variant cannot do with a call, found before anything runs; returns
    * the checked global positions
    */
-  checkCall(c: { masked: boolean; causal: boolean; needWeights: boolean; Lq: number; Lk: number; globalTokens?: readonly number[] }): number[] | null {
+  checkCall(c: {
+    masked: boolean;
+    causal: boolean;
+    needWeights: boolean;
+    Lq: number;
+    Lk: number;
+    globalTokens?: readonly number[];
+  }): number[] | null {
     if (this.#variant.linear) {
       if (c.masked) throw new ArgumentError("MultiHeadAttention with linear attention: masks are not supported (causal is)");
       if (c.needWeights) throw new ArgumentError("MultiHeadAttention with linear attention: there are no attention weights; pass needWeights: false");
       if (c.globalTokens) throw new ArgumentError("MultiHeadAttention with linear attention: globalTokens are not supported");
-      if (this.#variant.linear.rule !== "normalized" && (!c.causal || c.Lq !== c.Lk)) throw new ArgumentError(`MultiHeadAttention with linear attention by rule "${this.#variant.linear.rule}": causal self-attention only (isCausal: true, as many keys as queries)`);
+      if (this.#variant.linear.rule !== "normalized" && (!c.causal || c.Lq !== c.Lk))
+        throw new ArgumentError(
+          `MultiHeadAttention with linear attention by rule "${this.#variant.linear.rule}": causal self-attention only (isCausal: true, as many keys as queries)`,
+        );
     }
     if (this.#sinks && c.globalTokens) throw new ArgumentError("MultiHeadAttention with sinks: globalTokens are not supported");
     return callGlobals(c.globalTokens, this.#variant, c);
@@ -285,7 +327,10 @@ export class MultiHeadAttention extends Module {
     this.#q.run(ctx, Q, a.q, a.B * a.Lq);
     const rope = this.#variant.features.rope;
     // keys and values: [B, rows, kvDim], the first Lk rows of each batch used
-    let kAll: number, vAll: number, rows: number, past = 0;
+    let kAll: number,
+      vAll: number,
+      rows: number,
+      past = 0;
     if (a.cache) {
       const entry = a.cache.entry(this);
       past = a.cache.length;
@@ -294,7 +339,19 @@ export class MultiHeadAttention extends Module {
         const at = 4 * (b * rows + past) * kvDim;
         this.#k.run(ctx, entry.k + at, a.k + 4 * b * a.Lq * this.kdim, a.Lq);
         this.#v.run(ctx, entry.v + at, a.v + 4 * b * a.Lq * this.vdim, a.Lq);
-        if (rope) ctx.K.rope_f32(entry.k + at, a.Lq, a.Lq, kvDim, this.numKvHeads, hd, rope.rotaryDim, rope.positionOffset + past, rope.theta, rope.interleaved);
+        if (rope)
+          ctx.K.rope_f32(
+            entry.k + at,
+            a.Lq,
+            a.Lq,
+            kvDim,
+            this.numKvHeads,
+            hd,
+            rope.rotaryDim,
+            rope.positionOffset + past,
+            rope.theta,
+            rope.interleaved,
+          );
       }
       [kAll, vAll] = [entry.k, entry.v];
     } else {
@@ -316,12 +373,21 @@ export class MultiHeadAttention extends Module {
     }
     // heads are column slices of [B, L, features] rows: no copies to split or merge them
     const layout = {
-      B: a.B, Hq: this.numHeads, Hk: this.numKvHeads, Lq: a.Lq, Lk, E: hd, Ev: hd,
+      B: a.B,
+      Hq: this.numHeads,
+      Hk: this.numKvHeads,
+      Lq: a.Lq,
+      Lk,
+      E: hd,
+      Ev: hd,
       q: (b: number, h: number) => Q + 4 * (b * a.Lq * E + h * hd),
       k: (b: number, g: number) => kAll + 4 * (b * rows * kvDim + g * hd),
       v: (b: number, g: number) => vAll + 4 * (b * rows * kvDim + g * hd),
       out: (b: number, h: number) => attn + 4 * (b * a.Lq * E + h * hd),
-      qStride: E, kStride: kvDim, vStride: kvDim, outStride: E,
+      qStride: E,
+      kStride: kvDim,
+      vStride: kvDim,
+      outStride: E,
     };
     const sinks = this.#sinks && Array.from(this.#sinks);
     const features = { ...variantCall(this.#variant, a.causal, a.Lq, Lk), global: a.global ?? null, sinks };
@@ -335,7 +401,21 @@ export class MultiHeadAttention extends Module {
     const [E, hd] = [this.embedDim, this.headDim];
     const kvDim = this.numKvHeads * hd;
     if (this.#variant.linear!.rule !== "normalized") {
-      moduleRule(K, heap, scope, this.#variant.linear!, { B: a.B, Hq: this.numHeads, Hkv: this.numKvHeads, hd, Lq: a.Lq, past, q: Q, qRow: E, k: kAll, v: vAll, kvRow: kvDim, rows, out: attn });
+      moduleRule(K, heap, scope, this.#variant.linear!, {
+        B: a.B,
+        Hq: this.numHeads,
+        Hkv: this.numKvHeads,
+        hd,
+        Lq: a.Lq,
+        past,
+        q: Q,
+        qRow: E,
+        k: kAll,
+        v: vAll,
+        kvRow: kvDim,
+        rows,
+        out: attn,
+      });
       return;
     }
     const { map, eps } = this.#variant.linear!;
@@ -353,7 +433,26 @@ export class MultiHeadAttention extends Module {
         if (!a.causal) K.linear_attention_f32(ob, E, qb, E, kb, kvDim, vb, kvDim, state, z, work, a.Lq, past + a.Lk, hd, hd, false, map, eps);
         else {
           if (past) K.linear_attention_f32(ob, E, qb, E, kb, kvDim, vb, kvDim, state, z, work, 0, past, hd, hd, false, map, eps);
-          K.linear_attention_f32(ob, E, qb, E, kb + 4 * past * kvDim, kvDim, vb + 4 * past * kvDim, kvDim, state, z, work, a.Lq, a.Lq, hd, hd, true, map, eps);
+          K.linear_attention_f32(
+            ob,
+            E,
+            qb,
+            E,
+            kb + 4 * past * kvDim,
+            kvDim,
+            vb + 4 * past * kvDim,
+            kvDim,
+            state,
+            z,
+            work,
+            a.Lq,
+            a.Lq,
+            hd,
+            hd,
+            true,
+            map,
+            eps,
+          );
         }
       }
     }

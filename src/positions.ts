@@ -7,7 +7,11 @@ import type { Tensor } from "./tensor.js";
  */
 export function sinusoidalPositions(L: number, d: number, options: { base?: number; offset?: number } = {}): Tensor {
   const { base = 10000, offset = 0 } = options;
-  for (const [name, x, min] of [["L", L, 0], ["d", d, 1], ["offset", offset, 0]] as const) {
+  for (const [name, x, min] of [
+    ["L", L, 0],
+    ["d", d, 1],
+    ["offset", offset, 0],
+  ] as const) {
     if (!Number.isInteger(x) || x < min) throw new ArgumentError(`sinusoidalPositions: ${name} must be an integer >= ${min}, got ${String(x)}`);
   }
   if (!(base > 0) || !Number.isFinite(base)) throw new ArgumentError(`sinusoidalPositions: base must be a finite number > 0, got ${String(base)}`);

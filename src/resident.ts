@@ -67,7 +67,8 @@ export function residentTensor(shape: readonly number[], data?: ArrayLike<number
   } catch (cause) {
     throw new ArgumentError(`residentTensor: data must be an array of numbers, got ${describe(data)} (${String(cause)})`);
   }
-  if (values !== undefined && values.length !== n) throw new ShapeError(`residentTensor: shape ${fmt(dims)} holds ${n} elements but data has ${values.length}`);
+  if (values !== undefined && values.length !== n)
+    throw new ShapeError(`residentTensor: shape ${fmt(dims)} holds ${n} elements but data has ${values.length}`);
   heap.need("residentTensor", 4 * n);
   const at = heap.alloc(4 * n);
   const view = heap.f32(at, n);

@@ -71,7 +71,7 @@ export function ropeParameters(config: RopeConfig): RopeParameters {
   const type = s ? (s.rope_type ?? s.type ?? "default") : "default";
   const half = dim / 2;
   // torch: base ** (arange(0, dim, 2).float() / dim), then 1.0 / that, each op rounded to float32
-  const powers = Float32Array.from({ length: half }, (_, i) => f(Math.pow(f(theta), f((2 * i) / dim))));
+  const powers = Float32Array.from({ length: half }, (_, i) => f(f(theta) ** f((2 * i) / dim)));
   const defaults = powers.map((p) => f(1 / p));
   switch (type) {
     case "default":
@@ -85,7 +85,9 @@ export function ropeParameters(config: RopeConfig): RopeParameters {
     case "yarn":
       return yarn(powers, dim, theta, s!, config.maxPositionEmbeddings);
     default:
-      throw new ArgumentError(`rope_scaling: rope_type ${JSON.stringify(type)} is not supported; supported are "default", "linear", "llama3" and "yarn"`);
+      throw new ArgumentError(
+        `rope_scaling: rope_type ${JSON.stringify(type)} is not supported; supported are "default", "linear", "llama3" and "yarn"`,
+      );
   }
 }
 

@@ -28,8 +28,17 @@ export interface HeadLayout extends Dims {
  * each row's softmax (max, sum), to merge this call with another over other keys.
  */
 export function attention(
-  ctx: Ctx, layout: HeadLayout, f: Features,
-  o: { diag: number; mask: { at: number; info: KernelMask } | null; weights: number; keyRange?: Heads["keyRange"]; rawScores?: boolean; stats?: number },
+  ctx: Ctx,
+  layout: HeadLayout,
+  f: Features,
+  o: {
+    diag: number;
+    mask: { at: number; info: KernelMask } | null;
+    weights: number;
+    keyRange?: Heads["keyRange"];
+    rawScores?: boolean;
+    stats?: number;
+  },
 ): void {
   const [left, right] = bandOf(f);
   // keys outside a sequence's range are never visited: their weights are zeros, their scores -Infinity
@@ -37,10 +46,19 @@ export function attention(
   const blocks = placeBlocks(ctx.scope, ctx.heap, f.blockSparse);
   const heads: Heads = {
     ...layout,
-    weights: o.weights, mask: o.mask?.at ?? 0, maskOffset: o.mask?.info.offset ?? zero, maskRow: o.mask?.info.rowStride ?? 0,
-    scale: f.scale ?? Math.fround(1 / Math.sqrt(layout.E)), diag: o.diag, left, right,
-    dilation: f.dilation, softcap: f.softcap, slope: (h) => f.slopes[h] ?? 0,
-    ...blocks, blockSize: f.blockSparse?.blockSize ?? 8,
+    weights: o.weights,
+    mask: o.mask?.at ?? 0,
+    maskOffset: o.mask?.info.offset ?? zero,
+    maskRow: o.mask?.info.rowStride ?? 0,
+    scale: f.scale ?? Math.fround(1 / Math.sqrt(layout.E)),
+    diag: o.diag,
+    left,
+    right,
+    dilation: f.dilation,
+    softcap: f.softcap,
+    slope: (h) => f.slopes[h] ?? 0,
+    ...blocks,
+    blockSize: f.blockSparse?.blockSize ?? 8,
     keyRange: o.keyRange,
     sink: f.sinks ? (h) => f.sinks![h]! : undefined,
     rawScores: o.rawScores,
@@ -57,9 +75,15 @@ export function attention(
  * score instead).
  */
 function attend(ctx: Ctx, a: Heads, global: number[] | null): void {
-  if (global) return attendWithGlobals(ctx, a, global);
+  if (global) {
+    attendWithGlobals(ctx, a, global);
+    return;
+  }
   const d = a.dilation;
-  if (d <= 1 || a.mask || a.weights || a.blocks || a.stats || a.keyRange) return attendHeads(ctx, a);
+  if (d <= 1 || a.mask || a.weights || a.blocks || a.stats || a.keyRange) {
+    attendHeads(ctx, a);
+    return;
+  }
   const mod = (x: number) => ((x % d) + d) % d;
   for (let c = 0; c < Math.min(d, a.Lq); c++) {
     // queries i = c + d i', keys j = ck + d j' with j - i - diag a multiple of d
@@ -67,11 +91,17 @@ function attend(ctx: Ctx, a: Heads, global: number[] | null): void {
     const Lq = Math.ceil((a.Lq - c) / d);
     const Lk = Math.max(0, Math.ceil((a.Lk - ck) / d));
     attendHeads(ctx, {
-      ...a, Lq, Lk,
-      q: (b, h) => a.q(b, h) + 4 * c * a.qStride, qStride: a.qStride * d,
-      out: (b, h) => a.out(b, h) + 4 * c * a.outStride, outStride: a.outStride * d,
-      k: (b, g) => a.k(b, g) + 4 * ck * a.kStride, kStride: a.kStride * d,
-      v: (b, g) => a.v(b, g) + 4 * ck * a.vStride, vStride: a.vStride * d,
+      ...a,
+      Lq,
+      Lk,
+      q: (b, h) => a.q(b, h) + 4 * c * a.qStride,
+      qStride: a.qStride * d,
+      out: (b, h) => a.out(b, h) + 4 * c * a.outStride,
+      outStride: a.outStride * d,
+      k: (b, g) => a.k(b, g) + 4 * ck * a.kStride,
+      kStride: a.kStride * d,
+      v: (b, g) => a.v(b, g) + 4 * ck * a.vStride,
+      vStride: a.vStride * d,
       diag: (c + a.diag - ck) / d,
       left: a.left < 0 ? -1 : Math.floor(a.left / d),
       right: a.right < 0 ? -1 : Math.floor(a.right / d),
@@ -99,7 +129,9 @@ function attendWithGlobals(ctx: Ctx, a: Heads, global: number[]): void {
   // the global rows of query, key or value heads, packed: [B, H, G, D]
   const gather = (src: (b: number, g: number) => number, H: number, D: number, stride: number) => {
     const dst = scope.alloc(4 * B * H * G * D);
-    for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) global.forEach((r, j) => heap.f32(dst + 4 * ((b * H + h) * G + j) * D, D).set(heap.f32(src(b, h) + 4 * r * stride, D)));
+    for (let b = 0; b < B; b++)
+      for (let h = 0; h < H; h++)
+        global.forEach((r, j) => heap.f32(dst + 4 * ((b * H + h) * G + j) * D, D).set(heap.f32(src(b, h) + 4 * r * stride, D)));
     return (b: number, h: number) => dst + 4 * (b * H + h) * G * D;
   };
   const gk = gather(a.k, Hk, E, a.kStride);
@@ -118,16 +150,50 @@ function attendWithGlobals(ctx: Ctx, a: Heads, global: number[]): void {
   const stats2 = scope.alloc(8 * slices * Lq);
   const none = { diag: 0, left: -1, right: -1, dilation: 1, blocks: 0, starts: 0, weights: 0 };
   attendHeads(ctx, {
-    ...a, ...none, Lk: G, k: gk, v: gv, kStride: E, vStride: Ev, out: (b, h) => out2 + 4 * (b * Hq + h) * Lq * Ev, outStride: Ev,
-    mask: mask2, maskOffset: zero, maskRow: G, stats: stats2,
+    ...a,
+    ...none,
+    Lk: G,
+    k: gk,
+    v: gv,
+    kStride: E,
+    vStride: Ev,
+    out: (b, h) => out2 + 4 * (b * Hq + h) * Lq * Ev,
+    outStride: Ev,
+    mask: mask2,
+    maskOffset: zero,
+    maskRow: G,
+    stats: stats2,
   });
-  for (let n = 0; n < slices; n++) K.attention_f32_merge(a.out(Math.floor(n / Hq), n % Hq), a.outStride, stats + 8 * n * Lq, out2 + 4 * n * Lq * Ev, Ev, stats2 + 8 * n * Lq, Lq, Ev);
+  for (let n = 0; n < slices; n++)
+    K.attention_f32_merge(
+      a.out(Math.floor(n / Hq), n % Hq),
+      a.outStride,
+      stats + 8 * n * Lq,
+      out2 + 4 * n * Lq * Ev,
+      Ev,
+      stats2 + 8 * n * Lq,
+      Lq,
+      Ev,
+    );
   // the global queries see everything
   const gq = gather(a.q, Hq, E, a.qStride);
   const outG = scope.alloc(4 * slices * G * Ev);
-  attendHeads(ctx, { ...a, ...none, Lq: G, q: gq, qStride: E, out: (b, h) => outG + 4 * (b * Hq + h) * G * Ev, outStride: Ev, mask: 0, maskOffset: zero, maskRow: 0 });
+  attendHeads(ctx, {
+    ...a,
+    ...none,
+    Lq: G,
+    q: gq,
+    qStride: E,
+    out: (b, h) => outG + 4 * (b * Hq + h) * G * Ev,
+    outStride: Ev,
+    mask: 0,
+    maskOffset: zero,
+    maskRow: 0,
+  });
   for (let n = 0; n < slices; n++) {
-    global.forEach((pos, j) => heap.f32(a.out(Math.floor(n / Hq), n % Hq) + 4 * pos * a.outStride, Ev).set(heap.f32(outG + 4 * (n * G + j) * Ev, Ev)));
+    global.forEach((pos, j) =>
+      heap.f32(a.out(Math.floor(n / Hq), n % Hq) + 4 * pos * a.outStride, Ev).set(heap.f32(outG + 4 * (n * G + j) * Ev, Ev)),
+    );
   }
 }
 

@@ -80,7 +80,8 @@ export function loadSafetensors(bytes: Uint8Array | ArrayBuffer, options: Safete
   if (typeof view !== "boolean") throw new ArgumentError(`loadSafetensors: view must be a boolean, got ${describe(view)}`);
   // the bytes through their own slots (a subclass or a Proxy cannot lie about their length), read once
   const kind = typedKind(bytes);
-  if (kind !== "Uint8Array" && tag(bytes) !== "ArrayBuffer") throw new ArgumentError(`loadSafetensors: expected a Uint8Array or ArrayBuffer, got ${describe(bytes)}`);
+  if (kind !== "Uint8Array" && tag(bytes) !== "ArrayBuffer")
+    throw new ArgumentError(`loadSafetensors: expected a Uint8Array or ArrayBuffer, got ${describe(bytes)}`);
   const u8 = kind ? honest<Uint8Array>(bytes) : new Uint8Array(bytes as ArrayBuffer);
   if (u8.byteLength < 8) throw new ArgumentError(`loadSafetensors: ${u8.byteLength} bytes is too short for the 8-byte header length`);
   const headerLength = Number(new DataView(u8.buffer, u8.byteOffset, 8).getBigUint64(0, true));
@@ -98,7 +99,9 @@ export function loadSafetensors(bytes: Uint8Array | ArrayBuffer, options: Safete
   }
   const data = u8.subarray(8 + headerLength);
   // 1. check every entry and that no two tensors share bytes
-  const entries = Object.entries(header).filter(([name]) => name !== "__metadata__").map(([name, entry]) => ({ name, ...checkEntry(name, entry, data.length) }));
+  const entries = Object.entries(header)
+    .filter(([name]) => name !== "__metadata__")
+    .map(([name, entry]) => ({ name, ...checkEntry(name, entry, data.length) }));
   const spans = entries.filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin);
   let last: (typeof spans)[number] | undefined;
   for (const span of spans) {
@@ -111,7 +114,8 @@ export function loadSafetensors(bytes: Uint8Array | ArrayBuffer, options: Safete
     const bytesOf = data.subarray(begin, end);
     const kind = DTYPES.get(dtype)!;
     if (!kind.float) out[name] = { data: integers(bytesOf, kind.ctor), shape, dtype: dtype as IntegerDType };
-    else if (view && dtype === "F32" && bytesOf.byteOffset % 4 === 0) out[name] = { data: new Float32Array(bytesOf.buffer, bytesOf.byteOffset, size(shape)), shape };
+    else if (view && dtype === "F32" && bytesOf.byteOffset % 4 === 0)
+      out[name] = { data: new Float32Array(bytesOf.buffer, bytesOf.byteOffset, size(shape)), shape };
     else out[name] = lazyTensor({ bytes: bytesOf, dtype: dtype as FloatDType, shape });
   }
   return out;
@@ -140,7 +144,9 @@ function checkEntry(name: string, entry: unknown, dataLength: number) {
   }
   const n = size(shape as number[]);
   if (end - begin !== n * kind.bytes) {
-    throw new ShapeError(`loadSafetensors: "${name}" has shape ${fmt(shape as number[])} of ${dtype} (${n * kind.bytes} bytes) but data_offsets span ${end - begin} bytes`);
+    throw new ShapeError(
+      `loadSafetensors: "${name}" has shape ${fmt(shape as number[])} of ${dtype} (${n * kind.bytes} bytes) but data_offsets span ${end - begin} bytes`,
+    );
   }
   return { dtype, shape: [...(shape as number[])], begin, end };
 }
@@ -204,7 +210,10 @@ export interface BlockParam extends Param {
 export function loadFromFile(source: FileSource, p: Param): void {
   const n = size(source.shape);
   const { bytes, shape } = source;
-  if (source.dtype === "F32" && bytes.byteOffset % 4 === 0) return p.load({ data: new Float32Array(bytes.buffer, bytes.byteOffset, n), shape });
+  if (source.dtype === "F32" && bytes.byteOffset % 4 === 0) {
+    p.load({ data: new Float32Array(bytes.buffer, bytes.byteOffset, n), shape });
+    return;
+  }
   if ("loadBlock" in p) {
     const { blockRows, loadBlock } = p as BlockParam;
     const R = shape[0];
@@ -250,7 +259,11 @@ function widen({ bytes, dtype }: FileSource, out: Float32Array): void {
 }
 
 // a view of bytes as T when its offset allows, else a copy (safetensors files written by torch are aligned)
-function aligned<T extends Float64Array | Uint16Array>(bytes: Uint8Array, ctor: { new (b: ArrayBuffer, at: number, n: number): T; BYTES_PER_ELEMENT: number }, n: number): T {
+function aligned<T extends Float64Array | Uint16Array>(
+  bytes: Uint8Array,
+  ctor: { new (b: ArrayBuffer, at: number, n: number): T; BYTES_PER_ELEMENT: number },
+  n: number,
+): T {
   const ok = bytes.byteOffset % ctor.BYTES_PER_ELEMENT === 0;
   const b = ok ? bytes : bytes.slice();
   return new ctor(b.buffer as ArrayBuffer, ok ? b.byteOffset : 0, n);
@@ -266,9 +279,11 @@ function f16Table(): Uint32Array {
     const sign = (h & 0x8000) << 16;
     const exp = (h >> 10) & 0x1f;
     const frac = h & 0x3ff;
-    if (exp === 0x1f) table[h] = sign | 0x7f800000 | (frac << 13); // Infinity, NaN (payload kept)
+    if (exp === 0x1f)
+      table[h] = sign | 0x7f800000 | (frac << 13); // Infinity, NaN (payload kept)
     else if (exp !== 0) table[h] = sign | ((exp - 15 + 127) << 23) | (frac << 13);
-    else if (frac === 0) table[h] = sign; // +-0
+    else if (frac === 0)
+      table[h] = sign; // +-0
     else {
       // subnormal: frac * 2^-24, normalised: shift the leading 1 up to bit 10
       let e = -14;

@@ -15,14 +15,19 @@ export type BlockSparsePattern =
  * the same seed gives the same layout.
  */
 export function blockSparseLayout(Lq: number, Lk: number, blockSize: number, p: BlockSparsePattern): BoolTensor {
-  for (const [name, x] of [["Lq", Lq], ["Lk", Lk], ["blockSize", blockSize]] as const) {
+  for (const [name, x] of [
+    ["Lq", Lq],
+    ["Lk", Lk],
+    ["blockSize", blockSize],
+  ] as const) {
     if (!Number.isInteger(x) || x < 1) throw new ArgumentError(`blockSparseLayout: ${name} must be a positive integer, got ${describe(x)}`);
   }
   const nQ = Math.ceil(Lq / blockSize);
   const nK = Math.ceil(Lk / blockSize);
   const data = new Uint8Array(nQ * nK);
   const int = (name: string, x: unknown, min: number) => {
-    if (!Number.isInteger(x) || (x as number) < min) throw new ArgumentError(`blockSparseLayout: ${name} must be an integer >= ${min}, got ${describe(x)}`);
+    if (!Number.isInteger(x) || (x as number) < min)
+      throw new ArgumentError(`blockSparseLayout: ${name} must be an integer >= ${min}, got ${describe(x)}`);
     return x as number;
   };
   const set = (f: (q: number, k: number) => boolean) => {
@@ -55,7 +60,9 @@ export function blockSparseLayout(Lq: number, Lk: number, blockSize: number, p: 
     set((q, k) => Math.abs(q - k) <= window || q < global || k < global);
     for (let q = 0; q < nQ; q++) for (let r = 0; r < random; r++) data[q * nK + (next() % nK)] = 1;
   } else {
-    throw new ArgumentError(`blockSparseLayout: pattern must be "strided", "fixed" or "bigbird", got ${describe((p as { pattern?: unknown })?.pattern)}`);
+    throw new ArgumentError(
+      `blockSparseLayout: pattern must be "strided", "fixed" or "bigbird", got ${describe((p as { pattern?: unknown })?.pattern)}`,
+    );
   }
   return { data, shape: [nQ, nK] };
 }

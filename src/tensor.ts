@@ -189,12 +189,16 @@ function snapshot(name: string, x: unknown, kinds: readonly string[]): Snapshot<
   const foreign = !("shape" in x);
   const type = foreign ? t.type : undefined;
   if (foreign && type !== undefined && !(type === "float32" || (type === "bool" && kinds.includes("Uint8Array")))) {
-    throw new ArgumentError(`${name}: an onnxruntime-web / transformers.js tensor of type ${describe(type)}; pass a float32 one (tensor.type "float32", data a Float32Array)`);
+    throw new ArgumentError(
+      `${name}: an onnxruntime-web / transformers.js tensor of type ${describe(type)}; pass a float32 one (tensor.type "float32", data a Float32Array)`,
+    );
   }
   const data = t.data;
   const kind = typedKind(data);
   if (kind === undefined || !kinds.includes(kind)) {
-    throw new ArgumentError(`${name}: expected data of type ${expected}, got ${data === undefined ? "no data" : describe(data)}${kind === undefined && tag(data).endsWith("Array") ? " (not a genuine typed array)" : ""}`);
+    throw new ArgumentError(
+      `${name}: expected data of type ${expected}, got ${data === undefined ? "no data" : describe(data)}${kind === undefined && tag(data).endsWith("Array") ? " (not a genuine typed array)" : ""}`,
+    );
   }
   const shape = foreign ? checkShape(`${name}.dims`, t.dims) : checkShape(`${name}.shape`, t.shape);
   const view = honest<Float32Array | Uint8Array>(data);

@@ -58,7 +58,14 @@ export class Pool {
   readonly #tasks: Float64Array;
   readonly #canBlock: boolean;
 
-  private constructor(kernels: Kernels, size: number, spawn: Spawn | null, ctrl: SharedArrayBuffer | null, tasks: SharedArrayBuffer | null, hangMs = 10_000) {
+  private constructor(
+    kernels: Kernels,
+    size: number,
+    spawn: Spawn | null,
+    ctrl: SharedArrayBuffer | null,
+    tasks: SharedArrayBuffer | null,
+    hangMs = 10_000,
+  ) {
     this.#kernels = kernels;
     this.size = size;
     this.#hangMs = hangMs;
@@ -191,7 +198,9 @@ export class Pool {
         progress = performance.now();
       } else if (performance.now() - progress > this.#hangMs) {
         this.#replaceWorkers();
-        throw new ThreadError(`a worker thread stopped before finishing its task (no progress for ${this.#hangMs} ms); the workers were replaced: call again`);
+        throw new ThreadError(
+          `a worker thread stopped before finishing its task (no progress for ${this.#hangMs} ms); the workers were replaced: call again`,
+        );
       }
     }
     if (failure !== null) throw failure;
@@ -241,8 +250,11 @@ function canBlockHere(): boolean {
 
 /** Whether this runtime can run a shared-memory pool at all, and why not. */
 export function threadsUnavailable(): string | null {
-  if (typeof SharedArrayBuffer !== "function") return "SharedArrayBuffer is not available (browsers need the page cross-origin isolated: COOP/COEP headers)";
-  if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) return "the page is not cross-origin isolated (COOP/COEP headers)";
-  if (typeof Worker !== "function" && !(globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node) return "this runtime has no Worker";
+  if (typeof SharedArrayBuffer !== "function")
+    return "SharedArrayBuffer is not available (browsers need the page cross-origin isolated: COOP/COEP headers)";
+  if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false)
+    return "the page is not cross-origin isolated (COOP/COEP headers)";
+  if (typeof Worker !== "function" && !(globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node)
+    return "this runtime has no Worker";
   return null;
 }

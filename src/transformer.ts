@@ -128,18 +128,37 @@ export class TransformerEncoderLayer extends Layer {
   /** Options whose needWeights is not known where they are written (an `EncoderForwardOptions` made ahead). */
   forward(src: Tensor, options?: EncoderForwardOptions): Tensor | { output: Tensor; weights: Tensor[] };
   forward(src: Tensor, options: EncoderForwardOptions = {}): Tensor | { output: Tensor; weights: Tensor[] } {
-    return runEncoder("TransformerEncoderLayer.forward", this, [this], null, src, {
-      mask: options.srcMask,
-      srcKeyPaddingMask: options.srcKeyPaddingMask,
-      isCausal: options.isCausal,
-      cache: options.cache,
-      needWeights: options.needWeights,
-      globalTokens: options.globalTokens,
-    }, ["srcMask", "srcKeyPaddingMask", "isCausal", "cache", "needWeights", "globalTokens"], options);
+    return runEncoder(
+      "TransformerEncoderLayer.forward",
+      this,
+      [this],
+      null,
+      src,
+      {
+        mask: options.srcMask,
+        srcKeyPaddingMask: options.srcKeyPaddingMask,
+        isCausal: options.isCausal,
+        cache: options.cache,
+        needWeights: options.needWeights,
+        globalTokens: options.globalTokens,
+      },
+      ["srcMask", "srcKeyPaddingMask", "isCausal", "cache", "needWeights", "globalTokens"],
+      options,
+    );
   }
 
   /** @internal x (B*L, dModel) in place */
-  run(outer: Ctx, x: number, B: number, L: number, mask: Placed, causal: boolean, cache: KVCache | undefined, weights: number, global: number[] | null): void {
+  run(
+    outer: Ctx,
+    x: number,
+    B: number,
+    L: number,
+    mask: Placed,
+    causal: boolean,
+    cache: KVCache | undefined,
+    weights: number,
+    global: number[] | null,
+  ): void {
     nested(outer, (ctx) => {
       const M = B * L;
       const t = ctx.scope.alloc(4 * M * this.dModel);
@@ -186,7 +205,18 @@ export class TransformerDecoderLayer extends Layer {
   }
 
   /** @internal x (B*Lt, dModel) in place; mem (B*Lm, dModel) */
-  run(outer: Ctx, x: number, mem: number, B: number, Lt: number, Lm: number, selfMask: Placed, memMask: Placed, causal: boolean, cache: KVCache | undefined): void {
+  run(
+    outer: Ctx,
+    x: number,
+    mem: number,
+    B: number,
+    Lt: number,
+    Lm: number,
+    selfMask: Placed,
+    memMask: Placed,
+    causal: boolean,
+    cache: KVCache | undefined,
+  ): void {
     nested(outer, (ctx) => {
       const M = B * Lt;
       const t = ctx.scope.alloc(4 * M * this.dModel);
@@ -293,7 +323,16 @@ export class TransformerEncoder extends Stack<TransformerEncoderLayer> {
   /** Options whose needWeights is not known where they are written (a `StackEncoderForwardOptions` made ahead). */
   forward(src: Tensor, options?: StackEncoderForwardOptions): Tensor | { output: Tensor; weights: Tensor[] };
   forward(src: Tensor, options: StackEncoderForwardOptions = {}): Tensor | { output: Tensor; weights: Tensor[] } {
-    return runEncoder("TransformerEncoder.forward", this, this.layers, this.norm, src, options, ["mask", "srcKeyPaddingMask", "isCausal", "cache", "needWeights", "globalTokens"], options);
+    return runEncoder(
+      "TransformerEncoder.forward",
+      this,
+      this.layers,
+      this.norm,
+      src,
+      options,
+      ["mask", "srcKeyPaddingMask", "isCausal", "cache", "needWeights", "globalTokens"],
+      options,
+    );
   }
 }
 
@@ -335,8 +374,14 @@ function maskOf(name: string, mask: unknown, batched: boolean): Snapshot<Float32
 }
 
 function runEncoder(
-  fn: string, owner: Module, layers: TransformerEncoderLayer[], norm: LayerNorm | null, src: Tensor,
-  given: StackEncoderForwardOptions, known: string[], options: object,
+  fn: string,
+  owner: Module,
+  layers: TransformerEncoderLayer[],
+  norm: LayerNorm | null,
+  src: Tensor,
+  given: StackEncoderForwardOptions,
+  known: string[],
+  options: object,
 ): Tensor | { output: Tensor; weights: Tensor[] } {
   // every caller object is read once, first; then the state check, so a getter cannot dispose the module under us
   checkOptions(`${fn} options`, options, known);
@@ -352,7 +397,9 @@ function runEncoder(
   const cache = checkCache(owner, o.cache, isCausal, !!(attnMask || padding), B);
   const mask = mhaMask({ attn: "mask", padding: "srcKeyPaddingMask" }, attnMask, padding, B, H, L, L);
   const Lk = L + (cache?.length ?? 0);
-  const global = layers.map((l) => l.selfAttn.checkCall({ masked: !!mask, causal: isCausal && !attnMask, needWeights, Lq: L, Lk: L, globalTokens: o.globalTokens }))[0]!;
+  const global = layers.map((l) =>
+    l.selfAttn.checkCall({ masked: !!mask, causal: isCausal && !attnMask, needWeights, Lq: L, Lk: L, globalTokens: o.globalTokens }),
+  )[0]!;
   const shape = batched ? [B, H, L, Lk] : [H, L, Lk];
   if (B * L === 0) {
     const output = { data: new Float32Array(0), shape: [...t.shape] };
@@ -361,7 +408,12 @@ function runEncoder(
   const { heap } = runtime();
   const weightBytes = needWeights ? layers.length * 4 * B * H * L * Lk : 0;
   heap.need(fn, 4 * (t.data.length + (mask?.data.length ?? 0)) + weightBytes + layers[0]!.footprint(B, L, Lk));
-  cache?.begin(owner, B, layers.map((l) => ({ key: l.selfAttn, kvDim: l.selfAttn.numKvHeads * l.selfAttn.headDim })), L);
+  cache?.begin(
+    owner,
+    B,
+    layers.map((l) => ({ key: l.selfAttn, kvDim: l.selfAttn.numKvHeads * l.selfAttn.headDim })),
+    L,
+  );
   const result = withScope((ctx) => {
     const x = ctx.scope.put(t.data);
     const placed = mask && { at: ctx.scope.put(mask.data), info: mask };
@@ -376,7 +428,15 @@ function runEncoder(
   return result;
 }
 
-function runDecoder(fn: string, owner: Module, layers: TransformerDecoderLayer[], norm: LayerNorm | null, tgt: Tensor, memory: Tensor, options: DecoderForwardOptions): Tensor {
+function runDecoder(
+  fn: string,
+  owner: Module,
+  layers: TransformerDecoderLayer[],
+  norm: LayerNorm | null,
+  tgt: Tensor,
+  memory: Tensor,
+  options: DecoderForwardOptions,
+): Tensor {
   const o = checkOptions(`${fn} options`, options, ["tgtMask", "memoryMask", "tgtKeyPaddingMask", "memoryKeyPaddingMask", "tgtIsCausal", "cache"]);
   const E = layers[0]!.dModel;
   const H = layers[0]!.nhead;
@@ -387,7 +447,8 @@ function runDecoder(fn: string, owner: Module, layers: TransformerDecoderLayer[]
   const tgtPadding = maskOf("tgtKeyPaddingMask", o.tgtKeyPaddingMask, x.batched);
   const memoryPadding = maskOf("memoryKeyPaddingMask", o.memoryKeyPaddingMask, x.batched);
   owner.assertReady();
-  if (m.batched !== x.batched || m.B !== x.B) throw new ShapeError(`memory: expected a batch of ${x.B} like tgt ${fmt(x.t.shape)}, got ${fmt(m.t.shape)}`);
+  if (m.batched !== x.batched || m.B !== x.B)
+    throw new ShapeError(`memory: expected a batch of ${x.B} like tgt ${fmt(x.t.shape)}, got ${fmt(m.t.shape)}`);
   const { B } = x;
   const isCausal = bool(fn, "tgtIsCausal", o.tgtIsCausal, false);
   const cache = checkCache(owner, o.cache, isCausal, !!(tgtMask || tgtPadding), B);
@@ -398,8 +459,16 @@ function runDecoder(fn: string, owner: Module, layers: TransformerDecoderLayer[]
   const { heap } = runtime();
   const Lk = x.L + (cache?.length ?? 0);
   const layer = layers[0]!;
-  heap.need(fn, 4 * (x.t.data.length + m.t.data.length + (selfMask?.data.length ?? 0) + (memMask?.data.length ?? 0)) + layer.footprint(B, x.L, Math.max(Lk, m.L)));
-  cache?.begin(owner, B, layers.map((l) => ({ key: l.selfAttn, kvDim: l.selfAttn.numKvHeads * l.selfAttn.headDim })), x.L);
+  heap.need(
+    fn,
+    4 * (x.t.data.length + m.t.data.length + (selfMask?.data.length ?? 0) + (memMask?.data.length ?? 0)) + layer.footprint(B, x.L, Math.max(Lk, m.L)),
+  );
+  cache?.begin(
+    owner,
+    B,
+    layers.map((l) => ({ key: l.selfAttn, kvDim: l.selfAttn.numKvHeads * l.selfAttn.headDim })),
+    x.L,
+  );
   const result = withScope((ctx) => {
     const at = ctx.scope.put(x.t.data);
     const mem = place(ctx.scope, m.t);

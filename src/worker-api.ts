@@ -91,19 +91,56 @@ export type RemoteClass<C extends Constructor> = ((...args: RemoteArgs<Construct
 
 type LibKey = keyof typeof Lib;
 type ClassKey = { [K in LibKey]: (typeof Lib)[K] extends Constructor ? (K extends "Module" | `${string}Error` ? never : K) : never }[LibKey];
-type FunctionKey = { [K in LibKey]: (typeof Lib)[K] extends Constructor ? never : (typeof Lib)[K] extends AnyFn ? (K extends "init" | "shutdown" ? never : K) : never }[LibKey];
+type FunctionKey = {
+  [K in LibKey]: (typeof Lib)[K] extends Constructor ? never : (typeof Lib)[K] extends AnyFn ? (K extends "init" | "shutdown" ? never : K) : never;
+}[LibKey];
 
 /** The library, run in a worker: the same names, every call a promise. */
 export type WorkerLibrary = { readonly [K in ClassKey]: (typeof Lib)[K] extends Constructor ? RemoteClass<(typeof Lib)[K]> : never } & {
   readonly [K in Exclude<FunctionKey, "scaledDotProductAttention" | "tensor" | "linearAttention">]: RemoteMethod<(typeof Lib)[K]>;
 } & {
-  scaledDotProductAttention(query: Lib.Tensor, key: Lib.Tensor, value: Lib.Tensor, options: Lib.AttentionOptions & { returnScores: "scaled" | "softcapped" | "masked" }): Promise<Lib.AttentionResult & { scores: Lib.Tensor }>;
-  scaledDotProductAttention(query: Lib.Tensor, key: Lib.Tensor, value: Lib.Tensor, options: Lib.AttentionOptions & { returnWeights: true }): Promise<Lib.AttentionResult & { weights: Lib.Tensor }>;
-  scaledDotProductAttention(query: Lib.Tensor, key: Lib.Tensor, value: Lib.Tensor, options?: Omit<Lib.AttentionOptions, "returnWeights" | "returnScores"> & { returnWeights?: false }): Promise<Lib.Tensor>;
-  scaledDotProductAttention(query: Lib.Tensor, key: Lib.Tensor, value: Lib.Tensor, options?: Lib.AttentionOptions): Promise<Lib.Tensor | Lib.AttentionResult>;
-  linearAttention(query: Lib.Tensor, key: Lib.Tensor, value: Lib.Tensor, options: Lib.LinearAttentionCallOptions & { returnState: true }): Promise<{ output: Lib.Tensor; state: Lib.Tensor }>;
-  linearAttention(query: Lib.Tensor, key: Lib.Tensor, value: Lib.Tensor, options?: Lib.LinearAttentionCallOptions & { returnState?: false }): Promise<Lib.Tensor>;
-  linearAttention(query: Lib.Tensor, key: Lib.Tensor, value: Lib.Tensor, options?: Lib.LinearAttentionCallOptions): Promise<Lib.Tensor | { output: Lib.Tensor; state: Lib.Tensor }>;
+  scaledDotProductAttention(
+    query: Lib.Tensor,
+    key: Lib.Tensor,
+    value: Lib.Tensor,
+    options: Lib.AttentionOptions & { returnScores: "scaled" | "softcapped" | "masked" },
+  ): Promise<Lib.AttentionResult & { scores: Lib.Tensor }>;
+  scaledDotProductAttention(
+    query: Lib.Tensor,
+    key: Lib.Tensor,
+    value: Lib.Tensor,
+    options: Lib.AttentionOptions & { returnWeights: true },
+  ): Promise<Lib.AttentionResult & { weights: Lib.Tensor }>;
+  scaledDotProductAttention(
+    query: Lib.Tensor,
+    key: Lib.Tensor,
+    value: Lib.Tensor,
+    options?: Omit<Lib.AttentionOptions, "returnWeights" | "returnScores"> & { returnWeights?: false },
+  ): Promise<Lib.Tensor>;
+  scaledDotProductAttention(
+    query: Lib.Tensor,
+    key: Lib.Tensor,
+    value: Lib.Tensor,
+    options?: Lib.AttentionOptions,
+  ): Promise<Lib.Tensor | Lib.AttentionResult>;
+  linearAttention(
+    query: Lib.Tensor,
+    key: Lib.Tensor,
+    value: Lib.Tensor,
+    options: Lib.LinearAttentionCallOptions & { returnState: true },
+  ): Promise<{ output: Lib.Tensor; state: Lib.Tensor }>;
+  linearAttention(
+    query: Lib.Tensor,
+    key: Lib.Tensor,
+    value: Lib.Tensor,
+    options?: Lib.LinearAttentionCallOptions & { returnState?: false },
+  ): Promise<Lib.Tensor>;
+  linearAttention(
+    query: Lib.Tensor,
+    key: Lib.Tensor,
+    value: Lib.Tensor,
+    options?: Lib.LinearAttentionCallOptions,
+  ): Promise<Lib.Tensor | { output: Lib.Tensor; state: Lib.Tensor }>;
   tensor(data: Uint8Array | readonly boolean[], shape: readonly number[]): Promise<Lib.BoolTensor>;
   tensor(data: Float32Array | ArrayLike<number>, shape: readonly number[]): Promise<Lib.Tensor>;
   /** Parses a safetensors file in the worker (the bytes are transferred there); the dict stays there. */
@@ -131,7 +168,15 @@ interface Pending {
   onAbort?: () => void;
 }
 
-const ERRORS: Record<string, new (message: string) => Error> = { WasmAttentionError, ArgumentError, ShapeError, InitError, OutOfMemoryError, StateError, ThreadError };
+const ERRORS: Record<string, new (message: string) => Error> = {
+  WasmAttentionError,
+  ArgumentError,
+  ShapeError,
+  InitError,
+  OutOfMemoryError,
+  StateError,
+  ThreadError,
+};
 
 /**
  * Starts the library in a dedicated Worker and resolves to its functions and classes once the
@@ -142,13 +187,18 @@ const ERRORS: Record<string, new (message: string) => Error> = { WasmAttentionEr
  */
 export async function createWorker(options: CreateWorkerOptions = {}): Promise<WorkerLibrary> {
   const { worker: given, wasm, ...init } = options;
-  if (typeof Worker !== "function" && given === undefined) throw new InitError("createWorker: this runtime has no Worker (it is for browsers and runtimes with Web Workers)");
+  if (typeof Worker !== "function" && given === undefined)
+    throw new InitError("createWorker: this runtime has no Worker (it is for browsers and runtimes with Web Workers)");
   const worker = typeof given === "function" ? given() : (given ?? new Worker(new URL("./worker-entry.js", import.meta.url), { type: "module" }));
   const channel = new Channel(worker);
   const source = wasm === undefined ? undefined : await sendable(await wasm);
   let manifest: Manifest;
   try {
-    manifest = (await channel.request({ op: "init", options: { ...init, ...(source === undefined ? {} : { wasm: source }) } }, [], undefined)) as Manifest;
+    manifest = (await channel.request(
+      { op: "init", options: { ...init, ...(source === undefined ? {} : { wasm: source }) } },
+      [],
+      undefined,
+    )) as Manifest;
   } catch (error) {
     worker.terminate();
     throw error;
@@ -159,7 +209,7 @@ export async function createWorker(options: CreateWorkerOptions = {}): Promise<W
 // what can cross to the worker: a URL as its text (made a URL again there), a Response read
 async function sendable(source: Lib.WasmSource): Promise<unknown> {
   const tag = Object.prototype.toString.call(source).slice(8, -1);
-  if (tag === "URL") return { [REF + "Url"]: (source as URL).href };
+  if (tag === "URL") return { [`${REF}Url`]: (source as URL).href };
   if (tag === "Response") {
     const response = source as Response;
     if (!response.ok) throw new InitError(`createWorker: ${response.url || "the response"} answered ${response.status}`);
@@ -178,7 +228,9 @@ class Channel {
   constructor(worker: Worker) {
     this.#worker = worker;
     worker.addEventListener("message", (e: MessageEvent) => this.#settle(e.data));
-    worker.addEventListener("error", (e: ErrorEvent) => this.#fail(new InitError(`wasm-attention worker failed: ${e.message ?? "could not start the worker script"}`)));
+    worker.addEventListener("error", (e: ErrorEvent) =>
+      this.#fail(new InitError(`wasm-attention worker failed: ${e.message ?? "could not start the worker script"}`)),
+    );
     worker.addEventListener("messageerror", () => this.#fail(new InitError("wasm-attention worker: a message could not be read")));
   }
 
@@ -221,7 +273,11 @@ class Channel {
     } catch (error) {
       this.#running = null;
       next.signal?.removeEventListener("abort", next.onAbort!);
-      next.reject(new ArgumentError(`wasm-attention worker: this call's arguments cannot be sent to a worker (${String(error)}); functions and class instances other than the worker's own objects cannot cross`));
+      next.reject(
+        new ArgumentError(
+          `wasm-attention worker: this call's arguments cannot be sent to a worker (${String(error)}); functions and class instances other than the worker's own objects cannot cross`,
+        ),
+      );
       this.#pump();
     }
   }
@@ -253,7 +309,8 @@ function encodeArgs(args: unknown[], transfer: boolean): { args: unknown[]; tran
   const buffers = new Set<ArrayBuffer>();
   const walk = (v: unknown): unknown => {
     if (v === null || typeof v !== "object") {
-      if (typeof v === "function") throw new ArgumentError("wasm-attention worker: a function cannot be sent to the worker (callbacks such as onToken are not supported there)");
+      if (typeof v === "function")
+        throw new ArgumentError("wasm-attention worker: a function cannot be sent to the worker (callbacks such as onToken are not supported there)");
       return v;
     }
     const ref = refs.get(v);
@@ -306,7 +363,11 @@ function invoke(channel: Channel, target: number | null, name: string, args: unk
 function remoteObject(channel: Channel, ref: number, kind: string, methods: string[], getters: string[], settings: CallOptions): object {
   const obj: Record<string | symbol, unknown> = Object.create(null);
   for (const m of methods) obj[m] = (...args: unknown[]) => invoke(channel, ref, m, args, settings);
-  for (const g of getters) Object.defineProperty(obj, g, { enumerable: true, get: () => channel.request({ op: "get", target: ref, name: g }, [], settings.signal).then((v) => decodeValue(channel, v)) });
+  for (const g of getters)
+    Object.defineProperty(obj, g, {
+      enumerable: true,
+      get: () => channel.request({ op: "get", target: ref, name: g }, [], settings.signal).then((v) => decodeValue(channel, v)),
+    });
   obj.with = (s: CallOptions) => remoteObject(channel, ref, kind, methods, getters, { ...settings, ...s });
   const release = () => {
     if (methods.includes("dispose")) void invoke(channel, ref, "dispose", [], {}).catch(() => {});
@@ -323,7 +384,8 @@ function library(channel: Channel, manifest: Manifest, settings: CallOptions): W
   for (const name of manifest.functions) lib[name] = (...args: unknown[]) => invoke(channel, null, name, args, settings);
   for (const { name, statics } of manifest.classes) {
     const make = (...args: unknown[]) => invoke(channel, null, name, args, settings);
-    for (const s of statics) (make as unknown as Record<string, unknown>)[s] = (...args: unknown[]) => invoke(channel, null, `${name}.${s}`, args, settings);
+    for (const s of statics)
+      (make as unknown as Record<string, unknown>)[s] = (...args: unknown[]) => invoke(channel, null, `${name}.${s}`, args, settings);
     lib[name] = make;
   }
   Object.assign(lib, ERRORS);

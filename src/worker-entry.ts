@@ -38,8 +38,14 @@ const objects = new Map<number, object>();
 let nextRef = 1;
 const LIVE = [lib.Module, lib.KVCache, lib.DecoderCache, lib.LinearAttentionState, lib.ResidentTensor, StateDictHandle] as const;
 // what the page may call on the library: its functions, and its classes as constructors
-const FUNCTIONS = new Set(Object.keys(lib).filter((k) => typeof (lib as Record<string, unknown>)[k] === "function" && !/^[A-Z]/.test(k) && k !== "init" && k !== "shutdown"));
-const CLASSES = new Set(Object.keys(lib).filter((k) => /^[A-Z]/.test(k) && typeof (lib as Record<string, unknown>)[k] === "function" && k !== "Module" && !k.endsWith("Error")));
+const FUNCTIONS = new Set(
+  Object.keys(lib).filter((k) => typeof (lib as Record<string, unknown>)[k] === "function" && !/^[A-Z]/.test(k) && k !== "init" && k !== "shutdown"),
+);
+const CLASSES = new Set(
+  Object.keys(lib).filter(
+    (k) => /^[A-Z]/.test(k) && typeof (lib as Record<string, unknown>)[k] === "function" && k !== "Module" && !k.endsWith("Error"),
+  ),
+);
 
 function describe(obj: object): { methods: string[]; getters: string[] } {
   const methods = new Set<string>();
@@ -66,7 +72,10 @@ function encode(value: unknown, transfer: Set<ArrayBuffer> | null, seen = new Ma
   }
   if (LIVE.some((C) => value instanceof C)) {
     let ref = [...objects].find(([, o]) => o === value)?.[0];
-    if (ref === undefined) objects.set((ref = nextRef++), value);
+    if (ref === undefined) {
+      ref = nextRef++;
+      objects.set(ref, value);
+    }
     return { [REF]: ref, kind: value.constructor.name, ...describe(value) };
   }
   if (Array.isArray(value)) {
@@ -129,9 +138,18 @@ async function handle(req: Request): Promise<unknown> {
   switch (req.op) {
     case "init":
       await lib.init(decode(req.options) as lib.InitOptions);
-      return { functions: [...FUNCTIONS], classes: [...CLASSES].map((name) => ({ name, statics: Object.getOwnPropertyNames((lib as Record<string, unknown>)[name]).filter((s) => typeof ((lib as Record<string, unknown>)[name] as Record<string, unknown>)[s] === "function") })), info: lib.runtimeInfo() };
+      return {
+        functions: [...FUNCTIONS],
+        classes: [...CLASSES].map((name) => ({
+          name,
+          statics: Object.getOwnPropertyNames((lib as Record<string, unknown>)[name]).filter(
+            (s) => typeof ((lib as Record<string, unknown>)[name] as Record<string, unknown>)[s] === "function",
+          ),
+        })),
+        info: lib.runtimeInfo(),
+      };
     case "call":
-      return call(req.target, req.name!, (decode(req.args ?? []) as unknown[]));
+      return call(req.target, req.name!, decode(req.args ?? []) as unknown[]);
     case "get": {
       const obj = objects.get(req.target!);
       if (!obj) throw new lib.StateError("this object was released (dispose()) or belongs to another worker");

@@ -4,8 +4,27 @@
 
 /** @internal */
 export function workerMain(): void {
-  type Layout = { gen: number; next: number; done: number; count: number; stop: number; failed: number; scratchBase: number; scratchStride: number; scratch: number };
-  type Msg = { module: WebAssembly.Module; memory: WebAssembly.Memory; ctrl: SharedArrayBuffer; tasks: SharedArrayBuffer; id: number; names: string[]; layout: Layout; seen: number };
+  type Layout = {
+    gen: number;
+    next: number;
+    done: number;
+    count: number;
+    stop: number;
+    failed: number;
+    scratchBase: number;
+    scratchStride: number;
+    scratch: number;
+  };
+  type Msg = {
+    module: WebAssembly.Module;
+    memory: WebAssembly.Memory;
+    ctrl: SharedArrayBuffer;
+    tasks: SharedArrayBuffer;
+    id: number;
+    names: string[];
+    layout: Layout;
+    seen: number;
+  };
   const webWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope === "function";
   // on Node (an eval'd worker script) both are globals; read as properties so that bundlers leave them alone
   const node = globalThis as { process?: { getBuiltinModule?: (m: string) => unknown }; require?: (m: string) => unknown };

@@ -61,8 +61,20 @@ describe("scaledDotProductAttention vs the float64 reference", () => {
       const seed = freshSeed();
       const r = rng(seed);
       const { batch, Hq, Hk, Lq, Lk, E, Ev } = c.dims;
-      const q = tensor(r.floats([...batch, Hq, Lq, E].reduce((a, b) => a * b, 1), 2), [...batch, Hq, Lq, E]);
-      const k = tensor(r.floats([...batch, Hk, Lk, E].reduce((a, b) => a * b, 1), 2), [...batch, Hk, Lk, E]);
+      const q = tensor(
+        r.floats(
+          [...batch, Hq, Lq, E].reduce((a, b) => a * b, 1),
+          2,
+        ),
+        [...batch, Hq, Lq, E],
+      );
+      const k = tensor(
+        r.floats(
+          [...batch, Hk, Lk, E].reduce((a, b) => a * b, 1),
+          2,
+        ),
+        [...batch, Hk, Lk, E],
+      );
       const v = tensor(r.floats([...batch, Hk, Lk, Ev].reduce((a, b) => a * b, 1)), [...batch, Hk, Lk, Ev]);
       const n = c.mask ? c.mask.shape.reduce((a, b) => a * b, 1) : 0;
       const mask = c.mask && (c.mask.dtype === "bool" ? tensor(r.bools(n), c.mask.shape) : tensor(r.floats(n, 3), c.mask.shape));
@@ -88,7 +100,14 @@ describe("scaledDotProductAttention vs the float64 reference", () => {
       expectClose(output.data, ref.out, output.shape as number[], TOL, `output (seed ${seed})`);
       expectClose(weights.data, ref.weights, weights.shape as number[], TOL, `weights (seed ${seed})`);
       // without weights: the same numbers, bit for bit
-      const plain = scaledDotProductAttention(q, k, v, { attnMask: mask, isCausal: c.causal !== undefined && !c.window, causalAlignment: c.causal, window: c.window && c.causal ? [c.window[0], 0] : c.window, scale: c.scale, enableGqa: Hq !== Hk });
+      const plain = scaledDotProductAttention(q, k, v, {
+        attnMask: mask,
+        isCausal: c.causal !== undefined && !c.window,
+        causalAlignment: c.causal,
+        window: c.window && c.causal ? [c.window[0], 0] : c.window,
+        scale: c.scale,
+        enableGqa: Hq !== Hk,
+      });
       expect(plain.data).toEqual(output.data);
       expect(q.data).toEqual(qCopy);
     });
@@ -155,8 +174,14 @@ describe("masking at the edges", () => {
   });
 
   test("scores of magnitude 1e4 do not overflow", () => {
-    const big = tensor(q.data.map((x) => x * 300), q.shape);
-    const bigK = tensor(k.data.map((x) => x * 300), k.shape);
+    const big = tensor(
+      q.data.map((x) => x * 300),
+      q.shape,
+    );
+    const bigK = tensor(
+      k.data.map((x) => x * 300),
+      k.shape,
+    );
     const out = scaledDotProductAttention(big, bigK, v);
     const ref = attentionRef(big.data, bigK.data, v.data, d([], 2, 2, 3, 5, 4, 2));
     expect(out.data.every(Number.isFinite)).toBe(true);
@@ -176,7 +201,11 @@ describe("masking at the edges", () => {
   test("empty: Lq = 0 and batch 0 give empty outputs; Lk = 0 gives zeros", () => {
     const e = scaledDotProductAttention(tensor(new Float32Array(0), [2, 0, 4]), k, v);
     expect(e.shape).toEqual([2, 0, 2]);
-    const b0 = scaledDotProductAttention(tensor(new Float32Array(0), [0, 2, 3, 4]), tensor(new Float32Array(0), [0, 2, 5, 4]), tensor(new Float32Array(0), [0, 2, 5, 2]));
+    const b0 = scaledDotProductAttention(
+      tensor(new Float32Array(0), [0, 2, 3, 4]),
+      tensor(new Float32Array(0), [0, 2, 5, 4]),
+      tensor(new Float32Array(0), [0, 2, 5, 2]),
+    );
     expect(b0.shape).toEqual([0, 2, 3, 2]);
     const z = scaledDotProductAttention(q, tensor(new Float32Array(0), [2, 0, 4]), tensor(new Float32Array(0), [2, 0, 2]));
     expect(Array.from(z.data)).toEqual(new Array(12).fill(0));
@@ -197,7 +226,9 @@ describe("masking at the edges", () => {
   });
 
   test("window errors", () => {
-    expect(() => scaledDotProductAttention(q, k, v, { window: [1] as never })).toThrow(/window: expected \[left, right\], each a non-negative integer or Infinity, got \[1\]/);
+    expect(() => scaledDotProductAttention(q, k, v, { window: [1] as never })).toThrow(
+      /window: expected \[left, right\], each a non-negative integer or Infinity, got \[1\]/,
+    );
     expect(() => scaledDotProductAttention(q, k, v, { window: [-1, 2] })).toThrow(/got \[-1, 2\]/);
     expect(() => scaledDotProductAttention(q, k, v, { window: [1.5, 2] })).toThrow(/non-negative integer/);
   });

@@ -25,7 +25,13 @@ let node: { bits: string };
 
 // /<mode>/<path> from dir: plain; csp (script-src 'self', no 'wasm-unsafe-eval')
 function serve(base: string): Promise<typeof server> {
-  const types: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
+  const types: Record<string, string> = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+  };
   const http = createServer((req, res) => {
     const [, mode, ...rest] = new URL(req.url ?? "/", "http://x").pathname.split("/");
     const file = normalize(join(base, ...rest));
@@ -74,11 +80,26 @@ beforeAll(async () => {
   writeFileSync(join(dir, "src/app.js"), APP);
   // esbuild, one file: the builds init() may load are inlined (a dynamic import without splitting)
   mkdirSync(join(dir, "esbuild-single"));
-  await esbuild({ entryPoints: [join(dir, "src/app.js")], bundle: true, format: "esm", outdir: join(dir, "esbuild-single"), absWorkingDir: dir, logLevel: "silent" });
+  await esbuild({
+    entryPoints: [join(dir, "src/app.js")],
+    bundle: true,
+    format: "esm",
+    outdir: join(dir, "esbuild-single"),
+    absWorkingDir: dir,
+    logLevel: "silent",
+  });
   writeFileSync(join(dir, "esbuild-single/index.html"), PAGE("./app.js"));
   // esbuild with code splitting: each build a chunk
   mkdirSync(join(dir, "esbuild-split"));
-  await esbuild({ entryPoints: [join(dir, "src/app.js")], bundle: true, format: "esm", splitting: true, outdir: join(dir, "esbuild-split"), absWorkingDir: dir, logLevel: "silent" });
+  await esbuild({
+    entryPoints: [join(dir, "src/app.js")],
+    bundle: true,
+    format: "esm",
+    splitting: true,
+    outdir: join(dir, "esbuild-split"),
+    absWorkingDir: dir,
+    logLevel: "silent",
+  });
   writeFileSync(join(dir, "esbuild-split/index.html"), PAGE("./app.js"));
   // Vite (rolldown), defaults: an index.html whose module script is the app
   writeFileSync(join(dir, "index.html"), PAGE("/src/app.js"));
@@ -122,9 +143,11 @@ async function result(path: string, timeout = 60_000): Promise<Record<string, un
   page.on("pageerror", (e) => errors.push(e.message));
   try {
     await page.goto(`${server.url}/${path}`);
-    await page.waitForFunction(() => (window as unknown as { result?: unknown }).result, undefined, { timeout }).catch(() => {
-      throw new Error(`no result from ${path}: ${errors.join("; ")}`);
-    });
+    await page
+      .waitForFunction(() => (window as unknown as { result?: unknown }).result, undefined, { timeout })
+      .catch(() => {
+        throw new Error(`no result from ${path}: ${errors.join("; ")}`);
+      });
     return await page.evaluate(() => (window as unknown as { result: Record<string, unknown> }).result);
   } finally {
     await page.close();
@@ -146,8 +169,14 @@ describe("a page built with a bundler, no configuration", () => {
 
   test("code splitting makes each kernel build a chunk of its own that only the init() needing it loads", () => {
     for (const out of ["esbuild-split", "vite"]) {
-      const files = readdirSync(join(dir, out), { recursive: true }).map(String).filter((f) => f.endsWith(".js"));
-      const kernelChunks = files.filter((f) => readFileSync(join(dir, out, f), "utf8").length > 20_000 && !/scaledDotProductAttention|softmax/.test(readFileSync(join(dir, out, f), "utf8")));
+      const files = readdirSync(join(dir, out), { recursive: true })
+        .map(String)
+        .filter((f) => f.endsWith(".js"));
+      const kernelChunks = files.filter(
+        (f) =>
+          readFileSync(join(dir, out, f), "utf8").length > 20_000 &&
+          !/scaledDotProductAttention|softmax/.test(readFileSync(join(dir, out, f), "utf8")),
+      );
       expect(kernelChunks.length, `${out}: ${files.join(", ")}`).toBe(4);
     }
   });
@@ -239,7 +268,9 @@ window.result = out;
 describe("createWorker (wasm-attention/worker)", () => {
   test("the library in a Worker: the page's bits, transfer, a page that keeps painting, cancellation, errors, terminate", async () => {
     const r = await result("plain/src/worker.html", 120_000);
-    console.log(`worker: a forward of ${Math.round(r.forwardMs as number)} ms, ${r.frames} frames painted meanwhile, longest gap ${Math.round(r.longestFrameGapMs as number)} ms; abort rejected in ${(r.abortMs as number).toFixed(1)} ms`);
+    console.log(
+      `worker: a forward of ${Math.round(r.forwardMs as number)} ms, ${r.frames} frames painted meanwhile, longest gap ${Math.round(r.longestFrameGapMs as number)} ms; abort rejected in ${(r.abortMs as number).toFixed(1)} ms`,
+    );
     expect(r.failure).toBeUndefined();
     expect(r.info).toEqual({ simd: "baseline", threads: 1 });
     expect(r.sdpa).toBe(true);

@@ -27,7 +27,9 @@ async function runPage(mode: "coi" | "plain", query: string) {
   page.on("console", (m) => m.type() === "warning" && warnings.push(m.text()));
   await page.goto(`${server.url}/${mode}/test/support/browser.html?${query}`);
   await page.waitForFunction(() => (window as unknown as { result?: unknown }).result, undefined, { timeout: 60_000 });
-  const result = await page.evaluate(() => (window as unknown as { result: { error?: string; info: { simd: string; threads: number }; isolated: boolean; bits: string } }).result);
+  const result = await page.evaluate(
+    () => (window as unknown as { result: { error?: string; info: { simd: string; threads: number }; isolated: boolean; bits: string } }).result,
+  );
   await page.close();
   return { ...result, warnings };
 }

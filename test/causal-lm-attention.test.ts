@@ -167,7 +167,13 @@ const argmax = (xs: ArrayLike<number>) => {
 beforeAll(() => init());
 
 const worst: Record<string, number> = {};
-afterAll(() => console.log(`last-row attention against float64: ${Object.entries(worst).map(([n, d]) => `${n} max |d| ${d.toExponential(2)}`).join(", ")}`));
+afterAll(() =>
+  console.log(
+    `last-row attention against float64: ${Object.entries(worst)
+      .map(([n, d]) => `${n} max |d| ${d.toExponential(2)}`)
+      .join(", ")}`,
+  ),
+);
 
 for (const name of ["llama-untied", "llama-tied", "llama-rope-yarn", "mistral", "qwen2"]) {
   describe(`${name}: the last position's attention per layer and head`, () => {
@@ -176,7 +182,9 @@ for (const name of ["llama-untied", "llama-tied", "llama-rope-yarn", "mistral", 
     let ref: Reference;
     const note = (d: number) => (worst[name] = Math.max(worst[name] ?? 0, d));
     beforeAll(() => {
-      model = CausalLM.fromConfig(JSON.parse(read(m.config).toString("utf8")) as Record<string, unknown>).loadStateDict(loadSafetensors(read(m.weights)));
+      model = CausalLM.fromConfig(JSON.parse(read(m.config).toString("utf8")) as Record<string, unknown>).loadStateDict(
+        loadSafetensors(read(m.weights)),
+      );
       ref = new Reference(m);
     });
     afterAll(() => model.dispose());
@@ -266,7 +274,9 @@ for (const name of ["llama-untied", "llama-tied", "llama-rope-yarn", "mistral", 
 
 test("attention must be a boolean; false or absent returns the logits tensor", () => {
   const m = models["llama-tied"];
-  const model = CausalLM.fromConfig(JSON.parse(read(m.config).toString("utf8")) as Record<string, unknown>).loadStateDict(loadSafetensors(read(m.weights)));
+  const model = CausalLM.fromConfig(JSON.parse(read(m.config).toString("utf8")) as Record<string, unknown>).loadStateDict(
+    loadSafetensors(read(m.weights)),
+  );
   expect(() => model.forward([1, 2], { attention: "yes" as never })).toThrow(ArgumentError);
   const a = model.forward([1, 2], { attention: false });
   expect(a.shape).toEqual([2, 67]);

@@ -4,7 +4,18 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
-  ArgumentError, CausalLM, DecoderCache, ShapeError, StateError, type StateDict, type Tensor, init, loadSafetensors, memoryStats, ropeParameters, tensor,
+  ArgumentError,
+  CausalLM,
+  type DecoderCache,
+  ShapeError,
+  StateError,
+  type StateDict,
+  type Tensor,
+  init,
+  loadSafetensors,
+  memoryStats,
+  ropeParameters,
+  tensor,
 } from "../src/index.js";
 
 interface Step {
@@ -25,7 +36,14 @@ interface Model {
   batch: { input_ids: number[][]; attention_mask: number[][]; lengths: number[]; shape: number[]; logits: number[] };
   cached: { input_ids: number[]; prefill_length: number; steps: number; shape: number[]; logits: number[] };
   cached_batch: { steps: Step[] };
-  generate: { name: string; input_ids: number[] | number[][]; attention_mask: number[][] | null; max_new_tokens: number; eos_token_id: number[] | null; new_tokens: number[] | number[][] }[];
+  generate: {
+    name: string;
+    input_ids: number[] | number[][];
+    attention_mask: number[][] | null;
+    max_new_tokens: number;
+    eos_token_id: number[] | null;
+    new_tokens: number[] | number[][];
+  }[];
 }
 
 const dir = new URL("./fixtures/decoders/", import.meta.url);
@@ -45,7 +63,8 @@ function expectLogits(name: string, what: string, got: ArrayLike<number>, want: 
   expect(got.length).toBe(want.length);
   let max = 0;
   for (let i = 0; i < want.length; i++) if (keep(i)) max = Math.max(max, Math.abs(want[i]));
-  const w = (worst[name] ??= { abs: 0, ofMax: 0, budget: 0 });
+  worst[name] ??= { abs: 0, ofMax: 0, budget: 0 };
+  const w = worst[name];
   for (let i = 0; i < want.length; i++) {
     if (!keep(i)) continue;
     const d = Math.abs(got[i] - want[i]);
@@ -53,7 +72,10 @@ function expectLogits(name: string, what: string, got: ArrayLike<number>, want: 
     w.abs = Math.max(w.abs, d);
     w.ofMax = Math.max(w.ofMax, d / max);
     w.budget = Math.max(w.budget, d / allowed);
-    if (!(d <= allowed)) throw new Error(`${name} ${what} at ${i} (row ${Math.floor(i / 67)}, token ${i % 67}): got ${got[i]}, want ${want[i]} (|d| = ${d}, allowed ${allowed})`);
+    if (!(d <= allowed))
+      throw new Error(
+        `${name} ${what} at ${i} (row ${Math.floor(i / 67)}, token ${i % 67}): got ${got[i]}, want ${want[i]} (|d| = ${d}, allowed ${allowed})`,
+      );
   }
 }
 
@@ -61,7 +83,9 @@ beforeAll(() => init());
 
 afterAll(() => {
   // the measured tolerances, for the record
-  const rows = Object.entries(worst).map(([n, w]) => `${n}: max |d| ${w.abs.toExponential(2)} = ${w.ofMax.toExponential(2)} max|ref|, ${(100 * w.budget).toFixed(0)}% of the tolerance`);
+  const rows = Object.entries(worst).map(
+    ([n, w]) => `${n}: max |d| ${w.abs.toExponential(2)} = ${w.ofMax.toExponential(2)} max|ref|, ${(100 * w.budget).toFixed(0)}% of the tolerance`,
+  );
   console.log(`CausalLM against torch ${torch} float64:\n  ${rows.join("\n  ")}`);
 });
 
@@ -77,7 +101,12 @@ describe(`matches the float64 reference (torch ${torch}) on Hugging Face checkpo
       test("RoPE: inv_freq and the attention factor", () => {
         const c = config(m);
         const hd = (c.head_dim as number | undefined) ?? (c.hidden_size as number) / (c.num_attention_heads as number);
-        const p = ropeParameters({ dim: hd, theta: c.rope_theta as number, scaling: c.rope_scaling as never, maxPositionEmbeddings: c.max_position_embeddings as number });
+        const p = ropeParameters({
+          dim: hd,
+          theta: c.rope_theta as number,
+          scaling: c.rope_scaling as never,
+          maxPositionEmbeddings: c.max_position_embeddings as number,
+        });
         // ours in float32 as Hugging Face's, the fixture's in float64: a few float32 roundings apart
         m.rope.inv_freq.forEach((want, i) => expect(Math.abs(p.invFreq[i] - want), `inv_freq[${i}]`).toBeLessThanOrEqual(5e-7 * want));
         expect(p.attentionScaling).toBeCloseTo(m.rope.attention_scaling, 12);
@@ -127,7 +156,11 @@ describe(`matches the float64 reference (torch ${torch}) on Hugging Face checkpo
         expect(cache.length).toBe(P);
         for (let t = P; t < input_ids.length; t++) parts.push(model.forward([input_ids[t]], { cache }).data);
         const got = new Float32Array(input_ids.length * V);
-        parts.reduce((at, p) => (got.set(p, at), at + p.length), 0);
+        let at = 0;
+        for (const p of parts) {
+          got.set(p, at);
+          at += p.length;
+        }
         expectLogits(name, "cached", got, logits);
         // the same with a mask of ones over past + new tokens, and with lastOnly steps
         const again = model.createCache();
@@ -158,7 +191,9 @@ describe(`matches the float64 reference (torch ${torch}) on Hugging Face checkpo
           const batched = Array.isArray(g.input_ids[0]);
           const ids = batched ? ids2(g.input_ids as number[][]) : (g.input_ids as number[]);
           const got = model.generate(ids, {
-            maxNewTokens: g.max_new_tokens, attentionMask: g.attention_mask ? ids2(g.attention_mask) : undefined, eosTokenId: g.eos_token_id ?? [],
+            maxNewTokens: g.max_new_tokens,
+            attentionMask: g.attention_mask ? ids2(g.attention_mask) : undefined,
+            eosTokenId: g.eos_token_id ?? [],
           });
           if (batched) expect((got as Int32Array[]).map((t) => Array.from(t))).toEqual(g.new_tokens);
           else expect(Array.from(got as Int32Array)).toEqual(g.new_tokens);
@@ -178,7 +213,9 @@ describe("loading checkpoints", () => {
     expectLogits("llama-untied", "inv_freq ignored", model.forward(untied.single.input_ids).data, untied.single.logits);
     const extra = { ...dict, "model.layers.0.self_attn.rotary.weight": tensor([1], [1]), "score.weight": tensor([1, 2], [1, 2]) };
     expect(() => CausalLM.fromConfig(config(untied)).loadStateDict(extra)).toThrow(ArgumentError);
-    expect(() => CausalLM.fromConfig(config(untied)).loadStateDict(extra)).toThrow(/CausalLM.loadStateDict: unexpected "model.layers.0.self_attn.rotary.weight", "score.weight"/);
+    expect(() => CausalLM.fromConfig(config(untied)).loadStateDict(extra)).toThrow(
+      /CausalLM.loadStateDict: unexpected "model.layers.0.self_attn.rotary.weight", "score.weight"/,
+    );
     expect(CausalLM.fromConfig(config(untied)).loadStateDict(extra, "", { strict: false }).forward([1]).shape).toEqual([1, 67]);
     model.dispose();
   });
@@ -188,7 +225,9 @@ describe("loading checkpoints", () => {
     delete dict["model.layers.1.mlp.up_proj.weight"];
     dict["model.norm.weight"] = tensor(new Float32Array(47), [47]);
     const model = CausalLM.fromConfig(config(untied));
-    expect(() => model.loadStateDict(dict)).toThrow(/missing "model.layers.1.mlp.up_proj.weight" \[70, 48\].*"model.norm.weight" has shape \[47\], expected \[48\]|"model.norm.weight" has shape \[47\], expected \[48\].*missing "model.layers.1.mlp.up_proj.weight" \[70, 48\]/);
+    expect(() => model.loadStateDict(dict)).toThrow(
+      /missing "model.layers.1.mlp.up_proj.weight" \[70, 48\].*"model.norm.weight" has shape \[47\], expected \[48\]|"model.norm.weight" has shape \[47\], expected \[48\].*missing "model.layers.1.mlp.up_proj.weight" \[70, 48\]/,
+    );
     expect(() => model.forward([1])).toThrow(StateError);
   });
 
@@ -208,7 +247,9 @@ describe("loading checkpoints", () => {
     expect(b.tieWordEmbeddings).toBe(false);
     expectLogits("llama-untied", "untie decided", b.forward(untied.single.input_ids).data, untied.single.logits);
     // explicit false without lm_head.weight: an error naming it
-    expect(() => CausalLM.fromConfig({ ...config(tied), tie_word_embeddings: false }).loadStateDict(dict)).toThrow(/missing "lm_head.weight" \[67, 48\]/);
+    expect(() => CausalLM.fromConfig({ ...config(tied), tie_word_embeddings: false }).loadStateDict(dict)).toThrow(
+      /missing "lm_head.weight" \[67, 48\]/,
+    );
     // explicit true with an lm_head.weight: the embedding is the head, the extra key ignored (Hugging Face ties it)
     const c = CausalLM.fromConfig({ ...config(untied), tie_word_embeddings: true }).loadStateDict(u);
     expect(c.tieWordEmbeddings).toBe(true);
@@ -228,7 +269,7 @@ describe("loading checkpoints", () => {
     expect(memoryStats().liveBytes).toBe(before);
   });
 
-  test("a base model's checkpoint (no \"model.\" prefix) loads too", () => {
+  test('a base model\'s checkpoint (no "model." prefix) loads too', () => {
     const tied = models["llama-tied"];
     const dict = loadSafetensors(read(tied.weights));
     const bare = Object.fromEntries(Object.entries(dict).map(([k, v]) => [k.replace(/^model\./, ""), v]));
@@ -250,20 +291,40 @@ describe("loading checkpoints", () => {
 describe("config.json", () => {
   const base = () => config(models["llama-untied"]);
   const bad: [string, Record<string, unknown>, RegExp][] = [
-    ["another model type", { model_type: "gpt2" }, /model_type "gpt2" is not supported; supported are "llama", "mistral", "qwen2", "qwen3", "gemma2"/],
+    [
+      "another model type",
+      { model_type: "gpt2" },
+      /model_type "gpt2" is not supported; supported are "llama", "mistral", "qwen2", "qwen3", "gemma2"/,
+    ],
     ["no model_type", { model_type: undefined }, /model_type is missing/],
     ["dynamic NTK RoPE", { rope_scaling: { rope_type: "dynamic", factor: 2 } }, /rope_scaling with rope_type "dynamic" is not supported/],
     ["longrope (older `type` key)", { rope_scaling: { type: "longrope", factor: 2 } }, /rope_scaling with rope_type "longrope" is not supported/],
-    ["llama3 without its fields", { rope_scaling: { rope_type: "llama3", factor: 8 } }, /rope_scaling.low_freq_factor: expected a finite number > 0, got nothing|low_freq_factor/],
+    [
+      "llama3 without its fields",
+      { rope_scaling: { rope_type: "llama3", factor: 8 } },
+      /rope_scaling.low_freq_factor: expected a finite number > 0, got nothing|low_freq_factor/,
+    ],
     ["partial rotary", { partial_rotary_factor: 0.5 }, /not supported: partial_rotary_factor 0.5 \(supported: 1.0\)/],
     ["a quantised checkpoint", { quantization_config: { quant_method: "gptq" } }, /not supported: quantization_config/],
-    ["two at once, both named", { partial_rotary_factor: 0.25, quantization_config: { bits: 4 } }, /partial_rotary_factor 0.25 .*quantization_config/],
-    ["an activation we do not compute", { hidden_act: "relu" }, /hidden_act "relu" is not supported; supported are "silu", "swish", "gelu_pytorch_tanh", "gelu_new"/],
+    [
+      "two at once, both named",
+      { partial_rotary_factor: 0.25, quantization_config: { bits: 4 } },
+      /partial_rotary_factor 0.25 .*quantization_config/,
+    ],
+    [
+      "an activation we do not compute",
+      { hidden_act: "relu" },
+      /hidden_act "relu" is not supported; supported are "silu", "swish", "gelu_pytorch_tanh", "gelu_new"/,
+    ],
     ["heads that do not group", { num_key_value_heads: 3 }, /num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)/],
     ["an odd head size", { head_dim: 7 }, /head size .* must be an even integer, got 7/],
     ["a size that is not a positive integer", { intermediate_size: 0 }, /intermediate_size must be an integer >= 1, got 0/],
     ["tie_word_embeddings of the wrong type", { tie_word_embeddings: "yes" }, /tie_word_embeddings must be true or false, got "yes"/],
-    ["layer_types of the wrong length", { model_type: "gemma2", layer_types: ["sliding_attention"] }, /layer_types must list "full_attention" or "sliding_attention" for each of the 2 layers/],
+    [
+      "layer_types of the wrong length",
+      { model_type: "gemma2", layer_types: ["sliding_attention"] },
+      /layer_types must list "full_attention" or "sliding_attention" for each of the 2 layers/,
+    ],
   ];
   for (const [what, change, message] of bad) {
     test(`${what} is an ArgumentError naming it`, () => {
@@ -275,7 +336,17 @@ describe("config.json", () => {
   }
 
   test("fields that do not change inference are ignored", () => {
-    const c = { ...base(), initializer_range: 0.5, use_cache: false, torch_dtype: "bfloat16", attention_dropout: 0.1, pretraining_tp: 1, transformers_version: "4.57.1", bos_token_id: 5, foo: "bar" };
+    const c = {
+      ...base(),
+      initializer_range: 0.5,
+      use_cache: false,
+      torch_dtype: "bfloat16",
+      attention_dropout: 0.1,
+      pretraining_tp: 1,
+      transformers_version: "4.57.1",
+      bos_token_id: 5,
+      foo: "bar",
+    };
     expect(CausalLM.fromConfig(c).config.numLayers).toBe(2);
   });
 
@@ -283,7 +354,9 @@ describe("config.json", () => {
     for (const m of Object.values(models)) expect(CausalLM.fromConfig(config(m)).config.slidingWindows).toEqual(m.sliding_window_per_layer);
     const qwen = config(models.qwen2);
     expect(CausalLM.fromConfig({ ...qwen, use_sliding_window: true }).config.slidingWindows).toEqual([null, 4]); // layers from max_window_layers (1)
-    expect(CausalLM.fromConfig({ ...config(models.gemma2), layer_types: ["full_attention", "sliding_attention", "full_attention"] }).config.slidingWindows).toEqual([null, 4, null]);
+    expect(
+      CausalLM.fromConfig({ ...config(models.gemma2), layer_types: ["full_attention", "sliding_attention", "full_attention"] }).config.slidingWindows,
+    ).toEqual([null, 4, null]);
   });
 });
 
@@ -297,7 +370,9 @@ describe("inputs", () => {
   test("ids out of range, masks of the wrong shape or not left-padded are errors before any work", () => {
     expect(() => model.forward([1, 67])).toThrow(/inputIds: id 67 at \[1\] is not an integer in \[0, 67\)/);
     expect(() => model.forward({ data: Int32Array.of(1, 2, 3, 4), shape: [2, 2] }, { attentionMask: [1, 1] })).toThrow(ShapeError);
-    expect(() => model.forward({ data: Int32Array.of(1, 2, 3, 4), shape: [2, 2] }, { attentionMask: { data: Uint8Array.of(1, 0, 1, 1), shape: [2, 2] } })).toThrow(/only left padding is supported \(zeros, then ones\); row 0 has a 0 at column 1 after a 1/);
+    expect(() =>
+      model.forward({ data: Int32Array.of(1, 2, 3, 4), shape: [2, 2] }, { attentionMask: { data: Uint8Array.of(1, 0, 1, 1), shape: [2, 2] } }),
+    ).toThrow(/only left padding is supported \(zeros, then ones\); row 0 has a 0 at column 1 after a 1/);
     expect(() => model.forward([1, 2], { attentionMask: [1, 2] })).toThrow(/values must be 1 \(token\) or 0 \(padding\), got number 2 at position 1/);
     expect(() => model.forward([1, 2], { lastOnly: 1 as never })).toThrow(/lastOnly must be a boolean/);
     expect(() => model.forward([1, 2], { cache: {} as DecoderCache })).toThrow(/cache: expected a DecoderCache \(from createCache\(\)\), got Object/);
@@ -310,7 +385,18 @@ describe("inputs", () => {
   });
 
   test("a sequence of padding only gets finite logits and leaves the others unchanged", () => {
-    const out = model.forward(ids2([[3, 4, 5], [0, 0, 0]]), { attentionMask: ids2([[1, 1, 1], [0, 0, 0]]) });
+    const out = model.forward(
+      ids2([
+        [3, 4, 5],
+        [0, 0, 0],
+      ]),
+      {
+        attentionMask: ids2([
+          [1, 1, 1],
+          [0, 0, 0],
+        ]),
+      },
+    );
     expect(out.data.every(Number.isFinite)).toBe(true);
     expect(out.data.subarray(0, 3 * 67)).toEqual(model.forward([3, 4, 5]).data);
   });

@@ -156,12 +156,54 @@ export async function off(): Promise<number> {
 `;
 
 const CONFIGS: { name: string; module: string; resolution: string; lib: string[]; types: string[]; files: string[] }[] = [
-  { name: "node16, ES2022 + DOM", module: "node16", resolution: "node16", lib: ["ES2022", "DOM"], types: [], files: ["consumer.ts", "internal.ts", "wasm.ts", "worker.ts"] },
-  { name: "nodenext, ES2022 + DOM", module: "nodenext", resolution: "nodenext", lib: ["ES2022", "DOM"], types: [], files: ["consumer.ts", "internal.ts", "wasm.ts", "worker.ts"] },
-  { name: "bundler, ES2022 + DOM", module: "esnext", resolution: "bundler", lib: ["ES2022", "DOM"], types: [], files: ["consumer.ts", "internal.ts", "wasm.ts", "worker.ts"] },
-  { name: "bundler, ESNext + DOM (using)", module: "esnext", resolution: "bundler", lib: ["ESNext", "DOM"], types: [], files: ["consumer.ts", "internal.ts", "wasm.ts", "worker.ts", "using.ts"] },
-  { name: "nodenext, ES2022 + @types/node, no DOM", module: "nodenext", resolution: "nodenext", lib: ["ES2022"], types: ["node"], files: ["consumer.ts", "internal.ts"] },
-  { name: "node16, ESNext + @types/node + DOM (using)", module: "node16", resolution: "node16", lib: ["ESNext", "DOM"], types: ["node"], files: ["consumer.ts", "internal.ts", "wasm.ts", "worker.ts", "using.ts"] },
+  {
+    name: "node16, ES2022 + DOM",
+    module: "node16",
+    resolution: "node16",
+    lib: ["ES2022", "DOM"],
+    types: [],
+    files: ["consumer.ts", "internal.ts", "wasm.ts", "worker.ts"],
+  },
+  {
+    name: "nodenext, ES2022 + DOM",
+    module: "nodenext",
+    resolution: "nodenext",
+    lib: ["ES2022", "DOM"],
+    types: [],
+    files: ["consumer.ts", "internal.ts", "wasm.ts", "worker.ts"],
+  },
+  {
+    name: "bundler, ES2022 + DOM",
+    module: "esnext",
+    resolution: "bundler",
+    lib: ["ES2022", "DOM"],
+    types: [],
+    files: ["consumer.ts", "internal.ts", "wasm.ts", "worker.ts"],
+  },
+  {
+    name: "bundler, ESNext + DOM (using)",
+    module: "esnext",
+    resolution: "bundler",
+    lib: ["ESNext", "DOM"],
+    types: [],
+    files: ["consumer.ts", "internal.ts", "wasm.ts", "worker.ts", "using.ts"],
+  },
+  {
+    name: "nodenext, ES2022 + @types/node, no DOM",
+    module: "nodenext",
+    resolution: "nodenext",
+    lib: ["ES2022"],
+    types: ["node"],
+    files: ["consumer.ts", "internal.ts"],
+  },
+  {
+    name: "node16, ESNext + @types/node + DOM (using)",
+    module: "node16",
+    resolution: "node16",
+    lib: ["ESNext", "DOM"],
+    types: ["node"],
+    files: ["consumer.ts", "internal.ts", "wasm.ts", "worker.ts", "using.ts"],
+  },
 ];
 
 beforeAll(() => {
@@ -189,11 +231,24 @@ describe("a TypeScript project that installed the packed package (skipLibCheck: 
   for (const c of CONFIGS) {
     test(`compiles under ${c.name}; the refused lines are refused`, () => {
       const tsconfig = `tsconfig.${c.name.replace(/\W+/g, "-")}.json`;
-      const compilerOptions = { strict: true, noEmit: true, skipLibCheck: false, target: "ES2022", module: c.module, moduleResolution: c.resolution, lib: c.lib, types: c.types };
+      const compilerOptions = {
+        strict: true,
+        noEmit: true,
+        skipLibCheck: false,
+        target: "ES2022",
+        module: c.module,
+        moduleResolution: c.resolution,
+        lib: c.lib,
+        types: c.types,
+      };
       writeFileSync(join(dir, tsconfig), JSON.stringify({ compilerOptions, files: c.files.map((f) => `src/${f}`) }));
       let out = "";
       try {
-        execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", tsconfig], { cwd: dir, encoding: "utf8", timeout: 120_000 });
+        execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", tsconfig], {
+          cwd: dir,
+          encoding: "utf8",
+          timeout: 120_000,
+        });
       } catch (e) {
         out = `${(e as { stdout?: string }).stdout ?? ""}${(e as { stderr?: string }).stderr ?? ""}` || String(e);
       }
@@ -203,16 +258,32 @@ describe("a TypeScript project that installed the packed package (skipLibCheck: 
 });
 
 describe("Node runs it from that project", () => {
-  const node = (code: string, args: string[] = []) => execFileSync(process.execPath, [...args, "--input-type=module", "-e", code], { cwd: dir, encoding: "utf8", timeout: 60_000 }).trim();
+  const node = (code: string, args: string[] = []) =>
+    execFileSync(process.execPath, [...args, "--input-type=module", "-e", code], { cwd: dir, encoding: "utf8", timeout: 60_000 }).trim();
 
   test("import, and require() (Node 20.19+ loads ES modules synchronously)", () => {
-    expect(node(`import { init, tensor, scaledDotProductAttention } from "wasm-attention"; await init(); const q = tensor([1, 2, 3, 4], [2, 2]); console.log(scaledDotProductAttention(q, q, q).shape.join("x"));`)).toBe("2x2");
-    const out = execFileSync(process.execPath, ["-e", `const lib = require("wasm-attention"); lib.init().then(() => console.log(typeof lib.scaledDotProductAttention, lib.runtimeInfo().simd));`], { cwd: dir, encoding: "utf8", timeout: 60_000 });
+    expect(
+      node(
+        `import { init, tensor, scaledDotProductAttention } from "wasm-attention"; await init(); const q = tensor([1, 2, 3, 4], [2, 2]); console.log(scaledDotProductAttention(q, q, q).shape.join("x"));`,
+      ),
+    ).toBe("2x2");
+    const out = execFileSync(
+      process.execPath,
+      [
+        "-e",
+        `const lib = require("wasm-attention"); lib.init().then(() => console.log(typeof lib.scaledDotProductAttention, lib.runtimeInfo().simd));`,
+      ],
+      { cwd: dir, encoding: "utf8", timeout: 60_000 },
+    );
     expect(out.trim()).toBe("function baseline");
   });
 
   test("wasm-attention/core with the package's own kernels.wasm", () => {
-    expect(node(`import * as core from "wasm-attention/core"; let msg = ""; try { await core.init(); } catch (e) { msg = e.name; } await core.init(new URL(import.meta.resolve("wasm-attention/kernels.wasm"))); console.log(msg, core.runtimeInfo().simd);`)).toBe("InitError baseline");
+    expect(
+      node(
+        `import * as core from "wasm-attention/core"; let msg = ""; try { await core.init(); } catch (e) { msg = e.name; } await core.init(new URL(import.meta.resolve("wasm-attention/kernels.wasm"))); console.log(msg, core.runtimeInfo().simd);`,
+      ),
+    ).toBe("InitError baseline");
   });
 
   test("Symbol.dispose frees; where Symbol.dispose does not exist (a node:vm realm), the package loads and dispose() works", async () => {
@@ -234,7 +305,8 @@ describe("Node runs it from that project", () => {
     });
     const context = vm.createContext({ console });
     vm.runInContext(bundle.outputFiles[0]!.text, context);
-    const run = vm.runInContext(`(async (bytes) => {
+    const run = vm.runInContext(
+      `(async (bytes) => {
       await lib.init(bytes);
       const m = new lib.Linear({ inFeatures: 2, outFeatures: 2 });
       m.loadStateDict({ weight: lib.tensor([1, 0, 0, 1], [2, 2]), bias: lib.tensor([0, 0], [2]) });
@@ -243,7 +315,9 @@ describe("Node runs it from that project", () => {
       m.dispose();
       let after = ""; try { m.forward(lib.tensor([1, 2], [1, 2])); } catch (e) { after = e.name; }
       return [typeof Symbol.dispose, y.join(","), lib.memoryStats().liveBytes < live, after].join(" ");
-    })`, context) as (bytes: Uint8Array) => Promise<string>;
+    })`,
+      context,
+    ) as (bytes: Uint8Array) => Promise<string>;
     expect(await run(new Uint8Array(readFileSync(join(dir, "node_modules/wasm-attention/dist/kernels.wasm"))))).toBe("undefined 3,4 true StateError");
   });
 });

@@ -7,7 +7,8 @@ import { ArgumentError, CausalLM, type DecoderCache, ShapeError, StateError, ini
 
 const dir = new URL("./fixtures/decoders/", import.meta.url);
 const read = (name: string) => readFileSync(new URL(name, dir));
-const load = (name: string) => CausalLM.fromConfig(JSON.parse(read(`${name}.config.json`).toString("utf8"))).loadStateDict(loadSafetensors(read(`${name}.safetensors`)));
+const load = (name: string) =>
+  CausalLM.fromConfig(JSON.parse(read(`${name}.config.json`).toString("utf8"))).loadStateDict(loadSafetensors(read(`${name}.safetensors`)));
 const V = 67;
 const ids2 = (rows: number[][]) => ({ data: Int32Array.from(rows.flat()), shape: [rows.length, rows[0].length] });
 
@@ -75,7 +76,11 @@ for (const name of ["llama-tied", "gemma2", "mistral", "qwen3"]) {
       expect(cache.sequenceLengths).toEqual([2, 9, 2]);
       const seqs = [[...rows[2]], [...rows[0]], [...rows[2]]];
       // the two copies of sequence 2 take different tokens, three times
-      for (const tokens of [[11, 12, 13], [21, 22, 23], [31, 32, 33]]) {
+      for (const tokens of [
+        [11, 12, 13],
+        [21, 22, 23],
+        [31, 32, 33],
+      ]) {
         const got = step(model, cache, tokens);
         tokens.forEach((t, b) => seqs[b].push(t));
         got.forEach((g, b) => expectNear(g, lastOf(model, seqs[b]), `reordered row ${b} after ${seqs[b].length} tokens`));
@@ -83,7 +88,10 @@ for (const name of ["llama-tied", "gemma2", "mistral", "qwen3"]) {
       // and again: row 1 repeated, the others dropped
       cache.reorder([1, 1]);
       const again = [[...seqs[1]], [...seqs[1]]];
-      for (const tokens of [[40, 41], [42, 43]]) {
+      for (const tokens of [
+        [40, 41],
+        [42, 43],
+      ]) {
         step(model, cache, tokens).forEach((g, b) => {
           again[b].push(tokens[b]);
           expectNear(g, lastOf(model, again[b]), `twice reordered row ${b}`);
@@ -103,7 +111,12 @@ for (const name of ["llama-tied", "gemma2", "mistral", "qwen3"]) {
       const grandchild = child.fork();
       const seqs = [[...prompt], [...prompt], [...prompt]];
       const caches = [parent, child, grandchild];
-      for (const t of [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]]) {
+      for (const t of [
+        [1, 2, 3],
+        [4, 5, 6],
+        [7, 8, 9],
+        [10, 11, 12],
+      ]) {
         caches.forEach((c, i) => {
           const [g] = step(model, c, [t[i]]);
           seqs[i].push(t[i]);
@@ -150,7 +163,10 @@ describe("sharing and memory", () => {
   test("fork() and reorder() repeats copy no key of full-attention layers", () => {
     llama.forward(new Array(300).fill(1), { lastOnly: true }); // the model's RoPE table: positions past the ones below
     const cache = llama.createCache();
-    llama.forward(Array.from({ length: 200 }, (_, i) => i % 60), { cache });
+    llama.forward(
+      Array.from({ length: 200 }, (_, i) => i % 60),
+      { cache },
+    );
     const held = memoryStats().liveBytes;
     const forks = [cache.fork(), cache.fork(), cache.fork()];
     expect(memoryStats().liveBytes).toBe(held);
@@ -185,7 +201,10 @@ describe("sharing and memory", () => {
     expect(cache.length).toBe(309);
     // a long prefill grows it for the call; the next step is back to the steady size
     const long = mistral.createCache();
-    mistral.forward(Array.from({ length: 100 }, (_, i) => i % 64), { cache: long });
+    mistral.forward(
+      Array.from({ length: 100 }, (_, i) => i % 64),
+      { cache: long },
+    );
     expect(long.byteLength).toBeGreaterThan(2 * 2 * 100 * 24 * 4 - 1);
     step(mistral, long, [1]);
     expect(long.byteLength).toBe(2 * 2 * (4 + 16) * 24 * 4);
@@ -252,14 +271,48 @@ describe("errors", () => {
 
   test("the mask covers past and new columns and must agree with the cached padding", () => {
     const cache = llama.createCache();
-    llama.forward(ids2([[0, 0, 5, 6], [1, 2, 3, 4]]), { attentionMask: ids2([[0, 0, 1, 1], [1, 1, 1, 1]]), cache });
-    expect(() => llama.forward(ids2([[7], [8]]), { cache, attentionMask: ids2([[1, 1], [1, 1]]) })).toThrow(/expected shape \[2, 5\]/);
-    expect(() => llama.forward(ids2([[7], [8]]), { cache, attentionMask: ids2([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]) })).toThrow(/the past columns of row 0 do not match the cache, which holds 2 padding columns of 4/);
+    llama.forward(
+      ids2([
+        [0, 0, 5, 6],
+        [1, 2, 3, 4],
+      ]),
+      {
+        attentionMask: ids2([
+          [0, 0, 1, 1],
+          [1, 1, 1, 1],
+        ]),
+        cache,
+      },
+    );
+    expect(() =>
+      llama.forward(ids2([[7], [8]]), {
+        cache,
+        attentionMask: ids2([
+          [1, 1],
+          [1, 1],
+        ]),
+      }),
+    ).toThrow(/expected shape \[2, 5\]/);
+    expect(() =>
+      llama.forward(ids2([[7], [8]]), {
+        cache,
+        attentionMask: ids2([
+          [0, 1, 1, 1, 1],
+          [1, 1, 1, 1, 1],
+        ]),
+      }),
+    ).toThrow(/the past columns of row 0 do not match the cache, which holds 2 padding columns of 4/);
     const before = cache.length;
     // a failed call leaves the cache as it was; the right call then works
     expect(() => llama.forward(ids2([[7], [99]]), { cache })).toThrow(ArgumentError);
     expect(cache.length).toBe(before);
-    const out = llama.forward(ids2([[7], [8]]), { cache, attentionMask: ids2([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]) }).data;
+    const out = llama.forward(ids2([[7], [8]]), {
+      cache,
+      attentionMask: ids2([
+        [0, 0, 1, 1, 1],
+        [1, 1, 1, 1, 1],
+      ]),
+    }).data;
     expectNear(out.subarray(0, V), lastOf(llama, [5, 6, 7]), "row 0");
     expectNear(out.subarray(V), lastOf(llama, [1, 2, 3, 4, 8]), "row 1");
     // without a mask: the cached padding
@@ -270,9 +323,33 @@ describe("errors", () => {
 
   test("a row of padding only, then its first tokens", () => {
     const cache = llama.createCache();
-    llama.forward(ids2([[0, 0], [3, 4]]), { attentionMask: ids2([[0, 0], [1, 1]]), cache });
+    llama.forward(
+      ids2([
+        [0, 0],
+        [3, 4],
+      ]),
+      {
+        attentionMask: ids2([
+          [0, 0],
+          [1, 1],
+        ]),
+        cache,
+      },
+    );
     expect(cache.sequenceLengths).toEqual([0, 2]);
-    const out = llama.forward(ids2([[5, 6], [7, 8]]), { attentionMask: ids2([[0, 0, 1, 1], [1, 1, 1, 1]]), cache }).data;
+    const out = llama.forward(
+      ids2([
+        [5, 6],
+        [7, 8],
+      ]),
+      {
+        attentionMask: ids2([
+          [0, 0, 1, 1],
+          [1, 1, 1, 1],
+        ]),
+        cache,
+      },
+    ).data;
     expectNear(out.subarray(V, 2 * V), lastOf(llama, [5, 6]), "row 0's first tokens");
     expectNear(out.subarray(3 * V), lastOf(llama, [3, 4, 7, 8]), "row 1");
     cache.dispose();
@@ -285,7 +362,10 @@ describe("attention sinks through the decoder cache (a sink joins one pass of a 
     const config = JSON.parse(read("llama-tied.config.json").toString("utf8"));
     const model = new CausalLM({ ...causalLMOptions(config), sinks: true });
     const dict: Record<string, unknown> = { ...loadSafetensors(read("llama-tied.safetensors")) };
-    model.layers.forEach((l, i) => (dict[`model.layers.${i}.self_attn.sinks`] = { data: Float32Array.from({ length: l.numHeads }, (_, h) => 0.5 + h), shape: [l.numHeads] }));
+    model.layers.forEach(
+      (l, i) =>
+        (dict[`model.layers.${i}.self_attn.sinks`] = { data: Float32Array.from({ length: l.numHeads }, (_, h) => 0.5 + h), shape: [l.numHeads] }),
+    );
     model.loadStateDict(dict as never);
     const cache = model.createCache();
     model.forward(prompt, { cache });

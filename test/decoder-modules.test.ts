@@ -2,7 +2,18 @@
 // sizes (tails of the four-lane loops, heads of 6, groups of query heads), and their errors.
 import { beforeAll, describe, expect, test } from "vitest";
 import {
-  ArgumentError, DecoderLayer, type DecoderLayerOptions, GatedMLP, type Module, RMSNorm, ShapeError, StateError, type Tensor, init, ropeParameters, tensor,
+  ArgumentError,
+  DecoderLayer,
+  type DecoderLayerOptions,
+  GatedMLP,
+  type Module,
+  RMSNorm,
+  ShapeError,
+  StateError,
+  type Tensor,
+  init,
+  ropeParameters,
+  tensor,
 } from "../src/index.js";
 import { expectClose, rng } from "./reference.js";
 
@@ -11,12 +22,14 @@ beforeAll(() => init());
 // random weights for every parameter of a module, with its own names: norms around 1 (Gemma's around 0)
 function randomDict(m: Module, seed: number, around = 1): Record<string, Tensor> {
   const r = rng(seed);
-  return Object.fromEntries(m.params().map((p) => {
-    const n = p.shape.reduce((a, b) => a * b, 1);
-    const norm = p.key.endsWith("norm.weight") || p.key.endsWith("layernorm.weight");
-    const data = norm ? r.floats(n, 0.2).map((x) => around + x) : r.floats(n, 1 / Math.sqrt(p.shape[p.shape.length - 1]));
-    return [p.key, tensor(data, p.shape)];
-  }));
+  return Object.fromEntries(
+    m.params().map((p) => {
+      const n = p.shape.reduce((a, b) => a * b, 1);
+      const norm = p.key.endsWith("norm.weight") || p.key.endsWith("layernorm.weight");
+      const data = norm ? r.floats(n, 0.2).map((x) => around + x) : r.floats(n, 1 / Math.sqrt(p.shape[p.shape.length - 1]));
+      return [p.key, tensor(data, p.shape)];
+    }),
+  );
 }
 
 // x (M, N) -> x / sqrt(mean(x^2) + eps) * (offset + w), float64
@@ -35,11 +48,12 @@ function rmsRef(x: ArrayLike<number>, w: ArrayLike<number>, N: number, eps: numb
 function linearRef(x: ArrayLike<number>, W: ArrayLike<number>, b: ArrayLike<number> | undefined, K: number, N: number): Float64Array {
   const M = x.length / K;
   const out = new Float64Array(M * N);
-  for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
-    let s = b ? b[n] : 0;
-    for (let k = 0; k < K; k++) s += x[m * K + k] * W[n * K + k];
-    out[m * N + n] = s;
-  }
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = b ? b[n] : 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k] * W[n * K + k];
+      out[m * N + n] = s;
+    }
   return out;
 }
 
@@ -51,7 +65,13 @@ const ACT = {
 function mlpRef(x: ArrayLike<number>, d: Record<string, Tensor>, p: string, H: number, I: number, act: keyof typeof ACT): Float64Array {
   const g = linearRef(x, d[`${p}gate_proj.weight`].data, d[`${p}gate_proj.bias`]?.data, H, I);
   const u = linearRef(x, d[`${p}up_proj.weight`].data, d[`${p}up_proj.bias`]?.data, H, I);
-  return linearRef(g.map((v, i) => ACT[act](v) * u[i]), d[`${p}down_proj.weight`].data, d[`${p}down_proj.bias`]?.data, I, H);
+  return linearRef(
+    g.map((v, i) => ACT[act](v) * u[i]),
+    d[`${p}down_proj.weight`].data,
+    d[`${p}down_proj.bias`]?.data,
+    I,
+    H,
+  );
 }
 
 describe("RMSNorm", () => {
@@ -85,13 +105,19 @@ describe("RMSNorm", () => {
 });
 
 describe("GatedMLP", () => {
-  const cases: [number, number, keyof typeof ACT, boolean][] = [[5, 17, "silu", false], [67, 19, "gelu-tanh", false], [8, 3, "silu", true]];
+  const cases: [number, number, keyof typeof ACT, boolean][] = [
+    [5, 17, "silu", false],
+    [67, 19, "gelu-tanh", false],
+    [8, 3, "silu", true],
+  ];
   for (const [H, I, activation, bias] of cases) {
     test(`hidden ${H}, intermediate ${I}, ${activation}${bias ? ", biases" : ""}: down(act(gate(x)) * up(x))`, () => {
       const mlp = new GatedMLP({ hiddenSize: H, intermediateSize: I, activation, bias });
-      expect(mlp.params().map((p) => p.key)).toEqual(bias
-        ? ["gate_proj.weight", "gate_proj.bias", "up_proj.weight", "up_proj.bias", "down_proj.weight", "down_proj.bias"]
-        : ["gate_proj.weight", "up_proj.weight", "down_proj.weight"]);
+      expect(mlp.params().map((p) => p.key)).toEqual(
+        bias
+          ? ["gate_proj.weight", "gate_proj.bias", "up_proj.weight", "up_proj.bias", "down_proj.weight", "down_proj.bias"]
+          : ["gate_proj.weight", "up_proj.weight", "down_proj.weight"],
+      );
       const d = randomDict(mlp, H * I);
       mlp.loadStateDict(d);
       const x = rng(7).floats(5 * H, 2);
@@ -102,7 +128,9 @@ describe("GatedMLP", () => {
   }
 
   test("errors", () => {
-    expect(() => new GatedMLP({ hiddenSize: 4, intermediateSize: 8, activation: "relu" as never })).toThrow(/activation must be "silu" or "gelu-tanh", got string relu/);
+    expect(() => new GatedMLP({ hiddenSize: 4, intermediateSize: 8, activation: "relu" as never })).toThrow(
+      /activation must be "silu" or "gelu-tanh", got string relu/,
+    );
     const mlp = new GatedMLP({ hiddenSize: 4, intermediateSize: 8 });
     expect(() => mlp.forward(tensor(new Float32Array(4), [1, 4]))).toThrow(StateError);
     mlp.loadStateDict(randomDict(mlp, 1));
@@ -112,7 +140,12 @@ describe("GatedMLP", () => {
 
 // A decoder layer in float64, following Hugging Face's LlamaDecoderLayer / Gemma2DecoderLayer:
 // x [L, H] of one sequence at positions 0..L-1
-function layerRef(x: Float32Array, d: Record<string, Tensor>, o: Required<Omit<DecoderLayerOptions, "rope" | "softcap" | "slidingWindow">> & { slidingWindow: number | null; softcap: number | null }, L: number): Float64Array {
+function layerRef(
+  x: Float32Array,
+  d: Record<string, Tensor>,
+  o: Required<Omit<DecoderLayerOptions, "rope" | "softcap" | "slidingWindow">> & { slidingWindow: number | null; softcap: number | null },
+  L: number,
+): Float64Array {
   const { hiddenSize: H, numHeads: Hq, numKvHeads: Hk, headDim: hd, rmsNormEps: eps } = o;
   const off = o.unitOffset ? 1 : 0;
   const W = (k: string) => d[k]?.data;
@@ -126,13 +159,15 @@ function layerRef(x: Float32Array, d: Record<string, Tensor>, o: Required<Omit<D
   const inv = ropeParameters({ dim: hd }).invFreq;
   const rope = (t: Float64Array, heads: number) => {
     const out = t.slice();
-    for (let p = 0; p < L; p++) for (let n = 0; n < heads; n++) for (let i = 0; i < hd / 2; i++) {
-      const a = Math.fround(p * inv[i]); // float32 product, as Hugging Face
-      const [c, s] = [Math.cos(a), Math.sin(a)];
-      const at = (p * heads + n) * hd;
-      out[at + i] = t[at + i] * c - t[at + i + hd / 2] * s;
-      out[at + i + hd / 2] = t[at + i + hd / 2] * c + t[at + i] * s;
-    }
+    for (let p = 0; p < L; p++)
+      for (let n = 0; n < heads; n++)
+        for (let i = 0; i < hd / 2; i++) {
+          const a = Math.fround(p * inv[i]); // float32 product, as Hugging Face
+          const [c, s] = [Math.cos(a), Math.sin(a)];
+          const at = (p * heads + n) * hd;
+          out[at + i] = t[at + i] * c - t[at + i + hd / 2] * s;
+          out[at + i + hd / 2] = t[at + i + hd / 2] * c + t[at + i] * s;
+        }
     return out;
   };
   const [qr, kr] = [rope(qn, Hq), rope(kn, Hk)];
@@ -171,15 +206,33 @@ function layerRef(x: Float32Array, d: Record<string, Tensor>, o: Required<Omit<D
 describe("DecoderLayer", () => {
   type Options = Parameters<typeof layerRef>[2];
   const base: Options = {
-    hiddenSize: 20, numHeads: 4, numKvHeads: 2, headDim: 6, intermediateSize: 37, activation: "silu" as const, rmsNormEps: 1e-6,
-    qkvBias: false, oBias: false, mlpBias: false, qkNorm: false, sandwichNorm: false, unitOffset: false, sinks: false, slidingWindow: null, softcap: null, queryPreAttnScalar: 6,
+    hiddenSize: 20,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 6,
+    intermediateSize: 37,
+    activation: "silu" as const,
+    rmsNormEps: 1e-6,
+    qkvBias: false,
+    oBias: false,
+    mlpBias: false,
+    qkNorm: false,
+    sandwichNorm: false,
+    unitOffset: false,
+    sinks: false,
+    slidingWindow: null,
+    softcap: null,
+    queryPreAttnScalar: 6,
   };
   const variants: [string, Partial<Options>][] = [
     ["Llama (GQA 4/2, head 6)", {}],
     ["Qwen2 (q/k/v biases)", { qkvBias: true }],
     ["Qwen3 (q_norm, k_norm; head 8)", { qkNorm: true, headDim: 8, queryPreAttnScalar: 8 }],
     ["Mistral (sliding window 3)", { slidingWindow: 3 }],
-    ["Gemma 2 (four norms, (1 + w), tanh-GELU, soft-capping, window 4, query_pre_attn_scalar)", { sandwichNorm: true, unitOffset: true, activation: "gelu-tanh", softcap: 2, slidingWindow: 4, queryPreAttnScalar: 10 }],
+    [
+      "Gemma 2 (four norms, (1 + w), tanh-GELU, soft-capping, window 4, query_pre_attn_scalar)",
+      { sandwichNorm: true, unitOffset: true, activation: "gelu-tanh", softcap: 2, slidingWindow: 4, queryPreAttnScalar: 10 },
+    ],
     ["multi-query, biases everywhere", { numKvHeads: 1, qkvBias: true, oBias: true, mlpBias: true }],
     ["attention sinks (gpt-oss: self_attn.sinks), with a sliding window", { sinks: true, slidingWindow: 3 }],
   ];
@@ -207,7 +260,9 @@ describe("DecoderLayer", () => {
     const padded = new Float32Array(12 * H);
     padded.set(a, 0);
     padded.set(b, 10 * H);
-    const out = layer.forward(tensor(padded, [2, 6, H]), { attentionMask: { data: Uint8Array.of(1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1), shape: [2, 6] } });
+    const out = layer.forward(tensor(padded, [2, 6, H]), {
+      attentionMask: { data: Uint8Array.of(1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1), shape: [2, 6] },
+    });
     expectClose(out.data.subarray(0, 6 * H), layer.forward(tensor(a, [6, H])).data, [6, H], { atol: 1e-6, rtol: 1e-5 }, "row 0");
     expectClose(out.data.subarray(10 * H), layer.forward(tensor(b, [2, H])).data, [2, H], { atol: 1e-6, rtol: 1e-5 }, "row 1");
     layer.dispose();
@@ -216,16 +271,31 @@ describe("DecoderLayer", () => {
   test("parameters carry Hugging Face's names", () => {
     const keys = (o: Partial<DecoderLayerOptions>) => new DecoderLayer({ ...base, ...o }).params().map((p) => p.key);
     expect(keys({ qkvBias: true, qkNorm: true, sandwichNorm: true })).toEqual([
-      "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias", "self_attn.v_proj.weight", "self_attn.v_proj.bias",
-      "self_attn.o_proj.weight", "self_attn.q_norm.weight", "self_attn.k_norm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
-      "input_layernorm.weight", "post_attention_layernorm.weight", "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight",
+      "self_attn.q_proj.weight",
+      "self_attn.q_proj.bias",
+      "self_attn.k_proj.weight",
+      "self_attn.k_proj.bias",
+      "self_attn.v_proj.weight",
+      "self_attn.v_proj.bias",
+      "self_attn.o_proj.weight",
+      "self_attn.q_norm.weight",
+      "self_attn.k_norm.weight",
+      "mlp.gate_proj.weight",
+      "mlp.up_proj.weight",
+      "mlp.down_proj.weight",
+      "input_layernorm.weight",
+      "post_attention_layernorm.weight",
+      "pre_feedforward_layernorm.weight",
+      "post_feedforward_layernorm.weight",
     ]);
   });
 
   test("errors", () => {
     expect(() => new DecoderLayer({ ...base, numKvHeads: 3 })).toThrow(/numHeads \(4\) must be a multiple of numKvHeads \(3\)/);
     expect(() => new DecoderLayer({ ...base, headDim: 5 })).toThrow(/headDim must be even/);
-    expect(() => new DecoderLayer({ ...base, headDim: undefined, hiddenSize: 18 })).toThrow(/hiddenSize \(18\) must be divisible by numHeads \(4\), or give headDim/);
+    expect(() => new DecoderLayer({ ...base, headDim: undefined, hiddenSize: 18 })).toThrow(
+      /hiddenSize \(18\) must be divisible by numHeads \(4\), or give headDim/,
+    );
     expect(() => new DecoderLayer({ ...base, slidingWindow: 0 })).toThrow(/slidingWindow must be a positive integer/);
     expect(() => new DecoderLayer({ ...base, rope: { scaling: { rope_type: "dynamic", factor: 2 } } })).toThrow(ArgumentError);
     expect(() => new DecoderLayer({ ...base, foo: 1 } as never)).toThrow(/unknown option "foo"/);

@@ -102,13 +102,19 @@ function inputs(c: Case, seed: number): Inputs {
     }
   }
   const gDims = c.perDim ? [B, Hkv, T, dk] : [B, Hkv, T];
-  const decayData = () => Float32Array.from({ length: gDims.reduce((a, b) => a * b, 1) }, () => (c.g === "random" || c.g === undefined ? -3 * r.next() : c.g));
+  const decayData = () =>
+    Float32Array.from({ length: gDims.reduce((a, b) => a * b, 1) }, () => (c.g === "random" || c.g === undefined ? -3 * r.next() : c.g));
   return {
     q: lib.tensor(r.floats(B * Hq * T * dk), [B, Hq, T, dk]),
     k: lib.tensor(k, [B, Hkv, T, dk]),
     v: lib.tensor(r.floats(B * Hkv * T * dv), [B, Hkv, T, dv]),
     decay: gated(c.rule) ? lib.tensor(decayData(), gDims) : undefined,
-    beta: delta(c.rule) ? lib.tensor(Float32Array.from({ length: B * (c.betaShared ? 1 : Hkv) * T }, () => 0.05 + 0.9 * r.next()), [B, c.betaShared ? 1 : Hkv, T]) : undefined,
+    beta: delta(c.rule)
+      ? lib.tensor(
+          Float32Array.from({ length: B * (c.betaShared ? 1 : Hkv) * T }, () => 0.05 + 0.9 * r.next()),
+          [B, c.betaShared ? 1 : Hkv, T],
+        )
+      : undefined,
     state: c.withState ? lib.tensor(r.floats(B * Hkv * dk * dv, 0.5), [B, Hkv, dk, dv]) : undefined,
   };
 }
@@ -151,15 +157,29 @@ function close(got: Float32Array, want: ArrayLike<number>, shape: readonly numbe
 }
 
 // shapes (B, Hq, Hkv, dk, dv) taken in turn: grouped heads, odd and unit head sizes, B > 1
-const SHAPES: [number, number, number, number, number][] = [[2, 4, 2, 7, 33], [1, 3, 1, 33, 7], [2, 2, 2, 1, 1], [1, 2, 1, 16, 8]];
+const SHAPES: [number, number, number, number, number][] = [
+  [2, 4, 2, 7, 33],
+  [1, 3, 1, 33, 7],
+  [2, 2, 2, 1, 1],
+  [1, 2, 1, 16, 8],
+];
 // T and chunk sizes that divide it or not (and a chunk longer than T)
-const LENGTHS: [number, number][] = [[1, 16], [7, 16], [64, 64], [64, 33], [100, 16], [100, 33]];
+const LENGTHS: [number, number][] = [
+  [1, 16],
+  [7, 16],
+  [64, 64],
+  [64, 33],
+  [100, 16],
+  [100, 33],
+];
 
 describe("the update rules: chunked, recurrent and the float64 reference agree", () => {
   let n = 0;
   for (const rule of RULES) {
     for (const [T, chunkSize] of LENGTHS) {
-      const decays: (Partial<Case> | undefined)[] = gated(rule) ? [{ g: -1e-4 }, { g: -5, perDim: true }, { g: "random", perDim: n % 2 === 0 }] : [undefined];
+      const decays: (Partial<Case> | undefined)[] = gated(rule)
+        ? [{ g: -1e-4 }, { g: -5, perDim: true }, { g: "random", perDim: n % 2 === 0 }]
+        : [undefined];
       for (const decay of decays) {
         const [B, Hq, Hkv, dk, dv] = SHAPES[n++ % SHAPES.length];
         const c: Case = { rule, B, Hq, Hkv, T, dk, dv, ...decay, betaShared: n % 3 === 0, withState: n % 2 === 1 };
@@ -207,18 +227,29 @@ describe("decoding: LinearAttentionState", () => {
     const x = inputs(c, freshSeed());
     const whole = lib.linearAttention(x.q, x.k, x.v, { rule: "gated_delta", decay: x.decay, beta: x.beta, returnState: true });
     const P = 29;
-    const prefix = lib.linearAttention(sliceT(x.q, 0, P)!, sliceT(x.k, 0, P)!, sliceT(x.v, 0, P)!, { rule: "gated_delta", decay: sliceT(x.decay, 0, P), beta: sliceT(x.beta, 0, P), returnState: true });
+    const prefix = lib.linearAttention(sliceT(x.q, 0, P)!, sliceT(x.k, 0, P)!, sliceT(x.v, 0, P)!, {
+      rule: "gated_delta",
+      decay: sliceT(x.decay, 0, P),
+      beta: sliceT(x.beta, 0, P),
+      returnState: true,
+    });
     const st = new lib.LinearAttentionState([2, 2], 12, 9, { rule: "gated_delta" });
     st.setState(prefix.state);
     expect(st.state.data).toEqual(prefix.state.data);
     for (let t = P; t < 40; t++) {
-      const o = st.step(sliceT(x.q, t, t + 1)!, sliceT(x.k, t, t + 1)!, sliceT(x.v, t, t + 1)!, { decay: sliceT(x.decay, t, t + 1), beta: sliceT(x.beta, t, t + 1) });
+      const o = st.step(sliceT(x.q, t, t + 1)!, sliceT(x.k, t, t + 1)!, sliceT(x.v, t, t + 1)!, {
+        decay: sliceT(x.decay, t, t + 1),
+        beta: sliceT(x.beta, t, t + 1),
+      });
       close(o.data, sliceT(whole.output, t, t + 1)!.data, o.shape, `token ${t}`);
     }
     close(st.state.data, whole.state.data, whole.state.shape, "final state");
     // a step of many tokens (chunked inside) continues the same way
     st.setState(prefix.state);
-    const rest = st.step(sliceT(x.q, P, 40)!, sliceT(x.k, P, 40)!, sliceT(x.v, P, 40)!, { decay: sliceT(x.decay, P, 40), beta: sliceT(x.beta, P, 40) });
+    const rest = st.step(sliceT(x.q, P, 40)!, sliceT(x.k, P, 40)!, sliceT(x.v, P, 40)!, {
+      decay: sliceT(x.decay, P, 40),
+      beta: sliceT(x.beta, P, 40),
+    });
     close(rest.data, sliceT(whole.output, P, 40)!.data, rest.shape, "the rest in one step");
     st.reset();
     expect(st.state.data.every((y) => y === 0)).toBe(true);
@@ -258,7 +289,7 @@ describe("decoding: LinearAttentionState", () => {
   });
 });
 
-describe("the update rules in MultiHeadAttention: attention { linear: { rule: \"linear\" } }", () => {
+describe('the update rules in MultiHeadAttention: attention { linear: { rule: "linear" } }', () => {
   // identity projections: the heads are column slices of x, the key/value heads the first Hkv of them
   const [B, L, H, Hkv, hd] = [2, 45, 4, 2, 6];
   const E = H * hd;
@@ -271,14 +302,24 @@ describe("the update rules in MultiHeadAttention: attention { linear: { rule: \"
     return m.loadStateDict({ in_proj_weight: lib.tensor(inProj, [E + 2 * Hkv * hd, E]), "out_proj.weight": lib.tensor(eye, [E, E]) });
   }
   // [B, L, E] -> [B, heads, L, hd], the first `heads` heads
-  const split = (x: Float32Array, heads: number) => lib.tensor(Float32Array.from({ length: B * heads * L * hd }, (_, n) => {
-    const d = n % hd, l = Math.floor(n / hd) % L, h = Math.floor(n / (hd * L)) % heads, b = Math.floor(n / (hd * L * heads));
-    return x[(b * L + l) * E + h * hd + d];
-  }), [B, heads, L, hd]);
-  const merge = (x: Float32Array) => Float32Array.from({ length: x.length }, (_, n) => {
-    const c = n % E, l = Math.floor(n / E) % L, b = Math.floor(n / (E * L));
-    return x[((b * H + Math.floor(c / hd)) * L + l) * hd + (c % hd)];
-  });
+  const split = (x: Float32Array, heads: number) =>
+    lib.tensor(
+      Float32Array.from({ length: B * heads * L * hd }, (_, n) => {
+        const d = n % hd,
+          l = Math.floor(n / hd) % L,
+          h = Math.floor(n / (hd * L)) % heads,
+          b = Math.floor(n / (hd * L * heads));
+        return x[(b * L + l) * E + h * hd + d];
+      }),
+      [B, heads, L, hd],
+    );
+  const merge = (x: Float32Array) =>
+    Float32Array.from({ length: x.length }, (_, n) => {
+      const c = n % E,
+        l = Math.floor(n / E) % L,
+        b = Math.floor(n / (E * L));
+      return x[((b * H + Math.floor(c / hd)) * L + l) * hd + (c % hd)];
+    });
 
   test("equals linearAttention on the split heads (grouped), and decodes with a cache as its full forward", () => {
     const r = rng(freshSeed());
@@ -288,11 +329,25 @@ describe("the update rules in MultiHeadAttention: attention { linear: { rule: \"
     expect(weights).toBeNull();
     const want = lib.linearAttention(split(x.data, H), split(x.data, Hkv), split(x.data, Hkv), { rule: "linear" });
     close(output.data, merge(want.data), [B, L, E], "module vs function");
-    close(output.data, merge(Float32Array.from(ruleRef({ q: split(x.data, H), k: split(x.data, Hkv), v: split(x.data, Hkv) }, "linear").out)), [B, L, E], "module vs float64");
+    close(
+      output.data,
+      merge(Float32Array.from(ruleRef({ q: split(x.data, H), k: split(x.data, Hkv), v: split(x.data, Hkv) }, "linear").out)),
+      [B, L, E],
+      "module vs float64",
+    );
     const cache = new lib.KVCache();
     const got = new Float32Array(B * L * E);
-    const rows = (a: number, b: number) => lib.tensor(Float32Array.from({ length: B * (b - a) * E }, (_, n) => x.data[(Math.floor(n / ((b - a) * E)) * L + a) * E + (n % ((b - a) * E))]), [B, b - a, E]);
-    for (const [a, b] of [[0, 20], [20, 21], [21, 22], [22, L]]) {
+    const rows = (a: number, b: number) =>
+      lib.tensor(
+        Float32Array.from({ length: B * (b - a) * E }, (_, n) => x.data[(Math.floor(n / ((b - a) * E)) * L + a) * E + (n % ((b - a) * E))]),
+        [B, b - a, E],
+      );
+    for (const [a, b] of [
+      [0, 20],
+      [20, 21],
+      [21, 22],
+      [22, L],
+    ]) {
       const piece = rows(a, b);
       const o = mha.forward(piece, piece, piece, { isCausal: true, cache }).output;
       for (let i = 0; i < B; i++) got.set(o.data.subarray(i * (b - a) * E, (i + 1) * (b - a) * E), (i * L + a) * E);
@@ -304,12 +359,16 @@ describe("the update rules in MultiHeadAttention: attention { linear: { rule: \"
 
   test("rules with per-token inputs are linearAttention's alone; the rules are causal self-attention", () => {
     for (const rule of ["gated", "delta", "gated_delta"] as const) {
-      expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: { rule } } })).toThrow(new RegExp(`attention.linear.rule: "${rule}" needs a decay and/or beta for every token`));
+      expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: { rule } } })).toThrow(
+        new RegExp(`attention.linear.rule: "${rule}" needs a decay and/or beta for every token`),
+      );
     }
     const mha = identityMha({ linear: { rule: "linear" } });
     const x = lib.tensor(new Float32Array(B * L * E), [B, L, E]);
     expect(() => mha.forward(x, x, x)).toThrow(/by rule "linear": causal self-attention only/);
-    expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: { rule: "linear", featureMap: "relu" } } })).toThrow(/featureMap: only with rule "normalized"/);
+    expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: { rule: "linear", featureMap: "relu" } } })).toThrow(
+      /featureMap: only with rule "normalized"/,
+    );
     mha.dispose();
   });
 });
@@ -322,7 +381,10 @@ describe("checks", () => {
     const live = lib.memoryStats().liveBytes;
     const cases: [() => unknown, RegExp][] = [
       [() => lib.linearAttention(q, k, v, { rule: "gated_delta", decay: t(1, 2, 5), beta: t(1, 2, 5), bogus: 1 } as never), /unknown option "bogus"/],
-      [() => lib.linearAttention(q, k, v, { rule: "fast" as never }), /rule: expected "normalized" or "linear" or "gated" or "delta" or "gated_delta", got string fast/],
+      [
+        () => lib.linearAttention(q, k, v, { rule: "fast" as never }),
+        /rule: expected "normalized" or "linear" or "gated" or "delta" or "gated_delta", got string fast/,
+      ],
       [() => lib.linearAttention(q, k, v, { decay: t(1, 2, 5) }), /decay: only with an update rule/],
       [() => lib.linearAttention(q, k, v, { returnState: true }), /returnState: only with an update rule/],
       [() => lib.linearAttention(q, k, v, { rule: "linear", featureMap: "relu" }), /featureMap: only with rule "normalized"/],
@@ -338,11 +400,23 @@ describe("checks", () => {
       [() => lib.linearAttention(q, t(1, 2, 6, 3), v, { rule: "linear" }), /key: expected \[1, Hkv, 5, 3\], got \[1, 2, 6, 3\]/],
       [() => lib.linearAttention(q, k, t(1, 3, 5, 2), { rule: "linear" }), /value: expected \[1, 2, 5, dv\], got \[1, 3, 5, 2\]/],
       [() => lib.linearAttention(t(1, 3, 5, 3), k, v, { rule: "linear" }), /query: its 3 heads are not a multiple of the 2 key\/value heads/],
-      [() => lib.linearAttention(q, k, v, { rule: "gated", decay: t(1, 2, 5, 2) }), /decay: expected \[B, Hkv, T\] = \[1, 2, 5\] or \[B, Hkv, T, dk\] = \[1, 2, 5, 3\], got \[1, 2, 5, 2\]/],
-      [() => lib.linearAttention(q, k, v, { rule: "delta", beta: t(1, 4, 5) }), /beta: expected \[B, Hkv, T\] = \[1, 2, 5\] or \[B, 1, T\] = \[1, 1, 5\], got \[1, 4, 5\]/],
-      [() => lib.linearAttention(q, k, v, { rule: "linear", state: t(1, 2, 2, 3) }), /state: expected \[B, Hkv, dk, dv\] = \[1, 2, 3, 2\], got \[1, 2, 2, 3\]/],
+      [
+        () => lib.linearAttention(q, k, v, { rule: "gated", decay: t(1, 2, 5, 2) }),
+        /decay: expected \[B, Hkv, T\] = \[1, 2, 5\] or \[B, Hkv, T, dk\] = \[1, 2, 5, 3\], got \[1, 2, 5, 2\]/,
+      ],
+      [
+        () => lib.linearAttention(q, k, v, { rule: "delta", beta: t(1, 4, 5) }),
+        /beta: expected \[B, Hkv, T\] = \[1, 2, 5\] or \[B, 1, T\] = \[1, 1, 5\], got \[1, 4, 5\]/,
+      ],
+      [
+        () => lib.linearAttention(q, k, v, { rule: "linear", state: t(1, 2, 2, 3) }),
+        /state: expected \[B, Hkv, dk, dv\] = \[1, 2, 3, 2\], got \[1, 2, 2, 3\]/,
+      ],
       [() => lib.linearAttention(q, k, v, { rule: "linear", returnState: 1 as never }), /returnState: expected a boolean/],
-      [() => lib.linearAttention(q, k, v, { rule: "delta", beta: { data: [1, 2], shape: [1, 1, 2] } as never }), /beta: expected data of type Float32Array/],
+      [
+        () => lib.linearAttention(q, k, v, { rule: "delta", beta: { data: [1, 2], shape: [1, 1, 2] } as never }),
+        /beta: expected data of type Float32Array/,
+      ],
       [() => new lib.LinearAttentionState([1, 2, 1], 3, 2, { rule: "linear" }), /leading dimensions \[B, Hkv\], got \[1, 2, 1\]/],
       [() => new lib.LinearAttentionState([2], 3, 2, { chunkSize: 8 }), /chunkSize: only with an update rule/],
     ];
@@ -359,8 +433,17 @@ describe("checks", () => {
   });
 
   test("empty work returns at once: no token keeps the state, no head or head size gives zeros", () => {
-    const state = lib.tensor(Float32Array.from({ length: 12 }, (_, i) => i), [1, 2, 3, 2]);
-    const none = lib.linearAttention(t(1, 4, 0, 3), t(1, 2, 0, 3), t(1, 2, 0, 2), { rule: "gated_delta", decay: t(1, 2, 0), beta: t(1, 2, 0), state, returnState: true });
+    const state = lib.tensor(
+      Float32Array.from({ length: 12 }, (_, i) => i),
+      [1, 2, 3, 2],
+    );
+    const none = lib.linearAttention(t(1, 4, 0, 3), t(1, 2, 0, 3), t(1, 2, 0, 2), {
+      rule: "gated_delta",
+      decay: t(1, 2, 0),
+      beta: t(1, 2, 0),
+      state,
+      returnState: true,
+    });
     expect(none.output.shape).toEqual([1, 4, 0, 2]);
     expect(none.state.data).toEqual(state.data);
     expect(lib.linearAttention(t(0, 4, 5, 3), t(0, 2, 5, 3), t(0, 2, 5, 2), { rule: "linear" }).shape).toEqual([0, 4, 5, 2]);
@@ -371,12 +454,23 @@ describe("checks", () => {
     const x = inputs({ rule: "delta", B: 1, Hq: 0, Hkv: 2, T: 6, dk: 3, dv: 2 }, 7);
     const moved = lib.linearAttention(lib.tensor(new Float32Array(0), [1, 0, 6, 3]), x.k, x.v, { rule: "delta", beta: x.beta, returnState: true });
     expect(moved.output.shape).toEqual([1, 0, 6, 2]);
-    close(moved.state.data, ruleRef({ ...x, q: lib.tensor(new Float32Array(0), [1, 0, 6, 3]) }, "delta").state, [1, 2, 3, 2], "state without queries");
+    close(
+      moved.state.data,
+      ruleRef({ ...x, q: lib.tensor(new Float32Array(0), [1, 0, 6, 3]) }, "delta").state,
+      [1, 2, 3, 2],
+      "state without queries",
+    );
   });
 
   test("the normalised form is unchanged by default", () => {
     const r = rng(freshSeed());
-    const [qq, kk, vv] = [lib.tensor(r.floats(2 * 5 * 3), [2, 5, 3]), lib.tensor(r.floats(2 * 5 * 3), [2, 5, 3]), lib.tensor(r.floats(2 * 5 * 4), [2, 5, 4])];
-    expect(lib.linearAttention(qq, kk, vv, { causal: true }).data).toEqual(lib.linearAttention(qq, kk, vv, { rule: "normalized", causal: true }).data);
+    const [qq, kk, vv] = [
+      lib.tensor(r.floats(2 * 5 * 3), [2, 5, 3]),
+      lib.tensor(r.floats(2 * 5 * 3), [2, 5, 3]),
+      lib.tensor(r.floats(2 * 5 * 4), [2, 5, 4]),
+    ];
+    expect(lib.linearAttention(qq, kk, vv, { causal: true }).data).toEqual(
+      lib.linearAttention(qq, kk, vv, { rule: "normalized", causal: true }).data,
+    );
   });
 });

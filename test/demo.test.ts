@@ -32,7 +32,13 @@ for (const e of expected) {
     const max = Math.max(...e.scores);
     const exps = e.scores.map((s) => Math.exp(s - max));
     const sum = exps.reduce((a, b) => a + b, 0);
-    expectClose(r.probs, exps.map((x) => x / sum), [e.words.length], { atol: 1e-5, rtol: 1e-4 }, "pointer");
+    expectClose(
+      r.probs,
+      exps.map((x) => x / sum),
+      [e.words.length],
+      { atol: 1e-5, rtol: 1e-4 },
+      "pointer",
+    );
     e.weights.forEach((layer, i) => {
       const L = e.words.length;
       expectClose(r.weights[i].data, layer.flat(2), [layer.length, L, L], { atol: 1e-5, rtol: 1e-4 }, `layer ${i + 1} weights`);
@@ -41,7 +47,10 @@ for (const e of expected) {
 }
 
 test("npm start resolves it to mat, then to cat", () => {
-  const out = execFileSync(process.execPath, ["examples/demo.mjs", "--svg", "test-results/attention.svg"], { cwd: new URL("..", import.meta.url), encoding: "utf8" });
+  const out = execFileSync(process.execPath, ["examples/demo.mjs", "--svg", "test-results/attention.svg"], {
+    cwd: new URL("..", import.meta.url),
+    encoding: "utf8",
+  });
   const answers = [...out.matchAll(/"it" refers to: (\w+)/g)].map((m) => m[1]);
   expect(answers).toEqual(["MAT", "CAT"]);
   expect(readFileSync(new URL("../test-results/attention.svg", import.meta.url), "utf8")).toContain("<svg");

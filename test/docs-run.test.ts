@@ -22,7 +22,7 @@ import { CHROMIUM_ARGS } from "./support/serve.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
-export interface Block {
+interface Block {
   file: string;
   line: number;
   lang: string;
@@ -31,11 +31,17 @@ export interface Block {
 }
 
 /** The runnable blocks of a markdown file. */
-export function blocks(file: string): Block[] {
+function blocks(file: string): Block[] {
   const text = readFileSync(join(root, file), "utf8");
   const out: Block[] = [];
   for (const m of text.matchAll(/(<!--\s*docs-test:\s*([\w ]+?)\s*-->\s*\n)?```(js|javascript|mjs|ts|typescript)\n([\s\S]*?)```/g)) {
-    out.push({ file, line: text.slice(0, m.index).split("\n").length + (m[1] ? 1 : 0), lang: m[3]!, code: m[4]!, browser: (m[2] ?? "").split(" ").includes("browser") });
+    out.push({
+      file,
+      line: text.slice(0, m.index).split("\n").length + (m[1] ? 1 : 0),
+      lang: m[3]!,
+      code: m[4]!,
+      browser: (m[2] ?? "").split(" ").includes("browser"),
+    });
   }
   return out;
 }
@@ -74,14 +80,24 @@ beforeAll(async () => {
   await lib.init({ simd: "baseline" });
   const layer = { dModel: 256, nhead: 8, dimFeedforward: 1024, activation: "gelu" as const };
   let seed = 1;
-  const random = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5) * 0.1);
+  const random = (n: number) =>
+    Float32Array.from({ length: n }, () => {
+      seed = (seed * 16807) % 2147483647;
+      return (seed / 2147483647 - 0.5) * 0.1;
+    });
   const tensors: Record<string, { shape: readonly number[]; data: Float32Array }> = {};
-  for (const [prefix, stack] of [["encoder.", new lib.TransformerEncoder({ layer, numLayers: 4, norm: true })], ["decoder.", new lib.TransformerDecoder({ layer, numLayers: 4, norm: true })]] as const) {
+  for (const [prefix, stack] of [
+    ["encoder.", new lib.TransformerEncoder({ layer, numLayers: 4, norm: true })],
+    ["decoder.", new lib.TransformerDecoder({ layer, numLayers: 4, norm: true })],
+  ] as const) {
     for (const p of stack.params()) tensors[prefix + p.key] = { shape: p.shape, data: random(p.shape.reduce((a, b) => a * b, 1)) };
     stack.dispose();
   }
   writeFileSync(join(dir, "transformer.safetensors"), safetensors(tensors));
-  for (const [to, from] of [["bert", "encoders/bert-f32"], ["llama", "decoders/llama-tied"]]) {
+  for (const [to, from] of [
+    ["bert", "encoders/bert-f32"],
+    ["llama", "decoders/llama-tied"],
+  ]) {
     mkdirSync(join(dir, to));
     copyFileSync(join(root, `test/fixtures/${from}.config.json`), join(dir, to, "config.json"));
     copyFileSync(join(root, `test/fixtures/${from}.safetensors`), join(dir, to, "model.safetensors"));
@@ -126,7 +142,9 @@ async function runBrowser(block: Block, name: string): Promise<void> {
     browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
   }
   writeFileSync(join(dir, name), source(block));
-  const imports = Object.fromEntries(["", "/core", "/worker"].map((sub) => [`wasm-attention${sub}`, `/node_modules/wasm-attention/dist/${sub ? sub.slice(1) : "index"}.js`]));
+  const imports = Object.fromEntries(
+    ["", "/core", "/worker"].map((sub) => [`wasm-attention${sub}`, `/node_modules/wasm-attention/dist/${sub ? sub.slice(1) : "index"}.js`]),
+  );
   writeFileSync(
     join(dir, `${name}.html`),
     `<!doctype html><script type="importmap">${JSON.stringify({ imports })}</script>

@@ -5,7 +5,14 @@ import * as lib from "../src/index.js";
 import { freshSeed, rng } from "./reference.js";
 
 const r = rng(freshSeed());
-const t = (shape: number[], scale = 0.5) => lib.tensor(r.floats(shape.reduce((a, b) => a * b, 1), scale), shape);
+const t = (shape: number[], scale = 0.5) =>
+  lib.tensor(
+    r.floats(
+      shape.reduce((a, b) => a * b, 1),
+      scale,
+    ),
+    shape,
+  );
 const loaded = <M extends lib.Module>(m: M): M => m.loadStateDict(Object.fromEntries(m.params().map((p) => [p.key, t([...p.shape])])));
 const layer = { dModel: 8, nhead: 2, dimFeedforward: 16 };
 let mha: lib.MultiHeadAttention;
@@ -95,9 +102,22 @@ describe("concurrency", () => {
   test("decoders with their own KV caches and resident tensors, stepped from interleaved async tasks while the memory grows, give the bits of each run alone", async () => {
     const seed = freshSeed();
     const r = rng(seed);
-    const tensor = (shape: number[]) => lib.tensor(r.floats(shape.reduce((a, b) => a * b, 1), 0.5), shape);
+    const tensor = (shape: number[]) =>
+      lib.tensor(
+        r.floats(
+          shape.reduce((a, b) => a * b, 1),
+          0.5,
+        ),
+        shape,
+      );
     const bits = (x: Float32Array) => Array.from(new Uint32Array(x.slice().buffer));
-    const chunks = [[0, 3], [3, 4], [4, 5], [5, 7], [7, 8]]; // positions fed per step: a prefill, then tokens
+    const chunks = [
+      [0, 3],
+      [3, 4],
+      [4, 5],
+      [5, 7],
+      [7, 8],
+    ]; // positions fed per step: a prefill, then tokens
     const decoders = Array.from({ length: 12 }, () => ({
       model: loaded(new lib.TransformerEncoder({ layer, numLayers: 2 })),
       tokens: tensor([1, 8, 8]),

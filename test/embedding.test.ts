@@ -13,10 +13,16 @@ function loaded(num: number, dim: number) {
 }
 
 // the rows of ids, flat
-const rows = (weight: Float32Array, dim: number, ids: ArrayLike<number>) => Array.from(ids).flatMap((id) => Array.from(weight.subarray(id * dim, (id + 1) * dim)));
+const rows = (weight: Float32Array, dim: number, ids: ArrayLike<number>) =>
+  Array.from(ids).flatMap((id) => Array.from(weight.subarray(id * dim, (id + 1) * dim)));
 
 describe("gather", () => {
-  for (const [num, dim] of [[1, 1], [3, 4], [5, 17], [67, 64 + 3]]) {
+  for (const [num, dim] of [
+    [1, 1],
+    [3, 4],
+    [5, 17],
+    [67, 64 + 3],
+  ]) {
     test(`${num} x ${dim}: Int32Array, number[] and { data, shape } give the rows`, () => {
       const { emb, weight } = loaded(num, dim);
       const ids = Int32Array.from({ length: 6 }, (_, i) => (i * 7 + 2) % num);
@@ -69,7 +75,12 @@ test("a table of several blocks of rows (two full, a tail), loaded from F16 a bl
   ids.forEach((id, i) => {
     for (const j of [0, 1, dim - 1]) expect(got.data[i * dim + j], `row ${id}, column ${j}`).toBe(want(id, j));
   });
-  const same = new Embedding({ numEmbeddings: num, embeddingDim: dim }).loadStateDict({ weight: tensor(Float32Array.from(half, (h) => 1 + (h - 0x3c00) / 1024), [num, dim]) });
+  const same = new Embedding({ numEmbeddings: num, embeddingDim: dim }).loadStateDict({
+    weight: tensor(
+      Float32Array.from(half, (h) => 1 + (h - 0x3c00) / 1024),
+      [num, dim],
+    ),
+  });
   expect(same.forward(ids).data).toEqual(got.data);
   emb.dispose();
   same.dispose();
@@ -81,16 +92,46 @@ describe("errors", () => {
     emb = loaded(10, 2).emb;
   });
   const cases: [string, () => unknown, typeof ArgumentError, RegExp][] = [
-    ["an id past the table", () => emb.forward(Int32Array.of(1, 2, 10)), ArgumentError, /Embedding.forward ids: id 10 at \[2\] is not an integer in \[0, 10\)/],
-    ["a negative id, in a batch: its coordinates", () => emb.forward({ data: Int32Array.of(0, 1, 2, 3, -1, 5), shape: [2, 3] }), ArgumentError, /id -1 at \[1, 1\] is not an integer in \[0, 10\)/],
+    [
+      "an id past the table",
+      () => emb.forward(Int32Array.of(1, 2, 10)),
+      ArgumentError,
+      /Embedding.forward ids: id 10 at \[2\] is not an integer in \[0, 10\)/,
+    ],
+    [
+      "a negative id, in a batch: its coordinates",
+      () => emb.forward({ data: Int32Array.of(0, 1, 2, 3, -1, 5), shape: [2, 3] }),
+      ArgumentError,
+      /id -1 at \[1, 1\] is not an integer in \[0, 10\)/,
+    ],
     ["a fractional id", () => emb.forward([0, 1.5]), ArgumentError, /id 1.5 at \[1\]/],
     ["NaN", () => emb.forward([NaN]), ArgumentError, /id NaN at \[0\]/],
     ["a string", () => emb.forward(["3"] as never), ArgumentError, /id string 3 at \[0\]/],
     ["the first bad id is named", () => emb.forward([0, 11, -4]), ArgumentError, /id 11 at \[1\]/],
-    ["Float32Array ids", () => emb.forward(new Float32Array(2) as never), ArgumentError, /expected an Int32Array, an array of numbers or \{ data: Int32Array, shape \}, got Float32Array/],
-    ["{ data } of another type", () => emb.forward({ data: new BigInt64Array(2), shape: [2] } as never), ArgumentError, /expected data of type Int32Array, got BigInt64Array/],
-    ["a shape that does not fit", () => emb.forward({ data: new Int32Array(5), shape: [2, 3] }), ShapeError, /shape \[2, 3\] holds 6 elements but data has 5/],
-    ["a bad shape", () => emb.forward({ data: new Int32Array(2), shape: [-2] }), ShapeError, /Embedding.forward ids.shape: dimension 0 must be a non-negative integer, got -2/],
+    [
+      "Float32Array ids",
+      () => emb.forward(new Float32Array(2) as never),
+      ArgumentError,
+      /expected an Int32Array, an array of numbers or \{ data: Int32Array, shape \}, got Float32Array/,
+    ],
+    [
+      "{ data } of another type",
+      () => emb.forward({ data: new BigInt64Array(2), shape: [2] } as never),
+      ArgumentError,
+      /expected data of type Int32Array, got BigInt64Array/,
+    ],
+    [
+      "a shape that does not fit",
+      () => emb.forward({ data: new Int32Array(5), shape: [2, 3] }),
+      ShapeError,
+      /shape \[2, 3\] holds 6 elements but data has 5/,
+    ],
+    [
+      "a bad shape",
+      () => emb.forward({ data: new Int32Array(2), shape: [-2] }),
+      ShapeError,
+      /Embedding.forward ids.shape: dimension 0 must be a non-negative integer, got -2/,
+    ],
   ];
   for (const [what, call, cls, message] of cases) {
     test(what, () => {
@@ -101,7 +142,9 @@ describe("errors", () => {
 
   test("options", () => {
     expect(() => new Embedding({ numEmbeddings: 0, embeddingDim: 2 })).toThrow(/numEmbeddings must be a positive integer/);
-    expect(() => new Embedding({ numEmbeddings: 4, embeddingDim: 2, paddingIdx: 4 })).toThrow(/paddingIdx must be an integer in \[-4, 4\), got number 4/);
+    expect(() => new Embedding({ numEmbeddings: 4, embeddingDim: 2, paddingIdx: 4 })).toThrow(
+      /paddingIdx must be an integer in \[-4, 4\), got number 4/,
+    );
     expect(() => new Embedding({ numEmbeddings: 4, embeddingDim: 2, maxNorm: 1 } as never)).toThrow(/unknown option "maxNorm"/);
     expect(new Embedding({ numEmbeddings: 4, embeddingDim: 2, paddingIdx: -1 }).paddingIdx).toBe(3);
     expect(new Embedding({ numEmbeddings: 4, embeddingDim: 2 }).paddingIdx).toBeNull();
@@ -113,6 +156,8 @@ describe("errors", () => {
     e.loadStateDict({ weight: tensor(new Float32Array(8), [4, 2]) }).dispose();
     expect(() => e.forward([0])).toThrow(/was disposed/);
     expect(() => e.loadStateDict({ weight: tensor(new Float32Array(6), [3, 2]) })).toThrow(/was disposed/);
-    expect(() => new Embedding({ numEmbeddings: 4, embeddingDim: 2 }).loadStateDict({ weight: tensor(new Float32Array(6), [3, 2]) })).toThrow(/"weight" has shape \[3, 2\], expected \[4, 2\]/);
+    expect(() => new Embedding({ numEmbeddings: 4, embeddingDim: 2 }).loadStateDict({ weight: tensor(new Float32Array(6), [3, 2]) })).toThrow(
+      /"weight" has shape \[3, 2\], expected \[4, 2\]/,
+    );
   });
 });

@@ -4,7 +4,17 @@
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, test } from "vitest";
 import {
-  ArgumentError, EncoderModel, type IntegerTensor, ShapeError, StateError, type Tensor, init, loadSafetensors, meanPool, memoryStats, tensor,
+  ArgumentError,
+  EncoderModel,
+  type IntegerTensor,
+  ShapeError,
+  StateError,
+  type Tensor,
+  init,
+  loadSafetensors,
+  meanPool,
+  memoryStats,
+  tensor,
 } from "../src/index.js";
 import { expectClose } from "./reference.js";
 
@@ -82,7 +92,17 @@ describe(`matches the float64 reference (torch ${torch}) on Hugging Face checkpo
             const alone = run(model, s);
             expectClose(alone.data, s.last_hidden_state, s.shape, TOL, `row ${s.row} alone`);
             // the batch's real tokens equal the sequence run alone (to rounding: other lengths, other tiles)
-            expectClose(pick(h, s.row, s.columns), pick(alone, 0, s.columns.map((_, i) => i)), [s.columns.length, c.shape[2]], { atol: 1e-6, rtol: 1e-5 }, `row ${s.row}`);
+            expectClose(
+              pick(h, s.row, s.columns),
+              pick(
+                alone,
+                0,
+                s.columns.map((_, i) => i),
+              ),
+              [s.columns.length, c.shape[2]],
+              { atol: 1e-6, rtol: 1e-5 },
+              `row ${s.row}`,
+            );
             // unbatched: Int32Array or number[] of the real tokens -> [L, hidden]
             const real = s.columns.map((j) => c.input_ids[s.row][j]);
             const types = s.columns.map((j) => c.token_type_ids?.[s.row][j] ?? 0);
@@ -107,7 +127,13 @@ describe(`matches the float64 reference (torch ${torch}) on Hugging Face checkpo
       const [r, l] = [right.singles[b], left.singles[b]];
       expectClose(pick(hl, b, l.columns), pick(hr, b, r.columns), [r.columns.length, hr.shape[2]], { atol: 1e-6, rtol: 1e-5 }, `row ${b}`);
     }
-    expectClose(meanPool(hl, ids2(left.attention_mask)).data, meanPool(hr, ids2(right.attention_mask)).data, [3, hr.shape[2]], { atol: 1e-6, rtol: 1e-5 }, "pooled");
+    expectClose(
+      meanPool(hl, ids2(left.attention_mask)).data,
+      meanPool(hr, ids2(right.attention_mask)).data,
+      [3, hr.shape[2]],
+      { atol: 1e-6, rtol: 1e-5 },
+      "pooled",
+    );
     model.dispose();
   });
 });
@@ -123,7 +149,9 @@ describe("loading checkpoints", () => {
     const found = EncoderModel.fromConfig(config(prefixed)).loadStateDict(dict);
     const given = EncoderModel.fromConfig(config(prefixed)).loadStateDict(dict, "bert.");
     expect(run(found, c).data).toEqual(run(given, c).data);
-    expect(() => EncoderModel.fromConfig(config(prefixed)).loadStateDict(dict, "")).toThrow(/missing "embeddings.word_embeddings.weight" \[61, 35\]; .*unexpected "bert.embeddings.LayerNorm.bias"/);
+    expect(() => EncoderModel.fromConfig(config(prefixed)).loadStateDict(dict, "")).toThrow(
+      /missing "embeddings.word_embeddings.weight" \[61, 35\]; .*unexpected "bert.embeddings.LayerNorm.bias"/,
+    );
     found.dispose();
     given.dispose();
   });
@@ -144,10 +172,16 @@ describe("loading checkpoints", () => {
   });
 
   test("strict: any other key is an error naming it; strict: false ignores it", () => {
-    const dict = { ...loadSafetensors(read(bert.weights)), "classifier.weight": tensor(new Float32Array(72), [2, 36]), "encoder.layer.0.attention.self.rotary.weight": tensor([1], [1]) };
+    const dict = {
+      ...loadSafetensors(read(bert.weights)),
+      "classifier.weight": tensor(new Float32Array(72), [2, 36]),
+      "encoder.layer.0.attention.self.rotary.weight": tensor([1], [1]),
+    };
     const model = EncoderModel.fromConfig(config(bert));
     expect(() => model.loadStateDict(dict)).toThrow(ArgumentError);
-    expect(() => model.loadStateDict(dict)).toThrow(/EncoderModel.loadStateDict: unexpected "classifier.weight", "encoder.layer.0.attention.self.rotary.weight"/);
+    expect(() => model.loadStateDict(dict)).toThrow(
+      /EncoderModel.loadStateDict: unexpected "classifier.weight", "encoder.layer.0.attention.self.rotary.weight"/,
+    );
     expect(() => model.forward([1, 2])).toThrow(StateError); // nothing loaded
     expect(model.loadStateDict(dict, undefined, { strict: false })).toBe(model);
     expect(model.forward([1, 2]).shape).toEqual([2, 36]);
@@ -158,7 +192,9 @@ describe("loading checkpoints", () => {
     const dict = { ...loadSafetensors(read(bert.weights)) };
     delete dict["encoder.layer.1.attention.self.key.bias"];
     dict["encoder.layer.0.intermediate.dense.weight"] = tensor(new Float32Array(36 * 36), [36, 36]);
-    expect(() => EncoderModel.fromConfig(config(bert)).loadStateDict(dict)).toThrow(/"encoder.layer.0.intermediate.dense.weight" has shape \[36, 36\], expected \[37, 36\]; missing "encoder.layer.1.attention.self.key.bias" \[36\]/);
+    expect(() => EncoderModel.fromConfig(config(bert)).loadStateDict(dict)).toThrow(
+      /"encoder.layer.0.intermediate.dense.weight" has shape \[36, 36\], expected \[37, 36\]; missing "encoder.layer.1.attention.self.key.bias" \[36\]/,
+    );
   });
 
   test("the same weights from F32, F16 and BF16 views load the same model (loadSafetensors { view: true })", () => {
@@ -185,12 +221,24 @@ describe("config.json", () => {
   const bad: [string, Record<string, unknown>, RegExp][] = [
     ["a model type other than bert and roberta", { model_type: "gpt2" }, /model_type "gpt2" is not supported; supported are "bert" and "roberta"/],
     ["no model_type", { model_type: undefined }, /model_type is missing; supported are "bert" and "roberta"/],
-    ["relative position embeddings", { position_embedding_type: "relative_key" }, /not supported: position_embedding_type "relative_key" \(supported: "absolute"\)/],
+    [
+      "relative position embeddings",
+      { position_embedding_type: "relative_key" },
+      /not supported: position_embedding_type "relative_key" \(supported: "absolute"\)/,
+    ],
     ["a decoder", { is_decoder: true }, /not supported: is_decoder true/],
     ["cross-attention", { add_cross_attention: true }, /not supported: add_cross_attention true/],
     ["pruned heads", { pruned_heads: { 0: [1] } }, /not supported: pruned_heads \{"0":\[1\]\}/],
-    ["two at once, both named", { is_decoder: true, position_embedding_type: "relative_key_query" }, /position_embedding_type "relative_key_query" .*is_decoder true/],
-    ["an activation we do not compute", { hidden_act: "swish" }, /hidden_act "swish" is not supported; supported are "gelu", "gelu_new", "gelu_pytorch_tanh", "relu"/],
+    [
+      "two at once, both named",
+      { is_decoder: true, position_embedding_type: "relative_key_query" },
+      /position_embedding_type "relative_key_query" .*is_decoder true/,
+    ],
+    [
+      "an activation we do not compute",
+      { hidden_act: "swish" },
+      /hidden_act "swish" is not supported; supported are "gelu", "gelu_new", "gelu_pytorch_tanh", "relu"/,
+    ],
     ["heads that do not divide hidden_size", { num_attention_heads: 5 }, /hidden_size \(36\) must be divisible by num_attention_heads \(5\)/],
     ["a size that is not a positive integer", { intermediate_size: 0 }, /intermediate_size must be an integer >= 1, got 0/],
     ["a size of the wrong type", { vocab_size: "61" }, /vocab_size must be an integer >= 1, got "61"/],
@@ -208,11 +256,34 @@ describe("config.json", () => {
 
   test("fields that do not change inference are ignored; neutral values of unsupported ones are accepted", () => {
     const m = EncoderModel.fromConfig({
-      ...base(), chunk_size_feed_forward: 64, gradient_checkpointing: true, output_attentions: true, use_cache: false,
-      torch_dtype: "bfloat16", classifier_dropout: 0.3, id2label: { 0: "A" }, _name_or_path: "x", transformers_version: "4.44.0",
-      is_decoder: false, add_cross_attention: false, pruned_heads: {}, position_embedding_type: "absolute",
+      ...base(),
+      chunk_size_feed_forward: 64,
+      gradient_checkpointing: true,
+      output_attentions: true,
+      use_cache: false,
+      torch_dtype: "bfloat16",
+      classifier_dropout: 0.3,
+      id2label: { 0: "A" },
+      _name_or_path: "x",
+      transformers_version: "4.44.0",
+      is_decoder: false,
+      add_cross_attention: false,
+      pruned_heads: {},
+      position_embedding_type: "absolute",
     });
-    expect(m.config).toMatchObject({ modelType: "bert", vocabSize: 61, hiddenSize: 36, numLayers: 2, numHeads: 3, intermediateSize: 37, activation: "gelu", maxPositions: 40, typeVocabSize: 2, layerNormEps: 1e-12, padTokenId: 0 });
+    expect(m.config).toMatchObject({
+      modelType: "bert",
+      vocabSize: 61,
+      hiddenSize: 36,
+      numLayers: 2,
+      numHeads: 3,
+      intermediateSize: 37,
+      activation: "gelu",
+      maxPositions: 40,
+      typeVocabSize: 2,
+      layerNormEps: 1e-12,
+      padTokenId: 0,
+    });
   });
 
   test("activations: gelu is erf's, gelu_new and gelu_pytorch_tanh the tanh approximation", () => {
@@ -221,7 +292,18 @@ describe("config.json", () => {
   });
 
   test("missing fields take Hugging Face's defaults", () => {
-    expect(EncoderModel.fromConfig({ model_type: "bert" }).config).toMatchObject({ vocabSize: 30522, hiddenSize: 768, numLayers: 12, numHeads: 12, intermediateSize: 3072, activation: "gelu", maxPositions: 512, typeVocabSize: 2, layerNormEps: 1e-12, padTokenId: 0 });
+    expect(EncoderModel.fromConfig({ model_type: "bert" }).config).toMatchObject({
+      vocabSize: 30522,
+      hiddenSize: 768,
+      numLayers: 12,
+      numHeads: 12,
+      intermediateSize: 3072,
+      activation: "gelu",
+      maxPositions: 512,
+      typeVocabSize: 2,
+      layerNormEps: 1e-12,
+      padTokenId: 0,
+    });
     expect(EncoderModel.fromConfig({ model_type: "roberta" }).config).toMatchObject({ vocabSize: 50265, padTokenId: 1 });
   });
 });
@@ -260,17 +342,67 @@ describe("inputs", () => {
   });
 
   const bad: [string, (b: EncoderModel, r: EncoderModel) => unknown, typeof ArgumentError, RegExp][] = [
-    ["an id past the vocabulary", (b) => b.forward({ data: Int32Array.of(1, 2, 3, 61), shape: [2, 2] }), ArgumentError, /inputIds: id 61 at \[1, 1\] is not an integer in \[0, 61\)/],
+    [
+      "an id past the vocabulary",
+      (b) => b.forward({ data: Int32Array.of(1, 2, 3, 61), shape: [2, 2] }),
+      ArgumentError,
+      /inputIds: id 61 at \[1, 1\] is not an integer in \[0, 61\)/,
+    ],
     ["a fractional id", (b) => b.forward([1, 2.5]), ArgumentError, /inputIds: id 2.5 at \[1\]/],
-    ["ids of rank 3", (b) => b.forward({ data: new Int32Array(8), shape: [2, 2, 2] }), ShapeError, /inputIds: expected 2 dimensions \(\[B, L\]\), got \[2, 2, 2\]/],
-    ["a mask of another shape", (b) => b.forward({ data: new Int32Array(6), shape: [2, 3] }, { attentionMask: { data: new Uint8Array(6), shape: [3, 2] } }), ShapeError, /attentionMask: expected shape \[2, 3\], got \[3, 2\]/],
-    ["a flat mask for a batch", (b) => b.forward({ data: new Int32Array(6), shape: [2, 3] }, { attentionMask: new Uint8Array(6) }), ShapeError, /attentionMask: expected shape \[2, 3\], got \[6\]/],
-    ["a mask value other than 0 and 1", (b) => b.forward([1, 2, 3], { attentionMask: [1, 2, 1] }), ArgumentError, /attentionMask: values must be 1 \(real token\) or 0 \(padding\), got number 2 at position 1/],
-    ["a float mask", (b) => b.forward([1, 2], { attentionMask: new Float32Array(2) as never }), ArgumentError, /attentionMask: expected a Uint8Array, Int32Array, BigInt64Array/],
-    ["a token type past type_vocab_size", (b) => b.forward([1, 2], { tokenTypeIds: [0, 2] }), ArgumentError, /tokenTypeIds: id 2 at \[1\] is not an integer in \[0, 2\)/],
-    ["token types of another length", (b) => b.forward([1, 2], { tokenTypeIds: [0, 1, 1] }), ShapeError, /tokenTypeIds: expected the shape of inputIds \[2\]/],
-    ["BERT: more tokens than positions", (b) => b.forward(new Int32Array(41).fill(5)), ShapeError, /token 40 of 41 needs position 40, past max_position_embeddings 40/],
-    ["RoBERTa: positions start after the pad token", (_, r) => r.forward(new Int32Array(41).fill(5)), ShapeError, /token 40 of 41 needs position 42, past max_position_embeddings 42/],
+    [
+      "ids of rank 3",
+      (b) => b.forward({ data: new Int32Array(8), shape: [2, 2, 2] }),
+      ShapeError,
+      /inputIds: expected 2 dimensions \(\[B, L\]\), got \[2, 2, 2\]/,
+    ],
+    [
+      "a mask of another shape",
+      (b) => b.forward({ data: new Int32Array(6), shape: [2, 3] }, { attentionMask: { data: new Uint8Array(6), shape: [3, 2] } }),
+      ShapeError,
+      /attentionMask: expected shape \[2, 3\], got \[3, 2\]/,
+    ],
+    [
+      "a flat mask for a batch",
+      (b) => b.forward({ data: new Int32Array(6), shape: [2, 3] }, { attentionMask: new Uint8Array(6) }),
+      ShapeError,
+      /attentionMask: expected shape \[2, 3\], got \[6\]/,
+    ],
+    [
+      "a mask value other than 0 and 1",
+      (b) => b.forward([1, 2, 3], { attentionMask: [1, 2, 1] }),
+      ArgumentError,
+      /attentionMask: values must be 1 \(real token\) or 0 \(padding\), got number 2 at position 1/,
+    ],
+    [
+      "a float mask",
+      (b) => b.forward([1, 2], { attentionMask: new Float32Array(2) as never }),
+      ArgumentError,
+      /attentionMask: expected a Uint8Array, Int32Array, BigInt64Array/,
+    ],
+    [
+      "a token type past type_vocab_size",
+      (b) => b.forward([1, 2], { tokenTypeIds: [0, 2] }),
+      ArgumentError,
+      /tokenTypeIds: id 2 at \[1\] is not an integer in \[0, 2\)/,
+    ],
+    [
+      "token types of another length",
+      (b) => b.forward([1, 2], { tokenTypeIds: [0, 1, 1] }),
+      ShapeError,
+      /tokenTypeIds: expected the shape of inputIds \[2\]/,
+    ],
+    [
+      "BERT: more tokens than positions",
+      (b) => b.forward(new Int32Array(41).fill(5)),
+      ShapeError,
+      /token 40 of 41 needs position 40, past max_position_embeddings 40/,
+    ],
+    [
+      "RoBERTa: positions start after the pad token",
+      (_, r) => r.forward(new Int32Array(41).fill(5)),
+      ShapeError,
+      /token 40 of 41 needs position 42, past max_position_embeddings 42/,
+    ],
     ["an unknown option", (b) => b.forward([1], { attention_mask: [1] } as never), ArgumentError, /unknown option "attention_mask"/],
   ];
   for (const [what, call, cls, message] of bad) {

@@ -6,8 +6,21 @@ import * as lib from "../src/index.js";
 import { expectRejected } from "./support/rejects.js";
 
 const {
-  ArgumentError, KVCache, LayerNorm, Linear, MultiHeadAttention, ShapeError, StateError, TransformerDecoder, TransformerDecoderLayer,
-  TransformerEncoder, TransformerEncoderLayer, WasmAttentionError, loadSafetensors, residentTensor, tensor,
+  ArgumentError,
+  KVCache,
+  LayerNorm,
+  Linear,
+  MultiHeadAttention,
+  ShapeError,
+  StateError,
+  TransformerDecoder,
+  TransformerDecoderLayer,
+  TransformerEncoder,
+  TransformerEncoderLayer,
+  WasmAttentionError,
+  loadSafetensors,
+  residentTensor,
+  tensor,
 } = lib;
 
 const t = (...shape: number[]) => tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.25), shape);
@@ -34,51 +47,218 @@ const x = t(2, 5, 8);
 type Row = [string, () => unknown, typeof WasmAttentionError, RegExp];
 const rows: () => Row[] = () => [
   // constructors
-  ["Linear: inFeatures not a positive integer", () => new Linear({ inFeatures: 2.5, outFeatures: 3 }), ArgumentError, /Linear: inFeatures must be a positive integer, got 2.5/],
-  ["Linear: unknown option", () => new Linear({ inFeatures: 2, outFeatures: 3, bais: true } as never), ArgumentError, /unknown option "bais"; known options are "inFeatures", "outFeatures", "bias"/],
+  [
+    "Linear: inFeatures not a positive integer",
+    () => new Linear({ inFeatures: 2.5, outFeatures: 3 }),
+    ArgumentError,
+    /Linear: inFeatures must be a positive integer, got 2.5/,
+  ],
+  [
+    "Linear: unknown option",
+    () => new Linear({ inFeatures: 2, outFeatures: 3, bais: true } as never),
+    ArgumentError,
+    /unknown option "bais"; known options are "inFeatures", "outFeatures", "bias"/,
+  ],
   ["LayerNorm: negative eps", () => new LayerNorm({ normalizedShape: 4, eps: -1 }), ArgumentError, /eps must be a finite number >= 0, got -1/],
-  ["MultiHeadAttention: numHeads does not divide embedDim", () => new MultiHeadAttention({ embedDim: 10, numHeads: 4 }), ArgumentError, /embedDim \(10\) must be divisible by numHeads \(4\)/],
-  ["MultiHeadAttention: bias not a boolean", () => new MultiHeadAttention({ embedDim: 8, numHeads: 2, bias: 1 as never }), ArgumentError, /bias must be a boolean, got number/],
-  ["TransformerEncoderLayer: NaN dModel", () => new TransformerEncoderLayer({ dModel: NaN, nhead: 2 }), ArgumentError, /dModel must be a positive integer, got NaN/],
-  ["TransformerDecoderLayer: unknown activation", () => new TransformerDecoderLayer({ ...layer, activation: "tanh" as never }), ArgumentError, /activation must be "relu", "gelu" or "gelu-tanh", got string tanh/],
-  ["TransformerEncoder: numLayers 0", () => new TransformerEncoder({ layer, numLayers: 0 }), ArgumentError, /numLayers must be a positive integer, got 0/],
-  ["TransformerDecoder: unknown option", () => new TransformerDecoder({ layer, numLayers: 1, normFirst: true } as never), ArgumentError, /unknown option "normFirst"; known options are "layer", "numLayers", "norm"/],
-  ["KVCache: capacity not a positive integer", () => new KVCache({ capacity: -3 }), ArgumentError, /KVCache: capacity must be a positive integer, got -3/],
+  [
+    "MultiHeadAttention: numHeads does not divide embedDim",
+    () => new MultiHeadAttention({ embedDim: 10, numHeads: 4 }),
+    ArgumentError,
+    /embedDim \(10\) must be divisible by numHeads \(4\)/,
+  ],
+  [
+    "MultiHeadAttention: bias not a boolean",
+    () => new MultiHeadAttention({ embedDim: 8, numHeads: 2, bias: 1 as never }),
+    ArgumentError,
+    /bias must be a boolean, got number/,
+  ],
+  [
+    "TransformerEncoderLayer: NaN dModel",
+    () => new TransformerEncoderLayer({ dModel: NaN, nhead: 2 }),
+    ArgumentError,
+    /dModel must be a positive integer, got NaN/,
+  ],
+  [
+    "TransformerDecoderLayer: unknown activation",
+    () => new TransformerDecoderLayer({ ...layer, activation: "tanh" as never }),
+    ArgumentError,
+    /activation must be "relu", "gelu" or "gelu-tanh", got string tanh/,
+  ],
+  [
+    "TransformerEncoder: numLayers 0",
+    () => new TransformerEncoder({ layer, numLayers: 0 }),
+    ArgumentError,
+    /numLayers must be a positive integer, got 0/,
+  ],
+  [
+    "TransformerDecoder: unknown option",
+    () => new TransformerDecoder({ layer, numLayers: 1, normFirst: true } as never),
+    ArgumentError,
+    /unknown option "normFirst"; known options are "layer", "numLayers", "norm"/,
+  ],
+  [
+    "KVCache: capacity not a positive integer",
+    () => new KVCache({ capacity: -3 }),
+    ArgumentError,
+    /KVCache: capacity must be a positive integer, got -3/,
+  ],
   ["KVCache: unknown option", () => new KVCache({ size: 3 } as never), ArgumentError, /unknown option "size"; known options are "capacity"/],
   // forward calls
   ["Linear.forward: wrong last dimension", () => lin.forward(t(2, 7)), ShapeError, /Linear.forward x: expected \[\.\.\., 8\], got \[2, 7\]/],
-  ["Linear.forward: Float64Array", () => lin.forward({ data: new Float64Array(8), shape: [1, 8] } as never), ArgumentError, /x: expected data of type Float32Array, got Float64Array/],
-  ["LayerNorm.forward: plain array", () => ln.forward({ data: [1, 2], shape: [2] } as never), ArgumentError, /x: expected data of type Float32Array, got an Array/],
-  ["MultiHeadAttention.forward: rank 4 query", () => mha.forward(t(1, 2, 5, 8), x, x), ShapeError, /query: expected \[B, Lq, 8\] or \[Lq, 8\], got \[1, 2, 5, 8\]/],
-  ["MultiHeadAttention.forward: batch mismatch", () => mha.forward(x, t(3, 5, 8), t(3, 5, 8)), ShapeError, /key: expected \[2, 5, 8\] to go with query \[2, 5, 8\], got \[3, 5, 8\]/],
-  ["MultiHeadAttention.forward: keyPaddingMask shape", () => mha.forward(x, x, x, { keyPaddingMask: b(2, 4) }), ShapeError, /keyPaddingMask: expected \[2, 5\] \(batch, Lk\), got \[2, 4\]/],
-  ["MultiHeadAttention.forward: attnMask dtype", () => mha.forward(x, x, x, { attnMask: { data: new Int8Array(25), shape: [5, 5] } as never }), ArgumentError, /attnMask: expected data of type Float32Array or Uint8Array, got Int8Array/],
-  ["MultiHeadAttention.forward: needWeights not boolean", () => mha.forward(x, x, x, { needWeights: "no" as never }), ArgumentError, /needWeights must be a boolean, got string/],
-  ["MultiHeadAttention.forward: unknown option", () => mha.forward(x, x, x, { is_causal: true } as never), ArgumentError, /unknown option "is_causal"; known options are "keyPaddingMask", "attnMask"/],
-  ["MultiHeadAttention.forward: cache without isCausal", () => mha.forward(x, x, x, { cache: new KVCache() }), ArgumentError, /cache: decoding with a cache needs isCausal: true/],
-  ["MultiHeadAttention.forward: cache not a KVCache", () => mha.forward(x, x, x, { isCausal: true, cache: {} as never }), ArgumentError, /cache: expected a KVCache, got Object/],
+  [
+    "Linear.forward: Float64Array",
+    () => lin.forward({ data: new Float64Array(8), shape: [1, 8] } as never),
+    ArgumentError,
+    /x: expected data of type Float32Array, got Float64Array/,
+  ],
+  [
+    "LayerNorm.forward: plain array",
+    () => ln.forward({ data: [1, 2], shape: [2] } as never),
+    ArgumentError,
+    /x: expected data of type Float32Array, got an Array/,
+  ],
+  [
+    "MultiHeadAttention.forward: rank 4 query",
+    () => mha.forward(t(1, 2, 5, 8), x, x),
+    ShapeError,
+    /query: expected \[B, Lq, 8\] or \[Lq, 8\], got \[1, 2, 5, 8\]/,
+  ],
+  [
+    "MultiHeadAttention.forward: batch mismatch",
+    () => mha.forward(x, t(3, 5, 8), t(3, 5, 8)),
+    ShapeError,
+    /key: expected \[2, 5, 8\] to go with query \[2, 5, 8\], got \[3, 5, 8\]/,
+  ],
+  [
+    "MultiHeadAttention.forward: keyPaddingMask shape",
+    () => mha.forward(x, x, x, { keyPaddingMask: b(2, 4) }),
+    ShapeError,
+    /keyPaddingMask: expected \[2, 5\] \(batch, Lk\), got \[2, 4\]/,
+  ],
+  [
+    "MultiHeadAttention.forward: attnMask dtype",
+    () => mha.forward(x, x, x, { attnMask: { data: new Int8Array(25), shape: [5, 5] } as never }),
+    ArgumentError,
+    /attnMask: expected data of type Float32Array or Uint8Array, got Int8Array/,
+  ],
+  [
+    "MultiHeadAttention.forward: needWeights not boolean",
+    () => mha.forward(x, x, x, { needWeights: "no" as never }),
+    ArgumentError,
+    /needWeights must be a boolean, got string/,
+  ],
+  [
+    "MultiHeadAttention.forward: unknown option",
+    () => mha.forward(x, x, x, { is_causal: true } as never),
+    ArgumentError,
+    /unknown option "is_causal"; known options are "keyPaddingMask", "attnMask"/,
+  ],
+  [
+    "MultiHeadAttention.forward: cache without isCausal",
+    () => mha.forward(x, x, x, { cache: new KVCache() }),
+    ArgumentError,
+    /cache: decoding with a cache needs isCausal: true/,
+  ],
+  [
+    "MultiHeadAttention.forward: cache not a KVCache",
+    () => mha.forward(x, x, x, { isCausal: true, cache: {} as never }),
+    ArgumentError,
+    /cache: expected a KVCache, got Object/,
+  ],
   ["TransformerEncoder.forward: wrong dModel", () => enc.forward(t(2, 5, 6)), ShapeError, /src: expected \[B, L, 8\] or \[L, 8\], got \[2, 5, 6\]/],
   ["TransformerEncoder.forward: mask shape", () => enc.forward(x, { mask: b(5, 4) }), ShapeError, /mask: expected \[5, 5\] or \[4, 5, 5\]/],
-  ["TransformerEncoder.forward: srcMask is the layer's name", () => enc.forward(x, { srcMask: b(5, 5) } as never), ArgumentError, /unknown option "srcMask"; known options are "mask"/],
-  ["TransformerDecoder.forward: memory batch mismatch", () => dec.forward(x, t(3, 4, 8)), ShapeError, /memory: expected a batch of 2 like tgt \[2, 5, 8\], got \[3, 4, 8\]/],
-  ["TransformerDecoder.forward: tgtIsCausal not boolean", () => dec.forward(x, x, { tgtIsCausal: "yes" as never }), ArgumentError, /tgtIsCausal must be a boolean, got string/],
-  ["TransformerDecoder.forward: memoryKeyPaddingMask shape", () => dec.forward(x, t(2, 4, 8), { memoryKeyPaddingMask: b(2, 5) }), ShapeError, /memoryKeyPaddingMask: expected \[2, 4\] \(batch, Lk\), got \[2, 5\]/],
+  [
+    "TransformerEncoder.forward: srcMask is the layer's name",
+    () => enc.forward(x, { srcMask: b(5, 5) } as never),
+    ArgumentError,
+    /unknown option "srcMask"; known options are "mask"/,
+  ],
+  [
+    "TransformerDecoder.forward: memory batch mismatch",
+    () => dec.forward(x, t(3, 4, 8)),
+    ShapeError,
+    /memory: expected a batch of 2 like tgt \[2, 5, 8\], got \[3, 4, 8\]/,
+  ],
+  [
+    "TransformerDecoder.forward: tgtIsCausal not boolean",
+    () => dec.forward(x, x, { tgtIsCausal: "yes" as never }),
+    ArgumentError,
+    /tgtIsCausal must be a boolean, got string/,
+  ],
+  [
+    "TransformerDecoder.forward: memoryKeyPaddingMask shape",
+    () => dec.forward(x, t(2, 4, 8), { memoryKeyPaddingMask: b(2, 5) }),
+    ShapeError,
+    /memoryKeyPaddingMask: expected \[2, 4\] \(batch, Lk\), got \[2, 5\]/,
+  ],
   // state dicts and lifecycle
-  ["loadStateDict: missing and misshapen keys, all named", () => new LayerNorm({ normalizedShape: 4 }).loadStateDict({ weight: t(5) }), ShapeError, /"weight" has shape \[5\], expected \[4\]; missing "bias" \[4\]/],
-  ["loadStateDict: wrongly typed tensor", () => new Linear({ inFeatures: 2, outFeatures: 1 }).loadStateDict({ weight: { data: new Float64Array(2), shape: [1, 2] } as never, bias: t(1) }), ArgumentError, /state dict "weight": expected data of type Float32Array, got Float64Array/],
-  ["forward before loadStateDict", () => new Linear({ inFeatures: 2, outFeatures: 1 }).forward(t(1, 2)), StateError, /Linear has no weights: call loadStateDict\(\) first/],
-  ["forward after dispose", () => { const m = loaded(new LayerNorm({ normalizedShape: 2 })); m.dispose(); return m.forward(t(1, 2)); }, StateError, /LayerNorm was disposed/],
-  ["loadStateDict after dispose", () => { const m = new LayerNorm({ normalizedShape: 2 }); m.dispose(); return m.loadStateDict({}); }, StateError, /LayerNorm was disposed/],
+  [
+    "loadStateDict: missing and misshapen keys, all named",
+    () => new LayerNorm({ normalizedShape: 4 }).loadStateDict({ weight: t(5) }),
+    ShapeError,
+    /"weight" has shape \[5\], expected \[4\]; missing "bias" \[4\]/,
+  ],
+  [
+    "loadStateDict: wrongly typed tensor",
+    () => new Linear({ inFeatures: 2, outFeatures: 1 }).loadStateDict({ weight: { data: new Float64Array(2), shape: [1, 2] } as never, bias: t(1) }),
+    ArgumentError,
+    /state dict "weight": expected data of type Float32Array, got Float64Array/,
+  ],
+  [
+    "forward before loadStateDict",
+    () => new Linear({ inFeatures: 2, outFeatures: 1 }).forward(t(1, 2)),
+    StateError,
+    /Linear has no weights: call loadStateDict\(\) first/,
+  ],
+  [
+    "forward after dispose",
+    () => {
+      const m = loaded(new LayerNorm({ normalizedShape: 2 }));
+      m.dispose();
+      return m.forward(t(1, 2));
+    },
+    StateError,
+    /LayerNorm was disposed/,
+  ],
+  [
+    "loadStateDict after dispose",
+    () => {
+      const m = new LayerNorm({ normalizedShape: 2 });
+      m.dispose();
+      return m.loadStateDict({});
+    },
+    StateError,
+    /LayerNorm was disposed/,
+  ],
   // helpers
   ["tensor: negative dimension", () => tensor(new Float32Array(0), [-1]), ShapeError, /shape: dimension 0 must be a non-negative integer, got -1/],
   ["residentTensor: data length", () => residentTensor([3], [1, 2]), ShapeError, /residentTensor: shape \[3\] holds 3 elements but data has 2/],
-  ["loadSafetensors: a string", () => loadSafetensors("model" as never), ArgumentError, /loadSafetensors: expected a Uint8Array or ArrayBuffer, got string/],
+  [
+    "loadSafetensors: a string",
+    () => loadSafetensors("model" as never),
+    ArgumentError,
+    /loadSafetensors: expected a Uint8Array or ArrayBuffer, got string/,
+  ],
 ];
 
 describe("every public function and constructor rejects bad input clearly", () => {
   test("the table covers every constructor and forward", () => {
-    const named = rows().map(([what]) => what).join("\n");
-    for (const name of ["Linear", "LayerNorm", "MultiHeadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder", "KVCache", "residentTensor", "loadSafetensors", "tensor"]) {
+    const named = rows()
+      .map(([what]) => what)
+      .join("\n");
+    for (const name of [
+      "Linear",
+      "LayerNorm",
+      "MultiHeadAttention",
+      "TransformerEncoderLayer",
+      "TransformerDecoderLayer",
+      "TransformerEncoder",
+      "TransformerDecoder",
+      "KVCache",
+      "residentTensor",
+      "loadSafetensors",
+      "tensor",
+    ]) {
       expect(named).toContain(name);
     }
   });

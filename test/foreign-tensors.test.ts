@@ -13,8 +13,13 @@ describe("onnxruntime-web / transformers.js tensors", () => {
     const data = r.floats(2 * 3 * 5 * 4, 1);
     const ours = tensor(data, [2, 3, 5, 4]);
     const theirs = new OrtTensor("float32", data, [2, 3, 5, 4]);
-    expect(Array.from(scaledDotProductAttention(theirs as never, theirs as never, theirs as never).data)).toEqual(Array.from(scaledDotProductAttention(ours, ours, ours).data));
-    const m = new Linear({ inFeatures: 4, outFeatures: 2 }).loadStateDict({ weight: tensor(r.floats(8, 1), [2, 4]), bias: tensor(r.floats(2, 1), [2]) });
+    expect(Array.from(scaledDotProductAttention(theirs as never, theirs as never, theirs as never).data)).toEqual(
+      Array.from(scaledDotProductAttention(ours, ours, ours).data),
+    );
+    const m = new Linear({ inFeatures: 4, outFeatures: 2 }).loadStateDict({
+      weight: tensor(r.floats(8, 1), [2, 4]),
+      bias: tensor(r.floats(2, 1), [2]),
+    });
     expect(m.forward(theirs as never).shape).toEqual([2, 3, 5, 2]);
   });
 
@@ -29,7 +34,9 @@ describe("onnxruntime-web / transformers.js tensors", () => {
   test("another type is an ArgumentError that names the fix", () => {
     const ids = new OrtTensor("int64", new BigInt64Array(4), [2, 2]);
     expect(() => scaledDotProductAttention(ids as never, ids as never, ids as never)).toThrow(ArgumentError);
-    expect(() => scaledDotProductAttention(ids as never, ids as never, ids as never)).toThrow(/query: an onnxruntime-web \/ transformers.js tensor of type string int64; pass a float32 one/);
+    expect(() => scaledDotProductAttention(ids as never, ids as never, ids as never)).toThrow(
+      /query: an onnxruntime-web \/ transformers.js tensor of type string int64; pass a float32 one/,
+    );
   });
 });
 
@@ -39,7 +46,9 @@ describe("JavaScript arrays of booleans", () => {
     const causal = Array.from({ length: 16 }, (_, n) => n % 4 <= Math.floor(n / 4));
     const m = tensor(causal, [4, 4]);
     expect(m.data).toBeInstanceOf(Uint8Array);
-    expect(Array.from(scaledDotProductAttention(q, q, q, { attnMask: m }).data)).toEqual(Array.from(scaledDotProductAttention(q, q, q, { isCausal: true }).data));
+    expect(Array.from(scaledDotProductAttention(q, q, q, { attnMask: m }).data)).toEqual(
+      Array.from(scaledDotProductAttention(q, q, q, { isCausal: true }).data),
+    );
   });
 
   test("booleans mixed with numbers are an ArgumentError", () => {

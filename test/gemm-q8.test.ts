@@ -35,7 +35,18 @@ function kernelQuantize(x: Float32Array, M: number, K: number) {
 
 // out (M, N) through the kernels: aq, aScales from quantize_rows_i8 of a; wq (N, K) int8 (stride K)
 // packed by pack_q8 with wScales
-function gemmQ8(a: Float32Array, wq: Int8Array, wScales: Float32Array, bias: Float32Array | null, residual: Float32Array | null, M: number, N: number, K: number, act: keyof typeof ACT, alias: boolean) {
+function gemmQ8(
+  a: Float32Array,
+  wq: Int8Array,
+  wScales: Float32Array,
+  bias: Float32Array | null,
+  residual: Float32Array | null,
+  M: number,
+  N: number,
+  K: number,
+  act: keyof typeof ACT,
+  alias: boolean,
+) {
   const { kernels: k, heap } = runtime();
   const s = heap.scope();
   try {
@@ -57,7 +68,12 @@ function gemmQ8(a: Float32Array, wq: Int8Array, wScales: Float32Array, bias: Flo
 
 describe("quantize_rows_i8: the rule, exactly", () => {
   test.each([
-    [1, 1], [3, 5], [4, 16], [5, 17], [17, 67], [2, 768],
+    [1, 1],
+    [3, 5],
+    [4, 16],
+    [5, 17],
+    [17, 67],
+    [2, 768],
   ])("M=%i K=%i: q and scales equal the float64 rule's; the padding to K4 is zeros", (M, K) => {
     const seed = freshSeed();
     const x = rng(seed).floats(M * K, 3);
@@ -100,7 +116,12 @@ describe("gemm_q8 vs the float64 oracle of the dequantized product", () => {
       const aq = quantizeRows(a, M, K);
       const sums = intSums(aq.q, w.q, M, N, K);
       for (const act of Object.keys(ACT) as (keyof typeof ACT)[]) {
-        for (const [withBias, withResidual, alias] of [[false, false, false], [true, false, false], [true, true, false], [false, true, true]] as const) {
+        for (const [withBias, withResidual, alias] of [
+          [false, false, false],
+          [true, false, false],
+          [true, true, false],
+          [false, true, true],
+        ] as const) {
           const got = gemmQ8(a, w.q, w.scales, withBias ? bias : null, withResidual ? residual : null, M, N, K, act, alias);
           const want = new Float64Array(M * N);
           const atol = new Float64Array(M * N);
@@ -142,7 +163,14 @@ describe("gemm_q8 vs the float64 oracle of the dequantized product", () => {
 describe("the relaxed build against the baseline", () => {
   test("in a child Node with --experimental-wasm-relaxed-simd: identical bits for act none and relu, first call and after tier-up", async () => {
     const run = await runChild("q8-relaxed-child.mjs", [], { timeoutMs: 120_000, nodeArgs: ["--experimental-wasm-relaxed-simd"] });
-    const r = run.json as { relaxed: boolean; identical: boolean; stable: boolean; cases: number; worstOther: number; mismatch: string | null } | null;
+    const r = run.json as {
+      relaxed: boolean;
+      identical: boolean;
+      stable: boolean;
+      cases: number;
+      worstOther: number;
+      mismatch: string | null;
+    } | null;
     expect(r, describeRun(run)).not.toBeNull();
     expect(r!.relaxed).toBe(true);
     expect(r!.mismatch, describeRun(run)).toBeNull();

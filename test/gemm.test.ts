@@ -31,7 +31,17 @@ const activations: Record<keyof typeof ACT, (x: number) => number> = {
 };
 
 // out (M, N) = act(a (M, K) . w (N, K)^T + bias) + residual, through pack_f32_t and gemm_f32
-function gemm(a: Float32Array, w: Float32Array, bias: Float32Array | null, residual: Float32Array | null, M: number, N: number, K: number, act: keyof typeof ACT, aliasResidual: boolean) {
+function gemm(
+  a: Float32Array,
+  w: Float32Array,
+  bias: Float32Array | null,
+  residual: Float32Array | null,
+  M: number,
+  N: number,
+  K: number,
+  act: keyof typeof ACT,
+  aliasResidual: boolean,
+) {
   const { kernels: k, heap } = runtime();
   const s = heap.scope();
   try {
@@ -48,7 +58,13 @@ function gemm(a: Float32Array, w: Float32Array, bias: Float32Array | null, resid
 }
 
 describe("gemm_f32's one-row kernel (row blocks of fewer than 4 rows) gives the same bits as the 4 x 8 tile", () => {
-  for (const [N, K] of [[1, 5], [7, 67], [33, 64], [130, 67], [300, 768]] as const) {
+  for (const [N, K] of [
+    [1, 5],
+    [7, 67],
+    [33, 64],
+    [130, 67],
+    [300, 768],
+  ] as const) {
     test(`N=${N} K=${K}: each row alone equals the same row inside a block of 4`, () => {
       const r = rng(freshSeed());
       const a = r.floats(8 * K, 2);
@@ -61,7 +77,9 @@ describe("gemm_f32's one-row kernel (row blocks of fewer than 4 rows) gives the 
         expect(Array.from(one)).toEqual(Array.from(all.subarray(i * N, (i + 1) * N)));
       }
       // 7 rows: a block of 4, then 3 rows through the one-row kernel
-      expect(Array.from(gemm(a.subarray(0, 7 * K), w, bias, residual.subarray(0, 7 * N), 7, N, K, "gelu", false))).toEqual(Array.from(all.subarray(0, 7 * N)));
+      expect(Array.from(gemm(a.subarray(0, 7 * K), w, bias, residual.subarray(0, 7 * N), 7, N, K, "gelu", false))).toEqual(
+        Array.from(all.subarray(0, 7 * N)),
+      );
     });
   }
 });
@@ -79,7 +97,12 @@ describe("gemm_f32 vs the float64 reference", () => {
       const bias = r.floats(N);
       const residual = r.floats(M * N);
       for (const act of Object.keys(ACT) as (keyof typeof ACT)[]) {
-        for (const [withBias, withResidual, alias] of [[false, false, false], [true, false, false], [true, true, false], [true, true, true]]) {
+        for (const [withBias, withResidual, alias] of [
+          [false, false, false],
+          [true, false, false],
+          [true, true, false],
+          [true, true, true],
+        ]) {
           const got = gemm(a, w, withBias ? bias : null, withResidual ? residual : null, M, N, K, act, alias);
           const want = new Float64Array(M * N);
           for (let i = 0; i < M; i++) {
@@ -90,7 +113,13 @@ describe("gemm_f32 vs the float64 reference", () => {
             }
           }
           // f32 sums of K products: the rounding error grows with K, so atol does too
-          expectClose(got, want, [M, N], { atol: 1e-5 * Math.max(1, K / 64), rtol: 1e-5 }, `${act} bias=${withBias} residual=${withResidual} alias=${alias} (seed ${seed})`);
+          expectClose(
+            got,
+            want,
+            [M, N],
+            { atol: 1e-5 * Math.max(1, K / 64), rtol: 1e-5 },
+            `${act} bias=${withBias} residual=${withResidual} alias=${alias} (seed ${seed})`,
+          );
         }
       }
     });

@@ -10,8 +10,16 @@ const dir = new URL("./fixtures/decoders/", import.meta.url);
 const read = (name: string) => readFileSync(new URL(name, dir));
 const ids2 = (rows: number[][]) => ({ data: Int32Array.from(rows.flat()), shape: [rows.length, rows[0].length] });
 const prompt = [5, 17, 33, 8, 41, 12];
-const batch = ids2([[5, 17, 33, 8, 41, 12], [0, 0, 0, 9, 22, 40], [0, 0, 0, 0, 0, 31]]);
-const mask = ids2([[1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 1]]);
+const batch = ids2([
+  [5, 17, 33, 8, 41, 12],
+  [0, 0, 0, 9, 22, 40],
+  [0, 0, 0, 0, 0, 31],
+]);
+const mask = ids2([
+  [1, 1, 1, 1, 1, 1],
+  [0, 0, 0, 1, 1, 1],
+  [0, 0, 0, 0, 0, 1],
+]);
 const list = (x: Int32Array | Int32Array[]) => (Array.isArray(x) ? x.map((t) => Array.from(t)) : Array.from(x));
 
 let model: CausalLM;
@@ -93,7 +101,9 @@ describe("streaming and stopping", () => {
     // stop row 0 at its third token
     const eos = greedy[0][2];
     const steps: [number[], number][] = [];
-    const got = list(model.generate(batch, { attentionMask: mask, maxNewTokens: 10, eosTokenId: eos, onToken: (t, step) => steps.push([Array.from(t), step]) })) as number[][];
+    const got = list(
+      model.generate(batch, { attentionMask: mask, maxNewTokens: 10, eosTokenId: eos, onToken: (t, step) => steps.push([Array.from(t), step]) }),
+    ) as number[][];
     const cut = (r: number[]) => (r.includes(eos) ? r.slice(0, r.indexOf(eos) + 1) : r);
     expect(got).toEqual(greedy.map(cut));
     expect(steps.map(([, s]) => s)).toEqual(Array.from({ length: Math.max(...got.map((r) => r.length)) }, (_, i) => i));

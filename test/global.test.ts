@@ -8,12 +8,15 @@ beforeAll(() => init());
 // true = takes part: the band of the window, every global key, and every key for a global query
 function equivalent(L: number, window: [number, number], global: number[], dilation = 1) {
   const g = new Set(global);
-  return tensor(Uint8Array.from({ length: L * L }, (_, n) => {
-    const [i, j] = [Math.floor(n / L), n % L];
-    const d = i - j;
-    const inBand = d <= window[0] && -d <= window[1] && d % dilation === 0;
-    return inBand || g.has(i) || g.has(j) ? 1 : 0;
-  }), [L, L]);
+  return tensor(
+    Uint8Array.from({ length: L * L }, (_, n) => {
+      const [i, j] = [Math.floor(n / L), n % L];
+      const d = i - j;
+      const inBand = d <= window[0] && -d <= window[1] && d % dilation === 0;
+      return inBand || g.has(i) || g.has(j) ? 1 : 0;
+    }),
+    [L, L],
+  );
 }
 
 describe("global tokens", () => {
@@ -35,9 +38,13 @@ describe("global tokens", () => {
 
   test("errors", () => {
     const q = tensor(new Float32Array(20 * 4), [20, 4]);
-    expect(() => scaledDotProductAttention(q, q, q, { globalTokens: [20] })).toThrow(/globalTokens: expected distinct positions from 0 to 19, got \[20\]/);
+    expect(() => scaledDotProductAttention(q, q, q, { globalTokens: [20] })).toThrow(
+      /globalTokens: expected distinct positions from 0 to 19, got \[20\]/,
+    );
     expect(() => scaledDotProductAttention(q, q, q, { globalTokens: [1, 1] })).toThrow(/distinct positions/);
     expect(() => scaledDotProductAttention(q, q, q, { globalTokens: [1], isCausal: true })).toThrow(/globalTokens: not together with isCausal/);
-    expect(() => scaledDotProductAttention(q, tensor(new Float32Array(40), [10, 4]), tensor(new Float32Array(40), [10, 4]), { globalTokens: [1] })).toThrow(/Lq = Lk/);
+    expect(() =>
+      scaledDotProductAttention(q, tensor(new Float32Array(40), [10, 4]), tensor(new Float32Array(40), [10, 4]), { globalTokens: [1] }),
+    ).toThrow(/Lq = Lk/);
   });
 });

@@ -7,7 +7,14 @@ import { canary } from "./support/canary.js";
 import { describeRun, removeBundle, runChild } from "./support/child.js";
 
 const r = rng(20261130);
-const t = (shape: number[], scale = 0.5) => lib.tensor(r.floats(shape.reduce((a, b) => a * b, 1), scale), shape);
+const t = (shape: number[], scale = 0.5) =>
+  lib.tensor(
+    r.floats(
+      shape.reduce((a, b) => a * b, 1),
+      scale,
+    ),
+    shape,
+  );
 const loaded = <M extends lib.Module>(m: M): M => m.loadStateDict(Object.fromEntries(m.params().map((p) => [p.key, t([...p.shape])])));
 const bits = (x: Float32Array) => Array.from(new Uint32Array(x.slice().buffer));
 
@@ -15,7 +22,12 @@ beforeAll(() => lib.init({ simd: "baseline" }));
 afterAll(() => removeBundle());
 
 // one sequence of decoding calls on a cache: a prefill, then `steps` single tokens; every output
-function decode(forward: (x: lib.Tensor, cache: lib.KVCache) => Float32Array[], cache: lib.KVCache, prefill: lib.Tensor, tokens: lib.Tensor[]): Float32Array[] {
+function decode(
+  forward: (x: lib.Tensor, cache: lib.KVCache) => Float32Array[],
+  cache: lib.KVCache,
+  prefill: lib.Tensor,
+  tokens: lib.Tensor[],
+): Float32Array[] {
   return [prefill, ...tokens].flatMap((x) => forward(x, cache));
 }
 
@@ -27,42 +39,42 @@ describe("KVCache.reset() then a bigger batch", () => {
 
   test("MultiHeadAttention: batch 1, reset(), batch 8 gives the outputs of a fresh cache and writes nothing outside the cache", () => {
     const mha = loaded(new lib.MultiHeadAttention({ embedDim: 16, numHeads: 4 }));
-    const before = canary(); // made before the cache exists
+    const canaryBefore = canary(); // made before the cache exists
     const cache = new lib.KVCache();
     decode(mhaForward(mha), cache, t([1, 3, 16]), [t([1, 1, 16])]);
     cache.reset();
-    const after = canary(); // made once the cache holds its batch-1 memory
+    const canaryAfter = canary(); // made once the cache holds its batch-1 memory
     const prefill = t([8, 3, 16]);
     const tokens = [t([8, 1, 16]), t([8, 1, 16])];
     const got = decode(mhaForward(mha), cache, prefill, tokens);
-    before();
-    after();
+    canaryBefore();
+    canaryAfter();
     const fresh = new lib.KVCache();
     const want = decode(mhaForward(mha), fresh, prefill, tokens);
     got.forEach((g, i) => expect(bits(g), `call ${i >> 1}, ${i % 2 ? "weights" : "output"}`).toEqual(bits(want[i])));
     [cache, fresh].forEach((c) => c.dispose());
-    [before, after].forEach((c) => c.dispose());
+    [canaryBefore, canaryAfter].forEach((c) => c.dispose());
     mha.dispose();
   });
 
   test("TransformerEncoder (one cache entry per layer): batch 2, reset(), batch 6 equals a fresh cache, canaries unchanged", () => {
     const enc = loaded(new lib.TransformerEncoder({ layer: { dModel: 8, nhead: 2, dimFeedforward: 16 }, numLayers: 2 }));
-    const before = canary();
+    const canaryBefore = canary();
     const cache = new lib.KVCache({ capacity: 4 });
     const forward = (x: lib.Tensor, c: lib.KVCache) => [enc.forward(x, { isCausal: true, cache: c }).data];
     decode(forward, cache, t([2, 2, 8]), [t([2, 1, 8])]);
     cache.reset();
-    const after = canary();
+    const canaryAfter = canary();
     const prefill = t([6, 2, 8]);
     const tokens = [t([6, 1, 8]), t([6, 1, 8]), t([6, 1, 8])];
     const got = decode(forward, cache, prefill, tokens);
-    before();
-    after();
+    canaryBefore();
+    canaryAfter();
     const fresh = new lib.KVCache({ capacity: 4 });
     const want = decode(forward, fresh, prefill, tokens);
     got.forEach((g, i) => expect(bits(g), `call ${i}`).toEqual(bits(want[i])));
     [cache, fresh].forEach((c) => c.dispose());
-    [before, after].forEach((c) => c.dispose());
+    [canaryBefore, canaryAfter].forEach((c) => c.dispose());
     enc.dispose();
   });
 

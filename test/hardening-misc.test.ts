@@ -44,9 +44,13 @@ describe("resident data in a call that grows WebAssembly memory: it works or giv
     const mask = lib.residentTensor([Lq, Lk], maskData);
     const q = lib.tensor(floats([16, Lq, 64]), [16, Lq, 64]); // copying it in grows the memory
     const before = lib.memoryStats().bufferBytes;
-    worksOrClearError(lib, () => lib.scaledDotProductAttention(q, q, q, { attnMask: mask }), (out) => {
-      expect(bits(out.data)).toEqual(bits(lib.scaledDotProductAttention(q, q, q, { attnMask: lib.tensor(maskData, [Lq, Lk]) }).data));
-    });
+    worksOrClearError(
+      lib,
+      () => lib.scaledDotProductAttention(q, q, q, { attnMask: mask }),
+      (out) => {
+        expect(bits(out.data)).toEqual(bits(lib.scaledDotProductAttention(q, q, q, { attnMask: lib.tensor(maskData, [Lq, Lk]) }).data));
+      },
+    );
     expect(lib.memoryStats().bufferBytes, "the call was meant to grow the memory").toBeGreaterThan(before);
   });
 
@@ -72,11 +76,15 @@ describe("resident data in a call that grows WebAssembly memory: it works or giv
       };
       const x = lib.tensor(floats([B, L, 64]), [B, L, 64]);
       const before = lib.memoryStats().bufferBytes;
-      worksOrClearError(lib, () => mha.forward(x, x, x, resident), (out) => {
-        const want = mha.forward(x, x, x, plain);
-        expect(bits(out.output.data)).toEqual(bits(want.output.data));
-        expect(bits(out.weights!.data)).toEqual(bits(want.weights!.data));
-      });
+      worksOrClearError(
+        lib,
+        () => mha.forward(x, x, x, resident),
+        (out) => {
+          const want = mha.forward(x, x, x, plain);
+          expect(bits(out.output.data)).toEqual(bits(want.output.data));
+          expect(bits(out.weights!.data)).toEqual(bits(want.weights!.data));
+        },
+      );
       expect(lib.memoryStats().bufferBytes, "the call was meant to grow the memory").toBeGreaterThan(before);
     });
   }
@@ -85,27 +93,47 @@ describe("resident data in a call that grows WebAssembly memory: it works or giv
 
   const calls: [string, number[], (lib: Lib) => (t: { data: Float32Array; shape: readonly number[] }) => Float32Array][] = [
     ["scaledDotProductAttention", [4, 256, 256], (lib) => (t) => lib.scaledDotProductAttention(t, t, t).data],
-    ["Linear.forward", [4, 256, 256], (lib) => {
-      const m = loaded(lib, new lib.Linear({ inFeatures: 256, outFeatures: 256 }));
-      return (t) => m.forward(t).data;
-    }],
-    ["LayerNorm.forward", [4, 256, 256], (lib) => {
-      const m = loaded(lib, new lib.LayerNorm({ normalizedShape: 256 }));
-      return (t) => m.forward(t).data;
-    }],
-    ["MultiHeadAttention.forward (query = key = value)", [4, 256, 64], (lib) => {
-      const m = loaded(lib, new lib.MultiHeadAttention({ embedDim: 64, numHeads: 4 }));
-      return (t) => m.forward(t, t, t).output.data;
-    }],
-    ["MultiHeadAttention.forward (resident view as the key only)", [4, 256, 64], (lib) => {
-      const m = loaded(lib, new lib.MultiHeadAttention({ embedDim: 64, numHeads: 4 }));
-      const q = lib.tensor(floats([4, 8, 64]), [4, 8, 64]);
-      return (t) => m.forward(q, t, t).output.data;
-    }],
-    ["TransformerEncoderLayer.forward", [4, 256, 64], (lib) => {
-      const m = loaded(lib, new lib.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128 }));
-      return (t) => m.forward(t).data;
-    }],
+    [
+      "Linear.forward",
+      [4, 256, 256],
+      (lib) => {
+        const m = loaded(lib, new lib.Linear({ inFeatures: 256, outFeatures: 256 }));
+        return (t) => m.forward(t).data;
+      },
+    ],
+    [
+      "LayerNorm.forward",
+      [4, 256, 256],
+      (lib) => {
+        const m = loaded(lib, new lib.LayerNorm({ normalizedShape: 256 }));
+        return (t) => m.forward(t).data;
+      },
+    ],
+    [
+      "MultiHeadAttention.forward (query = key = value)",
+      [4, 256, 64],
+      (lib) => {
+        const m = loaded(lib, new lib.MultiHeadAttention({ embedDim: 64, numHeads: 4 }));
+        return (t) => m.forward(t, t, t).output.data;
+      },
+    ],
+    [
+      "MultiHeadAttention.forward (resident view as the key only)",
+      [4, 256, 64],
+      (lib) => {
+        const m = loaded(lib, new lib.MultiHeadAttention({ embedDim: 64, numHeads: 4 }));
+        const q = lib.tensor(floats([4, 8, 64]), [4, 8, 64]);
+        return (t) => m.forward(q, t, t).output.data;
+      },
+    ],
+    [
+      "TransformerEncoderLayer.forward",
+      [4, 256, 64],
+      (lib) => {
+        const m = loaded(lib, new lib.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128 }));
+        return (t) => m.forward(t).data;
+      },
+    ],
     ["linearAttention", [4, 256, 256], (lib) => (t) => lib.linearAttention(t, t, t).data],
   ];
   for (const [name, shape, make] of calls) {
@@ -116,7 +144,11 @@ describe("resident data in a call that grows WebAssembly memory: it works or giv
       const copy = resident.data.slice();
       const view = lib.tensor(resident.data, shape);
       const before = lib.memoryStats().bufferBytes;
-      worksOrClearError(lib, () => run(view), (out) => expect(bits(out)).toEqual(bits(run(lib.tensor(copy, shape)))));
+      worksOrClearError(
+        lib,
+        () => run(view),
+        (out) => expect(bits(out)).toEqual(bits(run(lib.tensor(copy, shape)))),
+      );
       expect(lib.memoryStats().bufferBytes, "the call was meant to grow the memory").toBeGreaterThan(before);
     });
   }
@@ -184,7 +216,16 @@ describe("init() and shutdown()", () => {
     ["a WebAssembly.Module with no exports", () => new WebAssembly.Module(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]))],
     ["the bytes of a valid module with no exports", () => new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00])],
     // (module (memory (export "memory") 1)): a memory, none of the kernels
-    ["a module that exports only a memory", () => new WebAssembly.Module(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x05, 0x03, 0x01, 0x00, 0x01, 0x07, 0x0a, 0x01, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, 0x02, 0x00]))],
+    [
+      "a module that exports only a memory",
+      () =>
+        new WebAssembly.Module(
+          new Uint8Array([
+            0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x05, 0x03, 0x01, 0x00, 0x01, 0x07, 0x0a, 0x01, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79,
+            0x02, 0x00,
+          ]),
+        ),
+    ],
     ["a missing file: URL", () => new URL("./no-such-kernels.wasm", import.meta.url)],
     ["{ wasm: a missing file: URL }", () => ({ wasm: new URL("./no-such-kernels.wasm", import.meta.url) })],
   ];
@@ -206,7 +247,9 @@ describe("option values that are names on Object.prototype", () => {
       const x = lib.tensor(floats([2, 5, 4]), [2, 5, 4]);
       expect(() => lib.linearAttention(x, x, x, { featureMap: featureMap as never })).toThrow(lib.ArgumentError);
       expect(() => new lib.LinearAttentionState([2], 4, 4, { featureMap: featureMap as never })).toThrow(lib.ArgumentError);
-      expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: { featureMap: featureMap as never } } })).toThrow(lib.ArgumentError);
+      expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: { featureMap: featureMap as never } } })).toThrow(
+        lib.ArgumentError,
+      );
     });
   }
 });
@@ -219,30 +262,48 @@ describe("dispose() from inside the module's own forward (a getter of its input)
       if (++reads === read) dispose();
       return value;
     };
-    return Object.defineProperties({}, {
-      data: what === "data" ? { get: get(x.data), enumerable: true } : { value: x.data, enumerable: true },
-      shape: what === "shape" ? { get: get(x.shape), enumerable: true } : { value: x.shape, enumerable: true },
-    }) as { data: Float32Array; shape: readonly number[] };
+    return Object.defineProperties(
+      {},
+      {
+        data: what === "data" ? { get: get(x.data), enumerable: true } : { value: x.data, enumerable: true },
+        shape: what === "shape" ? { get: get(x.shape), enumerable: true } : { value: x.shape, enumerable: true },
+      },
+    ) as { data: Float32Array; shape: readonly number[] };
   }
 
-  const modules: [string, (lib: Lib) => { module: { dispose(): void }; input: number[]; run: (x: { data: Float32Array; shape: readonly number[] }) => Float32Array }][] = [
-    ["MultiHeadAttention", (lib) => {
-      const m = loaded(lib, new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2 }));
-      const kv = lib.tensor(floats([2, 5, 8]), [2, 5, 8]);
-      return { module: m, input: [2, 4, 8], run: (x) => m.forward(x, kv, kv).output.data };
-    }],
-    ["Linear", (lib) => {
-      const m = loaded(lib, new lib.Linear({ inFeatures: 8, outFeatures: 3 }));
-      return { module: m, input: [2, 4, 8], run: (x) => m.forward(x).data };
-    }],
-    ["LayerNorm", (lib) => {
-      const m = loaded(lib, new lib.LayerNorm({ normalizedShape: 8 }));
-      return { module: m, input: [2, 4, 8], run: (x) => m.forward(x).data };
-    }],
-    ["TransformerEncoder", (lib) => {
-      const m = loaded(lib, new lib.TransformerEncoder({ layer: { dModel: 8, nhead: 2, dimFeedforward: 16 }, numLayers: 2 }));
-      return { module: m, input: [2, 4, 8], run: (x) => m.forward(x).data };
-    }],
+  const modules: [
+    string,
+    (lib: Lib) => { module: { dispose(): void }; input: number[]; run: (x: { data: Float32Array; shape: readonly number[] }) => Float32Array },
+  ][] = [
+    [
+      "MultiHeadAttention",
+      (lib) => {
+        const m = loaded(lib, new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2 }));
+        const kv = lib.tensor(floats([2, 5, 8]), [2, 5, 8]);
+        return { module: m, input: [2, 4, 8], run: (x) => m.forward(x, kv, kv).output.data };
+      },
+    ],
+    [
+      "Linear",
+      (lib) => {
+        const m = loaded(lib, new lib.Linear({ inFeatures: 8, outFeatures: 3 }));
+        return { module: m, input: [2, 4, 8], run: (x) => m.forward(x).data };
+      },
+    ],
+    [
+      "LayerNorm",
+      (lib) => {
+        const m = loaded(lib, new lib.LayerNorm({ normalizedShape: 8 }));
+        return { module: m, input: [2, 4, 8], run: (x) => m.forward(x).data };
+      },
+    ],
+    [
+      "TransformerEncoder",
+      (lib) => {
+        const m = loaded(lib, new lib.TransformerEncoder({ layer: { dModel: 8, nhead: 2, dimFeedforward: 16 }, numLayers: 2 }));
+        return { module: m, input: [2, 4, 8], run: (x) => m.forward(x).data };
+      },
+    ],
   ];
   for (const [name, make] of modules) {
     for (const what of ["shape", "data"] as const) {
@@ -259,7 +320,11 @@ describe("dispose() from inside the module's own forward (a getter of its input)
             module.dispose();
             disposed = true;
           });
-          worksOrClearError(lib, () => run(hostile), (got) => expect(bits(got), "a forward that returned after its module was disposed").toEqual(bits(want)));
+          worksOrClearError(
+            lib,
+            () => run(hostile),
+            (got) => expect(bits(got), "a forward that returned after its module was disposed").toEqual(bits(want)),
+          );
           check();
           check.dispose();
           if (!disposed) module.dispose(); // the getter was not read that often: nothing to test past this
@@ -279,10 +344,19 @@ describe("dispose() from inside the module's own forward (a getter of its input)
     const check = canary(lib);
     for (const read of [1, 2, 3]) {
       const q2 = lib.residentTensor([2, 6, 8], q.data);
-      worksOrClearError(lib, () => lib.scaledDotProductAttention(q2, disposing(k, "shape", read, () => {
-        q2.dispose();
-        lib.residentTensor([2, 6, 8]); // reuses q2's bytes if they were freed
-      }), k), (got) => expect(bits(got.data)).toEqual(bits(want)));
+      worksOrClearError(
+        lib,
+        () =>
+          lib.scaledDotProductAttention(
+            q2,
+            disposing(k, "shape", read, () => {
+              q2.dispose();
+              lib.residentTensor([2, 6, 8]); // reuses q2's bytes if they were freed
+            }),
+            k,
+          ),
+        (got) => expect(bits(got.data)).toEqual(bits(want)),
+      );
     }
     check();
     check.dispose();
@@ -300,7 +374,11 @@ describe("dispose() from inside the module's own forward (a getter of its input)
     for (const read of [1, 2, 3, 4]) {
       const cache = new lib.KVCache();
       const hostile = disposing(x, "data", read, () => cache.dispose());
-      worksOrClearError(lib, () => m.forward(hostile, hostile, hostile, { isCausal: true, cache }).output.data, (got) => expect(bits(got)).toEqual(bits(want)));
+      worksOrClearError(
+        lib,
+        () => m.forward(hostile, hostile, hostile, { isCausal: true, cache }).output.data,
+        (got) => expect(bits(got)).toEqual(bits(want)),
+      );
       expect(() => cache.dispose()).not.toThrow();
       expect(lib.memoryStats().liveBytes).toBe(base);
     }
@@ -342,10 +420,31 @@ describe("a getter of an input that calls the library during the call (grows the
         for (const which of ["data", "shape"] as const) {
           for (let read = 1; read <= 3; read++) {
             let reads = 0;
-            const hostile = Object.defineProperties({}, {
-              data: which === "data" ? { get: () => (++reads === read && act(), input.data), enumerable: true } : { value: input.data, enumerable: true },
-              shape: which === "shape" ? { get: () => (++reads === read && act(), input.shape), enumerable: true } : { value: input.shape, enumerable: true },
-            }) as T;
+            const hostile = Object.defineProperties(
+              {},
+              {
+                data:
+                  which === "data"
+                    ? {
+                        get: () => {
+                          if (++reads === read) act();
+                          return input.data;
+                        },
+                        enumerable: true,
+                      }
+                    : { value: input.data, enumerable: true },
+                shape:
+                  which === "shape"
+                    ? {
+                        get: () => {
+                          if (++reads === read) act();
+                          return input.shape;
+                        },
+                        enumerable: true,
+                      }
+                    : { value: input.shape, enumerable: true },
+              },
+            ) as T;
             const guard = canary(lib);
             const what = `${name}: the ${which} getter ${actName} on its read ${read}`;
             try {

@@ -25,7 +25,14 @@ function withRow(x: lib.Tensor, row: number, rowLen: number, value: number): lib
  * Every row n of `got` (rows of rowLen) for which clean(n) holds is finite and equal (===) to the
  * same row of `want`; the message names the first row that is not.
  */
-function expectClean(what: string, got: Float32Array, want: Float32Array, rowLen: number, clean: (row: number) => boolean, label: (row: number) => string = String): void {
+function expectClean(
+  what: string,
+  got: Float32Array,
+  want: Float32Array,
+  rowLen: number,
+  clean: (row: number) => boolean,
+  label: (row: number) => string = String,
+): void {
   expect(got.length).toBe(want.length);
   let checked = 0;
   for (let n = 0; n * rowLen < got.length; n++) {
@@ -57,27 +64,124 @@ interface SdpaCase {
 
 // a [Lq, Lk] mask that removes key j from rows for which `removed(i)`: boolean (true = takes part) or float (-Infinity)
 const boolMask = (Lq: number, Lk: number, j: number, removed: (i: number) => boolean) =>
-  lib.tensor(Uint8Array.from({ length: Lq * Lk }, (_, n) => (n % Lk === j && removed(Math.floor(n / Lk)) ? 0 : 1)), [Lq, Lk]);
+  lib.tensor(
+    Uint8Array.from({ length: Lq * Lk }, (_, n) => (n % Lk === j && removed(Math.floor(n / Lk)) ? 0 : 1)),
+    [Lq, Lk],
+  );
 const floatMask = (Lq: number, Lk: number, j: number, removed: (i: number) => boolean) =>
-  lib.tensor(Float32Array.from({ length: Lq * Lk }, (_, n) => (n % Lk === j && removed(Math.floor(n / Lk)) ? -Infinity : ((n * 7) % 5) / 10)), [Lq, Lk]);
+  lib.tensor(
+    Float32Array.from({ length: Lq * Lk }, (_, n) => (n % Lk === j && removed(Math.floor(n / Lk)) ? -Infinity : ((n * 7) % 5) / 10)),
+    [Lq, Lk],
+  );
 
 const J = 5;
 const at = { b: 0, g: 1, j: J };
 const sdpaCases: SdpaCase[] = [
-  { name: "boolean attnMask false on the key, for every row", at, options: (Lq, Lk) => ({ attnMask: boolMask(Lq, Lk, J, () => true) }), sees: () => false },
-  { name: "float attnMask -Infinity on the key, for every row", at, options: (Lq, Lk) => ({ attnMask: floatMask(Lq, Lk, J, () => true) }), sees: () => false },
-  { name: "boolean attnMask removing the key from rows 0..5 only (rows 4, 5 share a block with rows that see it)", at, options: (Lq, Lk) => ({ attnMask: boolMask(Lq, Lk, J, (i) => i < 6) }), sees: (b, h, i) => b === 0 && h === 1 && i >= 6 },
-  { name: "float attnMask removing the key from rows 0..5 only", at, options: (Lq, Lk) => ({ attnMask: floatMask(Lq, Lk, J, (i) => i < 6) }), sees: (b, h, i) => b === 0 && h === 1 && i >= 6 },
-  { name: "a [B, 1, 1, Lk] boolean padding-style mask removing the key of batch 0", at, options: (_, Lk) => ({ attnMask: lib.tensor(Uint8Array.from({ length: 2 * Lk }, (_, n) => (n === J ? 0 : 1)), [2, 1, 1, Lk]) }), sees: () => false },
-  { name: "GQA (4 query heads, 2 key/value heads), boolean attnMask on the key", Hq: 4, Hk: 2, at, options: (Lq, Lk) => ({ enableGqa: true, attnMask: boolMask(Lq, Lk, J, () => true) }), sees: () => false },
-  { name: "GQA, float attnMask on the key for rows 0..6", Hq: 4, Hk: 2, at, options: (Lq, Lk) => ({ enableGqa: true, attnMask: floatMask(Lq, Lk, J, (i) => i < 7) }), sees: (b, h, i) => b === 0 && (h === 2 || h === 3) && i >= 7 },
-  { name: "isCausal: a future key (key 6) for rows 0..5", at: { b: 0, g: 1, j: 6 }, options: () => ({ isCausal: true }), sees: (b, h, i) => b === 0 && h === 1 && i >= 6 },
-  { name: "isCausal, GQA: a future key (key 9)", Hq: 4, Hk: 2, at: { b: 1, g: 0, j: 9 }, options: () => ({ isCausal: true, enableGqa: true }), sees: (b, h, i) => b === 1 && h < 2 && i >= 9 },
-  { name: "isCausal bottom-right (Lq 9, Lk 12): a future key (key 10)", Lq: 9, Lk: 12, at: { b: 0, g: 1, j: 10 }, options: () => ({ isCausal: true, causalAlignment: "bottom-right" }), sees: (b, h, i) => b === 0 && h === 1 && i + 3 >= 10 },
-  { name: "a window [2, 2]: a key (8) outside the window of rows 0..5 and 11..15", Lq: 16, Lk: 16, at: { b: 0, g: 1, j: 8 }, options: () => ({ window: [2, 2] }), sees: (b, h, i) => b === 0 && h === 1 && Math.abs(i - 8) <= 2 },
-  { name: "a causal window [3, 0]: key 9 outside the window of rows 0..8 and 13..15", Lq: 16, Lk: 16, at: { b: 0, g: 1, j: 9 }, options: () => ({ window: [3, 0] }), sees: (b, h, i) => b === 0 && h === 1 && i >= 9 && i <= 12 },
-  { name: "a window [1, 1] with a boolean mask too: key 8", Lq: 16, Lk: 16, at: { b: 0, g: 1, j: 8 }, options: (Lq, Lk) => ({ window: [1, 1], attnMask: boolMask(Lq, Lk, 0, () => false) }), sees: (b, h, i) => b === 0 && h === 1 && Math.abs(i - 8) <= 1 },
-  { name: "block-sparse: a key block (keys 8..15) that query block 0 does not see", Lq: 16, Lk: 16, at: { b: 0, g: 1, j: 12 }, options: () => ({ blockSparse: { layout: lib.tensor(Uint8Array.from([1, 0, 1, 1]), [2, 2]), blockSize: 8 } }), sees: (b, h, i) => b === 0 && h === 1 && i >= 8 },
+  {
+    name: "boolean attnMask false on the key, for every row",
+    at,
+    options: (Lq, Lk) => ({ attnMask: boolMask(Lq, Lk, J, () => true) }),
+    sees: () => false,
+  },
+  {
+    name: "float attnMask -Infinity on the key, for every row",
+    at,
+    options: (Lq, Lk) => ({ attnMask: floatMask(Lq, Lk, J, () => true) }),
+    sees: () => false,
+  },
+  {
+    name: "boolean attnMask removing the key from rows 0..5 only (rows 4, 5 share a block with rows that see it)",
+    at,
+    options: (Lq, Lk) => ({ attnMask: boolMask(Lq, Lk, J, (i) => i < 6) }),
+    sees: (b, h, i) => b === 0 && h === 1 && i >= 6,
+  },
+  {
+    name: "float attnMask removing the key from rows 0..5 only",
+    at,
+    options: (Lq, Lk) => ({ attnMask: floatMask(Lq, Lk, J, (i) => i < 6) }),
+    sees: (b, h, i) => b === 0 && h === 1 && i >= 6,
+  },
+  {
+    name: "a [B, 1, 1, Lk] boolean padding-style mask removing the key of batch 0",
+    at,
+    options: (_, Lk) => ({
+      attnMask: lib.tensor(
+        Uint8Array.from({ length: 2 * Lk }, (_, n) => (n === J ? 0 : 1)),
+        [2, 1, 1, Lk],
+      ),
+    }),
+    sees: () => false,
+  },
+  {
+    name: "GQA (4 query heads, 2 key/value heads), boolean attnMask on the key",
+    Hq: 4,
+    Hk: 2,
+    at,
+    options: (Lq, Lk) => ({ enableGqa: true, attnMask: boolMask(Lq, Lk, J, () => true) }),
+    sees: () => false,
+  },
+  {
+    name: "GQA, float attnMask on the key for rows 0..6",
+    Hq: 4,
+    Hk: 2,
+    at,
+    options: (Lq, Lk) => ({ enableGqa: true, attnMask: floatMask(Lq, Lk, J, (i) => i < 7) }),
+    sees: (b, h, i) => b === 0 && (h === 2 || h === 3) && i >= 7,
+  },
+  {
+    name: "isCausal: a future key (key 6) for rows 0..5",
+    at: { b: 0, g: 1, j: 6 },
+    options: () => ({ isCausal: true }),
+    sees: (b, h, i) => b === 0 && h === 1 && i >= 6,
+  },
+  {
+    name: "isCausal, GQA: a future key (key 9)",
+    Hq: 4,
+    Hk: 2,
+    at: { b: 1, g: 0, j: 9 },
+    options: () => ({ isCausal: true, enableGqa: true }),
+    sees: (b, h, i) => b === 1 && h < 2 && i >= 9,
+  },
+  {
+    name: "isCausal bottom-right (Lq 9, Lk 12): a future key (key 10)",
+    Lq: 9,
+    Lk: 12,
+    at: { b: 0, g: 1, j: 10 },
+    options: () => ({ isCausal: true, causalAlignment: "bottom-right" }),
+    sees: (b, h, i) => b === 0 && h === 1 && i + 3 >= 10,
+  },
+  {
+    name: "a window [2, 2]: a key (8) outside the window of rows 0..5 and 11..15",
+    Lq: 16,
+    Lk: 16,
+    at: { b: 0, g: 1, j: 8 },
+    options: () => ({ window: [2, 2] }),
+    sees: (b, h, i) => b === 0 && h === 1 && Math.abs(i - 8) <= 2,
+  },
+  {
+    name: "a causal window [3, 0]: key 9 outside the window of rows 0..8 and 13..15",
+    Lq: 16,
+    Lk: 16,
+    at: { b: 0, g: 1, j: 9 },
+    options: () => ({ window: [3, 0] }),
+    sees: (b, h, i) => b === 0 && h === 1 && i >= 9 && i <= 12,
+  },
+  {
+    name: "a window [1, 1] with a boolean mask too: key 8",
+    Lq: 16,
+    Lk: 16,
+    at: { b: 0, g: 1, j: 8 },
+    options: (Lq, Lk) => ({ window: [1, 1], attnMask: boolMask(Lq, Lk, 0, () => false) }),
+    sees: (b, h, i) => b === 0 && h === 1 && Math.abs(i - 8) <= 1,
+  },
+  {
+    name: "block-sparse: a key block (keys 8..15) that query block 0 does not see",
+    Lq: 16,
+    Lk: 16,
+    at: { b: 0, g: 1, j: 12 },
+    options: () => ({ blockSparse: { layout: lib.tensor(Uint8Array.from([1, 0, 1, 1]), [2, 2]), blockSize: 8 } }),
+    sees: (b, h, i) => b === 0 && h === 1 && i >= 8,
+  },
 ];
 
 describe("scaledDotProductAttention: NaN in a key or value that a row does not see reaches no such row", () => {
@@ -130,12 +234,64 @@ describe("MultiHeadAttention: NaN in a key/value position that a row does not se
 
   // cross-attention: the query is clean, key = value has NaN at (batch 0, position J)
   const crossCases: [string, () => lib.MultiHeadAttentionForwardOptions, (b: number, i: number) => boolean][] = [
-    ["keyPaddingMask (boolean, true = padding) on the position", () => ({ keyPaddingMask: lib.tensor(Uint8Array.from({ length: B * Lk }, (_, n) => (n === J ? 1 : 0)), [B, Lk]) }), () => false],
-    ["keyPaddingMask (float, -Infinity) on the position", () => ({ keyPaddingMask: lib.tensor(Float32Array.from({ length: B * Lk }, (_, n) => (n === J ? -Infinity : 0)), [B, Lk]) }), () => false],
-    ["attnMask (boolean, true = not allowed) on the position for every row", () => ({ attnMask: lib.tensor(Uint8Array.from({ length: Lq * Lk }, (_, n) => (n % Lk === J ? 1 : 0)), [Lq, Lk]) }), () => false],
-    ["attnMask (float, -Infinity) on the position for rows 0..5", () => ({ attnMask: floatMask(Lq, Lk, J, (i) => i < 6) }), (b, i) => b === 0 && i >= 6],
-    ["attnMask [B * H, Lq, Lk] (boolean) on the position for head 0 and rows 0..6 of head 1", () => ({ attnMask: lib.tensor(Uint8Array.from({ length: B * 2 * Lq * Lk }, (_, n) => (n % Lk === J && (Math.floor(n / (Lq * Lk)) % 2 === 0 || Math.floor(n / Lk) % Lq < 7) ? 1 : 0)), [B * 2, Lq, Lk]) }), (b, i) => b === 0 && i >= 7],
-    ["keyPaddingMask and attnMask together", () => ({ keyPaddingMask: lib.tensor(Uint8Array.from({ length: B * Lk }, (_, n) => (n === J ? 1 : 0)), [B, Lk]), attnMask: floatMask(Lq, Lk, 0, () => false) }), () => false],
+    [
+      "keyPaddingMask (boolean, true = padding) on the position",
+      () => ({
+        keyPaddingMask: lib.tensor(
+          Uint8Array.from({ length: B * Lk }, (_, n) => (n === J ? 1 : 0)),
+          [B, Lk],
+        ),
+      }),
+      () => false,
+    ],
+    [
+      "keyPaddingMask (float, -Infinity) on the position",
+      () => ({
+        keyPaddingMask: lib.tensor(
+          Float32Array.from({ length: B * Lk }, (_, n) => (n === J ? -Infinity : 0)),
+          [B, Lk],
+        ),
+      }),
+      () => false,
+    ],
+    [
+      "attnMask (boolean, true = not allowed) on the position for every row",
+      () => ({
+        attnMask: lib.tensor(
+          Uint8Array.from({ length: Lq * Lk }, (_, n) => (n % Lk === J ? 1 : 0)),
+          [Lq, Lk],
+        ),
+      }),
+      () => false,
+    ],
+    [
+      "attnMask (float, -Infinity) on the position for rows 0..5",
+      () => ({ attnMask: floatMask(Lq, Lk, J, (i) => i < 6) }),
+      (b, i) => b === 0 && i >= 6,
+    ],
+    [
+      "attnMask [B * H, Lq, Lk] (boolean) on the position for head 0 and rows 0..6 of head 1",
+      () => ({
+        attnMask: lib.tensor(
+          Uint8Array.from({ length: B * 2 * Lq * Lk }, (_, n) =>
+            n % Lk === J && (Math.floor(n / (Lq * Lk)) % 2 === 0 || Math.floor(n / Lk) % Lq < 7) ? 1 : 0,
+          ),
+          [B * 2, Lq, Lk],
+        ),
+      }),
+      (b, i) => b === 0 && i >= 7,
+    ],
+    [
+      "keyPaddingMask and attnMask together",
+      () => ({
+        keyPaddingMask: lib.tensor(
+          Uint8Array.from({ length: B * Lk }, (_, n) => (n === J ? 1 : 0)),
+          [B, Lk],
+        ),
+        attnMask: floatMask(Lq, Lk, 0, () => false),
+      }),
+      () => false,
+    ],
   ];
   for (const [name, options, sees] of crossCases) {
     for (const average of [true, false]) {
@@ -150,7 +306,15 @@ describe("MultiHeadAttention: NaN in a key/value position that a row does not se
         const label = (n: number) => `(batch ${Math.floor(n / Lq)}, query ${n % Lq})`;
         expectClean("output", got.output.data, want.output.data, E, clean, label);
         if (average) expectClean("weights", got.weights!.data, want.weights!.data, Lk, clean, label);
-        else expectClean("weights", got.weights!.data, want.weights!.data, Lk, (n) => clean(Math.floor(n / (2 * Lq)) * Lq + (n % Lq)), (n) => `(batch ${Math.floor(n / (2 * Lq))}, head ${Math.floor(n / Lq) % 2}, query ${n % Lq})`);
+        else
+          expectClean(
+            "weights",
+            got.weights!.data,
+            want.weights!.data,
+            Lk,
+            (n) => clean(Math.floor(n / (2 * Lq)) * Lq + (n % Lq)),
+            (n) => `(batch ${Math.floor(n / (2 * Lq))}, head ${Math.floor(n / Lq) % 2}, query ${n % Lq})`,
+          );
       });
     }
   }
@@ -168,10 +332,20 @@ describe("MultiHeadAttention: NaN in a key/value position that a row does not se
   test("TransformerEncoderLayer, srcKeyPaddingMask: NaN at a padded position of batch 0 reaches only that position's own row", () => {
     const layer = loaded(new lib.TransformerEncoderLayer({ dModel: 8, nhead: 2, dimFeedforward: 16 }));
     const x = t([B, 10, E]);
-    const pad = lib.tensor(Uint8Array.from({ length: B * 10 }, (_, n) => (n === 4 ? 1 : 0)), [B, 10]);
+    const pad = lib.tensor(
+      Uint8Array.from({ length: B * 10 }, (_, n) => (n === 4 ? 1 : 0)),
+      [B, 10],
+    );
     const got = layer.forward(withRow(x, 4, E, NaN), { srcKeyPaddingMask: pad });
     const want = layer.forward(withRow(x, 4, E, 0), { srcKeyPaddingMask: pad });
-    expectClean("output", got.data, want.data, E, (n) => n !== 4, (n) => `(batch ${Math.floor(n / 10)}, position ${n % 10})`);
+    expectClean(
+      "output",
+      got.data,
+      want.data,
+      E,
+      (n) => n !== 4,
+      (n) => `(batch ${Math.floor(n / 10)}, position ${n % 10})`,
+    );
     layer.dispose();
   });
 });

@@ -29,7 +29,11 @@ describe("empty tensors with enormous dimensions: a prompt error or a quick empt
   test("MultiHeadAttention.forward on [2 ** 40, 0, 8] (empty data)", () => expectPrompt("empty-2^40-mha"), 20_000);
   test("linearAttention on [2 ** 40, 0, 4] (empty data)", () => expectPrompt("empty-2^40-linear-attention"), 20_000);
   test("tensor(new Float32Array(0), [2 ** 40, 0, 4]) then scaledDotProductAttention", () => expectPrompt("empty-2^40-tensor"), 20_000);
-  test("2 ** 31 heads of nothing ([1, 2 ** 31, 0, 4]) with a boolean attnMask: no giant JavaScript array, no process abort", () => expectPrompt("2^31-heads-bool-mask"), 20_000);
+  test(
+    "2 ** 31 heads of nothing ([1, 2 ** 31, 0, 4]) with a boolean attnMask: no giant JavaScript array, no process abort",
+    () => expectPrompt("2^31-heads-bool-mask"),
+    20_000,
+  );
   test("2 ** 31 heads of nothing with a float attnMask: no process abort", () => expectPrompt("2^31-heads-float-mask"), 20_000);
 });
 
@@ -45,8 +49,11 @@ describe("init({ threads }) beyond a sane maximum is an ArgumentError, before an
     postMessage(): void {}
     terminate(): void {}
   }
-  const withinSeconds = <T,>(p: Promise<T>, s: number) =>
-    Promise.race([p, new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`init() neither resolved nor rejected within ${s} s`)), s * 1000))]);
+  const withinSeconds = <T>(p: Promise<T>, s: number) =>
+    Promise.race([
+      p,
+      new Promise<never>((_, fail) => setTimeout(() => fail(new Error(`init() neither resolved nor rejected within ${s} s`)), s * 1000)),
+    ]);
 
   for (const threads of [257, 1000, 100_000]) {
     test(`init({ threads: ${threads} }) rejects with an ArgumentError within 2 s`, async () => {
@@ -91,7 +98,8 @@ describe("options that do not fit the kernels' types are ArgumentErrors", () => 
     ["rope.positionOffset 2 ** 31", { rope: { positionOffset: 2 ** 31 } }],
   ];
   for (const [name, options] of integers) {
-    test(`scaledDotProductAttention: integer option above 2 ** 31 - 1: ${name}`, () => rejected(() => lib.scaledDotProductAttention(q, q, q, options)));
+    test(`scaledDotProductAttention: integer option above 2 ** 31 - 1: ${name}`, () =>
+      rejected(() => lib.scaledDotProductAttention(q, q, q, options)));
   }
   // a window side past 2 ** 31 - 1 bounds nothing a tensor can reach: an ArgumentError, or the answer of Infinity
   for (const [name, big, unbounded] of [
@@ -119,7 +127,8 @@ describe("options that do not fit the kernels' types are ArgumentErrors", () => 
     ["rope.theta 1e39", { rope: { theta: 1e39 } }],
   ];
   for (const [name, options] of floats) {
-    test(`scaledDotProductAttention: float option beyond float32's range: ${name}`, () => rejected(() => lib.scaledDotProductAttention(q, q, q, options)));
+    test(`scaledDotProductAttention: float option beyond float32's range: ${name}`, () =>
+      rejected(() => lib.scaledDotProductAttention(q, q, q, options)));
   }
 
   const variants: [string, lib.AttentionVariant][] = [

@@ -48,7 +48,10 @@ interface Case {
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const f32 = (r: Rng, shape: number[], scale = 1): Honest => ({ data: r.floats(size(shape), scale), shape });
 const u8 = (r: Rng, shape: number[], pTrue = 0.7): Honest => ({ data: r.bools(size(shape), pTrue), shape });
-const minus = (r: Rng, shape: number[]): Honest => ({ data: Float32Array.from({ length: size(shape) }, () => (r.next() < 0.25 ? -Infinity : r.next() - 0.5)), shape });
+const minus = (r: Rng, shape: number[]): Honest => ({
+  data: Float32Array.from({ length: size(shape) }, () => (r.next() < 0.25 ? -Infinity : r.next() - 0.5)),
+  shape,
+});
 const T = (x: unknown) => x as lib.Tensor;
 function weights(m: lib.Module, r: Rng): Record<string, lib.Tensor> {
   return Object.fromEntries(m.params().map((p) => [p.key, lib.tensor(r.floats(size(p.shape), 0.4), p.shape)]));
@@ -60,7 +63,12 @@ function loaded<M extends lib.Module>(m: M, r: Rng): M {
 const cases: Case[] = [
   {
     name: "scaledDotProductAttention (boolean attnMask, GQA, returnWeights)",
-    slots: [{ name: "query", index: 0 }, { name: "key", index: 1 }, { name: "value", index: 2 }, { name: "attnMask (boolean)", index: 3 }],
+    slots: [
+      { name: "query", index: 0 },
+      { name: "key", index: 1 },
+      { name: "value", index: 2 },
+      { name: "attnMask (boolean)", index: 3 },
+    ],
     setup: ({ B, H, Lq, Lk, E, Ev }, r) => ({
       honest: [f32(r, [B, 2 * H, Lq, E]), f32(r, [B, H, Lk, E]), f32(r, [B, H, Lk, Ev]), u8(r, [Lq, Lk])],
       run: ([q, k, v, m]) => {
@@ -72,7 +80,10 @@ const cases: Case[] = [
   },
   {
     name: "scaledDotProductAttention (float attnMask [B, 1, Lq, Lk])",
-    slots: [{ name: "query", index: 0 }, { name: "attnMask (float)", index: 2 }],
+    slots: [
+      { name: "query", index: 0 },
+      { name: "attnMask (float)", index: 2 },
+    ],
     setup: ({ B, H, Lq, Lk, E }, r) => ({
       honest: [f32(r, [B, H, Lq, E]), f32(r, [B, H, Lk, E]), minus(r, [B, 1, Lq, Lk])],
       run: ([q, k, m]) => [lib.scaledDotProductAttention(T(q), T(k), T(k), { attnMask: T(m) }).data],
@@ -84,7 +95,10 @@ const cases: Case[] = [
     slots: [{ name: "blockSparse.layout", index: 1 }],
     setup: ({ H, Lq, Lk, E }, r) => {
       const [Q, K] = [8 * Lq, 8 * Lk]; // block size 8: layout [Lq, Lk]
-      const layout: Honest = { data: Uint8Array.from({ length: Lq * Lk }, (_, n) => (n % (Lk + 1) === 0 || r.next() < 0.5 ? 1 : 0)), shape: [Lq, Lk] };
+      const layout: Honest = {
+        data: Uint8Array.from({ length: Lq * Lk }, (_, n) => (n % (Lk + 1) === 0 || r.next() < 0.5 ? 1 : 0)),
+        shape: [Lq, Lk],
+      };
       return {
         honest: [f32(r, [H, Q, E]), layout, f32(r, [H, K, E])],
         run: ([q, l, k]) => [lib.scaledDotProductAttention(T(q), T(k), T(k), { blockSparse: { layout: l as lib.BoolTensor, blockSize: 8 } }).data],
@@ -110,7 +124,13 @@ const cases: Case[] = [
   },
   {
     name: "MultiHeadAttention.forward",
-    slots: [{ name: "query", index: 0 }, { name: "key", index: 1 }, { name: "value", index: 2 }, { name: "keyPaddingMask (boolean)", index: 3 }, { name: "attnMask (float)", index: 4 }],
+    slots: [
+      { name: "query", index: 0 },
+      { name: "key", index: 1 },
+      { name: "value", index: 2 },
+      { name: "keyPaddingMask (boolean)", index: 3 },
+      { name: "attnMask (float)", index: 4 },
+    ],
     setup: ({ B, Lq, Lk }, r) => {
       const m = loaded(new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2 }), r);
       return {
@@ -125,7 +145,10 @@ const cases: Case[] = [
   },
   {
     name: "TransformerEncoderLayer.forward",
-    slots: [{ name: "src", index: 0 }, { name: "srcKeyPaddingMask (boolean)", index: 1 }],
+    slots: [
+      { name: "src", index: 0 },
+      { name: "srcKeyPaddingMask (boolean)", index: 1 },
+    ],
     setup: ({ B, Lq }, r) => {
       const m = loaded(new lib.TransformerEncoderLayer({ dModel: 8, nhead: 2, dimFeedforward: 16 }), r);
       return {
@@ -137,7 +160,11 @@ const cases: Case[] = [
   },
   {
     name: "TransformerDecoderLayer.forward",
-    slots: [{ name: "tgt", index: 0 }, { name: "memory", index: 1 }, { name: "memoryKeyPaddingMask (boolean)", index: 2 }],
+    slots: [
+      { name: "tgt", index: 0 },
+      { name: "memory", index: 1 },
+      { name: "memoryKeyPaddingMask (boolean)", index: 2 },
+    ],
     setup: ({ B, Lq, Lk }, r) => {
       const m = loaded(new lib.TransformerDecoderLayer({ dModel: 8, nhead: 2, dimFeedforward: 16 }), r);
       return {
@@ -169,7 +196,11 @@ const cases: Case[] = [
   },
   {
     name: "LinearAttentionState.step",
-    slots: [{ name: "query", index: 0 }, { name: "key", index: 1 }, { name: "value", index: 2 }],
+    slots: [
+      { name: "query", index: 0 },
+      { name: "key", index: 1 },
+      { name: "value", index: 2 },
+    ],
     setup: ({ B, Lq, E, Ev }, r) => ({
       honest: [f32(r, [B, Lq, E]), f32(r, [B, Lq, E]), f32(r, [B, Lq, Ev])],
       run: ([q, k, v]) => {
@@ -185,7 +216,10 @@ const cases: Case[] = [
   },
   {
     name: "tensor() (then scaledDotProductAttention on the result)",
-    slots: [{ name: "data", index: 0, raw: true }, { name: "shape", index: 0, raw: true }],
+    slots: [
+      { name: "data", index: 0, raw: true },
+      { name: "shape", index: 0, raw: true },
+    ],
     setup: ({ H, Lq, E }, r) => ({
       honest: [f32(r, [H, Lq, E])],
       run: ([x]) => {
@@ -198,7 +232,10 @@ const cases: Case[] = [
   },
   {
     name: "residentTensor() (its shape and data)",
-    slots: [{ name: "data", index: 0, raw: true }, { name: "shape", index: 0, raw: true }],
+    slots: [
+      { name: "data", index: 0, raw: true },
+      { name: "shape", index: 0, raw: true },
+    ],
     setup: ({ B, Lq, E }, r) => ({
       honest: [f32(r, [B, Lq, E])],
       run: ([x]) => {
@@ -235,7 +272,10 @@ const cases: Case[] = [
   },
   {
     name: "MultiHeadAttention.loadStateDict (in_proj_weight, in_proj_bias), then a forward",
-    slots: [{ name: "in_proj_weight", index: 0 }, { name: "in_proj_bias", index: 1 }],
+    slots: [
+      { name: "in_proj_weight", index: 0 },
+      { name: "in_proj_bias", index: 1 },
+    ],
     setup: ({ B, Lq }, r) => {
       const dict = weights(new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2 }), r);
       const x = lib.tensor(r.floats(B * Lq * 8), [B, Lq, 8]);
@@ -275,7 +315,11 @@ const cases: Case[] = [
   },
   {
     name: "linearAttention (causal)",
-    slots: [{ name: "query", index: 0 }, { name: "key", index: 1 }, { name: "value", index: 2 }],
+    slots: [
+      { name: "query", index: 0 },
+      { name: "key", index: 1 },
+      { name: "value", index: 2 },
+    ],
     setup: ({ B, H, Lq, E, Ev }, r) => ({
       honest: [f32(r, [B, H, Lq, E]), f32(r, [B, H, Lq, E]), f32(r, [B, H, Lq, Ev])],
       run: ([q, k, v]) => [lib.linearAttention(T(q), T(k), T(v), { causal: true }).data],
@@ -325,7 +369,9 @@ async function check(c: Case, slotIndex: number, family: Family, option: number,
   }
   expect(lib.memoryStats().liveBytes, `${where}: bytes left allocated (or freed twice) by the call`).toBe(live);
   const again = attempt(() => s.run(s.honest));
-  expect("out" in again ? bits(again.out) : describeError((again as { error: unknown }).error), `${where}: the honest call afterwards`).toEqual(bits(honest));
+  expect("out" in again ? bits(again.out) : describeError((again as { error: unknown }).error), `${where}: the honest call afterwards`).toEqual(
+    bits(honest),
+  );
   s.dispose();
 }
 
@@ -345,10 +391,17 @@ describe("hostile tensor-likes: the right answer or a WasmAttentionError, never 
       Ev: fc.integer({ min: 1, max: 8 }),
     });
     await fc.assert(
-      fc.asyncProperty(fc.nat(combos.length - 1), fc.nat(99), fc.integer({ min: 1, max: 4 }), dims, fc.nat(2 ** 31 - 1), async (i, option, after, d, values) => {
-        const { c, si, f } = combos[i];
-        await check(c, si, f, option, after, d, values);
-      }),
+      fc.asyncProperty(
+        fc.nat(combos.length - 1),
+        fc.nat(99),
+        fc.integer({ min: 1, max: 4 }),
+        dims,
+        fc.nat(2 ** 31 - 1),
+        async (i, option, after, d, values) => {
+          const { c, si, f } = combos[i];
+          await check(c, si, f, option, after, d, values);
+        },
+      ),
       { numRuns: runs, seed },
     );
   }, 300_000);
@@ -360,12 +413,14 @@ describe("hostile tensor-likes: the right answer or a WasmAttentionError, never 
   for (const f of families) {
     for (let option = 0; option < Math.min(f.options, 10); option++) {
       test(`scaledDotProductAttention query and key: ${f.name}, variant ${option}`, async () => {
-        for (const slot of [0, 1]) for (const after of afters(f)) await check(sdpa, slot, f, option, after, { B: 1, H: 2, Lq: 5, Lk: 7, E: 4, Ev: 3 }, 1000 + option);
+        for (const slot of [0, 1])
+          for (const after of afters(f)) await check(sdpa, slot, f, option, after, { B: 1, H: 2, Lq: 5, Lk: 7, E: 4, Ev: 3 }, 1000 + option);
       });
     }
     if (f.levels.includes("data")) {
       test(`scaledDotProductAttention boolean attnMask: ${f.name}, every variant`, async () => {
-        for (let option = 0; option < f.options; option++) await check(sdpa, 3, f, option, 2, { B: 1, H: 1, Lq: 6, Lk: 5, E: 4, Ev: 4 }, 2000 + option);
+        for (let option = 0; option < f.options; option++)
+          await check(sdpa, 3, f, option, 2, { B: 1, H: 1, Lq: 6, Lk: 5, E: 4, Ev: 4 }, 2000 + option);
       });
     }
   }
@@ -398,10 +453,40 @@ describe("hostile tensor-likes: the right answer or a WasmAttentionError, never 
     const shapeFamily = families.find((f) => f.name.startsWith("tensor whose shape getter"))!;
     const d = { B: 2, H: 3, Lq: 3, Lk: 3, E: 4, Ev: 4 };
     const custom: Case[] = [
-      { name: "scaledDotProductAttention query", slots: [{ name: "query", index: 0 }], setup: (_, r) => ({ honest: [f32(r, [2, 3, 4]), f32(r, [2, 3, 4])], run: ([q, k]) => [lib.scaledDotProductAttention(T(q), T(k), T(k)).data], dispose: () => {} }) },
-      { name: "linearAttention query", slots: [{ name: "query", index: 0 }], setup: (_, r) => ({ honest: [f32(r, [2, 3, 4]), f32(r, [2, 3, 4])], run: ([q, k]) => [lib.linearAttention(T(q), T(k), T(k)).data], dispose: () => {} }) },
-      { name: "Linear(4 -> 4).forward", slots: [{ name: "x", index: 0 }], setup: (_, r) => { const m = loaded(new lib.Linear({ inFeatures: 4, outFeatures: 4 }), r); return { honest: [f32(r, [2, 3, 4])], run: ([x]) => [m.forward(T(x)).data], dispose: () => m.dispose() }; } },
-      { name: "LayerNorm(4).forward", slots: [{ name: "x", index: 0 }], setup: (_, r) => { const m = loaded(new lib.LayerNorm({ normalizedShape: 4 }), r); return { honest: [f32(r, [2, 3, 4])], run: ([x]) => [m.forward(T(x)).data], dispose: () => m.dispose() }; } },
+      {
+        name: "scaledDotProductAttention query",
+        slots: [{ name: "query", index: 0 }],
+        setup: (_, r) => ({
+          honest: [f32(r, [2, 3, 4]), f32(r, [2, 3, 4])],
+          run: ([q, k]) => [lib.scaledDotProductAttention(T(q), T(k), T(k)).data],
+          dispose: () => {},
+        }),
+      },
+      {
+        name: "linearAttention query",
+        slots: [{ name: "query", index: 0 }],
+        setup: (_, r) => ({
+          honest: [f32(r, [2, 3, 4]), f32(r, [2, 3, 4])],
+          run: ([q, k]) => [lib.linearAttention(T(q), T(k), T(k)).data],
+          dispose: () => {},
+        }),
+      },
+      {
+        name: "Linear(4 -> 4).forward",
+        slots: [{ name: "x", index: 0 }],
+        setup: (_, r) => {
+          const m = loaded(new lib.Linear({ inFeatures: 4, outFeatures: 4 }), r);
+          return { honest: [f32(r, [2, 3, 4])], run: ([x]) => [m.forward(T(x)).data], dispose: () => m.dispose() };
+        },
+      },
+      {
+        name: "LayerNorm(4).forward",
+        slots: [{ name: "x", index: 0 }],
+        setup: (_, r) => {
+          const m = loaded(new lib.LayerNorm({ normalizedShape: 4 }), r);
+          return { honest: [f32(r, [2, 3, 4])], run: ([x]) => [m.forward(T(x)).data], dispose: () => m.dispose() };
+        },
+      },
     ];
     for (const c of custom) for (const after of [1, 2, 3]) await check(c, 0, shapeFamily, 8, after, d, 3000 + after);
   });
@@ -434,12 +519,22 @@ describe("hostile tensor-likes: the right answer or a WasmAttentionError, never 
     };
     const failures: string[] = [];
     for (let after = 0; after < 8; after++) {
-      for (const lie of [[1e6, 5], [-3, 5], [0, 1e9], [0, 23, 24, 25], [NaN, 5], [2 ** 31, 5]]) {
+      for (const lie of [
+        [1e6, 5],
+        [-3, 5],
+        [0, 1e9],
+        [0, 23, 24, 25],
+        [NaN, 5],
+        [2 ** 31, 5],
+      ]) {
         // [what, the call with the array that `a` makes of the honest one]
         const calls: [string, (a: (arr: number[]) => number[]) => lib.Tensor][] = [
           ["globalTokens (Proxy)", (a) => lib.scaledDotProductAttention(q, q, q, { window: [2, 2], globalTokens: a([0, 5]) })],
           ["globalTokens (element getters)", (a) => lib.scaledDotProductAttention(q, q, q, { window: [2, 2], globalTokens: a([0, 5]) })],
-          ["window (element getters)", (a) => lib.scaledDotProductAttention(q, q, q, { window: a([2, 2]) as unknown as [number, number], globalTokens: [0, 5] })],
+          [
+            "window (element getters)",
+            (a) => lib.scaledDotProductAttention(q, q, q, { window: a([2, 2]) as unknown as [number, number], globalTokens: [0, 5] }),
+          ],
           ["alibi (Proxy)", (a) => lib.scaledDotProductAttention(q, q, q, { alibi: a([0.5, 0.25]) })],
         ];
         for (const [name, call] of calls) {
@@ -474,5 +569,6 @@ describe("hostile tensor-likes: the right answer or a WasmAttentionError, never 
     expect(failures).toEqual([]);
   });
 
-  test("data whose byteLength is NaN leaves the heap usable", () => check(sdpa, 0, families.find((f) => f.name.includes("byteLength getter"))!, 2, 1, { B: 1, H: 1, Lq: 4, Lk: 4, E: 4, Ev: 4 }, 4000));
+  test("data whose byteLength is NaN leaves the heap usable", () =>
+    check(sdpa, 0, families.find((f) => f.name.includes("byteLength getter"))!, 2, 1, { B: 1, H: 1, Lq: 4, Lk: 4, E: 4, Ev: 4 }, 4000));
 });

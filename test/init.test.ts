@@ -50,7 +50,9 @@ describe("init", () => {
       const r = rng(11);
       const dims = { batch: [1], Hq: 2, Hk: 2, Lq: 5, Lk: 7, E: 8, Ev: 3 };
       const [qd, kd, vd] = [r.floats(2 * 5 * 8), r.floats(2 * 7 * 8), r.floats(2 * 7 * 3)];
-      const out = lib.scaledDotProductAttention(lib.tensor(qd, [1, 2, 5, 8]), lib.tensor(kd, [1, 2, 7, 8]), lib.tensor(vd, [1, 2, 7, 3]), { isCausal: true });
+      const out = lib.scaledDotProductAttention(lib.tensor(qd, [1, 2, 5, 8]), lib.tensor(kd, [1, 2, 7, 8]), lib.tensor(vd, [1, 2, 7, 3]), {
+        isCausal: true,
+      });
       const ref = attentionRef(qd, kd, vd, dims, { causalOffset: 0 });
       expectClose(out.data, ref.out, [1, 2, 5, 3], { atol: 2e-6, rtol: 1e-5 }, name);
     });

@@ -7,7 +7,19 @@ beforeAll(() => init());
 const phis = { "elu+1": (x: number) => (x > 0 ? x + 1 : Math.exp(x)), relu: (x: number) => Math.max(x, 0) };
 
 // the explicit quadratic form with the same feature map: out_i = sum_j (phi(q_i).phi(k_j)) v_j / (sum_j phi(q_i).phi(k_j) + eps)
-function quadratic(q: Float32Array, k: Float32Array, v: Float32Array, N: number, Lq: number, Lk: number, E: number, Ev: number, causal: boolean, map: keyof typeof phis, eps = 1e-6) {
+function quadratic(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  N: number,
+  Lq: number,
+  Lk: number,
+  E: number,
+  Ev: number,
+  causal: boolean,
+  map: keyof typeof phis,
+  eps = 1e-6,
+) {
   const phi = phis[map];
   const out = new Float64Array(N * Lq * Ev);
   for (let n = 0; n < N; n++) {
@@ -59,14 +71,32 @@ describe("linearAttention vs the explicit quadratic formula", () => {
       for (let h = 0; h < H; h++) out.set(t.subarray((h * L + a) * D, (h * L + b) * D), h * (b - a) * D);
       return out;
     };
-    for (const [a, b] of [[0, 1], [1, 2], [2, 9], [9, 10], [10, 20]]) {
-      const o = state.step(tensor(slice(q.data, E, a, b), [H, b - a, E]), tensor(slice(k.data, E, a, b), [H, b - a, E]), tensor(slice(v.data, Ev, a, b), [H, b - a, Ev]));
+    for (const [a, b] of [
+      [0, 1],
+      [1, 2],
+      [2, 9],
+      [9, 10],
+      [10, 20],
+    ]) {
+      const o = state.step(
+        tensor(slice(q.data, E, a, b), [H, b - a, E]),
+        tensor(slice(k.data, E, a, b), [H, b - a, E]),
+        tensor(slice(v.data, Ev, a, b), [H, b - a, Ev]),
+      );
       for (let h = 0; h < H; h++) got.set(o.data.subarray(h * (b - a) * Ev, (h + 1) * (b - a) * Ev), (h * L + a) * Ev);
     }
     expectClose(got, batch.data, [H, L, Ev], { atol: 1e-6, rtol: 1e-5 });
     state.reset();
-    expect(state.step(tensor(slice(q.data, E, 0, 1), [H, 1, E]), tensor(slice(k.data, E, 0, 1), [H, 1, E]), tensor(slice(v.data, Ev, 0, 1), [H, 1, Ev])).data).toEqual(
-      linearAttention(tensor(slice(q.data, E, 0, 1), [H, 1, E]), tensor(slice(k.data, E, 0, 1), [H, 1, E]), tensor(slice(v.data, Ev, 0, 1), [H, 1, Ev]), { causal: true }).data,
+    expect(
+      state.step(tensor(slice(q.data, E, 0, 1), [H, 1, E]), tensor(slice(k.data, E, 0, 1), [H, 1, E]), tensor(slice(v.data, Ev, 0, 1), [H, 1, Ev]))
+        .data,
+    ).toEqual(
+      linearAttention(
+        tensor(slice(q.data, E, 0, 1), [H, 1, E]),
+        tensor(slice(k.data, E, 0, 1), [H, 1, E]),
+        tensor(slice(v.data, Ev, 0, 1), [H, 1, Ev]),
+        { causal: true },
+      ).data,
     );
     const live = memoryStats().liveBytes;
     state.dispose();
@@ -76,7 +106,9 @@ describe("linearAttention vs the explicit quadratic formula", () => {
 
   test("errors", () => {
     const x = tensor(new Float32Array(12), [3, 4]);
-    expect(() => linearAttention(x, tensor(new Float32Array(8), [2, 4]), tensor(new Float32Array(8), [2, 4]), { causal: true })).toThrow(/causal needs Lq = Lk/);
+    expect(() => linearAttention(x, tensor(new Float32Array(8), [2, 4]), tensor(new Float32Array(8), [2, 4]), { causal: true })).toThrow(
+      /causal needs Lq = Lk/,
+    );
     expect(() => linearAttention(x, x, x, { featureMap: "softmax" as never })).toThrow(/featureMap: expected "elu\+1" or "relu"/);
     expect(() => linearAttention(x, tensor(new Float32Array(9), [3, 3]), x)).toThrow(ShapeError);
     expect(() => new LinearAttentionState([2], 4, 4).step(x, x, x)).toThrow(/LinearAttentionState.step: expected query and key \[2, 3, 4\]/);

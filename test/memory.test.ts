@@ -101,7 +101,9 @@ describe("scaledDotProductAttention owns its memory", () => {
 describe("forgotten modules, caches and resident tensors", () => {
   test("are freed by the FinalizationRegistry once garbage-collected (a child Node with --expose-gc)", async () => {
     const { execFileSync } = await import("node:child_process");
-    const out = JSON.parse(execFileSync(process.execPath, ["--expose-gc", "test/support/forgotten.mjs"], { cwd: new URL("..", import.meta.url), encoding: "utf8" }));
+    const out = JSON.parse(
+      execFileSync(process.execPath, ["--expose-gc", "test/support/forgotten.mjs"], { cwd: new URL("..", import.meta.url), encoding: "utf8" }),
+    );
     expect(out.held).toBeGreaterThan(out.base);
     expect(out.after).toBe(out.base);
   });

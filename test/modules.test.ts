@@ -1,7 +1,18 @@
 import { beforeAll, describe, expect, test } from "vitest";
 import {
-  ArgumentError, KVCache, LayerNorm, Linear, MultiHeadAttention, ShapeError, StateError, type Tensor,
-  TransformerDecoder, TransformerEncoder, init, memoryStats, tensor,
+  ArgumentError,
+  KVCache,
+  LayerNorm,
+  Linear,
+  MultiHeadAttention,
+  ShapeError,
+  StateError,
+  type Tensor,
+  TransformerDecoder,
+  TransformerEncoder,
+  init,
+  memoryStats,
+  tensor,
 } from "../src/index.js";
 import { expectClose, freshSeed, mhaRef, rng } from "./reference.js";
 
@@ -11,7 +22,18 @@ type R = ReturnType<typeof rng>;
 
 // a state dict of random tensors for every parameter a module declares
 function randomDict(m: { params(): { key: string; shape: readonly number[] }[] }, r: R, prefix = ""): Record<string, Tensor> {
-  return Object.fromEntries(m.params().map((p) => [prefix + p.key, tensor(r.floats(p.shape.reduce((a, b) => a * b, 1), 0.5), p.shape)]));
+  return Object.fromEntries(
+    m.params().map((p) => [
+      prefix + p.key,
+      tensor(
+        r.floats(
+          p.shape.reduce((a, b) => a * b, 1),
+          0.5,
+        ),
+        p.shape,
+      ),
+    ]),
+  );
 }
 
 describe("LayerNorm vs the float64 reference", () => {
@@ -21,7 +43,10 @@ describe("LayerNorm vs the float64 reference", () => {
       const ln = new LayerNorm({ normalizedShape: N, eps: 1e-5 });
       const dict = randomDict(ln, r);
       ln.loadStateDict(dict);
-      const x = tensor(r.floats(3 * N, 4).map((v, i) => v + (i % 7)), [3, N]);
+      const x = tensor(
+        r.floats(3 * N, 4).map((v, i) => v + (i % 7)),
+        [3, N],
+      );
       const got = ln.forward(x);
       const want = new Float64Array(3 * N);
       for (let i = 0; i < 3; i++) {
@@ -36,7 +61,11 @@ describe("LayerNorm vs the float64 reference", () => {
 });
 
 describe("MultiHeadAttention with grouped-query heads (numKvHeads)", () => {
-  for (const [H, Hk] of [[4, 2], [6, 1], [4, 4]]) {
+  for (const [H, Hk] of [
+    [4, 2],
+    [6, 1],
+    [4, 4],
+  ]) {
     test(`${H} query heads, ${Hk} key/value heads`, () => {
       const r = rng(freshSeed());
       const E = 24;
@@ -75,14 +104,20 @@ describe("state dicts and the module lifecycle", () => {
     const lin = new Linear({ inFeatures: 3, outFeatures: 2 });
     const dict: Record<string, Tensor> = { ...randomDict(lin, r), "other.weight": tensor(new Float32Array(1), [1]) };
     lin.loadStateDict(dict, "", { strict: false });
-    expect(() => lin.loadStateDict({ ...dict, weight: { data: new Float64Array(6), shape: [2, 3] } as never })).toThrow(/state dict "weight": expected data of type Float32Array, got Float64Array/);
+    expect(() => lin.loadStateDict({ ...dict, weight: { data: new Float64Array(6), shape: [2, 3] } as never })).toThrow(
+      /state dict "weight": expected data of type Float32Array, got Float64Array/,
+    );
   });
 
   test("bad constructor options", () => {
     expect(() => new MultiHeadAttention({ embedDim: 10, numHeads: 3 })).toThrow(/embedDim \(10\) must be divisible by numHeads \(3\)/);
-    expect(() => new MultiHeadAttention({ embedDim: 8, numHeads: 4, numKvHeads: 3 })).toThrow(/numHeads \(4\) must be a multiple of numKvHeads \(3\)/);
+    expect(() => new MultiHeadAttention({ embedDim: 8, numHeads: 4, numKvHeads: 3 })).toThrow(
+      /numHeads \(4\) must be a multiple of numKvHeads \(3\)/,
+    );
     expect(() => new MultiHeadAttention({ embedDim: 8, numHeads: 2, batchFirst: true } as never)).toThrow(/unknown option "batchFirst"/);
-    expect(() => new TransformerEncoder({ layer: { dModel: 8, nhead: 2, activation: "swish" as never }, numLayers: 1 })).toThrow(/activation must be "relu", "gelu" or "gelu-tanh"/);
+    expect(() => new TransformerEncoder({ layer: { dModel: 8, nhead: 2, activation: "swish" as never }, numLayers: 1 })).toThrow(
+      /activation must be "relu", "gelu" or "gelu-tanh"/,
+    );
     expect(() => new Linear({ inFeatures: 0, outFeatures: 2 })).toThrow(ArgumentError);
   });
 
@@ -106,11 +141,17 @@ describe("state dicts and the module lifecycle", () => {
     const x = tensor(r.floats(2 * 4 * 8), [2, 4, 8]);
     const pad = Uint8Array.from([0, 0, 1, 1, 1, 1, 1, 1]); // batch 1 is all padding
     const asBool = m.forward(x, x, x, { keyPaddingMask: tensor(pad, [2, 4]) });
-    const asFloat = m.forward(x, x, x, { keyPaddingMask: tensor(Float32Array.from(pad, (p) => (p ? -Infinity : 0)), [2, 4]) });
+    const asFloat = m.forward(x, x, x, {
+      keyPaddingMask: tensor(
+        Float32Array.from(pad, (p) => (p ? -Infinity : 0)),
+        [2, 4],
+      ),
+    });
     expect(asFloat.output.data).toEqual(asBool.output.data);
     expect(Array.from(asBool.weights!.data.subarray(16))).toEqual(new Array(16).fill(0));
     // no key takes part: the attention is zeros, so the output is out_proj's bias
-    for (let i = 0; i < 4; i++) expectClose(asBool.output.data.subarray(32 + i * 8, 40 + i * 8), dict["out_proj.bias"].data, [8], { atol: 1e-6, rtol: 1e-6 });
+    for (let i = 0; i < 4; i++)
+      expectClose(asBool.output.data.subarray(32 + i * 8, 40 + i * 8), dict["out_proj.bias"].data, [8], { atol: 1e-6, rtol: 1e-6 });
   });
 
   test("a wrong input shape names the argument", () => {
@@ -120,7 +161,9 @@ describe("state dicts and the module lifecycle", () => {
     const q = tensor(new Float32Array(2 * 3 * 8), [2, 3, 8]);
     expect(() => m.forward(q, q, q)).toThrow(/key: expected \[2, 3, 5\] to go with query \[2, 3, 8\], got \[2, 3, 8\]/);
     expect(() => m.forward(q, tensor(new Float32Array(10), [2, 1, 5]), q)).toThrow(/value: expected \[2, 3, 8\]|value: expected 1 positions/);
-    expect(() => m.forward(q, tensor(new Float32Array(10), [2, 1, 5]), tensor(new Float32Array(16), [2, 1, 8]), { attnMask: tensor(new Uint8Array(4), [2, 2]) })).toThrow(/attnMask: expected \[3, 1\] or \[4, 3, 1\]/);
+    expect(() =>
+      m.forward(q, tensor(new Float32Array(10), [2, 1, 5]), tensor(new Float32Array(16), [2, 1, 8]), { attnMask: tensor(new Uint8Array(4), [2, 2]) }),
+    ).toThrow(/attnMask: expected \[3, 1\] or \[4, 3, 1\]/);
   });
 });
 
@@ -192,7 +235,9 @@ describe("decoding with a KV cache equals the full causal forward", () => {
     expect(() => enc.forward(x, { cache })).toThrow(/needs causal self-attention/);
     enc.forward(x, { isCausal: true, cache });
     expect(() => enc.forward(tensor(r.floats(E), [1, 1, E]), { isCausal: true, cache })).toThrow(/holds a batch of 2 sequences, the input has 1/);
-    expect(() => enc.forward(x, { isCausal: true, cache, srcKeyPaddingMask: tensor(new Uint8Array(6), [2, 3]) })).toThrow(/masks .* not supported together with a cache/);
+    expect(() => enc.forward(x, { isCausal: true, cache, srcKeyPaddingMask: tensor(new Uint8Array(6), [2, 3]) })).toThrow(
+      /masks .* not supported together with a cache/,
+    );
     cache.reset();
     expect(cache.length).toBe(0);
     enc.forward(tensor(r.floats(E), [1, 1, E]), { isCausal: true, cache });
@@ -226,10 +271,26 @@ describe("MultiHeadAttention: a per-head attnMask together with a keyPaddingMask
     const [E, H, L] = [8, 2, 5];
     const r = rng(freshSeed());
     const mha = new MultiHeadAttention({ embedDim: E, numHeads: H });
-    mha.loadStateDict(Object.fromEntries(mha.params().map((p) => [p.key, tensor(r.floats(p.shape.reduce((a, b) => a * b, 1), 0.5), p.shape)])));
+    mha.loadStateDict(
+      Object.fromEntries(
+        mha.params().map((p) => [
+          p.key,
+          tensor(
+            r.floats(
+              p.shape.reduce((a, b) => a * b, 1),
+              0.5,
+            ),
+            p.shape,
+          ),
+        ]),
+      ),
+    );
     const x = tensor(r.floats(L * E, 1), [1, L, E]);
     const perHead = r.floats(H * L * L, 2); // a different float mask for each head
-    const padding = tensor(Uint8Array.from({ length: L }, (_, j) => (j === 3 ? 1 : 0)), [1, L]); // key 3 is padding
+    const padding = tensor(
+      Uint8Array.from({ length: L }, (_, j) => (j === 3 ? 1 : 0)),
+      [1, L],
+    ); // key 3 is padding
     const folded = Float32Array.from(perHead, (v, n) => (n % L === 3 ? -Infinity : v));
     const got = mha.forward(x, x, x, { attnMask: tensor(perHead, [H, L, L]), keyPaddingMask: padding, needWeights: false });
     const want = mha.forward(x, x, x, { attnMask: tensor(folded, [H, L, L]), needWeights: false });

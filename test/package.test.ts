@@ -14,7 +14,12 @@ describe("the built package", () => {
   test("package.json: ESM, no side effects, types and the kernels.wasm subpath point at files", () => {
     expect(pkg.type).toBe("module");
     expect(pkg.sideEffects).toBe(false);
-    const targets = [...Object.values(pkg.exports["."]), ...Object.entries(pkg.exports).filter(([k]) => k.endsWith(".wasm")).flatMap(([, v]) => Object.values(v as object))];
+    const targets = [
+      ...Object.values(pkg.exports["."]),
+      ...Object.entries(pkg.exports)
+        .filter(([k]) => k.endsWith(".wasm"))
+        .flatMap(([, v]) => Object.values(v as object)),
+    ];
     for (const target of targets as string[]) {
       expect(() => readFileSync(new URL(target, root))).not.toThrow();
     }
@@ -41,15 +46,42 @@ describe("the built package", () => {
   });
 
   test("the declarations: one file per entry, only public names exported, no internal file or helper", () => {
-    const shipped = readdirSync(new URL("dist/", root)).filter((f) => f.endsWith(".d.ts")).sort();
-    expect(shipped).toEqual(["core.d.ts", "index.d.ts", "kernels-relaxed-threads.wasm.d.ts", "kernels-relaxed.wasm.d.ts", "kernels-threads.wasm.d.ts", "kernels.wasm.d.ts", "worker-entry.d.ts", "worker.d.ts"]);
+    const shipped = readdirSync(new URL("dist/", root))
+      .filter((f) => f.endsWith(".d.ts"))
+      .sort();
+    expect(shipped).toEqual([
+      "core.d.ts",
+      "index.d.ts",
+      "kernels-relaxed-threads.wasm.d.ts",
+      "kernels-relaxed.wasm.d.ts",
+      "kernels-threads.wasm.d.ts",
+      "kernels.wasm.d.ts",
+      "worker-entry.d.ts",
+      "worker.d.ts",
+    ]);
     const dts = readFileSync(new URL("dist/index.d.ts", root), "utf8");
-    const exported = new Set([...dts.matchAll(/^export (?:declare )?(?:abstract )?(?:class|function|const|interface|type|enum) (\w+)/gm)].map((m) => m[1]));
+    const exported = new Set(
+      [...dts.matchAll(/^export (?:declare )?(?:abstract )?(?:class|function|const|interface|type|enum) (\w+)/gm)].map((m) => m[1]),
+    );
     expect([...exported].filter((n) => !(n in source) && !/^[A-Z]/.test(n))).toEqual([]);
     for (const name of Object.keys(source)) expect(exported.has(name), name).toBe(true);
     // what the bundle reaches but does not export: the internal machinery must not be among it
     const declared = [...dts.matchAll(/^(?:declare )?(?:abstract )?(?:class|function|const|interface|type|enum|namespace) (\w+)/gm)].map((m) => m[1]);
-    for (const internal of ["Heap", "Scope", "Pool", "Ctx", "Kernels", "checkTensor", "fmt", "runtime", "workerMain", "Route", "heads", "DecoderAttention"]) expect(declared, internal).not.toContain(internal);
+    for (const internal of [
+      "Heap",
+      "Scope",
+      "Pool",
+      "Ctx",
+      "Kernels",
+      "checkTensor",
+      "fmt",
+      "runtime",
+      "workerMain",
+      "Route",
+      "heads",
+      "DecoderAttention",
+    ])
+      expect(declared, internal).not.toContain(internal);
     expect(dts).not.toMatch(/from "\.\//); // nothing points at another file of dist/
   });
 

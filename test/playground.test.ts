@@ -41,7 +41,10 @@ test("the playground resolves it to mat, then to cat, with heatmaps and the buil
 });
 
 test("the tiny LM panel streams the greedy continuation a character a frame, its heads' attention redrawn at each", async () => {
-  const expected = JSON.parse(readFileSync(new URL("../examples/tiny-lm/expected.json", import.meta.url), "utf8")) as { prompt: string; greedy80: string };
+  const expected = JSON.parse(readFileSync(new URL("../examples/tiny-lm/expected.json", import.meta.url), "utf8")) as {
+    prompt: string;
+    greedy80: string;
+  };
   const N = expected.greedy80.length - expected.prompt.length;
   expect(N).toBe(80);
   const dir: string = await buildPlayground(new URL("../build/playground-test", import.meta.url).pathname);

@@ -53,7 +53,16 @@ describe("score shaping in the kernel", () => {
 });
 
 // RoPE in float64: the first rot dims of each row rotate by (offset + row) * theta^(-2i / rot)
-function ropeRef(x: Float32Array, rows: number, L: number, E: number, rot: number, offset: number, theta: number, interleaved: boolean): Float32Array {
+function ropeRef(
+  x: Float32Array,
+  rows: number,
+  L: number,
+  E: number,
+  rot: number,
+  offset: number,
+  theta: number,
+  interleaved: boolean,
+): Float32Array {
   const out = x.slice();
   for (let r = 0; r < rows; r++) {
     const pos = offset + (r % L);
@@ -93,9 +102,13 @@ describe("RoPE", () => {
 
   test("errors", () => {
     const { q } = problem(dims(1, 1, 2, 2, 6));
-    expect(() => scaledDotProductAttention(q, q, q, { rope: { rotaryDim: 5 } })).toThrow(/rope.rotaryDim: expected an even integer from 2 to E = 6, got number 5/);
+    expect(() => scaledDotProductAttention(q, q, q, { rope: { rotaryDim: 5 } })).toThrow(
+      /rope.rotaryDim: expected an even integer from 2 to E = 6, got number 5/,
+    );
     expect(() => scaledDotProductAttention(q, q, q, { rope: { base: 3 } as never })).toThrow(/unknown option "base"; known options are "theta"/);
-    expect(() => scaledDotProductAttention(q, q, q, { alibi: [1, 2] })).toThrow(/alibi: expected true or 1 finite slopes \(one per query head\), got 2 values/);
+    expect(() => scaledDotProductAttention(q, q, q, { alibi: [1, 2] })).toThrow(
+      /alibi: expected true or 1 finite slopes \(one per query head\), got 2 values/,
+    );
     expect(() => scaledDotProductAttention(q, q, q, { dilation: 2 })).toThrow(/dilation: only with a window/);
     expect(() => scaledDotProductAttention(q, q, q, { softcap: -1 })).toThrow(/softcap: expected a finite number > 0/);
   });
@@ -104,7 +117,12 @@ describe("RoPE", () => {
 test("sinusoidal position embeddings", () => {
   const pe = sinusoidalPositions(50, 6, { offset: 3 });
   expect(pe.shape).toEqual([50, 6]);
-  for (const [p, i] of [[0, 0], [0, 1], [10, 4], [49, 5]]) {
+  for (const [p, i] of [
+    [0, 0],
+    [0, 1],
+    [10, 4],
+    [49, 5],
+  ]) {
     const angle = (p + 3) / 10000 ** ((2 * Math.floor(i / 2)) / 6);
     expect(pe.data[p * 6 + i]).toBeCloseTo(i % 2 ? Math.cos(angle) : Math.sin(angle), 6);
   }

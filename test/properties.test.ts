@@ -10,7 +10,8 @@ import { FUZZ_RUNS, FUZZ_SEED, assertProperty } from "./support/fuzz.js";
 
 beforeAll(() => lib.init());
 
-const floats = (n: number, scale = 1) => fc.float32Array({ minLength: n, maxLength: n, min: -scale, max: scale, noNaN: true, noDefaultInfinity: true });
+const floats = (n: number, scale = 1) =>
+  fc.float32Array({ minLength: n, maxLength: n, min: -scale, max: scale, noNaN: true, noDefaultInfinity: true });
 
 describe(`properties (FUZZ_SEED=${FUZZ_SEED}, FUZZ_RUNS=${FUZZ_RUNS})`, () => {
   test("scaledDotProductAttention equals the float64 reference", ({ task }) => {
@@ -48,42 +49,80 @@ describe(`properties (FUZZ_SEED=${FUZZ_SEED}, FUZZ_RUNS=${FUZZ_RUNS})`, () => {
         const kt = lib.tensor(k, [p.B, p.Hk, p.Lk, p.E]);
         const vt = lib.tensor(v, [p.B, p.Hk, p.Lk, p.Ev]);
         const attnMask =
-          p.mask === "bool" ? lib.tensor(m.map((x) => (x ? 1 : 0)), [p.Lq, p.Lk])
-          : p.mask === "float" ? lib.tensor(Float32Array.from(m, (x) => (x === 0 ? -Infinity : x - 1.5)), [p.Lq, p.Lk])
-          : p.mask === "padding" ? lib.tensor(Uint8Array.from({ length: p.Lk }, (_, j) => (j % 3 === 2 ? 0 : 1)), [1, 1, 1, p.Lk])
-          : undefined;
+          p.mask === "bool"
+            ? lib.tensor(
+                m.map((x) => (x ? 1 : 0)),
+                [p.Lq, p.Lk],
+              )
+            : p.mask === "float"
+              ? lib.tensor(
+                  Float32Array.from(m, (x) => (x === 0 ? -Infinity : x - 1.5)),
+                  [p.Lq, p.Lk],
+                )
+              : p.mask === "padding"
+                ? lib.tensor(
+                    Uint8Array.from({ length: p.Lk }, (_, j) => (j % 3 === 2 ? 0 : 1)),
+                    [1, 1, 1, p.Lk],
+                  )
+                : undefined;
         const causal = p.causal !== "none" && !attnMask;
         const diag = p.causal === "bottom-right" ? p.Lk - p.Lq : 0;
         const window: [number, number] | undefined = p.window ? [p.window[0], causal ? 0 : p.window[1]] : undefined;
         const dilation = window ? p.dilation : 1;
         const softcap = p.softcap === null ? undefined : Math.fround(p.softcap);
         const out = lib.scaledDotProductAttention(qt, kt, vt, {
-          attnMask, isCausal: causal && !window, causalAlignment: p.causal === "none" ? undefined : p.causal, window, dilation, softcap, alibi: p.alibi, scale: p.scale ?? undefined, enableGqa: p.group > 1,
+          attnMask,
+          isCausal: causal && !window,
+          causalAlignment: p.causal === "none" ? undefined : p.causal,
+          window,
+          dilation,
+          softcap,
+          alibi: p.alibi,
+          scale: p.scale ?? undefined,
+          enableGqa: p.group > 1,
         });
-        const ref = attentionRef(q, k, v, { batch: [p.B], Hq, Hk: p.Hk, Lq: p.Lq, Lk: p.Lk, E: p.E, Ev: p.Ev }, {
-          mask: attnMask, scale: p.scale ?? undefined, causalOffset: causal && !window ? diag : undefined, window, diag, dilation, softcap,
-          slopes: p.alibi ? lib.alibiSlopes(Hq).map(Math.fround) : undefined,
-        });
+        const ref = attentionRef(
+          q,
+          k,
+          v,
+          { batch: [p.B], Hq, Hk: p.Hk, Lq: p.Lq, Lk: p.Lk, E: p.E, Ev: p.Ev },
+          {
+            mask: attnMask,
+            scale: p.scale ?? undefined,
+            causalOffset: causal && !window ? diag : undefined,
+            window,
+            diag,
+            dilation,
+            softcap,
+            slopes: p.alibi ? lib.alibiSlopes(Hq).map(Math.fround) : undefined,
+          },
+        );
         expectClose(out.data, ref.out, out.shape, { atol: 5e-6, rtol: 2e-5 });
       }),
     );
   });
 
   test("Linear and LayerNorm equal the float64 reference", ({ task }) => {
-    const problem = fc.record({ M: fc.integer({ min: 1, max: 20 }), K: fc.integer({ min: 1, max: 70 }), N: fc.integer({ min: 1, max: 40 }) }).chain((p) =>
-      fc.record({ p: fc.constant(p), x: floats(p.M * p.K, 3), w: floats(p.N * p.K), bias: floats(p.N), g: floats(p.K), beta: floats(p.K) }),
-    );
+    const problem = fc
+      .record({ M: fc.integer({ min: 1, max: 20 }), K: fc.integer({ min: 1, max: 70 }), N: fc.integer({ min: 1, max: 40 }) })
+      .chain((p) =>
+        fc.record({ p: fc.constant(p), x: floats(p.M * p.K, 3), w: floats(p.N * p.K), bias: floats(p.N), g: floats(p.K), beta: floats(p.K) }),
+      );
     assertProperty(
       task,
       fc.property(problem, ({ p, x, w, bias, g, beta }) => {
-        const lin = new lib.Linear({ inFeatures: p.K, outFeatures: p.N }).loadStateDict({ weight: lib.tensor(w, [p.N, p.K]), bias: lib.tensor(bias, [p.N]) });
+        const lin = new lib.Linear({ inFeatures: p.K, outFeatures: p.N }).loadStateDict({
+          weight: lib.tensor(w, [p.N, p.K]),
+          bias: lib.tensor(bias, [p.N]),
+        });
         const y = lin.forward(lib.tensor(x, [p.M, p.K]));
         const want = new Float64Array(p.M * p.N);
-        for (let i = 0; i < p.M; i++) for (let j = 0; j < p.N; j++) {
-          let acc = bias[j];
-          for (let k = 0; k < p.K; k++) acc += x[i * p.K + k] * w[j * p.K + k];
-          want[i * p.N + j] = acc;
-        }
+        for (let i = 0; i < p.M; i++)
+          for (let j = 0; j < p.N; j++) {
+            let acc = bias[j];
+            for (let k = 0; k < p.K; k++) acc += x[i * p.K + k] * w[j * p.K + k];
+            want[i * p.N + j] = acc;
+          }
         expectClose(y.data, want, [p.M, p.N], { atol: 1e-5 * Math.max(1, p.K / 16), rtol: 1e-5 });
         lin.dispose();
         const ln = new lib.LayerNorm({ normalizedShape: p.K }).loadStateDict({ weight: lib.tensor(g, [p.K]), bias: lib.tensor(beta, [p.K]) });
@@ -134,14 +173,30 @@ describe(`properties (FUZZ_SEED=${FUZZ_SEED}, FUZZ_RUNS=${FUZZ_RUNS})`, () => {
       task,
       fc.property(problem, ({ p, q, kv, w, b, ow, ob, pad }) => {
         const m = new lib.MultiHeadAttention({ embedDim: p.E, numHeads: p.H, numKvHeads: p.Hk, bias: p.bias });
-        const dict: Record<string, lib.Tensor> = { in_proj_weight: lib.tensor(w, [w.length / p.E, p.E]), "out_proj.weight": lib.tensor(ow, [p.E, p.E]) };
+        const dict: Record<string, lib.Tensor> = {
+          in_proj_weight: lib.tensor(w, [w.length / p.E, p.E]),
+          "out_proj.weight": lib.tensor(ow, [p.E, p.E]),
+        };
         if (p.bias) Object.assign(dict, { in_proj_bias: lib.tensor(b, [b.length]), "out_proj.bias": lib.tensor(ob, [p.E]) });
         m.loadStateDict(dict);
         const x = lib.tensor(q, [p.B, p.Lq, p.E]);
         const y = p.self ? x : lib.tensor(kv, [p.B, p.Lk, p.E]);
         const causal = p.causal && p.self;
-        const { output, weights } = m.forward(x, y, y, { isCausal: causal, keyPaddingMask: p.padded ? lib.tensor(pad, [p.B, p.Lk]) : undefined, averageAttnWeights: false });
-        const ref = mhaRef(q, p.self ? q : kv, dict, { B: p.B, Lq: p.Lq, Lk: p.Lk, E: p.E, H: p.H, Hk: p.Hk, causal, padding: p.padded ? pad : undefined });
+        const { output, weights } = m.forward(x, y, y, {
+          isCausal: causal,
+          keyPaddingMask: p.padded ? lib.tensor(pad, [p.B, p.Lk]) : undefined,
+          averageAttnWeights: false,
+        });
+        const ref = mhaRef(q, p.self ? q : kv, dict, {
+          B: p.B,
+          Lq: p.Lq,
+          Lk: p.Lk,
+          E: p.E,
+          H: p.H,
+          Hk: p.Hk,
+          causal,
+          padding: p.padded ? pad : undefined,
+        });
         expectClose(output.data, ref.out, output.shape, { atol: 2e-5, rtol: 1e-4 });
         expectClose(weights!.data, ref.weights, weights!.shape, { atol: 1e-5, rtol: 1e-4 });
         m.dispose();
@@ -150,7 +205,12 @@ describe(`properties (FUZZ_SEED=${FUZZ_SEED}, FUZZ_RUNS=${FUZZ_RUNS})`, () => {
   });
 
   test("loadSafetensors on mutated and truncated files: tensors or a library error, never anything else", ({ task }) => {
-    const header = JSON.stringify({ __metadata__: { a: "b" }, x: { dtype: "F32", shape: [2, 2], data_offsets: [0, 16] }, y: { dtype: "F16", shape: [3], data_offsets: [16, 22] }, z: { dtype: "BF16", shape: [], data_offsets: [22, 24] } });
+    const header = JSON.stringify({
+      __metadata__: { a: "b" },
+      x: { dtype: "F32", shape: [2, 2], data_offsets: [0, 16] },
+      y: { dtype: "F16", shape: [3], data_offsets: [16, 22] },
+      z: { dtype: "BF16", shape: [], data_offsets: [22, 24] },
+    });
     const valid = new Uint8Array(8 + header.length + 24);
     new DataView(valid.buffer).setBigUint64(0, BigInt(header.length), true);
     valid.set(new TextEncoder().encode(header), 8);

@@ -106,7 +106,13 @@ export function freshSeed(): number {
 }
 
 // |got - want| <= atol + rtol * |want| everywhere, else an error naming the first bad coordinates
-export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, shape: readonly number[], tol: { atol: number; rtol: number }, what = ""): void {
+export function expectClose(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  shape: readonly number[],
+  tol: { atol: number; rtol: number },
+  what = "",
+): void {
   if (got.length !== want.length) throw new Error(`${what}: length ${got.length}, want ${want.length}`);
   for (let n = 0; n < want.length; n++) {
     const g = got[n];
@@ -124,7 +130,9 @@ function fmtCoords(n: number, shape: readonly number[]): string {
 // and key/value [B, Lk, E]: project, split heads (Hk key/value heads), attend, merge, project out.
 // padding [B, Lk]: 1 = masked out (torch's convention); a row with no key left gives zeros.
 export function mhaRef(
-  q: Float32Array, kv: Float32Array, dict: Record<string, { data: Float32Array }>,
+  q: Float32Array,
+  kv: Float32Array,
+  dict: Record<string, { data: Float32Array }>,
   d: { B: number; Lq: number; Lk: number; E: number; H: number; Hk: number; causal?: boolean; padding?: Uint8Array },
 ) {
   const { B, Lq, Lk, E, H, Hk } = d;
@@ -134,28 +142,39 @@ export function mhaRef(
   const bias = dict.in_proj_bias?.data;
   const project = (x: Float32Array, L: number, row0: number, rows: number) => {
     const out = new Float32Array(B * L * rows);
-    for (let t = 0; t < B * L; t++) for (let o = 0; o < rows; o++) {
-      let acc = bias ? bias[row0 + o] : 0;
-      for (let e = 0; e < E; e++) acc += x[t * E + e] * W[(row0 + o) * E + e];
-      out[t * rows + o] = acc;
-    }
+    for (let t = 0; t < B * L; t++)
+      for (let o = 0; o < rows; o++) {
+        let acc = bias ? bias[row0 + o] : 0;
+        for (let e = 0; e < E; e++) acc += x[t * E + e] * W[(row0 + o) * E + e];
+        out[t * rows + o] = acc;
+      }
     return out;
   };
   const heads = (flat: Float32Array, L: number, n: number) => {
     const out = new Float32Array(B * n * L * hd);
-    for (let b = 0; b < B; b++) for (let h = 0; h < n; h++) for (let i = 0; i < L; i++) for (let c = 0; c < hd; c++) out[((b * n + h) * L + i) * hd + c] = flat[(b * L + i) * n * hd + h * hd + c];
+    for (let b = 0; b < B; b++)
+      for (let h = 0; h < n; h++)
+        for (let i = 0; i < L; i++) for (let c = 0; c < hd; c++) out[((b * n + h) * L + i) * hd + c] = flat[(b * L + i) * n * hd + h * hd + c];
     return out;
   };
   const mask = d.padding && { data: Uint8Array.from({ length: B * Lk }, (_, n) => 1 - d.padding![n]), shape: [B, 1, 1, Lk] };
-  const ref = attentionRef(heads(project(q, Lq, 0, E), Lq, H), heads(project(kv, Lk, E, kvDim), Lk, Hk), heads(project(kv, Lk, E + kvDim, kvDim), Lk, Hk),
-    { batch: [B], Hq: H, Hk, Lq, Lk, E: hd, Ev: hd }, { mask, causalOffset: d.causal ? 0 : undefined });
+  const ref = attentionRef(
+    heads(project(q, Lq, 0, E), Lq, H),
+    heads(project(kv, Lk, E, kvDim), Lk, Hk),
+    heads(project(kv, Lk, E + kvDim, kvDim), Lk, Hk),
+    { batch: [B], Hq: H, Hk, Lq, Lk, E: hd, Ev: hd },
+    { mask, causalOffset: d.causal ? 0 : undefined },
+  );
   const merged = new Float64Array(B * Lq * E);
-  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < Lq; i++) for (let c = 0; c < hd; c++) merged[(b * Lq + i) * E + h * hd + c] = ref.out[((b * H + h) * Lq + i) * hd + c];
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < Lq; i++) for (let c = 0; c < hd; c++) merged[(b * Lq + i) * E + h * hd + c] = ref.out[((b * H + h) * Lq + i) * hd + c];
   const out = new Float64Array(B * Lq * E);
-  for (let t = 0; t < B * Lq; t++) for (let o = 0; o < E; o++) {
-    let acc = dict["out_proj.bias"]?.data[o] ?? 0;
-    for (let e = 0; e < E; e++) acc += merged[t * E + e] * dict["out_proj.weight"].data[o * E + e];
-    out[t * E + o] = acc;
-  }
+  for (let t = 0; t < B * Lq; t++)
+    for (let o = 0; o < E; o++) {
+      let acc = dict["out_proj.bias"]?.data[o] ?? 0;
+      for (let e = 0; e < E; e++) acc += merged[t * E + e] * dict["out_proj.weight"].data[o * E + e];
+      out[t * E + o] = acc;
+    }
   return { out, weights: ref.weights };
 }

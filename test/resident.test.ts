@@ -13,7 +13,7 @@ describe("resident tensors", () => {
     const rq = residentTensor(q.shape, q.data);
     expect(rk).toBeInstanceOf(ResidentTensor);
     const before = rk.data;
-    const big = residentTensor([64 * 1024 * 1024 / 4]); // grows the memory: old views detach
+    const big = residentTensor([(64 * 1024 * 1024) / 4]); // grows the memory: old views detach
     expect(before.length).toBe(0);
     expect(rk.data).toEqual(k.data);
     expect(scaledDotProductAttention(rq, rk, rk, { isCausal: true }).data).toEqual(scaledDotProductAttention(q, k, k, { isCausal: true }).data);
@@ -30,7 +30,9 @@ describe("resident tensors", () => {
     kv.data.set(r.floats(32));
     const second = scaledDotProductAttention(q, kv, kv).data;
     expect(second).not.toEqual(first);
-    expect(scaledDotProductAttention(q, kv, kv).data).toEqual(scaledDotProductAttention(tensor(q.data.slice(), [1, 8]), tensor(kv.data.slice(), [4, 8]), tensor(kv.data.slice(), [4, 8])).data);
+    expect(scaledDotProductAttention(q, kv, kv).data).toEqual(
+      scaledDotProductAttention(tensor(q.data.slice(), [1, 8]), tensor(kv.data.slice(), [4, 8]), tensor(kv.data.slice(), [4, 8])).data,
+    );
     q.dispose();
     kv.dispose();
   });

@@ -9,7 +9,8 @@ import { beforeAll, describe, expect, test } from "vitest";
 
 const root = new URL("..", import.meta.url);
 const file = (p: string) => new URL(p, root);
-const run = (cmd: string, args: string[]) => JSON.parse(execFileSync(cmd, args, { cwd: root, encoding: "utf8", timeout: 120_000 }).trim().split("\n").pop()!);
+const run = (cmd: string, args: string[]) =>
+  JSON.parse(execFileSync(cmd, args, { cwd: root, encoding: "utf8", timeout: 120_000 }).trim().split("\n").pop()!);
 let node: { info: { simd: string; threads: number }; bits: string };
 
 beforeAll(() => {
@@ -57,14 +58,20 @@ describe("one package, the same bits everywhere (baseline build)", () => {
         { type: "ESModule", path: "fixed-case.mjs", contents: readFileSync(file("test/support/fixed-case.mjs"), "utf8") },
         { type: "CompiledWasm", path: "kernels.wasm", contents: readFileSync(file("dist/kernels.wasm")) },
         // the default entry loads its builds with import(): as a bundler would, they are modules of the Worker
-        ...["kernels", "kernels-relaxed"].map((k) => ({ type: "ESModule" as const, path: `embedded/${k}.js`, contents: readFileSync(file(`dist/embedded/${k}.js`), "utf8") })),
+        ...["kernels", "kernels-relaxed"].map((k) => ({
+          type: "ESModule" as const,
+          path: `embedded/${k}.js`,
+          contents: readFileSync(file(`dist/embedded/${k}.js`), "utf8"),
+        })),
       ],
       compatibilityDate: "2026-07-01",
     });
     try {
       const refused = await mf.dispatchFetch("http://localhost/embedded");
       expect(refused.status).toBe(500);
-      expect(await refused.text()).toMatch(/InitError: this runtime does not compile WebAssembly from bytes.*import wasm from "wasm-attention\/kernels.wasm".*init\(wasm\)/);
+      expect(await refused.text()).toMatch(
+        /InitError: this runtime does not compile WebAssembly from bytes.*import wasm from "wasm-attention\/kernels.wasm".*init\(wasm\)/,
+      );
       const res = await mf.dispatchFetch("http://localhost/");
       const body = (await res.json()) as typeof node;
       expect(body.info.simd).toBe("baseline");
@@ -180,7 +187,9 @@ describe("one package, the same bits everywhere (baseline build)", () => {
     const module = new WebAssembly.Module(readFileSync(file("dist/kernels.wasm")));
     const out = JSON.parse(await vm.evaluate("runCase")(module));
     // (this sandbox has no DecompressionStream either, which the embedded builds need; Vercel's has)
-    expect(out.refused).toMatch(/does not compile WebAssembly from bytes|no DecompressionStream to unpack the embedded kernel binary; pass the binary to init\(\) yourself/);
+    expect(out.refused).toMatch(
+      /does not compile WebAssembly from bytes|no DecompressionStream to unpack the embedded kernel binary; pass the binary to init\(\) yourself/,
+    );
     expect(out.info.simd).toBe("baseline");
     expect(out.bits).toBe(node.bits);
   });

@@ -38,7 +38,9 @@ const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a
 const f16 = [0x0000, 0x8000, 0x3c00, 0xc000, 0x0001, 0x03ff, 0x0400, 0x7bff, 0x7c00, 0xfc00, 0x7e00, 0x3555];
 const f16Values = [0, -0, 1, -2, 2 ** -24, 1023 * 2 ** -24, 2 ** -14, 65504, Infinity, -Infinity, NaN, 0.333251953125];
 const bf16 = [0x0000, 0x8000, 0x3f80, 0xc000, 0x0001, 0x7f7f, 0x7f80, 0xff80, 0x7fc0, 0x3eab];
-const bf16Values = [0, -0, 1, -2, 2 ** -133, 0x7f7f0000, Infinity, -Infinity, NaN, 0.333984375].map((x, i) => (i === 5 ? new Float32Array(new Uint32Array([0x7f7f0000]).buffer)[0] : x));
+const bf16Values = [0, -0, 1, -2, 2 ** -133, 0x7f7f0000, Infinity, -Infinity, NaN, 0.333984375].map((x, i) =>
+  i === 5 ? new Float32Array(new Uint32Array([0x7f7f0000]).buffer)[0] : x,
+);
 const f64Values = [0.1, -1 / 3, 1e-40, 1e39, -1e39, 1e-50, -0, NaN, 16777217, 3.4028235677973366e38];
 
 const every: Record<string, Entry> = {
@@ -59,7 +61,8 @@ const every: Record<string, Entry> = {
   empty: { dtype: "F16", shape: [0, 4], bytes: new Uint8Array(0) },
 };
 
-const same = (got: ArrayLike<number>, want: number[]) => want.forEach((w, i) => expect(Object.is(got[i], w) || (Number.isNaN(got[i]) && Number.isNaN(w)), `at [${i}]: got ${got[i]}, want ${w}`).toBe(true));
+const same = (got: ArrayLike<number>, want: number[]) =>
+  want.forEach((w, i) => expect(Object.is(got[i], w) || (Number.isNaN(got[i]) && Number.isNaN(w)), `at [${i}]: got ${got[i]}, want ${w}`).toBe(true));
 
 describe("every dtype", () => {
   const dict = loadSafetensors(file(every));
@@ -111,7 +114,15 @@ describe("every dtype", () => {
   });
 
   test("integer tensors at odd offsets are read correctly", () => {
-    const d = loadSafetensors(file({ a: { dtype: "U8", shape: [1], bytes: Uint8Array.from([9]) }, b: { dtype: "I64", shape: [2], bytes: bytesOf(BigInt64Array.from([-3n, 4n])) } }, { align: 1 }));
+    const d = loadSafetensors(
+      file(
+        {
+          a: { dtype: "U8", shape: [1], bytes: Uint8Array.from([9]) },
+          b: { dtype: "I64", shape: [2], bytes: bytesOf(BigInt64Array.from([-3n, 4n])) },
+        },
+        { align: 1 },
+      ),
+    );
     expect(Array.from((d.b as IntegerTensor).data as BigInt64Array)).toEqual([-3n, 4n]);
   });
 
@@ -119,7 +130,9 @@ describe("every dtype", () => {
     for (const dtype of ["F8_E4M3", "F8_E5M2", "C64", "f32", "float32"]) {
       const bytes = file({ weird: { dtype, shape: [1], bytes: new Uint8Array(1) } });
       expect(() => loadSafetensors(bytes)).toThrow(ArgumentError);
-      expect(() => loadSafetensors(bytes)).toThrow(`"weird" has dtype "${dtype}"; supported are F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL`);
+      expect(() => loadSafetensors(bytes)).toThrow(
+        `"weird" has dtype "${dtype}"; supported are F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL`,
+      );
     }
   });
 });
@@ -168,11 +181,16 @@ describe("float tensors read from the file's bytes", () => {
   });
 
   test("F16, BF16 and F64 at odd offsets widen correctly", () => {
-    const d = loadSafetensors(file({
-      h: { dtype: "F16", shape: [3], bytes: bytesOf(halves) },
-      b: { dtype: "BF16", shape: [2], bytes: bytesOf(Uint16Array.from([0x3f80, 0xc040])) },
-      f: { dtype: "F64", shape: [2], bytes: bytesOf(Float64Array.from([0.1, -3])) },
-    }, { align: 1, skew: 1 }));
+    const d = loadSafetensors(
+      file(
+        {
+          h: { dtype: "F16", shape: [3], bytes: bytesOf(halves) },
+          b: { dtype: "BF16", shape: [2], bytes: bytesOf(Uint16Array.from([0x3f80, 0xc040])) },
+          f: { dtype: "F64", shape: [2], bytes: bytesOf(Float64Array.from([0.1, -3])) },
+        },
+        { align: 1, skew: 1 },
+      ),
+    );
     expect(Array.from((d.h as Tensor).data)).toEqual([1, -2, 0.5]);
     expect(Array.from((d.b as Tensor).data)).toEqual([1, -3]);
     expect(Array.from((d.f as Tensor).data)).toEqual([Math.fround(0.1), -3]);
@@ -204,7 +222,12 @@ describe("the header is data, never code", () => {
   });
 
   test("empty tensors (begin = end) may share an offset with another tensor", () => {
-    const header = { e1: { dtype: "F32", shape: [0], data_offsets: [0, 0] }, a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, e2: { dtype: "I64", shape: [0, 3], data_offsets: [4, 4] }, e3: { dtype: "F16", shape: [0], data_offsets: [8, 8] } };
+    const header = {
+      e1: { dtype: "F32", shape: [0], data_offsets: [0, 0] },
+      a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+      e2: { dtype: "I64", shape: [0, 3], data_offsets: [4, 4] },
+      e3: { dtype: "F16", shape: [0], data_offsets: [8, 8] },
+    };
     const json = new TextEncoder().encode(JSON.stringify(header));
     const bytes = new Uint8Array(8 + json.length + 8);
     new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);
@@ -217,7 +240,11 @@ describe("the header is data, never code", () => {
   });
 
   test("an overlap past a tensor in between is still found", () => {
-    const header = { a: { dtype: "F32", shape: [4], data_offsets: [0, 16] }, b: { dtype: "F32", shape: [1], data_offsets: [4, 8] }, c: { dtype: "F32", shape: [1], data_offsets: [12, 16] } };
+    const header = {
+      a: { dtype: "F32", shape: [4], data_offsets: [0, 16] },
+      b: { dtype: "F32", shape: [1], data_offsets: [4, 8] },
+      c: { dtype: "F32", shape: [1], data_offsets: [12, 16] },
+    };
     const json = new TextEncoder().encode(JSON.stringify(header));
     const bytes = new Uint8Array(8 + json.length + 16);
     new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);

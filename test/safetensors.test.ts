@@ -4,7 +4,11 @@ import { ArgumentError, ShapeError, type Tensor, loadSafetensors } from "../src/
 import { type Stored, decode, fixture } from "./fixtures.js";
 
 // a safetensors file from a header object and a data section
-function file(header: Record<string, unknown>, data: Uint8Array, { pad = 0, lengthOverride }: { pad?: number; lengthOverride?: bigint } = {}): Uint8Array {
+function file(
+  header: Record<string, unknown>,
+  data: Uint8Array,
+  { pad = 0, lengthOverride }: { pad?: number; lengthOverride?: bigint } = {},
+): Uint8Array {
   const json = new TextEncoder().encode(JSON.stringify(header) + " ".repeat(pad));
   const out = new Uint8Array(8 + json.length + data.length);
   new DataView(out.buffer).setBigUint64(0, lengthOverride ?? BigInt(json.length), true);
@@ -33,7 +37,14 @@ describe("loadSafetensors", () => {
 
   test("data in any order, at unaligned offsets, from a Uint8Array with a non-zero byteOffset, metadata skipped", () => {
     const data = new Uint8Array([0, 0, 0, ...f32bytes(3, 4), ...f32bytes(1, 2)]);
-    const bytes = file({ __metadata__: { a: "b" }, second: { dtype: "F32", shape: [2], data_offsets: [3, 11] }, first: { dtype: "F32", shape: [1, 2], data_offsets: [11, 19] } }, data);
+    const bytes = file(
+      {
+        __metadata__: { a: "b" },
+        second: { dtype: "F32", shape: [2], data_offsets: [3, 11] },
+        first: { dtype: "F32", shape: [1, 2], data_offsets: [11, 19] },
+      },
+      data,
+    );
     const shifted = new Uint8Array(bytes.length + 5);
     shifted.set(bytes, 5);
     for (const input of [bytes, bytes.slice().buffer, shifted.subarray(5)]) {
@@ -48,18 +59,73 @@ describe("loadSafetensors", () => {
   const ok = { a: { dtype: "F32", shape: [2], data_offsets: [0, 8] } };
   const malformed: [string, () => Uint8Array | ArrayBuffer, typeof ArgumentError, RegExp][] = [
     ["too short", () => new Uint8Array(5), ArgumentError, /too short/],
-    ["header length past the end", () => file(ok, f32bytes(1, 2), { lengthOverride: 10_000n }), ArgumentError, /header length 10000 runs past the end/],
+    [
+      "header length past the end",
+      () => file(ok, f32bytes(1, 2), { lengthOverride: 10_000n }),
+      ArgumentError,
+      /header length 10000 runs past the end/,
+    ],
     ["header length of 2^64 - 1", () => file(ok, f32bytes(1, 2), { lengthOverride: 2n ** 64n - 1n }), ArgumentError, /runs past the end/],
-    ["invalid JSON", () => { const b = file(ok, f32bytes(1, 2)); b[9] = 0x7b; b[10] = 0x7b; return b; }, ArgumentError, /not valid UTF-8 JSON/],
+    [
+      "invalid JSON",
+      () => {
+        const b = file(ok, f32bytes(1, 2));
+        b[9] = 0x7b;
+        b[10] = 0x7b;
+        return b;
+      },
+      ArgumentError,
+      /not valid UTF-8 JSON/,
+    ],
     ["header not an object", () => file([1, 2] as never, f32bytes(1, 2)), ArgumentError, /must be a JSON object/],
-    ["offsets past the data", () => file({ a: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, f32bytes(1, 2)), ArgumentError, /"a" data_offsets \[0, 16\] run past the 8 bytes/],
-    ["offsets reversed", () => file({ a: { dtype: "F32", shape: [0], data_offsets: [8, 4] } }, f32bytes(1, 2)), ArgumentError, /data_offsets \[8,4\]/],
-    ["overlapping tensors", () => file({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [1], data_offsets: [4, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" and "b" overlap/],
-    ["shape does not match the bytes", () => file({ a: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, f32bytes(1, 2)), ShapeError, /shape \[3\] of F32 \(12 bytes\) but data_offsets span 8 bytes/],
-    ["unknown dtype, named with the supported ones", () => file({ a: { dtype: "F8_E4M3", shape: [8], data_offsets: [0, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" has dtype "F8_E4M3"; supported are F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL/],
-    ["a dtype named after Object.prototype", () => file({ a: { dtype: "constructor", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" has dtype "constructor"; supported are/],
-    ["a dtype named __proto__", () => file({ a: { dtype: "__proto__", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" has dtype "__proto__"; supported are/],
-    ["a dtype named toString", () => file({ a: { dtype: "toString", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)), ArgumentError, /"a" has dtype "toString"; supported are/],
+    [
+      "offsets past the data",
+      () => file({ a: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, f32bytes(1, 2)),
+      ArgumentError,
+      /"a" data_offsets \[0, 16\] run past the 8 bytes/,
+    ],
+    [
+      "offsets reversed",
+      () => file({ a: { dtype: "F32", shape: [0], data_offsets: [8, 4] } }, f32bytes(1, 2)),
+      ArgumentError,
+      /data_offsets \[8,4\]/,
+    ],
+    [
+      "overlapping tensors",
+      () => file({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [1], data_offsets: [4, 8] } }, f32bytes(1, 2)),
+      ArgumentError,
+      /"a" and "b" overlap/,
+    ],
+    [
+      "shape does not match the bytes",
+      () => file({ a: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, f32bytes(1, 2)),
+      ShapeError,
+      /shape \[3\] of F32 \(12 bytes\) but data_offsets span 8 bytes/,
+    ],
+    [
+      "unknown dtype, named with the supported ones",
+      () => file({ a: { dtype: "F8_E4M3", shape: [8], data_offsets: [0, 8] } }, f32bytes(1, 2)),
+      ArgumentError,
+      /"a" has dtype "F8_E4M3"; supported are F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL/,
+    ],
+    [
+      "a dtype named after Object.prototype",
+      () => file({ a: { dtype: "constructor", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)),
+      ArgumentError,
+      /"a" has dtype "constructor"; supported are/,
+    ],
+    [
+      "a dtype named __proto__",
+      () => file({ a: { dtype: "__proto__", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)),
+      ArgumentError,
+      /"a" has dtype "__proto__"; supported are/,
+    ],
+    [
+      "a dtype named toString",
+      () => file({ a: { dtype: "toString", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)),
+      ArgumentError,
+      /"a" has dtype "toString"; supported are/,
+    ],
     ["bad shape", () => file({ a: { dtype: "F32", shape: [-2], data_offsets: [0, 8] } }, f32bytes(1, 2)), ShapeError, /"a" has shape \[-2\]/],
   ];
   for (const [what, make, cls, message] of malformed) {

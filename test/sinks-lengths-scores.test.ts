@@ -33,7 +33,11 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, c: Case) {
   const scale = c.scale ?? 1 / Math.sqrt(E);
   const out = new Float64Array(B * Hq * Lq * Ev);
   const weights = new Float64Array(B * Hq * Lq * Lk);
-  const stages = { scaled: new Float64Array(B * Hq * Lq * Lk), softcapped: new Float64Array(B * Hq * Lq * Lk), masked: new Float64Array(B * Hq * Lq * Lk) };
+  const stages = {
+    scaled: new Float64Array(B * Hq * Lq * Lk),
+    softcapped: new Float64Array(B * Hq * Lq * Lk),
+    masked: new Float64Array(B * Hq * Lq * Lk),
+  };
   for (let b = 0; b < B; b++) {
     const len = c.lengths?.[b] ?? Lk;
     const diag = (c.causal ?? c.alignment) === "bottom-right" ? len - Lq : 0;
@@ -50,7 +54,10 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, c: Case) {
           if (c.softcap) x = c.softcap * Math.tanh(x / c.softcap);
           stages.softcapped[row + j] = x;
           if (c.mask) x += c.mask[i * Lk + j]!;
-          const excluded = j >= len || (c.causal !== undefined && j > i + diag) || (c.window !== undefined && (j < i + diag - c.window[0] || j > i + diag + c.window[1]));
+          const excluded =
+            j >= len ||
+            (c.causal !== undefined && j > i + diag) ||
+            (c.window !== undefined && (j < i + diag - c.window[0] || j > i + diag + c.window[1]));
           if (excluded) x = -Infinity;
           stages.masked[row + j] = x;
           s[j] = x;
@@ -104,7 +111,10 @@ const cases: [string, Case][] = [
   ["key lengths, top-left causal", { ...base, lengths: [3, 13, 8], causal: "top-left" }],
   ["key lengths, a mask and a window", { ...base, lengths: [11, 2, 13], mask: maskWithDeadRow(9, 13, 2), window: [3, 3] }],
   ["key lengths and sinks, E = 1, Lq = 1", { ...base, E: 1, Lq: 1, lengths: [1, 0, 13], sinks: [0.1, 0.2, 0.3, 0.4], causal: "bottom-right" }],
-  ["key lengths, head dim 33, Lq 70 (tiles and a tail)", { B: 2, Hq: 2, Hk: 2, Lq: 70, Lk: 70, E: 33, Ev: 33, lengths: [70, 41], causal: "bottom-right", softcap: 5 }],
+  [
+    "key lengths, head dim 33, Lq 70 (tiles and a tail)",
+    { B: 2, Hq: 2, Hk: 2, Lq: 70, Lk: 70, E: 33, Ev: 33, lengths: [70, 41], causal: "bottom-right", softcap: 5 },
+  ],
 ];
 
 function maskWithDeadRow(Lq: number, Lk: number, dead: number): Float32Array {
@@ -143,7 +153,9 @@ describe("sinks and key lengths equal the float64 reference", () => {
     const want = scaledDotProductAttention(q, k, v, options(c));
     const poisoned = (t: typeof k, D: number) => {
       const data = t.data.slice();
-      for (let b = 0; b < c.B; b++) for (let g = 0; g < c.Hk; g++) for (let j = c.lengths![b]!; j < c.Lk; j++) data.fill(NaN, ((b * c.Hk + g) * c.Lk + j) * D, ((b * c.Hk + g) * c.Lk + j + 1) * D);
+      for (let b = 0; b < c.B; b++)
+        for (let g = 0; g < c.Hk; g++)
+          for (let j = c.lengths![b]!; j < c.Lk; j++) data.fill(NaN, ((b * c.Hk + g) * c.Lk + j) * D, ((b * c.Hk + g) * c.Lk + j + 1) * D);
       return tensor(data, [...t.shape]);
     };
     const got = scaledDotProductAttention(q, poisoned(k, c.E), poisoned(v, c.Ev), options(c));
@@ -153,7 +165,15 @@ describe("sinks and key lengths equal the float64 reference", () => {
 
 describe("returnScores: the softmax's input at each stage", () => {
   // a causal band as a window [20, 0] (a mask and isCausal do not go together)
-  const c: Case = { ...base, softcap: 1.5, window: [20, 0], alignment: "bottom-right", lengths: [13, 6, 0], mask: maskWithDeadRow(9, 13, 3), sinks: [0, 1, 0, 1] };
+  const c: Case = {
+    ...base,
+    softcap: 1.5,
+    window: [20, 0],
+    alignment: "bottom-right",
+    lengths: [13, 6, 0],
+    mask: maskWithDeadRow(9, 13, 3),
+    sinks: [0, 1, 0, 1],
+  };
   for (const stage of ["scaled", "softcapped", "masked"] as const) {
     test(stage, () => {
       const { q, k, v } = problem(c, 5);
@@ -195,14 +215,38 @@ describe("bad sinks, key lengths and stages are ArgumentErrors before anything r
   const { q, k, v } = problem({ ...base }, 2);
   const o = { enableGqa: true } as const;
   const bad: [string, () => unknown, RegExp][] = [
-    ["sinks of the wrong count", () => scaledDotProductAttention(q, k, v, { ...o, sinks: [1, 2] }), /sinks: expected 4 values \(one per query head\), got 2/],
-    ["a sink beyond float32", () => scaledDotProductAttention(q, k, v, { ...o, sinks: [0, 0, 1e39, 0] }), /sinks\[2\]: expected a finite number within float32's range/],
+    [
+      "sinks of the wrong count",
+      () => scaledDotProductAttention(q, k, v, { ...o, sinks: [1, 2] }),
+      /sinks: expected 4 values \(one per query head\), got 2/,
+    ],
+    [
+      "a sink beyond float32",
+      () => scaledDotProductAttention(q, k, v, { ...o, sinks: [0, 0, 1e39, 0] }),
+      /sinks\[2\]: expected a finite number within float32's range/,
+    ],
     ["sinks as a string", () => scaledDotProductAttention(q, k, v, { ...o, sinks: "1" as never }), /sinks: expected 4 numbers/],
-    ["key lengths as an Array", () => scaledDotProductAttention(q, k, v, { ...o, keyLengths: [1, 2, 3] as never }), /keyLengths: expected an Int32Array of 3 lengths/],
-    ["key lengths of the wrong count", () => scaledDotProductAttention(q, k, v, { ...o, keyLengths: new Int32Array(2) }), /keyLengths: expected 3 lengths \(one per batch element\), got 2/],
-    ["a key length past Lk", () => scaledDotProductAttention(q, k, v, { ...o, keyLengths: Int32Array.of(1, 14, 2) }), /keyLengths: expected lengths from 0 to Lk = 13, got 14 at 1/],
+    [
+      "key lengths as an Array",
+      () => scaledDotProductAttention(q, k, v, { ...o, keyLengths: [1, 2, 3] as never }),
+      /keyLengths: expected an Int32Array of 3 lengths/,
+    ],
+    [
+      "key lengths of the wrong count",
+      () => scaledDotProductAttention(q, k, v, { ...o, keyLengths: new Int32Array(2) }),
+      /keyLengths: expected 3 lengths \(one per batch element\), got 2/,
+    ],
+    [
+      "a key length past Lk",
+      () => scaledDotProductAttention(q, k, v, { ...o, keyLengths: Int32Array.of(1, 14, 2) }),
+      /keyLengths: expected lengths from 0 to Lk = 13, got 14 at 1/,
+    ],
     ["a negative key length", () => scaledDotProductAttention(q, k, v, { ...o, keyLengths: Int32Array.of(-1, 1, 2) }), /got -1 at 0/],
-    ["an unknown stage", () => scaledDotProductAttention(q, k, v, { ...o, returnScores: "probs" as never }), /returnScores: expected "scaled" or "softcapped" or "masked"/],
+    [
+      "an unknown stage",
+      () => scaledDotProductAttention(q, k, v, { ...o, returnScores: "probs" as never }),
+      /returnScores: expected "scaled" or "softcapped" or "masked"/,
+    ],
     ["an unknown option", () => scaledDotProductAttention(q, k, v, { ...o, sink: [1] } as never), /unknown option "sink"/],
   ];
   for (const [name, call, message] of bad) {
@@ -214,9 +258,15 @@ describe("bad sinks, key lengths and stages are ArgumentErrors before anything r
 
   test("not together with global tokens", () => {
     const x = tensor(rng(1).floats(16 * 4, 1), [16, 4]);
-    expect(() => scaledDotProductAttention(x, x, x, { window: [2, 2], globalTokens: [0], sinks: [1] })).toThrow(/sinks: not together with globalTokens/);
-    expect(() => scaledDotProductAttention(x, x, x, { window: [2, 2], globalTokens: [0], keyLengths: Int32Array.of(16) })).toThrow(/keyLengths: not together with globalTokens/);
-    expect(() => scaledDotProductAttention(x, x, x, { window: [2, 2], globalTokens: [0], returnScores: "scaled" })).toThrow(/returnScores: not together with globalTokens/);
+    expect(() => scaledDotProductAttention(x, x, x, { window: [2, 2], globalTokens: [0], sinks: [1] })).toThrow(
+      /sinks: not together with globalTokens/,
+    );
+    expect(() => scaledDotProductAttention(x, x, x, { window: [2, 2], globalTokens: [0], keyLengths: Int32Array.of(16) })).toThrow(
+      /keyLengths: not together with globalTokens/,
+    );
+    expect(() => scaledDotProductAttention(x, x, x, { window: [2, 2], globalTokens: [0], returnScores: "scaled" })).toThrow(
+      /returnScores: not together with globalTokens/,
+    );
   });
 });
 
@@ -236,15 +286,19 @@ describe("MultiHeadAttention with learned sinks (state dict key `sinks`)", () =>
     const mha = new MultiHeadAttention({ embedDim: E, numHeads: H, sinks: true }).loadStateDict(dict);
     const x = tensor(r.floats(B * L * E, 1), [B, L, E]);
     const project = (rows: number, at: number, bias: number) =>
-      new Linear({ inFeatures: E, outFeatures: E }).loadStateDict({
-        weight: tensor(dict.in_proj_weight.data.slice(at * E * E, (at + 1) * E * E), [E, E]),
-        bias: tensor(dict.in_proj_bias.data.slice(bias * E, (bias + 1) * E), [E]),
-      }).forward(tensor(x.data, [rows, E]));
+      new Linear({ inFeatures: E, outFeatures: E })
+        .loadStateDict({
+          weight: tensor(dict.in_proj_weight.data.slice(at * E * E, (at + 1) * E * E), [E, E]),
+          bias: tensor(dict.in_proj_bias.data.slice(bias * E, (bias + 1) * E), [E]),
+        })
+        .forward(tensor(x.data, [rows, E]));
     // [B * L, E] -> [B, H, L, E / H]
     const heads = (t: { data: Float32Array }) => {
       const d = E / H;
       const out = new Float32Array(B * L * E);
-      for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < L; i++) for (let e = 0; e < d; e++) out[((b * H + h) * L + i) * d + e] = t.data[(b * L + i) * E + h * d + e]!;
+      for (let b = 0; b < B; b++)
+        for (let h = 0; h < H; h++)
+          for (let i = 0; i < L; i++) for (let e = 0; e < d; e++) out[((b * H + h) * L + i) * d + e] = t.data[(b * L + i) * E + h * d + e]!;
       return tensor(out, [B, H, L, d]);
     };
     const [q, k, v] = [0, 1, 2].map((n) => heads(project(B * L, n, n)));
@@ -253,11 +307,15 @@ describe("MultiHeadAttention with learned sinks (state dict key `sinks`)", () =>
       const a = scaledDotProductAttention(q!, k!, v!, { isCausal, sinks: Array.from(dict.sinks.data) });
       const merged = new Float32Array(B * L * E);
       const d = E / H;
-      for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < L; i++) for (let e = 0; e < d; e++) merged[(b * L + i) * E + h * d + e] = a.data[((b * H + h) * L + i) * d + e]!;
+      for (let b = 0; b < B; b++)
+        for (let h = 0; h < H; h++)
+          for (let i = 0; i < L; i++) for (let e = 0; e < d; e++) merged[(b * L + i) * E + h * d + e] = a.data[((b * H + h) * L + i) * d + e]!;
       const want = outProj.forward(tensor(merged, [B * L, E]));
       const got = mha.forward(x, x, x, { isCausal, needWeights: false });
       expectClose(got.output.data, want.data, [B, L, E], { atol: 1e-5, rtol: 1e-5 }, `isCausal ${isCausal}`);
     }
-    expect(() => new MultiHeadAttention({ embedDim: E, numHeads: H, sinks: true }).loadStateDict({ ...dict, sinks: tensor(new Float32Array(2), [2]) })).toThrow(/"sinks" has shape \[2\], expected \[3\]/);
+    expect(() =>
+      new MultiHeadAttention({ embedDim: E, numHeads: H, sinks: true }).loadStateDict({ ...dict, sinks: tensor(new Float32Array(2), [2]) }),
+    ).toThrow(/"sinks" has shape \[2\], expected \[3\]/);
   });
 });

@@ -5,7 +5,14 @@ import * as lib from "../src/index.js";
 import { freshSeed, rng } from "./reference.js";
 
 const r = rng(freshSeed());
-const t = (shape: number[]) => lib.tensor(r.floats(shape.reduce((a, b) => a * b, 1), 0.5), shape);
+const t = (shape: number[]) =>
+  lib.tensor(
+    r.floats(
+      shape.reduce((a, b) => a * b, 1),
+      0.5,
+    ),
+    shape,
+  );
 const loaded = <M extends lib.Module>(m: M): M => m.loadStateDict(Object.fromEntries(m.params().map((p) => [p.key, t([...p.shape])])));
 const layer = { dModel: 8, nhead: 2, dimFeedforward: 16 };
 const calls: [string, () => unknown][] = [];
@@ -28,7 +35,17 @@ beforeAll(async () => {
   new DataView(file.buffer).setBigUint64(0, BigInt(header.length), true);
   file.set(new TextEncoder().encode(header), 8);
   calls.push(
-    ["scaledDotProductAttention", () => lib.scaledDotProductAttention(x, x, x, { attnMask: lib.tensor(Uint8Array.from({ length: 25 }, (_, i) => i % 4), [5, 5]), returnWeights: true })],
+    [
+      "scaledDotProductAttention",
+      () =>
+        lib.scaledDotProductAttention(x, x, x, {
+          attnMask: lib.tensor(
+            Uint8Array.from({ length: 25 }, (_, i) => i % 4),
+            [5, 5],
+          ),
+          returnWeights: true,
+        }),
+    ],
     ["scaledDotProductAttention (resident, window)", () => lib.scaledDotProductAttention(resident, resident, resident, { window: [1, 1] })],
     ["Linear.forward", () => linear.forward(x)],
     ["LayerNorm.forward", () => norm.forward(x)],
@@ -37,11 +54,14 @@ beforeAll(async () => {
     ["TransformerDecoderLayer.forward", () => decLayer.forward(x, mem, { tgtIsCausal: true })],
     ["TransformerEncoder.forward", () => encoder.forward(x, { isCausal: true })],
     ["TransformerDecoder.forward", () => decoder.forward(x, mem, { tgtKeyPaddingMask: pad })],
-    ["KVCache decode of 4 tokens, then dispose", () => {
-      const cache = new lib.KVCache({ capacity: 2 });
-      for (let i = 0; i < 4; i++) encoder.forward(t([1, 1, 8]), { isCausal: true, cache });
-      cache.dispose();
-    }],
+    [
+      "KVCache decode of 4 tokens, then dispose",
+      () => {
+        const cache = new lib.KVCache({ capacity: 2 });
+        for (let i = 0; i < 4; i++) encoder.forward(t([1, 1, 8]), { isCausal: true, cache });
+        cache.dispose();
+      },
+    ],
     ["residentTensor + dispose", () => lib.residentTensor([3, 3]).dispose()],
     ["module create + load + dispose", () => loaded(new lib.Linear({ inFeatures: 3, outFeatures: 2 })).dispose()],
     ["loadSafetensors", () => lib.loadSafetensors(file)],

@@ -8,7 +8,10 @@ beforeAll(() => init());
 // the element mask [Lq, Lk] (true = takes part) that a block layout stands for
 function expand(layout: BoolTensor, Lq: number, Lk: number, bs: number): BoolTensor {
   const [, nK] = layout.shape;
-  return tensor(Uint8Array.from({ length: Lq * Lk }, (_, n) => layout.data[Math.floor(Math.floor(n / Lk) / bs) * nK + Math.floor((n % Lk) / bs)]), [Lq, Lk]);
+  return tensor(
+    Uint8Array.from({ length: Lq * Lk }, (_, n) => layout.data[Math.floor(Math.floor(n / Lk) / bs) * nK + Math.floor((n % Lk) / bs)]),
+    [Lq, Lk],
+  );
 }
 
 describe("block-sparse attention equals dense attention with the same mask", () => {
@@ -41,8 +44,12 @@ describe("block-sparse attention equals dense attention with the same mask", () 
   test("errors", () => {
     const q = tensor(new Float32Array(40 * 8), [40, 8]);
     const layout = blockSparseLayout(40, 40, 8, { pattern: "strided", stride: 2 });
-    expect(() => scaledDotProductAttention(q, q, q, { blockSparse: { layout, blockSize: 12 } })).toThrow(/blockSize: expected a positive multiple of 8, got number 12/);
-    expect(() => scaledDotProductAttention(q, q, q, { blockSparse: { layout, blockSize: 16 } })).toThrow(/blockSparse.layout: expected \[3, 3\] \(ceil\(Lq \/ 16\), ceil\(Lk \/ 16\)\), got \[5, 5\]/);
+    expect(() => scaledDotProductAttention(q, q, q, { blockSparse: { layout, blockSize: 12 } })).toThrow(
+      /blockSize: expected a positive multiple of 8, got number 12/,
+    );
+    expect(() => scaledDotProductAttention(q, q, q, { blockSparse: { layout, blockSize: 16 } })).toThrow(
+      /blockSparse.layout: expected \[3, 3\] \(ceil\(Lq \/ 16\), ceil\(Lk \/ 16\)\), got \[5, 5\]/,
+    );
     expect(() => blockSparseLayout(40, 40, 8, { pattern: "dense" } as never)).toThrow(/pattern must be "strided", "fixed" or "bigbird"/);
   });
 });

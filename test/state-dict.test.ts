@@ -2,8 +2,18 @@
 // copied; tensors from loadSafetensors go from the file's bytes straight into WebAssembly memory.
 import { beforeAll, describe, expect, test } from "vitest";
 import {
-  ArgumentError, type IntegerTensor, LayerNorm, Linear, MultiHeadAttention, ShapeError, type Tensor, TransformerEncoder,
-  init, loadSafetensors, memoryStats, tensor,
+  ArgumentError,
+  type IntegerTensor,
+  LayerNorm,
+  Linear,
+  MultiHeadAttention,
+  ShapeError,
+  type Tensor,
+  TransformerEncoder,
+  init,
+  loadSafetensors,
+  memoryStats,
+  tensor,
 } from "../src/index.js";
 import { freshSeed, rng } from "./reference.js";
 
@@ -14,7 +24,11 @@ type Dict = Record<string, Tensor | IntegerTensor>;
 // a safetensors file of float32 values stored as `dtype` (F16 / BF16 by rounding the f32 bits
 // toward zero, so the file holds exactly what the test compares with), at 8-byte aligned offsets
 // unless `skew` shifts the data by that many bytes
-function file(tensors: Record<string, Tensor>, dtype: "F32" | "F16" | "BF16" | "F64", skew = 0): { bytes: Uint8Array; stored: Record<string, Tensor> } {
+function file(
+  tensors: Record<string, Tensor>,
+  dtype: "F32" | "F16" | "BF16" | "F64",
+  skew = 0,
+): { bytes: Uint8Array; stored: Record<string, Tensor> } {
   const width = { F32: 4, F16: 2, BF16: 2, F64: 8 }[dtype];
   const header: Record<string, unknown> = {};
   const stored: Record<string, Tensor> = {};
@@ -66,7 +80,18 @@ function fromHalf(h: number): number {
 }
 
 function randomDict(m: { params(): { key: string; shape: readonly number[] }[] }, r: ReturnType<typeof rng>, prefix = ""): Record<string, Tensor> {
-  return Object.fromEntries(m.params().map((p) => [prefix + p.key, tensor(r.floats(p.shape.reduce((a, b) => a * b, 1), 0.5), p.shape)]));
+  return Object.fromEntries(
+    m.params().map((p) => [
+      prefix + p.key,
+      tensor(
+        r.floats(
+          p.shape.reduce((a, b) => a * b, 1),
+          0.5,
+        ),
+        p.shape,
+      ),
+    ]),
+  );
 }
 
 const x = (r: ReturnType<typeof rng>, shape: number[]) => tensor(r.floats(shape.reduce((a, b) => a * b, 1)), shape);
@@ -75,9 +100,16 @@ describe("strict loading (the default)", () => {
   test("keys under the prefix that the module does not use are an ArgumentError listing them", () => {
     const r = rng(freshSeed());
     const lin = new Linear({ inFeatures: 3, outFeatures: 2 });
-    const dict = { ...randomDict(lin, r, "head."), "head.extra": tensor([1], [1]), "head.weight_2": tensor([1], [1]), "body.weight": tensor([1], [1]) };
+    const dict = {
+      ...randomDict(lin, r, "head."),
+      "head.extra": tensor([1], [1]),
+      "head.weight_2": tensor([1], [1]),
+      "body.weight": tensor([1], [1]),
+    };
     expect(() => lin.loadStateDict(dict, "head.")).toThrow(ArgumentError);
-    expect(() => lin.loadStateDict(dict, "head.")).toThrow(/Linear.loadStateDict: unexpected "head.extra", "head.weight_2" \(pass \{ strict: false \} to ignore keys the module does not use\)/);
+    expect(() => lin.loadStateDict(dict, "head.")).toThrow(
+      /Linear.loadStateDict: unexpected "head.extra", "head.weight_2" \(pass \{ strict: false \} to ignore keys the module does not use\)/,
+    );
     expect(() => lin.forward(x(r, [1, 3]))).toThrow(/has no weights/); // nothing was loaded
     expect(lin.loadStateDict(dict, "head.", { strict: false })).toBe(lin);
     expect(lin.forward(x(r, [1, 3])).shape).toEqual([1, 2]);
@@ -97,7 +129,9 @@ describe("strict loading (the default)", () => {
     const r = rng(freshSeed());
     const lin = new Linear({ inFeatures: 2, outFeatures: 2 });
     const dict = randomDict(lin, r, "proj.");
-    expect(() => lin.loadStateDict(dict, "proj")).toThrow(/missing "projweight" \[2, 2\]; missing "projbias" \[2\]; unexpected "proj.weight", "proj.bias" .*; the prefix "proj" does not end with "." but keys start with "proj.": did you mean "proj."\?/);
+    expect(() => lin.loadStateDict(dict, "proj")).toThrow(
+      /missing "projweight" \[2, 2\]; missing "projbias" \[2\]; unexpected "proj.weight", "proj.bias" .*; the prefix "proj" does not end with "." but keys start with "proj.": did you mean "proj."\?/,
+    );
     expect(() => lin.loadStateDict(dict, "proj", { strict: false })).toThrow(/did you mean "proj."\?/);
   });
 
@@ -110,7 +144,9 @@ describe("strict loading (the default)", () => {
     const before = lin.forward(input).data;
     const live = memoryStats().liveBytes;
     expect(() => lin.loadStateDict({ ...randomDict(lin, r), stray: tensor([0], [1]) })).toThrow(/unexpected "stray"/);
-    expect(() => lin.loadStateDict({ weight: first.weight, bias: { data: new Int32Array(2), shape: [2], dtype: "I32" } as IntegerTensor })).toThrow(ArgumentError);
+    expect(() => lin.loadStateDict({ weight: first.weight, bias: { data: new Int32Array(2), shape: [2], dtype: "I32" } as IntegerTensor })).toThrow(
+      ArgumentError,
+    );
     expect(lin.forward(input).data).toEqual(before);
     expect(memoryStats().liveBytes).toBe(live);
     lin.dispose();
@@ -143,13 +179,18 @@ describe("strict loading (the default)", () => {
 
 describe("modules take float tensors only", () => {
   test("an integer tensor for a weight is an ArgumentError naming the key and its dtype", () => {
-    const header = JSON.stringify({ weight: { dtype: "I64", shape: [1, 2], data_offsets: [0, 16] }, bias: { dtype: "F32", shape: [1], data_offsets: [16, 20] } });
+    const header = JSON.stringify({
+      weight: { dtype: "I64", shape: [1, 2], data_offsets: [0, 16] },
+      bias: { dtype: "F32", shape: [1], data_offsets: [16, 20] },
+    });
     const bytes = new Uint8Array(8 + header.length + 20);
     new DataView(bytes.buffer).setBigUint64(0, BigInt(header.length), true);
     bytes.set(new TextEncoder().encode(header), 8);
     const lin = new Linear({ inFeatures: 2, outFeatures: 1 });
     expect(() => lin.loadStateDict(loadSafetensors(bytes))).toThrow(ArgumentError);
-    expect(() => lin.loadStateDict(loadSafetensors(bytes))).toThrow(/Linear.loadStateDict: state dict "weight" is an I64 tensor; modules take float tensors/);
+    expect(() => lin.loadStateDict(loadSafetensors(bytes))).toThrow(
+      /Linear.loadStateDict: state dict "weight" is an I64 tensor; modules take float tensors/,
+    );
     const bool = { weight: { data: new Uint8Array(2), shape: [1, 2], dtype: "BOOL" } as IntegerTensor, bias: tensor([0], [1]) };
     expect(() => lin.loadStateDict(bool)).toThrow(/"weight" is an BOOL tensor/);
   });
@@ -265,14 +306,32 @@ describe("hostile inputs to loading (a review's reproductions)", () => {
     const q = new Int8Array(N * K).fill(1);
     const scales = new Float32Array([1, 2, 3, 4]);
     const x = tensor(new Float32Array(K).fill(1), [1, K]);
-    const want = Array.from(new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: { data: q, shape: [N, K], dtype: "I8" } as IntegerTensor, weight_scale: tensor(scales, [N]) }).forward(x).data);
+    const want = Array.from(
+      new Linear({ inFeatures: K, outFeatures: N, bias: false })
+        .loadStateDict({ weight: { data: q, shape: [N, K], dtype: "I8" } as IntegerTensor, weight_scale: tensor(scales, [N]) })
+        .forward(x).data,
+    );
     expect(want).toEqual([8, 16, 24, 32]);
     let reads = 0;
-    const s = { shape: [N], get data() { return reads++ === 0 ? scales : new Float32Array([1]); } };
-    const b = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: { data: q, shape: [N, K], dtype: "I8" } as IntegerTensor, weight_scale: s as never });
+    const s = {
+      shape: [N],
+      get data() {
+        return reads++ === 0 ? scales : new Float32Array([1]);
+      },
+    };
+    const b = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({
+      weight: { data: q, shape: [N, K], dtype: "I8" } as IntegerTensor,
+      weight_scale: s as never,
+    });
     expect(Array.from(b.forward(x).data)).toEqual(want);
     let qr = 0;
-    const w = { shape: [N, K], dtype: "I8", get data() { return qr++ === 0 ? q : new Int8Array(N * K).fill(100); } };
+    const w = {
+      shape: [N, K],
+      dtype: "I8",
+      get data() {
+        return qr++ === 0 ? q : new Int8Array(N * K).fill(100);
+      },
+    };
     const c = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: w as never, weight_scale: tensor(scales, [N]) });
     expect(Array.from(c.forward(x).data)).toEqual(want);
     expect(qr).toBe(1);

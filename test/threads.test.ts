@@ -34,12 +34,22 @@ describe("two threads give the same bits as one", () => {
       const r = rng(seed);
       const q = one.tensor(r.floats(qShape.reduce((a, b) => a * b, 1)), qShape);
       const k = one.tensor(r.floats(kShape.reduce((a, b) => a * b, 1)), kShape);
-      const a = one.scaledDotProductAttention(q, k, k, options) as unknown as { data?: Float32Array; output?: { data: Float32Array }; weights?: { data: Float32Array } };
+      const a = one.scaledDotProductAttention(q, k, k, options) as unknown as {
+        data?: Float32Array;
+        output?: { data: Float32Array };
+        weights?: { data: Float32Array };
+      };
       const b = two.scaledDotProductAttention(q, k, k, options) as unknown as typeof a;
       expect(b.data ?? b.output!.data).toEqual(a.data ?? a.output!.data);
       if (a.weights) expect(b.weights!.data).toEqual(a.weights.data);
       const [B, Hq, Lq, E] = qShape;
-      const ref = attentionRef(q.data, k.data, k.data, { batch: [B], Hq, Hk: kShape[1], Lq, Lk: kShape[2], E, Ev: E }, { causalOffset: "isCausal" in options ? ("causalAlignment" in options ? kShape[2] - Lq : 0) : undefined });
+      const ref = attentionRef(
+        q.data,
+        k.data,
+        k.data,
+        { batch: [B], Hq, Hk: kShape[1], Lq, Lk: kShape[2], E, Ev: E },
+        { causalOffset: "isCausal" in options ? ("causalAlignment" in options ? kShape[2] - Lq : 0) : undefined },
+      );
       expectClose(b.data ?? b.output!.data, ref.out, [B, Hq, Lq, E], { atol: 2e-6, rtol: 1e-5 }, `seed ${seed}`);
     });
   }
@@ -48,7 +58,9 @@ describe("two threads give the same bits as one", () => {
     const r = rng(freshSeed());
     const q = one.tensor(r.floats(203 * 16), [1, 1, 203, 16]);
     const layout = one.blockSparseLayout(203, 203, 24, { pattern: "bigbird", window: 1, global: 1, random: 1, seed: 3 });
-    expect(two.scaledDotProductAttention(q, q, q, { blockSparse: { layout, blockSize: 24 } }).data).toEqual(one.scaledDotProductAttention(q, q, q, { blockSparse: { layout, blockSize: 24 } }).data);
+    expect(two.scaledDotProductAttention(q, q, q, { blockSparse: { layout, blockSize: 24 } }).data).toEqual(
+      one.scaledDotProductAttention(q, q, q, { blockSparse: { layout, blockSize: 24 } }).data,
+    );
     const extras = { window: [20, 20] as [number, number], dilation: 2, alibi: true, softcap: 3 };
     expect(two.scaledDotProductAttention(q, q, q, extras).data).toEqual(one.scaledDotProductAttention(q, q, q, extras).data);
   });
@@ -57,7 +69,18 @@ describe("two threads give the same bits as one", () => {
     const r = rng(freshSeed());
     const options = { layer: { dModel: 64, nhead: 4, dimFeedforward: 256, activation: "gelu" as const }, numLayers: 2, norm: true };
     const [a, b] = [new one.TransformerEncoder(options), new two.TransformerEncoder(options)];
-    const dict = Object.fromEntries(a.params().map((p) => [p.key, one.tensor(r.floats(p.shape.reduce((x, y) => x * y, 1), 0.3), p.shape)]));
+    const dict = Object.fromEntries(
+      a.params().map((p) => [
+        p.key,
+        one.tensor(
+          r.floats(
+            p.shape.reduce((x, y) => x * y, 1),
+            0.3,
+          ),
+          p.shape,
+        ),
+      ]),
+    );
     a.loadStateDict(dict);
     b.loadStateDict(dict);
     const x = one.tensor(r.floats(2 * 77 * 64), [2, 77, 64]);
@@ -73,7 +96,10 @@ describe("two threads give the same bits as one", () => {
     const r = rng(freshSeed());
     const [N, K] = [1003, 1100]; // N * K past the pool's threshold; N not a multiple of 8
     const dict = { weight: one.tensor(r.floats(N * K, 0.05), [N, K]), bias: one.tensor(r.floats(N), [N]) };
-    const [a, b] = [new one.Linear({ inFeatures: K, outFeatures: N }).loadStateDict(dict), new two.Linear({ inFeatures: K, outFeatures: N }).loadStateDict(dict)];
+    const [a, b] = [
+      new one.Linear({ inFeatures: K, outFeatures: N }).loadStateDict(dict),
+      new two.Linear({ inFeatures: K, outFeatures: N }).loadStateDict(dict),
+    ];
     const x = one.tensor(r.floats(K), [1, K]);
     expect(b.forward(x).data).toEqual(a.forward(x).data);
     a.dispose();
@@ -114,7 +140,9 @@ describe("thread options", () => {
 
   test("a binary with its own memory cannot run threads", async () => {
     const lib = await fresh();
-    await expect(lib.init({ wasm: new Uint8Array(readFileSync(new URL("../build/kernels.wasm", import.meta.url))), threads: 2 })).rejects.toThrow(/threads need a shared-memory build/);
+    await expect(lib.init({ wasm: new Uint8Array(readFileSync(new URL("../build/kernels.wasm", import.meta.url))), threads: 2 })).rejects.toThrow(
+      /threads need a shared-memory build/,
+    );
   });
 });
 
@@ -132,7 +160,10 @@ describe("a worker that dies", () => {
     rt.pool = await Pool.start(kernels, module, rt.heap.memory, 2, { hangMs: 500, workerSource });
     return { lib, pool: rt.pool, marked };
   }
-  const q = one.tensor(Float32Array.from({ length: 4 * 64 * 16 }, (_, i) => Math.sin(i)), [4, 64, 16]);
+  const q = one.tensor(
+    Float32Array.from({ length: 4 * 64 * 16 }, (_, i) => Math.sin(i)),
+    [4, 64, 16],
+  );
   const want = one.scaledDotProductAttention(q, q, q).data;
   const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
   const marks = () => Array.from({ length: 6 }, () => [MARKED]);

@@ -18,14 +18,21 @@ function identityMha(attention: lib.AttentionVariant) {
   return m.loadStateDict({ in_proj_weight: lib.tensor(inProj, [3 * E, E]), "out_proj.weight": lib.tensor(eye(E), [E, E]) });
 }
 // [B, L, H * hd] <-> [B, H, L, hd]
-const split = (x: Float32Array) => Float32Array.from({ length: x.length }, (_, n) => {
-  const d = n % hd, l = Math.floor(n / hd) % L, h = Math.floor(n / (hd * L)) % H, b = Math.floor(n / (hd * L * H));
-  return x[(b * L + l) * E + h * hd + d];
-});
-const merge = (x: Float32Array) => Float32Array.from({ length: x.length }, (_, n) => {
-  const c = n % E, l = Math.floor(n / E) % L, b = Math.floor(n / (E * L));
-  return x[((b * H + Math.floor(c / hd)) * L + l) * hd + (c % hd)];
-});
+const split = (x: Float32Array) =>
+  Float32Array.from({ length: x.length }, (_, n) => {
+    const d = n % hd,
+      l = Math.floor(n / hd) % L,
+      h = Math.floor(n / (hd * L)) % H,
+      b = Math.floor(n / (hd * L * H));
+    return x[(b * L + l) * E + h * hd + d];
+  });
+const merge = (x: Float32Array) =>
+  Float32Array.from({ length: x.length }, (_, n) => {
+    const c = n % E,
+      l = Math.floor(n / E) % L,
+      b = Math.floor(n / (E * L));
+    return x[((b * H + Math.floor(c / hd)) * L + l) * hd + (c % hd)];
+  });
 
 describe("MultiHeadAttention variants equal scaledDotProductAttention's", () => {
   const variants: [string, lib.AttentionVariant, boolean][] = [
@@ -72,12 +79,19 @@ describe("MultiHeadAttention variants equal scaledDotProductAttention's", () => 
     const x = lib.tensor(r.floats(B * L * E), [B, L, E]);
     const h = lib.tensor(split(x.data), [B, H, L, hd]);
     // the equivalent mask: the band of the window, every global key, every key for a global query
-    const allowed = (window: number, global: number[]) => (i: number, j: number) => Math.abs(i - j) <= window || global.includes(i) || global.includes(j);
+    const allowed = (window: number, global: number[]) => (i: number, j: number) =>
+      Math.abs(i - j) <= window || global.includes(i) || global.includes(j);
     const keep = (ok: (i: number, j: number) => boolean) => Uint8Array.from({ length: L * L }, (_, n) => (ok(Math.floor(n / L), n % L) ? 1 : 0));
     const { output } = identityMha({ window: [3, 3] }).forward(x, x, x, { globalTokens: [0, 20], needWeights: false });
     const sdpa = lib.scaledDotProductAttention(h, h, h, { window: [3, 3], globalTokens: [0, 20] });
     expectClose(output.data, merge(sdpa.data), [B, L, E], { atol: 1e-5, rtol: 1e-5 });
-    const ref = attentionRef(h.data, h.data, h.data, { batch: [B], Hq: H, Hk: H, Lq: L, Lk: L, E: hd, Ev: hd }, { mask: { data: keep(allowed(3, [0, 20])), shape: [L, L] } });
+    const ref = attentionRef(
+      h.data,
+      h.data,
+      h.data,
+      { batch: [B], Hq: H, Hk: H, Lq: L, Lk: L, E: hd, Ev: hd },
+      { mask: { data: keep(allowed(3, [0, 20])), shape: [L, L] } },
+    );
     expectClose(sdpa.data, ref.out, [B, H, L, hd], { atol: 2e-6, rtol: 1e-5 }, "scaledDotProductAttention with globalTokens");
 
     // an encoder layer with a window and a global token equals the same weights without the window,
@@ -85,11 +99,31 @@ describe("MultiHeadAttention variants equal scaledDotProductAttention's", () => 
     const layer = { dModel: E, nhead: H, dimFeedforward: 16 };
     const enc = new lib.TransformerEncoder({ layer: { ...layer, attention: { window: [4, 4] } }, numLayers: 1 });
     const dense = new lib.TransformerEncoder({ layer, numLayers: 1 });
-    const dict = Object.fromEntries(enc.params().map((p) => [p.key, lib.tensor(r.floats(p.shape.reduce((a, b) => a * b, 1), 0.3), p.shape)]));
+    const dict = Object.fromEntries(
+      enc.params().map((p) => [
+        p.key,
+        lib.tensor(
+          r.floats(
+            p.shape.reduce((a, b) => a * b, 1),
+            0.3,
+          ),
+          p.shape,
+        ),
+      ]),
+    );
     enc.loadStateDict(dict);
     dense.loadStateDict(dict);
-    const mask = lib.tensor(keep(allowed(4, [1])).map((k) => 1 - k), [L, L]);
-    expectClose(enc.forward(x, { globalTokens: [1] }).data, dense.forward(x, { mask }).data, [B, L, E], { atol: 1e-5, rtol: 1e-5 }, "encoder with globalTokens");
+    const mask = lib.tensor(
+      keep(allowed(4, [1])).map((k) => 1 - k),
+      [L, L],
+    );
+    expectClose(
+      enc.forward(x, { globalTokens: [1] }).data,
+      dense.forward(x, { mask }).data,
+      [B, L, E],
+      { atol: 1e-5, rtol: 1e-5 },
+      "encoder with globalTokens",
+    );
     expect(() => enc.forward(x, { globalTokens: [1], isCausal: true })).toThrow(/globalTokens: not together with isCausal/);
     enc.dispose();
     dense.dispose();
@@ -97,33 +131,82 @@ describe("MultiHeadAttention variants equal scaledDotProductAttention's", () => 
 
   test("a linear-attention stack decodes with a cache exactly as its full causal forward", () => {
     const r = rng(freshSeed());
-    const enc = new lib.TransformerEncoder({ layer: { dModel: E, nhead: H, dimFeedforward: 32, attention: { linear: true, rope: {} } }, numLayers: 2 });
-    enc.loadStateDict(Object.fromEntries(enc.params().map((p) => [p.key, lib.tensor(r.floats(p.shape.reduce((a, b) => a * b, 1), 0.4), p.shape)])));
+    const enc = new lib.TransformerEncoder({
+      layer: { dModel: E, nhead: H, dimFeedforward: 32, attention: { linear: true, rope: {} } },
+      numLayers: 2,
+    });
+    enc.loadStateDict(
+      Object.fromEntries(
+        enc.params().map((p) => [
+          p.key,
+          lib.tensor(
+            r.floats(
+              p.shape.reduce((a, b) => a * b, 1),
+              0.4,
+            ),
+            p.shape,
+          ),
+        ]),
+      ),
+    );
     const x = lib.tensor(r.floats(L * E), [1, L, E]);
     const full = enc.forward(x, { isCausal: true });
     const cache = new lib.KVCache();
     const got = new Float32Array(L * E);
-    for (const [a, b] of [[0, 5], [5, 6], [6, L]]) got.set(enc.forward(lib.tensor(x.data.slice(a * E, b * E), [1, b - a, E]), { isCausal: true, cache }).data, a * E);
+    for (const [a, b] of [
+      [0, 5],
+      [5, 6],
+      [6, L],
+    ])
+      got.set(enc.forward(lib.tensor(x.data.slice(a * E, b * E), [1, b - a, E]), { isCausal: true, cache }).data, a * E);
     expectClose(got, full.data, [1, L, E], { atol: 1e-5, rtol: 1e-4 });
     expect(() => enc.forward(x, { srcKeyPaddingMask: lib.tensor(new Uint8Array(L), [1, L]) })).toThrow(/linear attention: masks are not supported/);
-    expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: true, window: [1, 1] } })).toThrow(/linear attention does not combine with window/);
+    expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: true, window: [1, 1] } })).toThrow(
+      /linear attention does not combine with window/,
+    );
   });
 
   test("a layer stack with RoPE, ALiBi and a window decodes with a cache exactly as its full causal forward", () => {
     const r = rng(freshSeed());
-    const enc = new lib.TransformerEncoder({ layer: { dModel: E, nhead: H, dimFeedforward: 32, attention: { rope: {}, alibi: true, window: [6, 6] } }, numLayers: 2 });
-    enc.loadStateDict(Object.fromEntries(enc.params().map((p) => [p.key, lib.tensor(r.floats(p.shape.reduce((a, b) => a * b, 1), 0.4), p.shape)])));
+    const enc = new lib.TransformerEncoder({
+      layer: { dModel: E, nhead: H, dimFeedforward: 32, attention: { rope: {}, alibi: true, window: [6, 6] } },
+      numLayers: 2,
+    });
+    enc.loadStateDict(
+      Object.fromEntries(
+        enc.params().map((p) => [
+          p.key,
+          lib.tensor(
+            r.floats(
+              p.shape.reduce((a, b) => a * b, 1),
+              0.4,
+            ),
+            p.shape,
+          ),
+        ]),
+      ),
+    );
     const x = lib.tensor(r.floats(L * E), [1, L, E]);
     const full = enc.forward(x, { isCausal: true });
     const cache = new lib.KVCache();
     const got = new Float32Array(L * E);
-    for (const [a, b] of [[0, 10], [10, 11], [11, 12], [12, L]]) got.set(enc.forward(lib.tensor(x.data.slice(a * E, b * E), [1, b - a, E]), { isCausal: true, cache }).data, a * E);
+    for (const [a, b] of [
+      [0, 10],
+      [10, 11],
+      [11, 12],
+      [12, L],
+    ])
+      got.set(enc.forward(lib.tensor(x.data.slice(a * E, b * E), [1, b - a, E]), { isCausal: true, cache }).data, a * E);
     expectClose(got, full.data, [1, L, E], { atol: 1e-5, rtol: 1e-4 });
   });
 
   test("bad variants are rejected at construction", () => {
-    expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { rope: { rotaryDim: 6 } } })).toThrow(/rope.rotaryDim: expected an even integer from 2 to E = 4/);
+    expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { rope: { rotaryDim: 6 } } })).toThrow(
+      /rope.rotaryDim: expected an even integer from 2 to E = 4/,
+    );
     expect(() => new lib.TransformerEncoderLayer({ dModel: 8, nhead: 2, attention: { windw: [1, 1] } as never })).toThrow(/unknown option "windw"/);
-    expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { blockSparse: { pattern: "strided", stride: 2, blockSize: 5 } } })).toThrow(/blockSize: expected a positive multiple of 8/);
+    expect(
+      () => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { blockSparse: { pattern: "strided", stride: 2, blockSize: 5 } } }),
+    ).toThrow(/blockSize: expected a positive multiple of 8/);
   });
 });

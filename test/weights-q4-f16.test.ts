@@ -6,7 +6,17 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import {
-  ArgumentError, CausalLM, EncoderModel, Linear, type StateDict, type Tensor, TransformerEncoderLayer, init, loadSafetensors, memoryStats, quantize,
+  ArgumentError,
+  CausalLM,
+  EncoderModel,
+  Linear,
+  type StateDict,
+  type Tensor,
+  TransformerEncoderLayer,
+  init,
+  loadSafetensors,
+  memoryStats,
+  quantize,
 } from "../src/index.js";
 import { expectClose, freshSeed, rng } from "./reference.js";
 import { halfWeights, q4Weights, toHalf } from "./support/q4f16.js";
@@ -32,11 +42,13 @@ function normal(r: Rng, n: number, std: number): Float32Array {
 
 // BERT-like random weights: matrices and biases ~N(0, 0.02), LayerNorm weight 1 and bias 0
 function randomDict(params: { key: string; shape: readonly number[] }[], r: Rng): Record<string, Tensor> {
-  return Object.fromEntries(params.map((p) => {
-    const norm = /norm/i.test(p.key);
-    const data = norm ? new Float32Array(size(p.shape)).fill(p.key.endsWith("weight") ? 1 : 0) : normal(r, size(p.shape), 0.02);
-    return [p.key, { data, shape: [...p.shape] }];
-  }));
+  return Object.fromEntries(
+    params.map((p) => {
+      const norm = /norm/i.test(p.key);
+      const data = norm ? new Float32Array(size(p.shape)).fill(p.key.endsWith("weight") ? 1 : 0) : normal(r, size(p.shape), 0.02);
+      return [p.key, { data, shape: [...p.shape] }];
+    }),
+  );
 }
 
 const relRms = (got: ArrayLike<number>, want: ArrayLike<number>) => {
@@ -76,13 +88,16 @@ describe("f16 and q4 against f32 on a BERT-base-sized layer (hidden 768, ff 3072
   });
   afterAll(() => [f32, ...Object.values(layers)].forEach((l) => l.dispose()));
 
-  test.each(["f16", "q4"] as const)("%s: the layer's output is within the issue's target of f32 (relative RMS: f16 below 0.001, q4 below 0.06)", (format) => {
-    const want = f32.forward(x).data;
-    const err = relRms(layers[format].forward(x).data, want);
-    console.log(`${format} vs f32, BERT-base layer L=32: ${(100 * err).toFixed(4)}% relative RMS`);
-    expect(err).toBeLessThan(TARGET[format]);
-    expect(err).toBeGreaterThan(0); // it really ran the format
-  });
+  test.each(["f16", "q4"] as const)(
+    "%s: the layer's output is within the issue's target of f32 (relative RMS: f16 below 0.001, q4 below 0.06)",
+    (format) => {
+      const want = f32.forward(x).data;
+      const err = relRms(layers[format].forward(x).data, want);
+      console.log(`${format} vs f32, BERT-base layer L=32: ${(100 * err).toFixed(4)}% relative RMS`);
+      expect(err).toBeLessThan(TARGET[format]);
+      expect(err).toBeGreaterThan(0); // it really ran the format
+    },
+  );
 
   test.each(["f16", "q4"] as const)("%s: one product alone (768 -> 3072, the first feed-forward matrix)", (format) => {
     const [a, b] = [new Linear({ inFeatures: 768, outFeatures: 3072 }), new Linear({ inFeatures: 768, outFeatures: 3072 })];
@@ -97,22 +112,30 @@ describe("f16 and q4 against f32 on a BERT-base-sized layer (hidden 768, ff 3072
   });
 
   test("memory: f16 half of the f32 bytes; q4 4.5 bits a weight, about 1/7 (weightBytes and liveBytes)", () => {
-    const matrices = f32.params().filter((p) => p.shape.length === 2).reduce((n, p) => n + size(p.shape), 0);
-    const others = f32.params().filter((p) => p.shape.length !== 2).reduce((n, p) => n + size(p.shape), 0);
+    const matrices = f32
+      .params()
+      .filter((p) => p.shape.length === 2)
+      .reduce((n, p) => n + size(p.shape), 0);
+    const others = f32
+      .params()
+      .filter((p) => p.shape.length !== 2)
+      .reduce((n, p) => n + size(p.shape), 0);
     expect(f32.weightBytes()).toBe(4 * (matrices + others));
     // halves, and 18 bytes per 32 weights (768 and 3072 are multiples of 32 and 8: no padding); biases and norms stay float32
     expect(layers.f16.weightBytes()).toBe(2 * matrices + 4 * others);
     expect(layers.q4.weightBytes()).toBe((matrices / 32) * 18 + 4 * others);
     for (const format of ["f16", "q4"] as const) {
       const ratio = layers[format].weightBytes() / f32.weightBytes();
-      console.log(`BERT-base layer weights: f32 ${f32.weightBytes()} bytes, ${format} ${layers[format].weightBytes()} bytes (${(100 * ratio).toFixed(2)}%, 1/${(1 / ratio).toFixed(2)}); liveBytes ${live.f32} -> ${live[format]}`);
+      console.log(
+        `BERT-base layer weights: f32 ${f32.weightBytes()} bytes, ${format} ${layers[format].weightBytes()} bytes (${(100 * ratio).toFixed(2)}%, 1/${(1 / ratio).toFixed(2)}); liveBytes ${live.f32} -> ${live[format]}`,
+      );
       expect(Math.abs(live[format] - layers[format].weightBytes())).toBeLessThan(16 * 16);
     }
     expect(layers.f16.weightBytes() / f32.weightBytes()).toBeLessThan(0.501);
     expect(layers.q4.weightBytes() / f32.weightBytes()).toBeLessThan(1 / 7);
   });
 
-  test.each(["f16", "q4"] as const)("quantize(layer, \"%s\") gives the same bits as loading with { weights }", (format) => {
+  test.each(["f16", "q4"] as const)('quantize(layer, "%s") gives the same bits as loading with { weights }', (format) => {
     const l = new TransformerEncoderLayer(BERT).loadStateDict(dict);
     expect(quantize(l, format)).toBe(l);
     expect(l.weightBytes()).toBe(layers[format].weightBytes());
@@ -123,15 +146,25 @@ describe("f16 and q4 against f32 on a BERT-base-sized layer (hidden 768, ff 3072
 
 describe("Linear in f16 and q4: the host path against the float64 oracle of the dequantized product", () => {
   test.each([
-    ["f16", 1, 1, 1], ["f16", 3, 7, 5], ["f16", 67, 17, 33], ["f16", 5, 130, 67],
-    ["q4", 1, 1, 1], ["q4", 3, 7, 5], ["q4", 67, 17, 33], ["q4", 5, 130, 67],
+    ["f16", 1, 1, 1],
+    ["f16", 3, 7, 5],
+    ["f16", 67, 17, 33],
+    ["f16", 5, 130, 67],
+    ["q4", 1, 1, 1],
+    ["q4", 3, 7, 5],
+    ["q4", 67, 17, 33],
+    ["q4", 5, 130, 67],
   ] as const)("%s M=%i N=%i K=%i, bias, relu through forward()", (format, M, N, K) => {
     const seed = freshSeed();
     const r = rng(seed);
     const w = r.floats(N * K, 0.1);
     const bias = r.floats(N);
     const a = r.floats(M * K, 2);
-    const lin = new Linear({ inFeatures: K, outFeatures: N }).loadStateDict({ weight: { data: w, shape: [N, K] }, bias: { data: bias, shape: [N] } }, "", { weights: format });
+    const lin = new Linear({ inFeatures: K, outFeatures: N }).loadStateDict(
+      { weight: { data: w, shape: [N, K] }, bias: { data: bias, shape: [N] } },
+      "",
+      { weights: format },
+    );
     expect(lin.weights).toBe(format);
     const got = lin.forward({ data: a, shape: [M, K] }).data;
     const wd = dequantized(format, w, N, K);
@@ -157,7 +190,9 @@ describe("Linear in f16 and q4: the host path against the float64 oracle of the 
     expect(Array.from(lin.weightF32()!)).toEqual(Array.from(halfWeights(w))); // widened back exactly
     quantize(lin, "q4");
     expect(lin.weights).toBe("q4");
-    const direct = new Linear({ inFeatures: K, outFeatures: N }).loadStateDict({ ...dict, weight: { data: halfWeights(w), shape: [N, K] } }, "", { weights: "q4" });
+    const direct = new Linear({ inFeatures: K, outFeatures: N }).loadStateDict({ ...dict, weight: { data: halfWeights(w), shape: [N, K] } }, "", {
+      weights: "q4",
+    });
     const x = { data: rng(1).floats(3 * K), shape: [3, K] };
     expect(Array.from(lin.forward(x).data)).toEqual(Array.from(direct.forward(x).data));
     expect(() => quantize(lin, "f16")).toThrow(ArgumentError);
@@ -165,7 +200,9 @@ describe("Linear in f16 and q4: the host path against the float64 oracle of the 
     expect(() => quantize(lin, "f32")).toThrow(/holds q4 weights; their float32 values are gone/);
     const later = quantize(new Linear({ inFeatures: K, outFeatures: N }), "q4").loadStateDict(dict);
     expect(later.weights).toBe("q4");
-    expect(Array.from(later.forward(x).data)).toEqual(Array.from(new Linear({ inFeatures: K, outFeatures: N }).loadStateDict(dict, "", { weights: "q4" }).forward(x).data));
+    expect(Array.from(later.forward(x).data)).toEqual(
+      Array.from(new Linear({ inFeatures: K, outFeatures: N }).loadStateDict(dict, "", { weights: "q4" }).forward(x).data),
+    );
     for (const l of [lin, direct, later]) l.dispose();
   });
 });
@@ -203,16 +240,24 @@ function halfBits(x: Float32Array): Uint16Array {
 }
 
 describe("from safetensors files", () => {
-  test.each(["F16", "BF16"] as const)("a %s file into \"f16\" and \"q4\" Linear layers: the same bits as from float32 arrays of its values", (dtype) => {
+  test.each(["F16", "BF16"] as const)('a %s file into "f16" and "q4" Linear layers: the same bits as from float32 arrays of its values', (dtype) => {
     const [N, K] = [12, 40];
     const r = rng(freshSeed());
-    const values = dtype === "F16" ? halfWeights(r.floats(N * K, 0.5)) : Float32Array.from(r.floats(N * K, 0.5), (v) => new Float32Array(Uint32Array.of((new Uint32Array(Float32Array.of(v).buffer)[0]! >>> 16) << 16).buffer)[0]!);
+    const values =
+      dtype === "F16"
+        ? halfWeights(r.floats(N * K, 0.5))
+        : Float32Array.from(
+            r.floats(N * K, 0.5),
+            (v) => new Float32Array(Uint32Array.of((new Uint32Array(Float32Array.of(v).buffer)[0]! >>> 16) << 16).buffer)[0]!,
+          );
     const bits = dtype === "F16" ? halfBits(values) : Uint16Array.from(new Uint32Array(values.buffer), (b) => b >>> 16);
     const file = loadSafetensors(safetensors({ weight: { dtype, shape: [N, K], bytes: new Uint8Array(bits.buffer) } }));
     const x = { data: r.floats(5 * K), shape: [5, K] };
     for (const format of ["f16", "q4"] as const) {
       const fromFile = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict(file, "", { weights: format });
-      const fromArray = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: { data: values, shape: [N, K] } }, "", { weights: format });
+      const fromArray = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: { data: values, shape: [N, K] } }, "", {
+        weights: format,
+      });
       expect(fromFile.weights).toBe(format);
       expect(Array.from(fromFile.forward(x).data)).toEqual(Array.from(fromArray.forward(x).data));
       if (format === "f16" && dtype === "F16") expect(Array.from(fromFile.weightF32()!)).toEqual(Array.from(values)); // the file's halves, exactly
@@ -224,7 +269,7 @@ describe("from safetensors files", () => {
 });
 
 describe("models: EncoderModel (Hugging Face BERT) and CausalLM (a tiny Llama) in f16 and q4", () => {
-  test.each(["f16", "q4"] as const)("EncoderModel with { weights: \"%s\" }: close to f32, fewer bytes; quantize() gives the same bits", (format) => {
+  test.each(["f16", "q4"] as const)('EncoderModel with { weights: "%s" }: close to f32, fewer bytes; quantize() gives the same bits', (format) => {
     const dir = new URL("./fixtures/encoders/", import.meta.url);
     const config = JSON.parse(readFileSync(new URL("bert-f32.config.json", dir), "utf8")) as Record<string, unknown>;
     const dict: StateDict = loadSafetensors(readFileSync(new URL("bert-f32.safetensors", dir)));
@@ -243,7 +288,7 @@ describe("models: EncoderModel (Hugging Face BERT) and CausalLM (a tiny Llama) i
     for (const x of [f32, m, q]) x.dispose();
   });
 
-  test.each(["f16", "q4"] as const)("CausalLM with { weights: \"%s\" }: logits close to f32, fewer bytes", (format) => {
+  test.each(["f16", "q4"] as const)('CausalLM with { weights: "%s" }: logits close to f32, fewer bytes', (format) => {
     const dir = new URL("./fixtures/decoders/", import.meta.url);
     const config = JSON.parse(readFileSync(new URL("llama-untied.config.json", dir), "utf8")) as Record<string, unknown>;
     const dict = loadSafetensors(readFileSync(new URL("llama-untied.safetensors", dir)));
@@ -271,7 +316,12 @@ describe("two threads give the same bits as one", () => {
   afterAll(() => two.shutdown());
 
   // M = 1: columns split in whole panels; M = 67: rows (both above the 2^20 multiply-adds that split)
-  test.each([["f16", 1], ["f16", 67], ["q4", 1], ["q4", 67]] as const)("%s, M = %i, 768 -> 3072 with bias and gelu", (format, M) => {
+  test.each([
+    ["f16", 1],
+    ["f16", 67],
+    ["q4", 1],
+    ["q4", 67],
+  ] as const)("%s, M = %i, 768 -> 3072 with bias and gelu", (format, M) => {
     const [N, K] = [3072, 768];
     const r = rng(freshSeed());
     const dict = { weight: { data: normal(r, N * K, 0.02), shape: [N, K] }, bias: { data: r.floats(N), shape: [N] } };

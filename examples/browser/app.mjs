@@ -10,10 +10,7 @@ const threads = crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency 
 await init({ threads });
 // the tiny LM panel loads its model alongside (examples/browser/tiny-lm.mjs)
 const lm = startTinyLM();
-const [weights, config] = await Promise.all([
-  fetch("./model.safetensors").then((r) => r.arrayBuffer()),
-  fetch("./vocab.json").then((r) => r.json()),
-]);
+const [weights, config] = await Promise.all([fetch("./model.safetensors").then((r) => r.arrayBuffer()), fetch("./vocab.json").then((r) => r.json())]);
 const model = createPronounModel(new Uint8Array(weights), config);
 const info = runtimeInfo();
 
@@ -35,7 +32,9 @@ function run() {
       .flatMap((w, layer) =>
         Array.from({ length: w.shape[0] }, (_, h) => {
           const row = Array.from(w.data.subarray((h * L + i) * L, (h * L + i + 1) * L));
-          const bars = row.map((p, j) => `<div title="${(p * 100).toFixed(1)}%">${r.words[j]} <div class="bar" style="width:${(p * 100).toFixed(1)}%"></div></div>`).join("");
+          const bars = row
+            .map((p, j) => `<div title="${(p * 100).toFixed(1)}%">${r.words[j]} <div class="bar" style="width:${(p * 100).toFixed(1)}%"></div></div>`)
+            .join("");
           return `<div><b>layer ${layer + 1}, head ${h + 1}</b>${bars}</div>`;
         }),
       )

@@ -29,12 +29,15 @@ export async function startTinyLM() {
     vocab = v;
     model = CausalLM.fromConfig(config).loadStateDict(loadSafetensors(new Uint8Array(weights)));
   } catch (e) {
-    status.innerHTML = `<span class="error">${escape(e.message)}</span>`;
+    status.innerHTML = `<span class="error">${escapeHtml(e.message)}</span>`;
     panel.dataset.ready = "false";
     return;
   }
   const [layers, heads] = [model.layers.length, model.config.numHeads];
-  $("lm-layer").innerHTML = Array.from({ length: layers }, (_, l) => `<option value="${l}"${l === layers - 1 ? " selected" : ""}>layer ${l + 1}</option>`).join("");
+  $("lm-layer").innerHTML = Array.from(
+    { length: layers },
+    (_, l) => `<option value="${l}"${l === layers - 1 ? " selected" : ""}>layer ${l + 1}</option>`,
+  ).join("");
   status.textContent = `${layers} layers · ${heads} heads (${model.config.numKvHeads} key/value heads) · hidden ${model.config.hiddenSize} · ${vocab.length} characters`;
 
   let run = null; // the generation going on: { stop }
@@ -68,7 +71,7 @@ async function generate(model, vocab, prompt, n, heads, run) {
     ids = encode(vocab, prompt);
     if (!ids.length) throw new Error("type a prompt first");
   } catch (e) {
-    $("lm-status").innerHTML = `<span class="error">${escape(e.message)}</span>`;
+    $("lm-status").innerHTML = `<span class="error">${escapeHtml(e.message)}</span>`;
     return null;
   }
   const view = { chars: [...prompt], steps: [] };
@@ -102,7 +105,8 @@ async function generate(model, vocab, prompt, n, heads, run) {
     cache.dispose();
   }
   const ms = performance.now() - started;
-  $("lm-speed").textContent = `${view.steps.length} characters in ${(ms / 1000).toFixed(2)} s, shown a frame each; the model's own time ${compute.toFixed(1)} ms (${(compute / Math.max(1, view.steps.length)).toFixed(2)} ms a character)`;
+  $("lm-speed").textContent =
+    `${view.steps.length} characters in ${(ms / 1000).toFixed(2)} s, shown a frame each; the model's own time ${compute.toFixed(1)} ms (${(compute / Math.max(1, view.steps.length)).toFixed(2)} ms a character)`;
   out.dataset.done = "true";
   return view;
 }
@@ -111,18 +115,24 @@ async function generate(model, vocab, prompt, n, heads, run) {
 function setupHeatmaps(heads, keys, steps) {
   $("lm-heads").innerHTML = Array.from(
     { length: heads },
-    (_, h) => `<div class="lm-head"><b>head ${h + 1}</b><div class="lm-strip" id="lm-strip-${h}"></div><canvas id="lm-map-${h}" width="${keys * CELL.w}" height="${steps * CELL.h}"></canvas></div>`,
+    (_, h) =>
+      `<div class="lm-head"><b>head ${h + 1}</b><div class="lm-strip" id="lm-strip-${h}"></div><canvas id="lm-map-${h}" width="${keys * CELL.w}" height="${steps * CELL.h}"></canvas></div>`,
   ).join("");
 }
 
 function drawStep(view, s, row, heads) {
   const layer = Number($("lm-layer").value);
   const cols = s.attention.shape[2];
-  $("lm-query").innerHTML = `to write <code>${label(s.next)}</code>, the newest character <code>${label(view.chars[s.q])}</code> (position ${s.q}) read, in layer ${layer + 1}:`;
+  $("lm-query").innerHTML =
+    `to write <code>${label(s.next)}</code>, the newest character <code>${label(view.chars[s.q])}</code> (position ${s.q}) read, in layer ${layer + 1}:`;
   for (let h = 0; h < heads; h++) {
     const p = s.attention.data.subarray((layer * heads + h) * cols, (layer * heads + h + 1) * cols);
     const top = Math.max(...p);
-    const spans = Array.from(p, (w, t) => `<span style="background:rgba(40,60,230,${(w / top).toFixed(3)});color:${w / top > 0.55 ? "#fff" : "#222"}" title="${(100 * w).toFixed(1)}%"${t === s.q ? ' class="q"' : ""}>${show(view.chars[t])}</span>`);
+    const spans = Array.from(
+      p,
+      (w, t) =>
+        `<span style="background:rgba(40,60,230,${(w / top).toFixed(3)});color:${w / top > 0.55 ? "#fff" : "#222"}" title="${(100 * w).toFixed(1)}%"${t === s.q ? ' class="q"' : ""}>${show(view.chars[t])}</span>`,
+    );
     $(`lm-strip-${h}`).innerHTML = `${spans.join("")}<span class="next">${show(s.next)}</span>`;
     const g = $(`lm-map-${h}`).getContext("2d");
     for (let t = 0; t < cols; t++) {
@@ -142,18 +152,18 @@ function redraw(view, heads) {
 }
 
 // a painted frame (requestAnimationFrame), or 100 ms where frames do not come (a hidden tab)
-const frame = () => new Promise((ok) => {
-  requestAnimationFrame(() => ok());
-  setTimeout(ok, 100);
-});
+const frame = () =>
+  new Promise((ok) => {
+    requestAnimationFrame(() => ok());
+    setTimeout(ok, 100);
+  });
 
 const label = (c) => (c === " " ? "\u2423" : show(c));
-const show = (c) => (c === " " ? "\u00a0" : c === "\n" ? "\u21b5" : escape(c));
-const escape = (s) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+const show = (c) => (c === " " ? "\u00a0" : c === "\n" ? "\u21b5" : escapeHtml(c));
+const escapeHtml = (s) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 
 function argmax(xs) {
   let best = 0;
   for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
   return best;
 }
-

@@ -16,7 +16,11 @@ export function createPronounModel(weightBytes, config) {
 
   /** words, referent, pointer probabilities [L], each layer's weights [nhead, L, L], and the time taken */
   function predict(sentence) {
-    const words = sentence.toLowerCase().replace(/[^a-z ]/g, " ").split(/\s+/).filter(Boolean);
+    const words = sentence
+      .toLowerCase()
+      .replace(/[^a-z ]/g, " ")
+      .split(/\s+/)
+      .filter(Boolean);
     const unknown = words.filter((w) => !index.has(w));
     if (unknown.length) throw new Error(`unknown words: ${unknown.join(", ")} (the vocabulary is in vocab.json)`);
     const it = words.indexOf("it");

@@ -26,7 +26,9 @@ export function attentionSvg(results) {
         parts.push(`<text x="${x0 + LABEL}" y="${y + 12}" font-size="12">layer ${layer + 1}, head ${h + 1}</text>`);
         for (let i = 0; i < L; i++) {
           const yi = y + 20 + i * CELL;
-          parts.push(`<text x="${x0 + LABEL - 4}" y="${yi + 13}" font-size="11" text-anchor="end"${i === r.it ? ' font-weight="bold"' : ""}>${esc(r.words[i])}</text>`);
+          parts.push(
+            `<text x="${x0 + LABEL - 4}" y="${yi + 13}" font-size="11" text-anchor="end"${i === r.it ? ' font-weight="bold"' : ""}>${esc(r.words[i])}</text>`,
+          );
           for (let j = 0; j < L; j++) parts.push(cell(x0 + LABEL + j * CELL, yi, w.data[(h * L + i) * L + j], r.words[i], r.words[j]));
         }
         columnLabels(parts, r.words, x0, y + 24 + L * CELL);

@@ -41,7 +41,9 @@ export function canary(lib: Lib = defaultLib, seed = 0x5eed + counter++): Canary
       const now = new Uint32Array(t.data.slice().buffer);
       for (let i = 0; i < bits.length; i++) {
         if (now[i] !== bits[i]) {
-          throw new Error(`${name}: float ${i} of ${bits.length} was overwritten (0x${bits[i].toString(16)} -> 0x${now[i].toString(16)}): a write outside the call's own memory`);
+          throw new Error(
+            `${name}: float ${i} of ${bits.length} was overwritten (0x${bits[i].toString(16)} -> 0x${now[i].toString(16)}): a write outside the call's own memory`,
+          );
         }
       }
     }

@@ -54,7 +54,10 @@ export interface ChildResult {
 export async function runChild(script: string, args: string[], options: { timeoutMs: number; nodeArgs?: string[] }): Promise<ChildResult> {
   const lib = await bundle();
   const t0 = performance.now();
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(root, "test/support", script), lib, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(root, "test/support", script), lib, ...args], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));

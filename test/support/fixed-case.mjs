@@ -13,9 +13,27 @@ export function fixedCase(lib) {
   const k = lib.tensor(fixedInputs(2 * 2 * 70 * 24, 2), [2, 2, 70, 24]);
   const attention = lib.scaledDotProductAttention(q, k, k, { isCausal: true, causalAlignment: "bottom-right", enableGqa: true });
   const encoder = new lib.TransformerEncoder({ layer: { dModel: 32, nhead: 4, dimFeedforward: 64, activation: "gelu" }, numLayers: 2, norm: true });
-  encoder.loadStateDict(Object.fromEntries(encoder.params().map((p, i) => [p.key, lib.tensor(fixedInputs(p.shape.reduce((x, y) => x * y, 1), 10 + i).map((x) => x * 0.3), p.shape)])));
+  encoder.loadStateDict(
+    Object.fromEntries(
+      encoder.params().map((p, i) => [
+        p.key,
+        lib.tensor(
+          fixedInputs(
+            p.shape.reduce((x, y) => x * y, 1),
+            10 + i,
+          ).map((x) => x * 0.3),
+          p.shape,
+        ),
+      ]),
+    ),
+  );
   const x = lib.tensor(fixedInputs(3 * 11 * 32, 3), [3, 11, 32]);
-  const y = encoder.forward(x, { srcKeyPaddingMask: lib.tensor(Uint8Array.from({ length: 33 }, (_, i) => (i % 11 > 8 ? 1 : 0)), [3, 11]) });
+  const y = encoder.forward(x, {
+    srcKeyPaddingMask: lib.tensor(
+      Uint8Array.from({ length: 33 }, (_, i) => (i % 11 > 8 ? 1 : 0)),
+      [3, 11],
+    ),
+  });
   encoder.dispose();
   const out = new Float32Array(attention.data.length + y.data.length);
   out.set(attention.data);

@@ -6,7 +6,9 @@ await lib.init();
 const base = lib.memoryStats().liveBytes;
 function make() {
   const enc = new lib.TransformerEncoder({ layer: { dModel: 16, nhead: 2, dimFeedforward: 32 }, numLayers: 2 });
-  enc.loadStateDict(Object.fromEntries(enc.params().map((p) => [p.key, lib.tensor(new Float32Array(p.shape.reduce((a, b) => a * b, 1)).fill(0.1), p.shape)])));
+  enc.loadStateDict(
+    Object.fromEntries(enc.params().map((p) => [p.key, lib.tensor(new Float32Array(p.shape.reduce((a, b) => a * b, 1)).fill(0.1), p.shape)])),
+  );
   const cache = new lib.KVCache();
   enc.forward(lib.tensor(new Float32Array(3 * 16).fill(0.2), [1, 3, 16]), { isCausal: true, cache });
   lib.residentTensor([100, 100]);

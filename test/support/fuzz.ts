@@ -37,7 +37,10 @@ export function assertProperty<Ts>(where: Where, property: fc.IAsyncProperty<Ts>
 export function assertProperty<Ts>(where: Where, property: fc.IProperty<Ts>, runs?: number): void;
 export function assertProperty<Ts>(where: Where, property: fc.IRawProperty<Ts>, runs = FUZZ_RUNS): Promise<void> | void {
   const fail = (e: unknown): never => {
-    throw new Error(`property failed with FUZZ_SEED=${FUZZ_SEED} (FUZZ_RUNS=${FUZZ_RUNS}); replay it with:\n  ${replayCommand(where)}\n\n${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw new Error(
+      `property failed with FUZZ_SEED=${FUZZ_SEED} (FUZZ_RUNS=${FUZZ_RUNS}); replay it with:\n  ${replayCommand(where)}\n\n${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    );
   };
   try {
     const done = fc.assert(property, { numRuns: runs, seed: FUZZ_SEED, endOnFailure: true });

@@ -16,7 +16,13 @@ function attempt(call) {
     const out = call();
     return { outcome: "returned", ms: performance.now() - t0, shape: out?.shape ?? out?.output?.shape ?? null };
   } catch (e) {
-    return { outcome: "threw", ms: performance.now() - t0, name: e?.name, wasmAttentionError: e instanceof lib.WasmAttentionError, message: String(e?.message ?? e).slice(0, 300) };
+    return {
+      outcome: "threw",
+      ms: performance.now() - t0,
+      name: e?.name,
+      wasmAttentionError: e instanceof lib.WasmAttentionError,
+      message: String(e?.message ?? e).slice(0, 300),
+    };
   }
 }
 
@@ -24,14 +30,16 @@ const cases = {
   // an empty tensor whose leading dimension is 2^40: nothing to compute
   // (the tensors are made inside the attempt: tensor() rejecting such a shape is a fine answer too;
   // a plain { data, shape } object is passed as well, which tensor() does not check)
-  "empty-2^40-sdpa-rank3": () => attempt(() => {
-    const q = { data: new Float32Array(0), shape: [2 ** 40, 0, 4] };
-    return lib.scaledDotProductAttention(q, q, q);
-  }),
-  "empty-2^40-sdpa-rank4": () => attempt(() => {
-    const q = { data: new Float32Array(0), shape: [2 ** 40, 1, 0, 4] };
-    return lib.scaledDotProductAttention(q, q, q, { isCausal: true });
-  }),
+  "empty-2^40-sdpa-rank3": () =>
+    attempt(() => {
+      const q = { data: new Float32Array(0), shape: [2 ** 40, 0, 4] };
+      return lib.scaledDotProductAttention(q, q, q);
+    }),
+  "empty-2^40-sdpa-rank4": () =>
+    attempt(() => {
+      const q = { data: new Float32Array(0), shape: [2 ** 40, 1, 0, 4] };
+      return lib.scaledDotProductAttention(q, q, q, { isCausal: true });
+    }),
   "empty-2^40-mha": () => {
     const mha = loaded(new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2 }));
     return attempt(() => {
@@ -39,23 +47,27 @@ const cases = {
       return mha.forward(x, x, x, { needWeights: false });
     });
   },
-  "empty-2^40-linear-attention": () => attempt(() => {
-    const q = { data: new Float32Array(0), shape: [2 ** 40, 0, 4] };
-    return lib.linearAttention(q, q, q);
-  }),
-  "empty-2^40-tensor": () => attempt(() => {
-    const q = lib.tensor(new Float32Array(0), [2 ** 40, 0, 4]);
-    return lib.scaledDotProductAttention(q, q, q);
-  }),
+  "empty-2^40-linear-attention": () =>
+    attempt(() => {
+      const q = { data: new Float32Array(0), shape: [2 ** 40, 0, 4] };
+      return lib.linearAttention(q, q, q);
+    }),
+  "empty-2^40-tensor": () =>
+    attempt(() => {
+      const q = lib.tensor(new Float32Array(0), [2 ** 40, 0, 4]);
+      return lib.scaledDotProductAttention(q, q, q);
+    }),
   // 2^31 heads of nothing, with a mask: no per-head JavaScript array of 2^31 entries
-  "2^31-heads-bool-mask": () => attempt(() => {
-    const q = { data: new Float32Array(0), shape: [1, 2 ** 31, 0, 4] };
-    return lib.scaledDotProductAttention(q, q, q, { attnMask: { data: new Uint8Array([1]), shape: [1] } });
-  }),
-  "2^31-heads-float-mask": () => attempt(() => {
-    const q = { data: new Float32Array(0), shape: [1, 2 ** 31, 0, 4] };
-    return lib.scaledDotProductAttention(q, q, q, { attnMask: { data: new Float32Array([0]), shape: [1] } });
-  }),
+  "2^31-heads-bool-mask": () =>
+    attempt(() => {
+      const q = { data: new Float32Array(0), shape: [1, 2 ** 31, 0, 4] };
+      return lib.scaledDotProductAttention(q, q, q, { attnMask: { data: new Uint8Array([1]), shape: [1] } });
+    }),
+  "2^31-heads-float-mask": () =>
+    attempt(() => {
+      const q = { data: new Float32Array(0), shape: [1, 2 ** 31, 0, 4] };
+      return lib.scaledDotProductAttention(q, q, q, { attnMask: { data: new Float32Array([0]), shape: [1] } });
+    }),
   // the weights of [1, 40000, 2] self-attention: 40000^2 floats = 6.4 GB, past the 4 GiB a module
   // can address (the issue's [1, 19000, 2] needs 1.44 GB since the average is taken in place, and
   // fits: it returns the right answer, so it shows nothing about failing before the work)

@@ -84,7 +84,7 @@ function lieShape(shape: number[], option: number): unknown[] {
 }
 
 // element values for the impostors, in the range of each type
-const asBytes = (x: Data) => Uint8Array.from(x, (v) => (Math.round(Math.abs(v) * 100) & 0xff));
+const asBytes = (x: Data) => Uint8Array.from(x, (v) => Math.round(Math.abs(v) * 100) & 0xff);
 
 export const families: Family[] = [
   {
@@ -94,7 +94,8 @@ export const families: Family[] = [
     make(h, option) {
       const n = h.data.length;
       const lies = [n + 1, n - 1, 0, NaN, 2 * n + 8, 2 ** 32, -1, undefined];
-      const what = option % 10 < 8 ? `length ${String(lies[option % 10])}` : option % 10 === 8 ? `length ${n} then ${4 * n + 4}` : `length ${n} then 1`;
+      const what =
+        option % 10 < 8 ? `length ${String(lies[option % 10])}` : option % 10 === 8 ? `length ${n} then ${4 * n + 4}` : `length ${n} then 1`;
       const get = option % 10 < 8 ? () => lies[option % 10] : option % 10 === 8 ? sequence(n, 4 * n + 4) : sequence(n, 1);
       return { what: `data: ${what}`, value: subclassed(h.data, { length: get }), twins: [h] };
     },
@@ -106,7 +107,8 @@ export const families: Family[] = [
     make(h, option) {
       const b = h.data.byteLength;
       const lies = [b - 4, 0, NaN, undefined, b + 64, 1, -16, 2 ** 33];
-      const what = option % 10 < 8 ? `byteLength ${String(lies[option % 10])}` : option % 10 === 8 ? `byteLength ${b} then 0` : `byteLength ${b} then NaN`;
+      const what =
+        option % 10 < 8 ? `byteLength ${String(lies[option % 10])}` : option % 10 === 8 ? `byteLength ${b} then 0` : `byteLength ${b} then NaN`;
       const get = option % 10 < 8 ? () => lies[option % 10] : option % 10 === 8 ? sequence(b, 0) : sequence(b, NaN);
       return { what: `data: ${what}`, value: subclassed(h.data, { byteLength: get }), twins: [h] };
     },
@@ -131,13 +133,21 @@ export const families: Family[] = [
         // really shorter: only an error is right (when it is really shorter at all)
         const m = Math.floor(n / 2);
         const real = h.data.slice(0, m);
-        return { what: `data: ${m} real elements claiming ${n}`, value: subclassed(real, { length: () => n, byteLength: () => n * bpe }), twins: m === n ? [h] : [] };
+        return {
+          what: `data: ${m} real elements claiming ${n}`,
+          value: subclassed(real, { length: () => n, byteLength: () => n * bpe }),
+          twins: m === n ? [h] : [],
+        };
       }
       // really longer: the first n elements, or an error
       const real = new (h.data.constructor as unknown as new (n: number) => Data)(n + 7);
       real.set(h.data as never);
       real.fill(3 as never, n);
-      return { what: `data: ${n + 7} real elements claiming ${n}`, value: subclassed(real, { length: () => n, byteLength: () => n * bpe }), twins: [h] };
+      return {
+        what: `data: ${n + 7} real elements claiming ${n}`,
+        value: subclassed(real, { length: () => n, byteLength: () => n * bpe }),
+        twins: [h],
+      };
     },
   },
   {
@@ -166,17 +176,23 @@ export const families: Family[] = [
         ["forwarding every read to the array", { get: forward }],
         [`forwarding, length ${n + 5}`, { get: (t, p) => (p === "length" ? n + 5 : forward(t, p)) }],
         ["forwarding, byteLength NaN", { get: (t, p) => (p === "byteLength" ? NaN : forward(t, p)) }],
-        [`forwarding, length ${n} then ${3 * n + 9}`, { get: (t, p) => (p === "length" ? ((reads.set(p, (reads.get(p) ?? 0) + 1).get(p) as number) === 1 ? n : 3 * n + 9) : forward(t, p)) }],
-        ["forwarding, each element honest once and 7 afterwards", {
-          get: (t, p) => {
-            if (typeof p === "string" && /^\d+$/.test(p)) {
-              const k = (reads.get(p) ?? 0) + 1;
-              reads.set(p, k);
-              return k === 1 ? t[Number(p)] : 7;
-            }
-            return forward(t, p);
+        [
+          `forwarding, length ${n} then ${3 * n + 9}`,
+          { get: (t, p) => (p === "length" ? ((reads.set(p, (reads.get(p) ?? 0) + 1).get(p) as number) === 1 ? n : 3 * n + 9) : forward(t, p)) },
+        ],
+        [
+          "forwarding, each element honest once and 7 afterwards",
+          {
+            get: (t, p) => {
+              if (typeof p === "string" && /^\d+$/.test(p)) {
+                const k = (reads.get(p) ?? 0) + 1;
+                reads.set(p, k);
+                return k === 1 ? t[Number(p)] : 7;
+              }
+              return forward(t, p);
+            },
           },
-        }],
+        ],
       ];
       const [what, handler] = kinds[option % kinds.length];
       return { what: `data: Proxy, ${what}`, value: new Proxy(src, handler), twins: [withShape(h, src)] };
@@ -193,25 +209,76 @@ export const families: Family[] = [
       const values = Float32Array.from(h.data);
       const tagged = <T extends object>(x: T): T => Object.defineProperty(x, TAG, { value: claim, configurable: true });
       const kinds: [string, () => { value: unknown; elements: ArrayLike<number> }][] = [
-        ["a Uint8Array", () => { const u = asBytes(values); return { value: tagged(u), elements: u }; }],
-        ["an Int16Array", () => { const u = Int16Array.from(values, (v) => Math.round(v * 1000)); return { value: tagged(u), elements: u }; }],
-        ["a Float64Array", () => { const u = Float64Array.from(values); return { value: tagged(u), elements: u }; }],
-        ["an Array", () => { const u = Array.from(values); return { value: tagged(u), elements: u }; }],
-        ["a plain object with length and elements", () => { const u = Array.from(values); return { value: tagged({ ...u, length: u.length }), elements: u }; }],
-        ["a plain object with length, elements and a lying byteLength", () => { const u = Array.from(values); return { value: tagged({ ...u, length: u.length, byteLength: 4 }), elements: u }; }],
-        ["a DataView", () => { const u = new DataView(values.buffer.slice(0)); return { value: tagged(u), elements: values }; }],
-        [float ? "a Uint8Array of 4n bytes" : "a Float32Array", () => {
-          if (float) { const u = new Uint8Array(values.buffer.slice(0)); return { value: tagged(u), elements: u }; }
-          const u = Float32Array.from(h.data); return { value: tagged(u), elements: u };
-        }],
+        [
+          "a Uint8Array",
+          () => {
+            const u = asBytes(values);
+            return { value: tagged(u), elements: u };
+          },
+        ],
+        [
+          "an Int16Array",
+          () => {
+            const u = Int16Array.from(values, (v) => Math.round(v * 1000));
+            return { value: tagged(u), elements: u };
+          },
+        ],
+        [
+          "a Float64Array",
+          () => {
+            const u = Float64Array.from(values);
+            return { value: tagged(u), elements: u };
+          },
+        ],
+        [
+          "an Array",
+          () => {
+            const u = Array.from(values);
+            return { value: tagged(u), elements: u };
+          },
+        ],
+        [
+          "a plain object with length and elements",
+          () => {
+            const u = Array.from(values);
+            return { value: tagged({ ...u, length: u.length }), elements: u };
+          },
+        ],
+        [
+          "a plain object with length, elements and a lying byteLength",
+          () => {
+            const u = Array.from(values);
+            return { value: tagged({ ...u, length: u.length, byteLength: 4 }), elements: u };
+          },
+        ],
+        [
+          "a DataView",
+          () => {
+            const u = new DataView(values.buffer.slice(0));
+            return { value: tagged(u), elements: values };
+          },
+        ],
+        [
+          float ? "a Uint8Array of 4n bytes" : "a Float32Array",
+          () => {
+            if (float) {
+              const u = new Uint8Array(values.buffer.slice(0));
+              return { value: tagged(u), elements: u };
+            }
+            const u = Float32Array.from(h.data);
+            return { value: tagged(u), elements: u };
+          },
+        ],
       ];
       const [what, make] = kinds[option % kinds.length];
       const { value, elements } = make();
       // by value, as the type it claims to be; or, where its real type is a tensor type, as what it is
       const twins: Honest[] = [];
-      if (elements.length === h.data.length) twins.push({ data: claim === "Float32Array" ? Float32Array.from(elements) : Uint8Array.from(elements), shape: [...h.shape] });
+      if (elements.length === h.data.length)
+        twins.push({ data: claim === "Float32Array" ? Float32Array.from(elements) : Uint8Array.from(elements), shape: [...h.shape] });
       // (a mask may be either: a real Uint8Array is a boolean mask whatever its tag says)
-      if ((value instanceof Float32Array || value instanceof Uint8Array) && value.length === h.data.length) twins.push({ data: value.slice(), shape: [...h.shape] });
+      if ((value instanceof Float32Array || value instanceof Uint8Array) && value.length === h.data.length)
+        twins.push({ data: value.slice(), shape: [...h.shape] });
       return { what: `data: ${what} claiming to be a ${claim}`, value, twins };
     },
   },
@@ -225,9 +292,13 @@ export const families: Family[] = [
       const arr = [...h.shape];
       arr.forEach((x, i) => {
         let reads = 0;
-        Object.defineProperty(arr, i, { get: () => (++reads <= after ? x : lie[i] ?? x), enumerable: true, configurable: true });
+        Object.defineProperty(arr, i, { get: () => (++reads <= after ? x : (lie[i] ?? x)), enumerable: true, configurable: true });
       });
-      return { what: `shape: elements are getters, ${JSON.stringify(h.shape)} for ${after} reads, then ${JSON.stringify(lie)}`, value: arr, twins: lie.length === h.shape.length ? shapeTwins(h, lie) : [h] };
+      return {
+        what: `shape: elements are getters, ${JSON.stringify(h.shape)} for ${after} reads, then ${JSON.stringify(lie)}`,
+        value: arr,
+        twins: lie.length === h.shape.length ? shapeTwins(h, lie) : [h],
+      };
     },
   },
   {
@@ -273,7 +344,11 @@ export const families: Family[] = [
           return Reflect.get(t, p, recv);
         },
       });
-      return { what: `shape: Proxy, honest for ${after * (h.shape.length + 1)} reads, then ${JSON.stringify(lie)}`, value, twins: shapeTwins(h, lie) };
+      return {
+        what: `shape: Proxy, honest for ${after * (h.shape.length + 1)} reads, then ${JSON.stringify(lie)}`,
+        value,
+        twins: shapeTwins(h, lie),
+      };
     },
   },
   {

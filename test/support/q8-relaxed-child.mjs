@@ -12,13 +12,21 @@ const builds = { baseline: await load("kernels"), relaxed: await load("kernels-r
 for (const k of Object.values(builds)) k.memory.grow(64 + Math.ceil(k.heap_base() / 65536));
 
 let seed = 987;
-const floats = (n, scale) => Float32Array.from({ length: n }, () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 31 - 1) * scale);
+const floats = (n, scale) =>
+  Float32Array.from({ length: n }, () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return (seed / 2 ** 31 - 1) * scale;
+  });
 const K4 = (K) => Math.ceil(K / 4) * 4;
 
 // out (M, N) from f32 a, w, bias, residual through quantize_rows_i8 (both), pack_q8, gemm_q8
 function run(k, { a, w, bias, residual, M, N, K, act }) {
   let top = Math.ceil(k.heap_base() / 16) * 16;
-  const alloc = (n) => ((top += Math.ceil(n / 16) * 16 + 16), top - Math.ceil(n / 16) * 16 - 16);
+  const alloc = (n) => {
+    const at = top;
+    top += Math.ceil(n / 16) * 16 + 16;
+    return at;
+  };
   const put = (x) => {
     const at = alloc(4 * x.length);
     new Float32Array(k.memory.buffer, at, x.length).set(x);
@@ -45,12 +53,22 @@ let stable = true;
 let worstOther = 0;
 let mismatch = null;
 let cases = 0;
-const shapes = [[1, 1, 1], [3, 5, 7], [4, 8, 4], [5, 17, 67], [17, 67, 33], [67, 130, 768]];
+const shapes = [
+  [1, 1, 1],
+  [3, 5, 7],
+  [4, 8, 4],
+  [5, 17, 67],
+  [17, 67, 33],
+  [67, 130, 768],
+];
 for (const act of [0, 1, 2, 3, 4]) {
   for (const [M, N, K] of shapes) {
     const c = { a: floats(M * K, 2), w: floats(N * K, 0.05), bias: floats(N, 1), residual: floats(M * N, 1), M, N, K, act };
     const first = { baseline: run(builds.baseline, c), relaxed: run(builds.relaxed, c) };
-    for (let i = 0; i < 40; i++) run(builds.relaxed, c), run(builds.baseline, c);
+    for (let i = 0; i < 40; i++) {
+      run(builds.relaxed, c);
+      run(builds.baseline, c);
+    }
     const later = { baseline: run(builds.baseline, c), relaxed: run(builds.relaxed, c) };
     cases++;
     if (!same(first.relaxed, later.relaxed) || !same(first.baseline, later.baseline)) {

@@ -21,9 +21,13 @@ export default {
     await init();
     const url = new URL(request.url);
     if (url.pathname === "/embed") return embed(url.searchParams.get("text") ?? "the cat sat|a dog lay");
-    if (url.pathname === "/generate") return generate(url.searchParams.get("prompt") ?? "Attention ", Math.min(400, Number(url.searchParams.get("tokens") ?? 120)));
+    if (url.pathname === "/generate")
+      return generate(url.searchParams.get("prompt") ?? "Attention ", Math.min(400, Number(url.searchParams.get("tokens") ?? 120)));
     const L = Math.min(64, Number(url.searchParams.get("words") ?? 4));
-    const x = tensor(Float32Array.from({ length: L * 8 }, (_, i) => Math.sin(i * 0.37)), [1, L, 8]);
+    const x = tensor(
+      Float32Array.from({ length: L * 8 }, (_, i) => Math.sin(i * 0.37)),
+      [1, L, 8],
+    );
     const { output, weights } = scaledDotProductAttention(x, x, x, { isCausal: true, returnWeights: true });
     return Response.json({ shape: output.shape, lastRowWeights: Array.from(weights.data.subarray((L - 1) * L)) });
   },
@@ -34,7 +38,15 @@ function embed(text) {
   bert ??= EncoderModel.fromConfig(bertConfig).loadStateDict(loadSafetensors(new Uint8Array(bertWeights)));
   const sentences = text.split("|");
   // ids 2 and 3 frame each sentence ([CLS], [SEP]); a word's id from its characters, within the 61 the model has
-  const tokens = sentences.map((s) => [2, ...s.toLowerCase().split(/\W+/).filter(Boolean).map((w) => 4 + ([...w].reduce((h, c) => h * 31 + c.charCodeAt(0), 7) % 57)), 3]);
+  const tokens = sentences.map((s) => [
+    2,
+    ...s
+      .toLowerCase()
+      .split(/\W+/)
+      .filter(Boolean)
+      .map((w) => 4 + ([...w].reduce((h, c) => h * 31 + c.charCodeAt(0), 7) % 57)),
+    3,
+  ]);
   const L = Math.max(...tokens.map((t) => t.length));
   const ids = new Int32Array(sentences.length * L);
   const mask = new Uint8Array(sentences.length * L);
