@@ -5,7 +5,7 @@ import { Heap } from "./memory.js";
 import { type Ctx, Module, type Param, Resident, withScope } from "./module.js";
 import { type Call, SCRATCH } from "./threads.js";
 import { type Tensor, checkTensor, checkOptions, fmt } from "./tensor.js";
-import { type WeightFormat, formatFor, preQuantizedRows } from "./weights.js";
+import { type HalfParam, type WeightFormat, formatFor, preQuantizedRows } from "./weights.js";
 
 /** Activations the matrix-product kernel applies in its store, by name. */
 export const ACT = { none: Act.None, relu: Act.Relu, gelu: Act.Gelu, "gelu-tanh": Act.GeluTanh, silu: Act.Silu } as const;
@@ -40,7 +40,8 @@ export class Linear extends Module {
   params(): Param[] {
     const N = this.outFeatures;
     const K = this.inFeatures;
-    const ps: Param[] = [{ key: "weight", shape: [N, K], load: (t) => this.setWeight(t.data) }];
+    const weight: Param & HalfParam = { key: "weight", shape: [N, K], load: (t) => this.setWeight(t.data), loadHalf: (source) => this.#loadHalf(source) };
+    const ps: Param[] = [weight];
     if (this.bias) ps.push({ key: "bias", shape: [N], load: (t) => this.setBias(t.data) });
     return ps;
   }
@@ -166,6 +167,41 @@ export class Linear extends Module {
       if (format === "f16") kernels.pack_f16(at, src, K, N, K, 0);
       else kernels.pack_q4(at, src, K, N, K);
     });
+  }
+
+  // a file's F16 / BF16 weight (N, K), into f16 or q4: copied into WebAssembly memory and packed
+  // 64 rows (whole panels) at a time, so no float32 copy of the whole weight is ever made; false
+  // (nothing done) for the other formats and dtypes
+  #loadHalf({ bytes, dtype }: { bytes: Uint8Array; dtype: string }): boolean {
+    const format = formatFor(this.#format);
+    if ((format !== "f16" && format !== "q4") || (dtype !== "F16" && dtype !== "BF16")) return false;
+    const [N, K] = [this.outFeatures, this.inFeatures];
+    const { kernels, heap } = runtime();
+    const BLOCK = 64;
+    const rows = Math.min(N, BLOCK);
+    const total = format === "f16" ? kernels.pack_f16_bytes(N, K) : kernels.pack_q4_bytes(N, K);
+    const panel = format === "f16" ? 16 * K : 144 * Math.ceil(K / 32); // bytes per 8 rows
+    this.#w.setWith("weight", total, rows * K * (format === "q4" ? 6 : 2) + 64, (at, scope) => {
+      const half = scope.alloc(2 * rows * K);
+      const wide = format === "q4" ? scope.alloc(4 * rows * K) : 0;
+      for (let r0 = 0; r0 < N; r0 += BLOCK) {
+        const n = Math.min(BLOCK, N - r0);
+        new Uint8Array(heap.memory.buffer, half, 2 * n * K).set(bytes.subarray(2 * r0 * K, 2 * (r0 + n) * K));
+        const dst = at + (r0 / 8) * panel;
+        if (format === "f16") kernels.pack_f16(dst, half, K, n, K, dtype === "F16" ? 1 : 2);
+        else {
+          // widened exactly (bfloat16: the top half of a float32), then quantized
+          if (dtype === "F16") kernels.f16_to_f32_n(wide, half, n * K);
+          else {
+            const [h, w] = [new Uint16Array(heap.memory.buffer, half, n * K), new Uint32Array(heap.memory.buffer, wide, n * K)];
+            for (let i = 0; i < n * K; i++) w[i] = h[i]! << 16;
+          }
+          kernels.pack_q4(dst, wide, K, n, K);
+        }
+      }
+    });
+    this.#format = format;
+    return true;
   }
 
   /** @internal */

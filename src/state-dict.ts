@@ -3,7 +3,7 @@ import { ArgumentError, ShapeError } from "./errors.js";
 import type { Param } from "./module.js";
 import { type IntegerTensor, fileSource, loadFromFile } from "./safetensors.js";
 import { type Tensor, checkOptions, checkShape, checkTensor, describe, fmt, honest, typedKind } from "./tensor.js";
-import { WEIGHT_FORMATS, type WeightFormat, dequantize, loadingPreQuantized, whileLoading } from "./weights.js";
+import { WEIGHT_FORMATS, type WeightFormat, dequantize, halfLoader, loadingPreQuantized, whileLoading } from "./weights.js";
 
 export interface LoadStateDictOptions {
   /**
@@ -12,8 +12,9 @@ export interface LoadStateDictOptions {
    */
   strict?: boolean;
   /**
-   * How every Linear layer inside holds its weight: "f32" (float32) or "q8" (int8, one scale per
-   * output channel; about a quarter of the memory). Default: pre-quantized tensors load as "q8",
+   * How every Linear layer inside holds its weight: "f32" (float32), "f16" (half: half the
+   * memory), "q8" (int8, one scale per output channel; about a quarter of the memory) or "q4"
+   * (llama.cpp's q4_0 blocks of 32; about a seventh). Default: pre-quantized tensors load as "q8",
    * others in the format each layer has ("f32" unless `quantize()` said otherwise).
    */
   weights?: WeightFormat;
@@ -70,7 +71,7 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
     if (checked.shape.length !== p.shape.length || checked.shape.some((d, i) => d !== p.shape[i])) {
       problems.push(`"${key}" has shape ${fmt(checked.shape)}, expected ${fmt(p.shape)}`);
     }
-    found.push(source ? () => loadFromFile(source, p) : () => p.load(checked as Tensor));
+    found.push(source ? () => void (halfLoader(p)?.(source) || loadFromFile(source, p)) : () => p.load(checked as Tensor));
   }
   // 2. with strict, every key under the prefix must be one of them
   const expected = new Set([...params.map((p) => prefix + p.key), ...scaleKeys]);

@@ -28,6 +28,20 @@ export interface Q8Rows {
   K: number;
 }
 
+/**
+ * @internal A param that loads a file's F16 or BF16 tensor itself, from its bytes, when it can (a
+ * Linear weight held as f16 or q4: packed a block of rows at a time, with no float32 copy of the
+ * whole weight); `loadHalf` returns false when it does not, and the loader widens as usual.
+ */
+export interface HalfParam {
+  loadHalf(source: { bytes: Uint8Array; dtype: string; shape: readonly number[] }): boolean;
+}
+
+/** @internal `p`'s loadHalf, if it has one */
+export function halfLoader(p: object): HalfParam["loadHalf"] | undefined {
+  return "loadHalf" in p ? (p as HalfParam).loadHalf : undefined;
+}
+
 interface Loading {
   /** the format asked for; undefined: each Linear keeps its own */
   weights: WeightFormat | undefined;
