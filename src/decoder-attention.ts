@@ -117,8 +117,12 @@ export class DecoderAttention extends Module {
       ...prefixed("v_proj.", this.#v.params()),
       ...prefixed("o_proj.", this.#out.params()),
       ...(this.#qNorm ? [...prefixed("q_norm.", this.#qNorm.params()), ...prefixed("k_norm.", this.#kNorm!.params())] : []),
-      ...(this.#sinks ? [{ key: "sinks", shape: [this.o.numHeads], load: (t: Tensor) => void (this.#sinks = Float32Array.from(t.data)) }] : []),
+      ...(this.#sinks ? [{ key: "sinks", shape: [this.o.numHeads], load: (t: Tensor) => this.#loadSinks(t) }] : []),
     ];
+  }
+
+  #loadSinks(t: Tensor): void {
+    this.#sinks = Float32Array.from(t.data);
   }
 
   /** @internal bytes of scratch run() takes at its peak for M rows and at most Lk keys per sequence */

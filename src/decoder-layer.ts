@@ -104,7 +104,8 @@ export class DecoderLayer extends Module {
     super();
     const o = checkOptions("DecoderLayer options", options, OPTIONS);
     const who = "DecoderLayer";
-    const H = (this.hiddenSize = positiveInt(who, "hiddenSize", o.hiddenSize));
+    this.hiddenSize = positiveInt(who, "hiddenSize", o.hiddenSize);
+    const H = this.hiddenSize;
     this.numHeads = positiveInt(who, "numHeads", o.numHeads);
     this.numKvHeads = positiveInt(who, "numKvHeads", o.numKvHeads ?? this.numHeads);
     if (this.numHeads % this.numKvHeads)

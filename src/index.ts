@@ -1,4 +1,13 @@
-export { init, shutdown, runtimeInfo, relaxedSimdSupported, type InitOptions, type RuntimeInfo, type WasmSource, type CompiledModule } from "./init.js";
+export {
+  init,
+  shutdown,
+  runtimeInfo,
+  relaxedSimdSupported,
+  type InitOptions,
+  type RuntimeInfo,
+  type WasmSource,
+  type CompiledModule,
+} from "./init.js";
 export { scaledDotProductAttention, type AttentionResult } from "./attention.js";
 export { alibiSlopes, type AttentionOptions, type AttentionVariant, type RopeOptions } from "./features.js";
 export { sinusoidalPositions } from "./positions.js";
@@ -8,7 +17,7 @@ export { loadSafetensors } from "./safetensors.js";
 export { Module, type Param } from "./module.js";
 export { Linear, type LinearOptions, type Activation } from "./linear.js";
 export { quantize } from "./quantize.js";
-export { type WeightFormat } from "./weights.js";
+export type { WeightFormat } from "./weights.js";
 export { LayerNorm, type LayerNormOptions } from "./layernorm.js";
 export { MultiHeadAttention, type MultiHeadAttentionOptions, type MultiHeadAttentionForwardOptions } from "./multihead.js";
 export {
@@ -25,11 +34,18 @@ export {
 } from "./transformer.js";
 export { KVCache } from "./cache.js";
 export { ResidentTensor, residentTensor } from "./resident.js";
-export { linearAttention, LinearAttentionState, type LinearAttentionOptions, type LinearAttentionCallOptions, type LinearAttentionStepOptions, type LinearAttentionRule } from "./linear-attention.js";
+export {
+  linearAttention,
+  LinearAttentionState,
+  type LinearAttentionOptions,
+  type LinearAttentionCallOptions,
+  type LinearAttentionStepOptions,
+  type LinearAttentionRule,
+} from "./linear-attention.js";
 export { WasmAttentionError, ArgumentError, ShapeError, InitError, OutOfMemoryError, StateError, ThreadError } from "./errors.js";
 export { memoryStats, type MemoryStats } from "./stats.js";
-export { type IntegerTensor, type IntegerDType, type FloatDType, type StateDict, type SafetensorsOptions } from "./safetensors.js";
-export { type LoadStateDictOptions } from "./state-dict.js";
+export type { IntegerTensor, IntegerDType, FloatDType, StateDict, SafetensorsOptions } from "./safetensors.js";
+export type { LoadStateDictOptions } from "./state-dict.js";
 export { Embedding, type EmbeddingOptions, type TokenIds } from "./embedding.js";
 export { EncoderModel, meanPool, type EncoderModelOptions, type EncoderModelForwardOptions, type AttentionMask } from "./encoder-model.js";
 export { RMSNorm, type RMSNormOptions } from "./rmsnorm.js";
@@ -37,6 +53,6 @@ export { GatedMLP, type GatedMLPOptions } from "./gated-mlp.js";
 export { DecoderLayer, type DecoderLayerOptions, type DecoderLayerForwardOptions } from "./decoder-layer.js";
 export { ropeParameters, type RopeConfig, type RopeParameters, type RopeScaling } from "./rotary.js";
 export { CausalLM, type CausalLMForwardOptions, type CausalLMOutputWithAttention } from "./causal-lm.js";
-export { type CausalLMOptions } from "./causal-lm-config.js";
+export type { CausalLMOptions } from "./causal-lm-config.js";
 export { DecoderCache, type DecoderCacheOptions } from "./decoder-cache.js";
-export { type GenerateOptions } from "./generate.js";
+export type { GenerateOptions } from "./generate.js";

@@ -5,7 +5,7 @@ import { expect, test } from "vitest";
 test("docs/API.md names every export of src/index.ts", () => {
   const index = readFileSync(new URL("../src/index.ts", import.meta.url), "utf8");
   const doc = readFileSync(new URL("../docs/API.md", import.meta.url), "utf8");
-  const names = [...index.matchAll(/export \{([^}]+)\}/g)].flatMap((m) =>
+  const names = [...index.matchAll(/export (?:type )?\{([^}]+)\}/g)].flatMap((m) =>
     m[1]
       .split(",")
       .map((n) => n.replace(/^\s*type\s+/, "").trim())
