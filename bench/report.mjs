@@ -1,7 +1,23 @@
 // bench/RESULTS.md from one run's numbers: the table, then each issue target checked against it.
+import { readFileSync, readdirSync } from "node:fs";
 import { table } from "./harness.mjs";
 
-export function report({ date, machine, peak, rows, scenarioRows, scaling = [] }) {
+// the sections other benchmark scripts write (bench/sections/*.md: decoding, loading memory,
+// linear attention), appended in name order
+function sections() {
+  const dir = new URL("./sections/", import.meta.url);
+  let names = [];
+  try {
+    names = readdirSync(dir)
+      .filter((n) => n.endsWith(".md"))
+      .sort();
+  } catch {
+    return "";
+  }
+  return names.map((n) => `\n${readFileSync(new URL(n, dir), "utf8").trim()}\n`).join("");
+}
+
+export function report({ date, machine, peak, rows, scenarioRows, scaling = [], updated }) {
   const ms = (c, threads, contender) => Number(rows.find((r) => r.case === c && r.threads === threads && r.contender === contender)?.["median ms"]);
   const ours = (c, t = 1, v = "wasm-attention") => ms(c, t, v);
   const ort = (c, t = 1) => ms(c, t, "onnxruntime-web (ops)");
@@ -97,7 +113,7 @@ export function report({ date, machine, peak, rows, scenarioRows, scaling = [] }
 
   return `# Benchmark results
 
-Written by \`npm run bench\` on ${date}: ${machine}.
+Written by \`npm run bench\` on ${date}${updated ? ` (cases updated on ${updated})` : ""}: ${machine}.
 Measured peak (bench/peak.mjs, one core, best of 9): f32x4 mul+add ${peak.madd.toFixed(1)} GFLOP/s, relaxed_madd ${peak.relaxedMadd?.toFixed(1) ?? "n/a"} GFLOP/s, streaming loads ${peak.stream.toFixed(1)} GB/s.
 
 "wasm-attention" is the baseline SIMD build, "(relaxed)" the relaxed-SIMD build; B = 1, 12 heads, d = 64. Median of many runs after warm-up: one thread interleaves the contenders; two threads run them one after another (onnxruntime-web's pool spins after each call). Peers get the same inputs and their outputs are checked against ours before they are timed. "% of peak" is against the one-core mul+add peak, also for two threads. "time / ours": the contender's median over ours (above 1: we are faster).
@@ -113,7 +129,7 @@ ${table(rows, ["case", "threads", "contender", "median ms", "GFLOP/s", "% of pea
 ## Cold start and peak memory (one process each; memory is VmHWM above the resident size before the call)
 
 ${table(scenarioRows, ["scenario", "result"])}
-${scalingSection(scaling)}`;
+${scalingSection(scaling)}${sections()}`;
 }
 
 // sequence-length scaling: time, time per token and peak memory per method and L, then the checks
