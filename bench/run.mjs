@@ -222,12 +222,13 @@ if (child) {
 // the same cases on two threads, in a process of their own (onnxruntime-web fixes its thread count once)
 if (!threadsArg && !quick) {
   const { execFileSync } = await import("node:child_process");
-  const out = execFileSync(process.execPath, [...process.execArgv, new URL(import.meta.url).pathname, "--threads=2", "--json"], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 });
+  const args = [...process.execArgv, new URL(import.meta.url).pathname, "--threads=2", "--json", ...(only ? [`--only=${only}`] : [])];
+  const out = execFileSync(process.execPath, args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 });
   rows.push(...JSON.parse(out.trim().split("\n").pop()).rows);
 }
 // cold start and peak memory, each in a fresh process
 const scenarioRows = [];
-if (!quick && !threadsArg) {
+if (!quick && !threadsArg && !only) {
   const { execFileSync } = await import("node:child_process");
   for (const name of ["cold start: wasm-attention", "cold start: onnxruntime-web", "memory: attention L=16384, wasm-attention", "memory: attention L=16384, onnxruntime-web", "memory: 4-layer encoder L=4096, wasm-attention", "rss: 10,000 encoder and attention calls"]) {
     const r = JSON.parse(execFileSync(process.execPath, ["--expose-gc", new URL("./scenarios.mjs", import.meta.url).pathname, name], { encoding: "utf8", maxBuffer: 1 << 20 }).trim());
@@ -239,11 +240,16 @@ const versions = ["onnxruntime-web", "@tensorflow/tfjs-backend-wasm", "assemblys
 const machine = `${os.cpus()[0].model}, ${os.cpus().length} cores, Node ${process.version}; ${versions.join(", ")}`;
 // sequence-length scaling, each length in a process of its own
 let scaling = [];
-if (!quick && !threadsArg) {
+if (!quick && !threadsArg && !only) {
   const { execFileSync } = await import("node:child_process");
   scaling = JSON.parse(execFileSync(process.execPath, [new URL("./scaling.mjs", import.meta.url).pathname], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 20 }).trim().split("\n").pop());
 }
-const results = { date: new Date().toISOString().slice(0, 10), machine, peak, rows, scenarioRows, scaling };
+let results = { date: new Date().toISOString().slice(0, 10), machine, peak, rows, scenarioRows, scaling };
+if (only && !quick) {
+  // --only=<case>: the cases it names replace theirs in the last full run's results; the rest are kept
+  const last = JSON.parse(readFileSync(new URL("./results.json", import.meta.url), "utf8"));
+  results = { ...last, rows: [...last.rows.filter((r) => !r.case.includes(only)), ...rows], updated: `${results.date}: ${only}` };
+}
 console.log(report(results));
 if (!quick) {
   writeFileSync(new URL("./results.json", import.meta.url), JSON.stringify(results, null, 1) + "\n");
