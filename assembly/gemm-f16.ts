@@ -9,7 +9,7 @@
 // in both (not fma_f32x4, which the relaxed build fuses), and the widening is exact.
 import { f16_to_f32x4, f32_to_f16 } from "./half";
 import { roundUp8 } from "./pack";
-import { storeTile_f32 } from "./store";
+import { storeTile_f32, tile_4x8_madd } from "./store";
 
 const F32: usize = 4;
 const NC: i32 = 64; // output channels per panel group: K x 64 halves stay in cache across row blocks
@@ -48,22 +48,29 @@ export function pack_f16(dst: usize, src: usize, srcStride: i32, N: i32, K: i32,
   }
 }
 
-// bytes of scratch gemm_f16 needs: the 4 x 8 float32 tile
-export function gemm_f16_workspace(): usize {
-  return 4 * 8 * F32;
+// bytes of scratch gemm_f16 needs for inner dimension K: the 4 x 8 float32 tile, then one group of
+// up to 8 panels widened to float32 (K x 64 floats)
+export function gemm_f16_workspace(K: i32): usize {
+  return 4 * 8 * F32 + <usize>K * 64 * F32;
 }
 
 // out (M, N) = act(a (M, K) . W^T + bias (N)) + residual (M, N)
 //   w:        pack_f16's output for W (N, K); a run of its panels for a block of channels
 //   bias, residual: 0 for none; residual may be out itself (x = x + f(x))
 //   act:      Act (src/enums.ts), applied as in gemm_f32
-//   work:     gemm_f16_workspace() bytes
+//   work:     gemm_f16_workspace(K) bytes
 // Rows past M repeat the last row and are not stored; channels past N are zeros of w, not stored.
+// With one block of rows (M <= 4: decoding) each weight is used once and is widened in the
+// micro-kernel; with more, each group of 64 channels is widened once into `work` (K x 64 floats,
+// never the whole weight) and every block of 4 rows reads it there: the same floats, the same
+// operations in the same order (tile_4x8_madd), so the same bits either way.
 export function gemm_f16(out: usize, a: usize, w: usize, bias: usize, residual: usize, work: usize, M: i32, N: i32, K: i32, act: i32): void {
   const aRow = <usize>K * F32;
   const panel = <usize>K * 16;
+  const wide = work + 4 * 8 * F32;
   for (let jc = 0; jc < N; jc += NC) {
     const jEnd = min(N, jc + NC);
+    if (M > 4) widenPanels(wide, w + <usize>(jc >> 3) * panel, (jEnd - jc + 7) >> 3, K);
     for (let r0 = 0; r0 < M; r0 += 4) {
       const rows = min(4, M - r0);
       const a0 = a + <usize>r0 * aRow;
@@ -71,10 +78,21 @@ export function gemm_f16(out: usize, a: usize, w: usize, bias: usize, residual: 
       const a2 = rows > 2 ? a1 + aRow : a1;
       const a3 = rows > 3 ? a2 + aRow : a2;
       for (let c = jc; c < jEnd; c += 8) {
-        tile_f16_4x8(work, a0, a1, a2, a3, w + <usize>(c >> 3) * panel, K);
+        if (M > 4) tile_4x8_madd(work, a0, a1, a2, a3, wide + <usize>((c - jc) >> 3) * <usize>K * 32, K);
+        else tile_f16_4x8(work, a0, a1, a2, a3, w + <usize>(c >> 3) * panel, K);
         storeTile_f32(out, work, bias, residual, r0, rows, c, min(8, N - c), N, act);
       }
     }
+  }
+}
+
+// dst = `panels` consecutive pack_f16 panels from src, widened: per k 8 float32 (pack_f32_t's layout)
+@inline function widenPanels(dst: usize, src: usize, panels: i32, K: i32): void {
+  const n = <usize>panels * <usize>K; // 8 halves each
+  for (let i: usize = 0; i < n; i++) {
+    const h = v128.load(src + i * 16);
+    v128.store(dst + i * 32, f16_to_f32x4(i32x4.extend_low_i16x8_u(h)));
+    v128.store(dst + i * 32, f16_to_f32x4(i32x4.extend_high_i16x8_u(h)), 16);
   }
 }
 

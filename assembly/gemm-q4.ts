@@ -25,7 +25,7 @@
 // never a fused multiply-add.
 import { f16_to_f32x4, f32_to_f16 } from "./half";
 import { roundUp8 } from "./pack";
-import { storeTile_f32 } from "./store";
+import { storeTile_f32, tile_4x8_madd } from "./store";
 
 const F32: usize = 4;
 const NC: i32 = 64; // output channels per panel group: their blocks stay in cache across row blocks
@@ -90,32 +90,40 @@ export function pack_q4(dst: usize, src: usize, srcStride: i32, N: i32, K: i32):
   }
 }
 
-// bytes of scratch gemm_q4 needs: the 4 x 8 float32 tile, then the last K % 4 activations of
-// 4 rows padded with zeros to 4 (the kernel reads activations 4 k at a time and never past K)
-export function gemm_q4_workspace(): usize {
-  return 4 * 8 * F32 + 4 * 4 * F32;
+// bytes of scratch gemm_q4 needs for inner dimension K: the 4 x 8 float32 tile; the last K % 4
+// activations of 4 rows padded with zeros to 4 (the micro-kernel reads activations 4 k at a time
+// and never past K); one group of up to 8 panels dequantized to float32 (K4 x 64 floats)
+export function gemm_q4_workspace(K: i32): usize {
+  return 4 * 8 * F32 + 4 * 4 * F32 + <usize>((K + 3) & ~3) * 64 * F32;
 }
 
 // out (M, N) = act(a (M, K) . W^T + bias (N)) + residual (M, N), W the dequantized q4 weights
 //   w:        pack_q4's output for W (N, K); a run of its panels for a block of channels
 //   bias, residual: 0 for none; residual may be out itself (x = x + f(x))
 //   act:      Act (src/enums.ts), applied as in gemm_f32
-//   work:     gemm_q4_workspace() bytes
+//   work:     gemm_q4_workspace(K) bytes
 // Rows past M repeat the last row and are not stored; channels past N are zeros, not stored.
+// With one block of rows (M <= 4: decoding) each weight is used once and is unpacked in the
+// micro-kernel; with more, each group of 64 channels is dequantized once into `work` (K x 64
+// floats, never the whole weight) and every block of 4 rows reads it there: the same floats
+// (q * d is exact in float32), the same operations in the same order (tile_4x8_madd), so the same
+// bits either way.
 export function gemm_q4(out: usize, a: usize, w: usize, bias: usize, residual: usize, work: usize, M: i32, N: i32, K: i32, act: i32): void {
   const aRow = <usize>K * F32;
   const panel = panelBytes(K);
   const tail = work + 4 * 8 * F32;
+  const wide = tail + 4 * 4 * F32;
   const full = K >> 2; // groups of 4 k inside K
   for (let jc = 0; jc < N; jc += NC) {
     const jEnd = min(N, jc + NC);
+    if (M > 4) dequantizePanels(wide, w + <usize>(jc >> 3) * panel, (jEnd - jc + 7) >> 3, K);
     for (let r0 = 0; r0 < M; r0 += 4) {
       const rows = min(4, M - r0);
       const a0 = a + <usize>r0 * aRow;
       const a1 = rows > 1 ? a0 + aRow : a0;
       const a2 = rows > 2 ? a1 + aRow : a1;
       const a3 = rows > 3 ? a2 + aRow : a2;
-      if (K & 3) {
+      if (M <= 4 && (K & 3) != 0) {
         for (let i = 0; i < 4; i++) {
           const k = full * 4 + i;
           store<f32>(tail + <usize>i * F32, k < K ? load<f32>(a0 + <usize>k * F32) : 0);
@@ -125,9 +133,48 @@ export function gemm_q4(out: usize, a: usize, w: usize, bias: usize, residual: u
         }
       }
       for (let c = jc; c < jEnd; c += 8) {
-        tile_q4_4x8(work, a0, a1, a2, a3, tail, w + <usize>(c >> 3) * panel, K);
+        if (M > 4) tile_4x8_madd(work, a0, a1, a2, a3, wide + <usize>((c - jc) >> 3) * <usize>((K + 3) & ~3) * 32, K);
+        else tile_q4_4x8(work, a0, a1, a2, a3, tail, w + <usize>(c >> 3) * panel, K);
         storeTile_f32(out, work, bias, residual, r0, rows, c, min(8, N - c), N, act);
       }
+    }
+  }
+}
+
+// dst = `panels` consecutive pack_q4 panels from src, dequantized: per k 8 float32 q * d (pack_f32_t's
+// layout), K4 = K rounded up to 4 of them (the padding is zeros); the values tile_q4_4x8 makes
+@inline function dequantizePanels(dst: usize, src: usize, panels: i32, K: i32): void {
+  const groups = (K + 3) >> 2;
+  const mask = i8x16.splat(0x0f);
+  const eight = i8x16.splat(8);
+  for (let p = 0; p < panels; p++) {
+    let b = src + <usize>p * panelBytes(K);
+    let d = dst + <usize>p * <usize>groups * 128;
+    let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+    for (let g = 0; g < groups; g++) {
+      if ((g & 7) == 0) {
+        const s = v128.load(b);
+        s0 = f16_to_f32x4(i32x4.extend_low_i16x8_u(s));
+        s1 = f16_to_f32x4(i32x4.extend_high_i16x8_u(s));
+        b += 16;
+      }
+      const v = v128.load(b);
+      b += 16;
+      const lo = i8x16.sub(v128.and(v, mask), eight); // k0, k0 + 2
+      const hi = i8x16.sub(i8x16.shr_u(v, 4), eight); // k0 + 1, k0 + 3
+      let h = i16x8.extend_low_i8x16_s(lo);
+      v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), s0));
+      v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), s1), 16);
+      h = i16x8.extend_low_i8x16_s(hi);
+      v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), s0), 32);
+      v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), s1), 48);
+      h = i16x8.extend_high_i8x16_s(lo);
+      v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), s0), 64);
+      v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), s1), 80);
+      h = i16x8.extend_high_i8x16_s(hi);
+      v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), s0), 96);
+      v128.store(d, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), s1), 112);
+      d += 128;
     }
   }
 }

@@ -37,3 +37,40 @@ const F32: usize = 4;
     }
   }
 }
+
+// dst (4, 8) = rows a0..a3 (K) . b (K, 8) float32, b contiguous (8 floats per k): tile_4x8 of
+// gemm.ts with a multiply then an add instead of fma_f32x4, so both builds give the same bits and
+// each element is the same sequence of operations as in the f16 and q4 micro-kernels that widen
+// their weights in registers (the weights they widen are exactly the floats this one loads)
+@inline export function tile_4x8_madd(dst: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, K: i32): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  const end = <usize>K * F32;
+  for (let k: usize = 0; k < end; k += F32) {
+    const b0 = v128.load(b);
+    const b1 = v128.load(b, 16);
+    let x = v128.load32_splat(a0 + k);
+    c00 = f32x4.add(f32x4.mul(x, b0), c00);
+    c01 = f32x4.add(f32x4.mul(x, b1), c01);
+    x = v128.load32_splat(a1 + k);
+    c10 = f32x4.add(f32x4.mul(x, b0), c10);
+    c11 = f32x4.add(f32x4.mul(x, b1), c11);
+    x = v128.load32_splat(a2 + k);
+    c20 = f32x4.add(f32x4.mul(x, b0), c20);
+    c21 = f32x4.add(f32x4.mul(x, b1), c21);
+    x = v128.load32_splat(a3 + k);
+    c30 = f32x4.add(f32x4.mul(x, b0), c30);
+    c31 = f32x4.add(f32x4.mul(x, b1), c31);
+    b += 32;
+  }
+  v128.store(dst, c00);
+  v128.store(dst, c01, 16);
+  v128.store(dst, c10, 32);
+  v128.store(dst, c11, 48);
+  v128.store(dst, c20, 64);
+  v128.store(dst, c21, 80);
+  v128.store(dst, c30, 96);
+  v128.store(dst, c31, 112);
+}

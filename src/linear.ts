@@ -235,8 +235,8 @@ export class Linear extends Module {
     // the float kernels take the same arguments; they differ in the bytes of a panel of 8 channels
     const { kernel, work, panel } = {
       f32: { kernel: "gemm_f32", work: ctx.K.gemm_f32_workspace(), panel: 32 * K },
-      f16: { kernel: "gemm_f16", work: ctx.K.gemm_f16_workspace(), panel: 16 * K },
-      q4: { kernel: "gemm_q4", work: ctx.K.gemm_q4_workspace(), panel: 144 * Math.ceil(K / 32) },
+      f16: { kernel: "gemm_f16", work: ctx.K.gemm_f16_workspace(K), panel: 16 * K },
+      q4: { kernel: "gemm_q4", work: ctx.K.gemm_q4_workspace(K), panel: 144 * Math.ceil(K / 32) },
     }[this.#format] as { kernel: "gemm_f32"; work: number; panel: number }; // one signature: typed as gemm_f32's
     const scratch = ctx.scope.alloc(work * ctx.pool.size);
     const blocks = ctx.pool.size > 1 && M * N * K >= 1 << 20 ? 4 * ctx.pool.size : 1;

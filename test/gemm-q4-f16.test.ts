@@ -29,11 +29,11 @@ function gemm(format: Format, a: Float32Array, w: Float32Array, bias: Float32Arr
     if (format === "f16") {
       const packed = s.alloc(k.pack_f16_bytes(N, K));
       k.pack_f16(packed, src, K, N, K, 0);
-      k.gemm_f16(out, pa, packed, pb, res, s.alloc(k.gemm_f16_workspace()), M, N, K, ACT[act]);
+      k.gemm_f16(out, pa, packed, pb, res, s.alloc(k.gemm_f16_workspace(K)), M, N, K, ACT[act]);
     } else {
       const packed = s.alloc(k.pack_q4_bytes(N, K));
       k.pack_q4(packed, src, K, N, K);
-      k.gemm_q4(out, pa, packed, pb, res, s.alloc(k.gemm_q4_workspace()), M, N, K, ACT[act]);
+      k.gemm_q4(out, pa, packed, pb, res, s.alloc(k.gemm_q4_workspace(K)), M, N, K, ACT[act]);
     }
     return heap.f32(out, M * N).slice();
   } finally {
@@ -195,6 +195,18 @@ describe.each(["f16", "q4"] as const)("gemm_%s vs the float64 oracle of the dequ
           const atol = (K + 2) * 2 ** -24 * abs[n]! + 1e-6 * (Math.abs(x[n]!) + Math.abs(b) + Math.abs(res));
           if (!(Math.abs(got[n]! - want) <= atol + 1e-6 * Math.abs(want))) expectClose([got[n]!], [want], [1], { atol, rtol: 1e-6 }, `${what} at [${Math.floor(n / N)}, ${n % N}]`);
         }
+      }
+    }
+  });
+
+  test("the two paths (M <= 4: weights widened in registers; M > 4: a group of panels widened once into the workspace) give the same bits", () => {
+    for (const [N, K] of [[9, 37], [130, 67], [70, 768]]) {
+      const r = rng(freshSeed());
+      const [a, w, bias] = [r.floats(17 * K, 2), r.floats(N * K, 0.05), r.floats(N)];
+      const all = gemm(format, a, w, bias, null, 17, N, K, "relu", false);
+      for (const [r0, rows] of [[0, 4], [4, 1], [13, 3], [16, 1]]) {
+        const part = gemm(format, a.subarray(r0 * K, (r0 + rows) * K), w, bias, null, rows, N, K, "relu", false);
+        expect(Array.from(part), `rows ${r0}..${r0 + rows - 1} of N=${N} K=${K}`).toEqual(Array.from(all.subarray(r0 * N, (r0 + rows) * N)));
       }
     }
   });

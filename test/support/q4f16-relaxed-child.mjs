@@ -25,7 +25,7 @@ function run(k, format, { a, w, bias, residual, M, N, K, act }) {
   const [pa, pw, pb, pr] = [put(a), put(w), put(bias), put(residual)];
   const packed = alloc(k[`pack_${format}_bytes`](N, K));
   const out = alloc(4 * M * N);
-  const work = alloc(k[`gemm_${format}_workspace`]());
+  const work = alloc(k[`gemm_${format}_workspace`](K));
   if (format === "f16") k.pack_f16(packed, pw, K, N, K, 0);
   else k.pack_q4(packed, pw, K, N, K);
   k[`gemm_${format}`](out, pa, packed, pb, pr, work, M, N, K, act);
