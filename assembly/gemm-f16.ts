@@ -7,6 +7,13 @@
 //
 // Both builds give the same bits (for act none/relu): the multiply-adds are a multiply then an add
 // in both (not fma_f32x4, which the relaxed build fuses), and the widening is exact.
+//
+// Three paths, one result (gemm_q4 has the same three): M < 4, each row alone with the halves
+// widened in registers (tile_f16_1x8); M = 4, four rows (tile_f16_4x8); M > 4, each group of 64
+// channels widened once into the workspace and read by tile_4x8_madd for every block of 4 rows
+// (widening in the 4 x 8 micro-kernel, about 20 integer and float operations per 8 weights next
+// to 16 multiply-adds, ran 2.6x slower than gemm_f32 at M = 32, N = K = 768; widening once per
+// group runs at gemm_f32's speed, one noisy measurement on a shared machine).
 import { f16_to_f32x4, f32_to_f16 } from "./half";
 import { roundUp8 } from "./pack";
 import { storeTile_f32, tile_4x8_madd } from "./store";
@@ -77,6 +84,16 @@ export function gemm_f16(out: usize, a: usize, w: usize, bias: usize, residual: 
       const a1 = rows > 1 ? a0 + aRow : a0;
       const a2 = rows > 2 ? a1 + aRow : a1;
       const a3 = rows > 3 ? a2 + aRow : a2;
+      if (M < 4) {
+        // fewer than 4 rows (decoding: one): each row alone, not computed four times over
+        for (let r = 0; r < rows; r++) {
+          for (let c = jc; c < jEnd; c += 8) {
+            tile_f16_1x8(work, a0 + <usize>r * aRow, w + <usize>(c >> 3) * panel, K);
+            storeTile_f32(out, work, bias, residual, r0 + r, 1, c, min(8, N - c), N, act);
+          }
+        }
+        continue;
+      }
       for (let c = jc; c < jEnd; c += 8) {
         if (M > 4) tile_4x8_madd(work, a0, a1, a2, a3, wide + <usize>((c - jc) >> 3) * <usize>K * 32, K);
         else tile_f16_4x8(work, a0, a1, a2, a3, w + <usize>(c >> 3) * panel, K);
@@ -94,6 +111,21 @@ export function gemm_f16(out: usize, a: usize, w: usize, bias: usize, residual: 
     v128.store(dst + i * 32, f16_to_f32x4(i32x4.extend_low_i16x8_u(h)));
     v128.store(dst + i * 32, f16_to_f32x4(i32x4.extend_high_i16x8_u(h)), 16);
   }
+}
+
+// dst (1, 8) = row a (K) . b (K, 8) halves: tile_f16_4x8 for one row, the same operations per element
+@inline function tile_f16_1x8(dst: usize, a: usize, b: usize, K: i32): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0);
+  const end = <usize>K * F32;
+  for (let k: usize = 0; k < end; k += F32) {
+    const h = v128.load(b);
+    const x = v128.load32_splat(a + k);
+    c0 = f32x4.add(f32x4.mul(x, f16_to_f32x4(i32x4.extend_low_i16x8_u(h))), c0);
+    c1 = f32x4.add(f32x4.mul(x, f16_to_f32x4(i32x4.extend_high_i16x8_u(h))), c1);
+    b += 16;
+  }
+  v128.store(dst, c0);
+  v128.store(dst, c1, 16);
 }
 
 // dst (4, 8) = rows a0..a3 (K) . b (K, 8) halves (a pack_f16 panel): per k one load of 8 halves,

@@ -16,13 +16,22 @@
 // the order of nibbles differs: MatMulNBits puts k = 2j in byte j's low nibble and 2j + 1 in its
 // high one; q4_0 puts k = j and j + 16 in byte j (bench/q4.mjs converts).
 //
-// Here, weights are repacked in panels of 8 output channels for the micro-kernel (pack_q4), which
-// widens the nibbles to float32 in registers, multiplies them by their block's scale and runs the
-// multiply-adds of tile_4x8. Float32 activations rather than int8 ones with an integer dot per
-// block: the weights' own error (about 5 % relative RMS at this size) is what the 6 % target
-// spends; int8 activations would add theirs (0.3-0.5 %) and a float conversion and multiply per
-// block and channel. Both builds give the same bits (for act none/relu): a multiply then an add,
-// never a fused multiply-add.
+// Here, weights are repacked in panels of 8 output channels (pack_q4). Three paths, one result:
+//   - M < 4 (decoding): tile_q4_1x8, each row alone, the nibbles widened to float32 in registers
+//     and multiplied by their block's scale, then one multiply-add per weight;
+//   - M = 4: tile_q4_4x8, the same for 4 rows at once;
+//   - M > 4: each group of 64 channels dequantized once into the workspace (K x 64 floats, never
+//     the whole weight; dequantizePanels) and read by tile_4x8_madd for every block of 4 rows, so
+//     the unpacking is paid once per group instead of once per row block: measured at M = 32 and
+//     128, N = K = 768 (one noisy run on a shared machine), as fast as gemm_f32 (0.87 vs 0.80 ms,
+//     3.3 vs 3.2 ms), where unpacking in the 4 x 8 micro-kernel ran 1.6x slower than gemm_f32.
+// Every path computes each output as the same float32 sequence, sum += a * (q * d) in k order
+// (q * d is exact), so they give the same bits, and a thread's block of rows does too.
+// Float32 activations rather than int8 ones with an integer dot per block: at M > 4 this already
+// runs at the float32 kernel's speed, and the weights' own error (4.2 % relative RMS on the
+// BERT-base layer) is what the 6 % target spends; int8 activations would add theirs (about 0.7 %
+// for q8 on that layer). The int8 variant was not built, so its speed is not measured.
+// Both builds give the same bits (for act none/relu): a multiply then an add, never fused.
 import { f16_to_f32x4, f32_to_f16 } from "./half";
 import { roundUp8 } from "./pack";
 import { storeTile_f32, tile_4x8_madd } from "./store";
@@ -132,6 +141,16 @@ export function gemm_q4(out: usize, a: usize, w: usize, bias: usize, residual: u
           store<f32>(tail + <usize>i * F32, k < K ? load<f32>(a3 + <usize>k * F32) : 0, 48);
         }
       }
+      if (M < 4) {
+        // fewer than 4 rows (decoding: one): each row alone, not computed four times over
+        for (let r = 0; r < rows; r++) {
+          for (let c = jc; c < jEnd; c += 8) {
+            tile_q4_1x8(work, a0 + <usize>r * aRow, tail + <usize>r * 16, w + <usize>(c >> 3) * panel, K);
+            storeTile_f32(out, work, bias, residual, r0 + r, 1, c, min(8, N - c), N, act);
+          }
+        }
+        continue;
+      }
       for (let c = jc; c < jEnd; c += 8) {
         if (M > 4) tile_4x8_madd(work, a0, a1, a2, a3, wide + <usize>((c - jc) >> 3) * <usize>((K + 3) & ~3) * 32, K);
         else tile_q4_4x8(work, a0, a1, a2, a3, tail, w + <usize>(c >> 3) * panel, K);
@@ -177,6 +196,48 @@ export function gemm_q4(out: usize, a: usize, w: usize, bias: usize, residual: u
       d += 128;
     }
   }
+}
+
+// dst (1, 8) = row a (K) . the dequantized panel b: tile_q4_4x8 for one row (its last K % 4
+// activations from `tail`), the same operations per element
+@inline function tile_q4_1x8(dst: usize, a: usize, tail: usize, b: usize, K: i32): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0);
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+  const groups = (K + 3) >> 2;
+  const full = K >> 2;
+  const mask = i8x16.splat(0x0f);
+  const eight = i8x16.splat(8);
+  for (let g = 0; g < groups; g++) {
+    if ((g & 7) == 0) {
+      const s = v128.load(b);
+      s0 = f16_to_f32x4(i32x4.extend_low_i16x8_u(s));
+      s1 = f16_to_f32x4(i32x4.extend_high_i16x8_u(s));
+      b += 16;
+    }
+    const p = g < full ? a + <usize>g * 16 : tail;
+    const v = v128.load(b);
+    b += 16;
+    const lo = i8x16.sub(v128.and(v, mask), eight);
+    const hi = i8x16.sub(i8x16.shr_u(v, 4), eight);
+    let h = i16x8.extend_low_i8x16_s(lo); // k0
+    let x = v128.load32_splat(p);
+    c0 = f32x4.add(f32x4.mul(x, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), s0)), c0);
+    c1 = f32x4.add(f32x4.mul(x, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), s1)), c1);
+    h = i16x8.extend_low_i8x16_s(hi); // k0 + 1
+    x = v128.load32_splat(p, 4);
+    c0 = f32x4.add(f32x4.mul(x, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), s0)), c0);
+    c1 = f32x4.add(f32x4.mul(x, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), s1)), c1);
+    h = i16x8.extend_high_i8x16_s(lo); // k0 + 2
+    x = v128.load32_splat(p, 8);
+    c0 = f32x4.add(f32x4.mul(x, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), s0)), c0);
+    c1 = f32x4.add(f32x4.mul(x, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), s1)), c1);
+    h = i16x8.extend_high_i8x16_s(hi); // k0 + 3
+    x = v128.load32_splat(p, 12);
+    c0 = f32x4.add(f32x4.mul(x, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), s0)), c0);
+    c1 = f32x4.add(f32x4.mul(x, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), s1)), c1);
+  }
+  v128.store(dst, c0);
+  v128.store(dst, c1, 16);
 }
 
 // dst (4, 8) = rows a0..a3 (K) . the dequantized panel b (8 channels): per group of 4 k one load
