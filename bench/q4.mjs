@@ -60,7 +60,9 @@ if (import.meta.url === `file://${process.argv[1]}` && process.argv.includes("--
     const ours = await c.contenders[0].fn();
     for (const k of c.contenders) {
       const out = await k.fn();
-      console.log(`L=${L} ${k.name}: ${(100 * relRms(out, c.reference)).toFixed(3)}% relative RMS from our f32 layer; against ours: ${c.agree(ours, out) ?? `agrees (${(100 * relRms(out, ours)).toFixed(5)}%)`}`);
+      console.log(
+        `L=${L} ${k.name}: ${(100 * relRms(out, c.reference)).toFixed(3)}% relative RMS from our f32 layer; against ours: ${c.agree(ours, out) ?? `agrees (${(100 * relRms(out, ours)).toFixed(5)}%)`}`,
+      );
     }
     c.dispose();
   }

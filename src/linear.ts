@@ -40,7 +40,12 @@ export class Linear extends Module {
   params(): Param[] {
     const N = this.outFeatures;
     const K = this.inFeatures;
-    const weight: Param & HalfParam = { key: "weight", shape: [N, K], load: (t) => this.setWeight(t.data), loadHalf: (source) => this.#loadHalf(source) };
+    const weight: Param & HalfParam = {
+      key: "weight",
+      shape: [N, K],
+      load: (t) => this.setWeight(t.data),
+      loadHalf: (source) => this.#loadHalf(source),
+    };
     const ps: Param[] = [weight];
     if (this.bias) ps.push({ key: "bias", shape: [N], load: (t) => this.setBias(t.data) });
     return ps;
@@ -230,7 +235,10 @@ export class Linear extends Module {
    * spread over the thread pool when the product is large enough to pay for the hand-off
    */
   run(ctx: Ctx, out: number, a: number, M: number, residual = 0, act: keyof typeof ACT = "none"): void {
-    if (this.#format === "q8") return this.#runQ8(ctx, out, a, M, residual, act);
+    if (this.#format === "q8") {
+      this.#runQ8(ctx, out, a, M, residual, act);
+      return;
+    }
     const [N, K] = [this.outFeatures, this.inFeatures];
     // the float kernels take the same arguments; they differ in the bytes of a panel of 8 channels
     const { kernel, work, panel } = {
@@ -247,7 +255,21 @@ export class Linear extends Module {
       // of the packed weight; every element is computed as it would be whole, so the bits are the same
       const cols = Math.max(8, Math.ceil(N / blocks / 8) * 8);
       for (let c = 0; c < N; c += cols) {
-        tasks.push([[kernel, out + 4 * c, a, w + (c / 8) * panel, bias && bias + 4 * c, residual && residual + 4 * c, SCRATCH, 1, Math.min(cols, N - c), K, ACT[act]]]);
+        tasks.push([
+          [
+            kernel,
+            out + 4 * c,
+            a,
+            w + (c / 8) * panel,
+            bias && bias + 4 * c,
+            residual && residual + 4 * c,
+            SCRATCH,
+            1,
+            Math.min(cols, N - c),
+            K,
+            ACT[act],
+          ],
+        ]);
       }
     } else {
       const rows = Math.max(4, Math.ceil(M / blocks / 4) * 4);

@@ -18,15 +18,23 @@ import { WEIGHT_FORMATS, type WeightFormat } from "./weights.js";
  */
 export function quantize<M extends Module>(module: M, format: WeightFormat): M {
   if (!(module instanceof Module)) throw new ArgumentError(`quantize: expected a Module, got ${describe(module)}`);
-  if (!WEIGHT_FORMATS.includes(format)) throw new ArgumentError(`quantize: format must be ${WEIGHT_FORMATS.map((f) => `"${f}"`).join(" or ")}, got ${describe(format)}`);
+  if (!WEIGHT_FORMATS.includes(format))
+    throw new ArgumentError(`quantize: format must be ${WEIGHT_FORMATS.map((f) => `"${f}"`).join(" or ")}, got ${describe(format)}`);
   const linears = module.modules().filter((m): m is Linear => m instanceof Linear);
   // the formats each format can be made from
-  const from: Record<WeightFormat, readonly WeightFormat[]> = { f32: ["f32"], f16: ["f32", "f16"], q8: ["f32", "f16", "q8"], q4: ["f32", "f16", "q4"] };
+  const from: Record<WeightFormat, readonly WeightFormat[]> = {
+    f32: ["f32"],
+    f16: ["f32", "f16"],
+    q8: ["f32", "f16", "q8"],
+    q4: ["f32", "f16", "q4"],
+  };
   const held = linears.filter((l) => l.hasWeight && !from[format].includes(l.weights));
   if (held.length) {
     const formats = [...new Set(held.map((l) => l.weights))].join(" and ");
     const needs = format === "f32" ? "float32" : "float32 (or half)";
-    throw new ArgumentError(`quantize: ${held.length} Linear layer${held.length > 1 ? "s hold" : " holds"} ${formats} weights; their ${needs} values are gone: load the float32 state dict again to go to "${format}"`);
+    throw new ArgumentError(
+      `quantize: ${held.length} Linear layer${held.length > 1 ? "s hold" : " holds"} ${formats} weights; their ${needs} values are gone: load the float32 state dict again to go to "${format}"`,
+    );
   }
   for (const l of linears) {
     if (l.weights === format) continue;

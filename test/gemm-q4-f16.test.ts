@@ -18,7 +18,18 @@ afterAll(() => removeBundle());
 type Format = "f16" | "q4";
 
 // out (M, N) through pack_<format> of w (N, K) float32 and gemm_<format>
-function gemm(format: Format, a: Float32Array, w: Float32Array, bias: Float32Array | null, residual: Float32Array | null, M: number, N: number, K: number, act: keyof typeof ACT, alias: boolean): Float32Array {
+function gemm(
+  format: Format,
+  a: Float32Array,
+  w: Float32Array,
+  bias: Float32Array | null,
+  residual: Float32Array | null,
+  M: number,
+  N: number,
+  K: number,
+  act: keyof typeof ACT,
+  alias: boolean,
+): Float32Array {
   const { kernels: k, heap } = runtime();
   const s = heap.scope();
   try {
@@ -56,7 +67,8 @@ describe("half: widening and rounding", () => {
       k.f16_to_f32_n(dst, src, 65535); // 65535: the scalar tail runs too
       k.f16_to_f32_n(dst + 4 * 65535, src + 2 * 65535, 1);
       const got = new Uint32Array(heap.memory.buffer, dst, 65536);
-      for (let i = 0; i < 65536; i++) if (got[i] !== halfToF32Bits(i)) expect(`${got[i]!.toString(16)}`, `half 0x${i.toString(16)}`).toBe(halfToF32Bits(i).toString(16));
+      for (let i = 0; i < 65536; i++)
+        if (got[i] !== halfToF32Bits(i)) expect(`${got[i]!.toString(16)}`, `half 0x${i.toString(16)}`).toBe(halfToF32Bits(i).toString(16));
     } finally {
       s.release();
     }
@@ -64,8 +76,34 @@ describe("half: widening and rounding", () => {
 
   test("pack_f16 rounds float32 to nearest half, ties to even: ties, overflow at 65520, subnormals, NaN", () => {
     const r = rng(freshSeed());
-    const special = [0, -0, 1, -1, 65504, 65519.99, 65520, -65520, 1e9, Infinity, -Infinity, 2 ** -14, 2 ** -24, 2 ** -25, 1.5 * 2 ** -25, 2 ** -26, 3 * 2 ** -25,
-      1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -11 + 2 ** -20, 2047.5, 2049, 1e-10, -3.14159, 6.1e-5, 6.097555e-5];
+    const special = [
+      0,
+      -0,
+      1,
+      -1,
+      65504,
+      65519.99,
+      65520,
+      -65520,
+      1e9,
+      Infinity,
+      -Infinity,
+      2 ** -14,
+      2 ** -24,
+      2 ** -25,
+      1.5 * 2 ** -25,
+      2 ** -26,
+      3 * 2 ** -25,
+      1 + 2 ** -11,
+      1 + 3 * 2 ** -11,
+      1 + 2 ** -11 + 2 ** -20,
+      2047.5,
+      2049,
+      1e-10,
+      -3.25,
+      6.1e-5,
+      6.097555e-5,
+    ];
     const x = Float32Array.from([...special, ...Array.from(r.floats(200, 4)), ...Array.from(r.floats(100, 1e-4)), ...Array.from(r.floats(100, 7e4))]);
     const K = x.length;
     const { kernels: k, heap } = runtime();
@@ -80,7 +118,8 @@ describe("half: widening and rounding", () => {
       const wide = s.alloc(4 * K);
       k.f16_to_f32_n(wide, halves, K);
       const got = heap.f32(wide, K);
-      for (let i = 0; i < K; i++) expect(Object.is(got[i], toHalf(x[i]!)) || got[i] === toHalf(x[i]!), `x = ${x[i]}: got ${got[i]}, want ${toHalf(x[i]!)}`).toBe(true);
+      for (let i = 0; i < K; i++)
+        expect(Object.is(got[i], toHalf(x[i]!)) || got[i] === toHalf(x[i]!), `x = ${x[i]}: got ${got[i]}, want ${toHalf(x[i]!)}`).toBe(true);
       // channels 1..7 of the panel are zeros
       for (let i = 0; i < 8 * K; i++) if (i % 8) expect(all[i]).toBe(0);
       const nan = s.alloc(k.pack_f16_bytes(1, 1));
@@ -117,7 +156,9 @@ describe("half: widening and rounding", () => {
       const fromTrunc = s.alloc(bytes);
       k.pack_f16(fromBf16, bf, K, N, K, 2);
       k.pack_f16(fromTrunc, s.put(truncated), K, N, K, 0);
-      expect(Array.from(new Uint8Array(heap.memory.buffer, fromBf16, bytes))).toEqual(Array.from(new Uint8Array(heap.memory.buffer, fromTrunc, bytes)));
+      expect(Array.from(new Uint8Array(heap.memory.buffer, fromBf16, bytes))).toEqual(
+        Array.from(new Uint8Array(heap.memory.buffer, fromTrunc, bytes)),
+      );
     } finally {
       s.release();
     }
@@ -125,7 +166,15 @@ describe("half: widening and rounding", () => {
 });
 
 describe("pack_q4: llama.cpp's q4_0 rule, exactly", () => {
-  test.each([[1, 1], [3, 5], [8, 31], [9, 32], [17, 33], [130, 67], [5, 768]])("N=%i K=%i: identity activations read back q * d bit for bit", (N, K) => {
+  test.each([
+    [1, 1],
+    [3, 5],
+    [8, 31],
+    [9, 32],
+    [17, 33],
+    [130, 67],
+    [5, 768],
+  ])("N=%i K=%i: identity activations read back q * d bit for bit", (N, K) => {
     const seed = freshSeed();
     const r = rng(seed);
     const w = r.floats(N * K, 0.05);
@@ -154,7 +203,22 @@ describe("pack_q4: llama.cpp's q4_0 rule, exactly", () => {
     expect(Math.max(...q)).toBe(7);
     expect(new Set(q).size).toBe(16);
     expect(scales[0]).toBe(toHalf(15.5 / 16 / 8)); // max = -15.5/16 (the first of the tie), d = max / -8
-    expect(Array.from(gemm("q4", Float32Array.from({ length: K }, (_, i) => (i === 0 ? 1 : 0)), w, null, null, 1, 1, K, "none", false))).toEqual([q[0]! * scales[0]!]);
+    expect(
+      Array.from(
+        gemm(
+          "q4",
+          Float32Array.from({ length: K }, (_, i) => (i === 0 ? 1 : 0)),
+          w,
+          null,
+          null,
+          1,
+          1,
+          K,
+          "none",
+          false,
+        ),
+      ),
+    ).toEqual([q[0]! * scales[0]!]);
   });
 });
 
@@ -184,7 +248,12 @@ describe.each(["f16", "q4"] as const)("gemm_%s vs the float64 oracle of the dequ
       }
     }
     for (const act of Object.keys(ACT) as (keyof typeof ACT)[]) {
-      for (const [withBias, withResidual, alias] of [[false, false, false], [true, false, false], [true, true, false], [false, true, true]] as const) {
+      for (const [withBias, withResidual, alias] of [
+        [false, false, false],
+        [true, false, false],
+        [true, true, false],
+        [false, true, true],
+      ] as const) {
         const got = gemm(format, a, w, withBias ? bias : null, withResidual ? residual : null, M, N, K, act, alias);
         const what = `${format} ${act} bias=${withBias} residual=${withResidual} alias=${alias} (seed ${seed})`;
         for (let n = 0; n < M * N; n++) {
@@ -193,18 +262,28 @@ describe.each(["f16", "q4"] as const)("gemm_%s vs the float64 oracle of the dequ
           const want = activations[act](x[n]! + b) + res;
           // float32 rounding: each of the K products and sums (<= (K + 1) 2^-24 sum |a w|), then the bias, activation, residual
           const atol = (K + 2) * 2 ** -24 * abs[n]! + 1e-6 * (Math.abs(x[n]!) + Math.abs(b) + Math.abs(res));
-          if (!(Math.abs(got[n]! - want) <= atol + 1e-6 * Math.abs(want))) expectClose([got[n]!], [want], [1], { atol, rtol: 1e-6 }, `${what} at [${Math.floor(n / N)}, ${n % N}]`);
+          if (!(Math.abs(got[n]! - want) <= atol + 1e-6 * Math.abs(want)))
+            expectClose([got[n]!], [want], [1], { atol, rtol: 1e-6 }, `${what} at [${Math.floor(n / N)}, ${n % N}]`);
         }
       }
     }
   });
 
   test("the two paths (M <= 4: weights widened in registers; M > 4: a group of panels widened once into the workspace) give the same bits", () => {
-    for (const [N, K] of [[9, 37], [130, 67], [70, 768]]) {
+    for (const [N, K] of [
+      [9, 37],
+      [130, 67],
+      [70, 768],
+    ]) {
       const r = rng(freshSeed());
       const [a, w, bias] = [r.floats(17 * K, 2), r.floats(N * K, 0.05), r.floats(N)];
       const all = gemm(format, a, w, bias, null, 17, N, K, "relu", false);
-      for (const [r0, rows] of [[0, 4], [4, 1], [13, 3], [16, 1]]) {
+      for (const [r0, rows] of [
+        [0, 4],
+        [4, 1],
+        [13, 3],
+        [16, 1],
+      ]) {
         const part = gemm(format, a.subarray(r0 * K, (r0 + rows) * K), w, bias, null, rows, N, K, "relu", false);
         expect(Array.from(part), `rows ${r0}..${r0 + rows - 1} of N=${N} K=${K}`).toEqual(Array.from(all.subarray(r0 * N, (r0 + rows) * N)));
       }
@@ -234,7 +313,14 @@ describe.each(["f16", "q4"] as const)("gemm_%s vs the float64 oracle of the dequ
 describe("the relaxed build against the baseline", () => {
   test("in a child Node with --experimental-wasm-relaxed-simd: gemm_f16 and gemm_q4 give identical bits for act none and relu, first call and after tier-up", async () => {
     const run = await runChild("q4f16-relaxed-child.mjs", [], { timeoutMs: 120_000, nodeArgs: ["--experimental-wasm-relaxed-simd"] });
-    const r = run.json as { relaxed: boolean; identical: boolean; stable: boolean; cases: number; worstOther: number; mismatch: string | null } | null;
+    const r = run.json as {
+      relaxed: boolean;
+      identical: boolean;
+      stable: boolean;
+      cases: number;
+      worstOther: number;
+      mismatch: string | null;
+    } | null;
     expect(r, describeRun(run)).not.toBeNull();
     expect(r!.relaxed).toBe(true);
     expect(r!.mismatch, describeRun(run)).toBeNull();

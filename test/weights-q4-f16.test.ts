@@ -268,32 +268,37 @@ describe("from safetensors files", () => {
     }
   });
 
-  test.each(["f16", "q4"] as const)("an F16 file's weight into %s is packed 64 rows at a time: no allocation of a float32 copy of the whole weight", (format) => {
-    const [N, K] = [200, 96];
-    const values = halfWeights(rng(freshSeed()).floats(N * K, 0.5));
-    const file = loadSafetensors(safetensors({ weight: { dtype: "F16", shape: [N, K], bytes: new Uint8Array(halfBits(values).buffer) } }));
-    const { heap } = runtime();
-    const sizes: number[] = [];
-    const original = heap.alloc.bind(heap);
-    const alloc = vi.spyOn(heap, "alloc").mockImplementation((bytes: number) => {
-      sizes.push(bytes);
-      return original(bytes);
-    });
-    let lin: Linear;
-    try {
-      lin = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict(file, "", { weights: format });
-    } finally {
-      alloc.mockRestore();
-    }
-    // the packed weight (f16: 2 N K bytes) and blocks of 64 rows (q4: widened, 4 x 64 K), never 4 N K
-    expect(Math.max(...sizes)).toBeLessThanOrEqual(Math.max(2 * N * K, 4 * 64 * K));
-    expect(Math.max(2 * N * K, 4 * 64 * K)).toBeLessThan(4 * N * K);
-    const want = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: { data: values, shape: [N, K] } }, "", { weights: format });
-    const x = { data: rng(3).floats(2 * K), shape: [2, K] };
-    expect(Array.from(lin.forward(x).data)).toEqual(Array.from(want.forward(x).data));
-    lin.dispose();
-    want.dispose();
-  });
+  test.each(["f16", "q4"] as const)(
+    "an F16 file's weight into %s is packed 64 rows at a time: no allocation of a float32 copy of the whole weight",
+    (format) => {
+      const [N, K] = [200, 96];
+      const values = halfWeights(rng(freshSeed()).floats(N * K, 0.5));
+      const file = loadSafetensors(safetensors({ weight: { dtype: "F16", shape: [N, K], bytes: new Uint8Array(halfBits(values).buffer) } }));
+      const { heap } = runtime();
+      const sizes: number[] = [];
+      const original = heap.alloc.bind(heap);
+      const alloc = vi.spyOn(heap, "alloc").mockImplementation((bytes: number) => {
+        sizes.push(bytes);
+        return original(bytes);
+      });
+      let lin: Linear;
+      try {
+        lin = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict(file, "", { weights: format });
+      } finally {
+        alloc.mockRestore();
+      }
+      // the packed weight (f16: 2 N K bytes) and blocks of 64 rows (q4: widened, 4 x 64 K), never 4 N K
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(Math.max(2 * N * K, 4 * 64 * K));
+      expect(Math.max(2 * N * K, 4 * 64 * K)).toBeLessThan(4 * N * K);
+      const want = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: { data: values, shape: [N, K] } }, "", {
+        weights: format,
+      });
+      const x = { data: rng(3).floats(2 * K), shape: [2, K] };
+      expect(Array.from(lin.forward(x).data)).toEqual(Array.from(want.forward(x).data));
+      lin.dispose();
+      want.dispose();
+    },
+  );
 });
 
 describe("models: EncoderModel (Hugging Face BERT) and CausalLM (a tiny Llama) in f16 and q4", () => {

@@ -11,12 +11,20 @@ const builds = { baseline: await load("kernels"), relaxed: await load("kernels-r
 for (const k of Object.values(builds)) k.memory.grow(64 + Math.ceil(k.heap_base() / 65536));
 
 let seed = 4242;
-const floats = (n, scale) => Float32Array.from({ length: n }, () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 31 - 1) * scale);
+const next = () => {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 2 ** 31 - 1;
+};
+const floats = (n, scale) => Float32Array.from({ length: n }, () => next() * scale);
 
 // out (M, N) from f32 a, w, bias, residual through pack_<format> and gemm_<format>
 function run(k, format, { a, w, bias, residual, M, N, K, act }) {
   let top = Math.ceil(k.heap_base() / 16) * 16;
-  const alloc = (n) => ((top += Math.ceil(n / 16) * 16 + 16), top - Math.ceil(n / 16) * 16 - 16);
+  const alloc = (n) => {
+    const at = top;
+    top += Math.ceil(n / 16) * 16 + 16;
+    return at;
+  };
   const put = (x) => {
     const at = alloc(4 * x.length);
     new Float32Array(k.memory.buffer, at, x.length).set(x);
@@ -38,13 +46,23 @@ let stable = true;
 let worstOther = 0;
 let mismatch = null;
 let cases = 0;
-const shapes = [[1, 1, 1], [3, 7, 5], [4, 8, 32], [5, 17, 67], [17, 67, 33], [67, 130, 768]];
+const shapes = [
+  [1, 1, 1],
+  [3, 7, 5],
+  [4, 8, 32],
+  [5, 17, 67],
+  [17, 67, 33],
+  [67, 130, 768],
+];
 for (const format of ["f16", "q4"]) {
   for (const act of [0, 1, 2, 3, 4]) {
     for (const [M, N, K] of shapes) {
       const c = { a: floats(M * K, 2), w: floats(N * K, 0.05), bias: floats(N, 1), residual: floats(M * N, 1), M, N, K, act };
       const first = { baseline: run(builds.baseline, format, c), relaxed: run(builds.relaxed, format, c) };
-      for (let i = 0; i < 40; i++) run(builds.relaxed, format, c), run(builds.baseline, format, c);
+      for (let i = 0; i < 40; i++) {
+        run(builds.relaxed, format, c);
+        run(builds.baseline, format, c);
+      }
       const later = { baseline: run(builds.baseline, format, c), relaxed: run(builds.relaxed, format, c) };
       cases++;
       const where = `${format} act ${act} M=${M} N=${N} K=${K}`;
