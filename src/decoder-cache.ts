@@ -215,11 +215,18 @@ export class DecoderCache {
       }, 0),
     );
     taken.clear();
-    const next = list.map((i) => {
-      if (taken.has(i)) return this.#clone(this.#seq(i));
-      taken.add(i);
-      return this.#seq(i);
-    });
+    const copies: Sequence[] = [];
+    const next = this.#cloning(copies, () =>
+      list.map((i) => {
+        if (!taken.has(i)) {
+          taken.add(i);
+          return this.#seq(i);
+        }
+        const copy = this.#clone(this.#seq(i));
+        copies.push(copy);
+        return copy;
+      }),
+    );
     this.#seqs.forEach((s, i) => {
       if (!taken.has(i)) this.#releaseSeq(s);
     });
@@ -239,7 +246,14 @@ export class DecoderCache {
       this.#seqs.reduce((n, s) => n + this.#cloneBytes(s), 0),
     );
     const copy = new DecoderCache(this.#owner, this.#layers, {}, this.#store);
-    copy.#seqs = this.#seqs.map((s) => this.#clone(s));
+    const copies: Sequence[] = [];
+    copy.#seqs = this.#cloning(copies, () =>
+      this.#seqs.map((s) => {
+        const c = this.#clone(s);
+        copies.push(c);
+        return c;
+      }),
+    );
     copy.#length = this.#length;
     return copy;
   }
@@ -429,29 +443,51 @@ export class DecoderCache {
     if (last.block.refs === 1) last.block.used = last.from + last.n;
   }
 
-  // a copy of a sequence: full layers share their segments, sliding windows copy their rows
+  // runs `make`, which records every sequence it copies in `copies`: if it throws (out of memory
+  // in a sliding window's copy), the copies made so far are released, shared blocks given back
+  #cloning<T>(copies: Sequence[], make: () => T): T {
+    try {
+      return make();
+    } catch (error) {
+      for (const c of copies) this.#releaseSeq(c);
+      throw error;
+    }
+  }
+
+  // a copy of a sequence: full layers share their segments, sliding windows copy their rows; a
+  // failure partway releases what the copy already holds
   #clone(s: Sequence): Sequence {
-    return {
-      pads: s.pads,
-      lanes: s.lanes.map((lane) => {
-        const { spec } = lane;
-        const kvDim = spec.kvDim;
-        if (spec.window === null) {
-          for (const g of lane.segments) g.block.refs++;
-          return { spec, segments: lane.segments.map((g) => ({ ...g })), pending: 0 };
-        }
-        return {
-          spec,
-          segments: lane.segments.map((g) => {
-            const block = this.#alloc(g.block.capacity, kvDim);
-            this.#copyRows(block, 0, g.block, g.from, g.n, kvDim);
-            block.used = g.n;
-            return { block, from: 0, n: g.n, pos0: g.pos0 };
-          }),
-          pending: 0,
-        };
-      }),
-    };
+    const copy: Sequence = { pads: s.pads, lanes: [] };
+    try {
+      for (const lane of s.lanes) copy.lanes.push(this.#cloneLane(lane));
+    } catch (error) {
+      this.#releaseSeq(copy);
+      throw error;
+    }
+    return copy;
+  }
+
+  // a lane of a copy: a full layer's segments shared (their blocks referenced once more), a
+  // sliding window's rows copied into blocks of its own (freed again if a later one fails)
+  #cloneLane(lane: Sequence["lanes"][number]): Sequence["lanes"][number] {
+    const { spec } = lane;
+    if (spec.window === null) {
+      for (const g of lane.segments) g.block.refs++;
+      return { spec, segments: lane.segments.map((g) => ({ ...g })), pending: 0 };
+    }
+    const segments: Sequence["lanes"][number]["segments"] = [];
+    try {
+      for (const g of lane.segments) {
+        const block = this.#alloc(g.block.capacity, spec.kvDim);
+        this.#copyRows(block, 0, g.block, g.from, g.n, spec.kvDim);
+        block.used = g.n;
+        segments.push({ block, from: 0, n: g.n, pos0: g.pos0 });
+      }
+    } catch (error) {
+      for (const g of segments) this.#unref(g.block);
+      throw error;
+    }
+    return { spec, segments, pending: 0 };
   }
 
   #cloneBytes(s: Sequence): number {
