@@ -73,12 +73,20 @@ const INT8 = 3;
 const INT32 = 6;
 const INT64 = 7;
 // an initializer's type name -> its TensorProto data type and typed array
-const TYPES = { float: [FLOAT, Float32Array], uint8: [UINT8, Uint8Array], int8: [INT8, Int8Array], int32: [INT32, Int32Array], int64: [INT64, BigInt64Array] };
+const TYPES = {
+  float: [FLOAT, Float32Array],
+  uint8: [UINT8, Uint8Array],
+  int8: [INT8, Int8Array],
+  int32: [INT32, Int32Array],
+  int64: [INT64, BigInt64Array],
+};
 
 // dims: numbers or strings (symbolic); type: a TYPES name (default float)
 function valueInfo(w, name, dims, type = "float") {
   w.str(1, name).msg(2, (t) =>
-    t.msg(1, (tt) => tt.int(1, TYPES[type][0]).msg(2, (s) => dims.forEach((d) => s.msg(1, (dim) => (typeof d === "number" ? dim.int(1, d) : dim.str(2, d)))))),
+    t.msg(1, (tt) =>
+      tt.int(1, TYPES[type][0]).msg(2, (s) => dims.forEach((d) => s.msg(1, (dim) => (typeof d === "number" ? dim.int(1, d) : dim.str(2, d))))),
+    ),
   );
 }
 
@@ -87,7 +95,8 @@ function attribute(w, name, value) {
   if (Array.isArray(value)) {
     value.forEach((v) => w.int(8, v));
     w.int(20, 7); // INTS
-  } else if (Number.isInteger(value)) w.int(3, value).int(20, 2); // INT
+  } else if (Number.isInteger(value))
+    w.int(3, value).int(20, 2); // INT
   else w.float(2, value).int(20, 1); // FLOAT
 }
 
@@ -117,7 +126,9 @@ export function model({ inputs, outputs, nodes, initializers = [] }) {
       const raw = data instanceof Typed ? data : Typed.from(data, type === "int64" ? BigInt : Number);
       g.msg(5, (t) => {
         dims.forEach((d) => t.int(1, d));
-        t.int(2, code).str(8, name).raw(9, new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength));
+        t.int(2, code)
+          .str(8, name)
+          .raw(9, new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength));
       });
     }
     inputs.forEach(([name, dims, type]) => g.msg(11, (v) => valueInfo(v, name, dims, type)));

@@ -37,7 +37,16 @@ export async function ortAttention({ H, Lq, Lk, d, causal }) {
   const initializers = [["scale", [], new Float32Array([1 / Math.sqrt(d)])]];
   if (causal) initializers.push(["mask", [Lq, Lk], causalMask(Lq, Lk)]);
   const session = await ort.InferenceSession.create(
-    model({ inputs: [["q", [1, H, Lq, d]], ["k", [1, H, Lk, d]], ["v", [1, H, Lk, d]]], outputs: [["o", [1, H, Lq, d]]], nodes, initializers }),
+    model({
+      inputs: [
+        ["q", [1, H, Lq, d]],
+        ["k", [1, H, Lk, d]],
+        ["v", [1, H, Lk, d]],
+      ],
+      outputs: [["o", [1, H, Lq, d]]],
+      nodes,
+      initializers,
+    }),
     { executionProviders: ["wasm"] },
   );
   return async (q, k, v) => (await session.run({ q: ortTensor(q), k: ortTensor(k), v: ortTensor(v) })).o.data;
@@ -48,13 +57,18 @@ export async function ortFusedMha({ H, Lq, Lk, d, causal }) {
   const attrs = { num_heads: H, ...(causal ? { unidirectional: 1 } : {}) };
   const session = await ort.InferenceSession.create(
     model({
-      inputs: [["q", [1, Lq, H * d]], ["k", [1, Lk, H * d]], ["v", [1, Lk, H * d]]],
+      inputs: [
+        ["q", [1, Lq, H * d]],
+        ["k", [1, Lk, H * d]],
+        ["v", [1, Lk, H * d]],
+      ],
       outputs: [["o", [1, Lq, H * d]]],
       nodes: [{ op: "MultiHeadAttention", domain: "com.microsoft", inputs: ["q", "k", "v"], outputs: ["o"], attrs }],
     }),
     { executionProviders: ["wasm"] },
   );
-  return async (q, k, v) => (await session.run({ q: ortTensor(q, [1, Lq, H * d]), k: ortTensor(k, [1, Lk, H * d]), v: ortTensor(v, [1, Lk, H * d]) })).o.data;
+  return async (q, k, v) =>
+    (await session.run({ q: ortTensor(q, [1, Lq, H * d]), k: ortTensor(k, [1, Lk, H * d]), v: ortTensor(v, [1, Lk, H * d]) })).o.data;
 }
 
 export function tfAttention(tf, { d, causal, Lq, Lk }) {
@@ -95,7 +109,8 @@ export async function ortEncoderStack(dicts, { L, E, H, F }, options = {}) {
   const init = [];
   dicts.forEach((dict, i) => {
     const g = layerGraph(dict, { E, H, F }, options);
-    const name = (n) => (n === "x" ? (i ? `l${i - 1}_y` : "x") : n === "y" ? (i === dicts.length - 1 ? "y" : `l${i}_y`) : n.startsWith("shape_") ? n : `l${i}_${n}`);
+    const name = (n) =>
+      n === "x" ? (i ? `l${i - 1}_y` : "x") : n === "y" ? (i === dicts.length - 1 ? "y" : `l${i}_y`) : n.startsWith("shape_") ? n : `l${i}_${n}`;
     nodes.push(...g.nodes.map((n) => ({ ...n, inputs: n.inputs.map(name), outputs: n.outputs.map(name) })));
     init.push(...g.init.map(([n, ...rest]) => [name(n), ...rest]));
   });
@@ -125,40 +140,74 @@ function layerGraph(dict, { E, H, F }, { weights = "f32" } = {}) {
   const inB = dict["self_attn.in_proj_bias"].data;
   // name, torch weight (rows = out, cols = in)
   const mats = [
-    ["wq", inW.subarray(0, E * E), E, E], ["wk", inW.subarray(E * E, 2 * E * E), E, E], ["wv", inW.subarray(2 * E * E), E, E],
-    ["wo", dict["self_attn.out_proj.weight"].data, E, E], ["w1", dict["linear1.weight"].data, F, E], ["w2", dict["linear2.weight"].data, E, F],
+    ["wq", inW.subarray(0, E * E), E, E],
+    ["wk", inW.subarray(E * E, 2 * E * E), E, E],
+    ["wv", inW.subarray(2 * E * E), E, E],
+    ["wo", dict["self_attn.out_proj.weight"].data, E, E],
+    ["w1", dict["linear1.weight"].data, F, E],
+    ["w2", dict["linear2.weight"].data, E, F],
   ];
   const init = [
-    ...mats.flatMap(([name, w, rows, cols]) => (weights === "q8" ? q8Weight(name, w, rows, cols) : weights === "q4" ? q4Weight(name, w, rows, cols) : [[name, [cols, rows], t(w, rows, cols)]])),
-    ["bq", [E], inB.slice(0, E)], ["bk", [E], inB.slice(E, 2 * E)], ["bv", [E], inB.slice(2 * E)],
-    ["bo", [E], dict["self_attn.out_proj.bias"].data], ["b1", [F], dict["linear1.bias"].data], ["b2", [E], dict["linear2.bias"].data],
-    ["g1", [E], dict["norm1.weight"].data], ["n1", [E], dict["norm1.bias"].data],
-    ["g2", [E], dict["norm2.weight"].data], ["n2", [E], dict["norm2.bias"].data],
+    ...mats.flatMap(([name, w, rows, cols]) =>
+      weights === "q8" ? q8Weight(name, w, rows, cols) : weights === "q4" ? q4Weight(name, w, rows, cols) : [[name, [cols, rows], t(w, rows, cols)]],
+    ),
+    ["bq", [E], inB.slice(0, E)],
+    ["bk", [E], inB.slice(E, 2 * E)],
+    ["bv", [E], inB.slice(2 * E)],
+    ["bo", [E], dict["self_attn.out_proj.bias"].data],
+    ["b1", [F], dict["linear1.bias"].data],
+    ["b2", [E], dict["linear2.bias"].data],
+    ["g1", [E], dict["norm1.weight"].data],
+    ["n1", [E], dict["norm1.bias"].data],
+    ["g2", [E], dict["norm2.weight"].data],
+    ["n2", [E], dict["norm2.bias"].data],
     ["scale", [], new Float32Array([1 / Math.sqrt(d)])],
-    ["half", [], new Float32Array([0.5])], ["one", [], new Float32Array([1])], ["rsqrt2", [], new Float32Array([Math.SQRT1_2])],
+    ["half", [], new Float32Array([0.5])],
+    ["one", [], new Float32Array([1])],
+    ["rsqrt2", [], new Float32Array([Math.SQRT1_2])],
   ];
   const quantized = new Set(); // inputs already through DynamicQuantizeLinear (x feeds q, k and v)
-  const linear = (x, w, b, out) => weights === "q8" ? [
-    ...(quantized.has(x) ? [] : (quantized.add(x), [{ op: "DynamicQuantizeLinear", inputs: [x], outputs: [`${x}_q`, `${x}_s`, `${x}_z`] }])),
-    { op: "MatMulInteger", inputs: [`${x}_q`, w, `${x}_z`, `${w}_zp`], outputs: [`${out}_i`] },
-    { op: "Mul", inputs: [`${x}_s`, `${w}_scale`], outputs: [`${out}_s`] },
-    { op: "Cast", inputs: [`${out}_i`], outputs: [`${out}_c`], attrs: { to: 1 } },
-    { op: "Mul", inputs: [`${out}_c`, `${out}_s`], outputs: [`${out}_m`] },
-    { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
-  ] : weights === "q4" ? [
-    { op: "MatMulNBits", domain: "com.microsoft", inputs: [x, w, `${w}_scales`], outputs: [`${out}_m`], attrs: { K: mats.find((m) => m[0] === w)[3], N: mats.find((m) => m[0] === w)[2], bits: 4, block_size: 32 } },
-    { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
-  ] : [
-    { op: "MatMul", inputs: [x, w], outputs: [`${out}_m`] },
-    { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
-  ];
+  const quantize = (x) => {
+    if (quantized.has(x)) return [];
+    quantized.add(x);
+    return [{ op: "DynamicQuantizeLinear", inputs: [x], outputs: [`${x}_q`, `${x}_s`, `${x}_z`] }];
+  };
+  const linear = (x, w, b, out) =>
+    weights === "q8"
+      ? [
+          ...quantize(x),
+          { op: "MatMulInteger", inputs: [`${x}_q`, w, `${x}_z`, `${w}_zp`], outputs: [`${out}_i`] },
+          { op: "Mul", inputs: [`${x}_s`, `${w}_scale`], outputs: [`${out}_s`] },
+          { op: "Cast", inputs: [`${out}_i`], outputs: [`${out}_c`], attrs: { to: 1 } },
+          { op: "Mul", inputs: [`${out}_c`, `${out}_s`], outputs: [`${out}_m`] },
+          { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
+        ]
+      : weights === "q4"
+        ? [
+            {
+              op: "MatMulNBits",
+              domain: "com.microsoft",
+              inputs: [x, w, `${w}_scales`],
+              outputs: [`${out}_m`],
+              attrs: { K: mats.find((m) => m[0] === w)[3], N: mats.find((m) => m[0] === w)[2], bits: 4, block_size: 32 },
+            },
+            { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
+          ]
+        : [
+            { op: "MatMul", inputs: [x, w], outputs: [`${out}_m`] },
+            { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
+          ];
   const split = (x, out, perm) => [
     { op: "Reshape", inputs: [x, "shape_heads"], outputs: [`${out}_r`] },
     { op: "Transpose", inputs: [`${out}_r`], outputs: [out], attrs: { perm } },
   ];
   const nodes = [
-    ...linear("x", "wq", "bq", "q"), ...linear("x", "wk", "bk", "k"), ...linear("x", "wv", "bv", "v"),
-    ...split("q", "qh", [0, 2, 1, 3]), ...split("k", "kt", [0, 2, 3, 1]), ...split("v", "vh", [0, 2, 1, 3]),
+    ...linear("x", "wq", "bq", "q"),
+    ...linear("x", "wk", "bk", "k"),
+    ...linear("x", "wv", "bv", "v"),
+    ...split("q", "qh", [0, 2, 1, 3]),
+    ...split("k", "kt", [0, 2, 3, 1]),
+    ...split("v", "vh", [0, 2, 1, 3]),
     { op: "MatMul", inputs: ["qh", "kt"], outputs: ["s"] },
     { op: "Mul", inputs: ["s", "scale"], outputs: ["s2"] },
     { op: "Softmax", inputs: ["s2"], outputs: ["p"], attrs: { axis: -1 } },
@@ -199,7 +248,11 @@ function q8Weight(name, w, rows, cols) {
       q[c * rows + r] = Math.abs(x % 1) === 0.5 && n % 2 ? n - 1 : n; // ties to even
     }
   }
-  return [[name, [cols, rows], q, "int8"], [`${name}_scale`, [rows], scales], [`${name}_zp`, [rows], new Int8Array(rows), "int8"]];
+  return [
+    [name, [cols, rows], q, "int8"],
+    [`${name}_scale`, [rows], scales],
+    [`${name}_zp`, [rows], new Int8Array(rows), "int8"],
+  ];
 }
 
 // x (a float32) rounded to the nearest half, ties to even, as a number (+-Infinity from 65520 up)
@@ -241,5 +294,8 @@ function q4Weight(name, w, rows, cols) {
       }
     }
   }
-  return [[name, [rows, NB, 16], B, "uint8"], [`${name}_scales`, [rows * NB], scales]];
+  return [
+    [name, [rows, NB, 16], B, "uint8"],
+    [`${name}_scales`, [rows * NB], scales],
+  ];
 }

@@ -11,12 +11,14 @@ const OPTIONS = { dModel: E, nhead: H, dimFeedforward: F, activation: "gelu" };
 
 // the weights of bench/run.mjs's float32 layer: uniform in +-0.05, LayerNorm weight 1 and bias 0
 export function bertDict(layer) {
-  return Object.fromEntries(layer.params().map((p, i) => {
-    const t = randomTensor(p.shape, 10 + i);
-    const norm = p.key.startsWith("norm");
-    for (let j = 0; j < t.data.length; j++) t.data[j] = norm ? (p.key.endsWith("weight") ? 1 : 0) : t.data[j] * 0.05;
-    return [p.key, t];
-  }));
+  return Object.fromEntries(
+    layer.params().map((p, i) => {
+      const t = randomTensor(p.shape, 10 + i);
+      const norm = p.key.startsWith("norm");
+      for (let j = 0; j < t.data.length; j++) t.data[j] = norm ? (p.key.endsWith("weight") ? 1 : 0) : t.data[j] * 0.05;
+      return [p.key, t];
+    }),
+  );
 }
 
 export function relRms(got, want) {
@@ -77,7 +79,9 @@ if (import.meta.url === `file://${process.argv[1]}` && process.argv.includes("--
     const ours = await c.contenders[0].fn();
     for (const k of c.contenders) {
       const out = await k.fn();
-      console.log(`L=${L} ${k.name}: ${(100 * relRms(out, c.reference)).toFixed(3)}% relative RMS from our f32 layer; against ours: ${c.agree(ours, out) ?? "agrees"}`);
+      console.log(
+        `L=${L} ${k.name}: ${(100 * relRms(out, c.reference)).toFixed(3)}% relative RMS from our f32 layer; against ours: ${c.agree(ours, out) ?? "agrees"}`,
+      );
     }
     c.dispose();
   }

@@ -21,7 +21,9 @@ const threadsArg = process.argv.find((a) => a.startsWith("--threads="));
 const threads = threadsArg ? Number(threadsArg.slice(10)) : 1;
 const child = process.argv.includes("--json"); // a child run: rows as JSON on stdout
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
-const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253, 15, 253, 133, 2, 11]);
+const RELAXED_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253, 15, 253, 133, 2, 11,
+]);
 
 await lib.init({ simd: "baseline", threads });
 const relaxedSupported = lib.relaxedSimdSupported();
@@ -32,7 +34,9 @@ const withRelaxed = (name, fn) => (relaxedSupported ? [{ name: `${name} (relaxed
 await setupOrt(threads);
 const tf = threads === 1 ? await setupTf(1) : null; // tfjs-wasm has no threads in Node
 const peak = await measurePeak({ relaxed: WebAssembly.validate(RELAXED_PROBE) });
-console.error(`peak: ${peak.madd.toFixed(1)} GFLOP/s mul+add, ${peak.relaxedMadd?.toFixed(1) ?? "n/a"} relaxed, ${peak.stream.toFixed(1)} GB/s; ${peak.dotI16.toFixed(1)} GOP/s dot_i16x8_s + add, ${peak.dotI8?.toFixed(1) ?? "n/a"} relaxed_dot_i8x16_i7x16 + extadd + add, ${peak.dotI8Fused?.toFixed(1) ?? "n/a"} fused`);
+console.error(
+  `peak: ${peak.madd.toFixed(1)} GFLOP/s mul+add, ${peak.relaxedMadd?.toFixed(1) ?? "n/a"} relaxed, ${peak.stream.toFixed(1)} GB/s; ${peak.dotI16.toFixed(1)} GOP/s dot_i16x8_s + add, ${peak.dotI8?.toFixed(1) ?? "n/a"} relaxed_dot_i8x16_i7x16 + extadd + add, ${peak.dotI8Fused?.toFixed(1) ?? "n/a"} fused`,
+);
 
 // runs every contender in turn, round after round, until each has `runs` timings or its budget is
 // spent. With threads, contenders run one after another instead: onnxruntime-web's pool spins
@@ -80,11 +84,23 @@ async function bench(name, flops, contenders, opts = { runs: quick ? 5 : 25, bud
   for (const c of contenders) {
     try {
       const out = c === contenders[0] ? ours : await c.fn();
-      const problem = opts.agree ? opts.agree(ours, out) : maxDiff(ours, out) < 1e-3 ? null : `disagrees with wasm-attention by ${maxDiff(ours, out)}`;
+      const problem = opts.agree
+        ? opts.agree(ours, out)
+        : maxDiff(ours, out) < 1e-3
+          ? null
+          : `disagrees with wasm-attention by ${maxDiff(ours, out)}`;
       if (problem) throw new Error(problem);
       live.push(c);
     } catch (e) {
-      rows.push({ case: name, threads, contender: c.name, "median ms": "failed", "GFLOP/s": "", "% of peak": "", "time / ours": String(e.message ?? e).slice(0, 60) });
+      rows.push({
+        case: name,
+        threads,
+        contender: c.name,
+        "median ms": "failed",
+        "GFLOP/s": "",
+        "% of peak": "",
+        "time / ours": String(e.message ?? e).slice(0, 60),
+      });
     }
   }
   const medians = await race(live, opts);
@@ -101,7 +117,12 @@ async function bench(name, flops, contenders, opts = { runs: quick ? 5 : 25, bud
       "time / ours": (medians[i] / oursMs).toFixed(2),
     });
   });
-  console.error(rows.slice(-contenders.length).map((r) => `${r.case} | ${r.contender}: ${r["median ms"]} ms`).join("\n"));
+  console.error(
+    rows
+      .slice(-contenders.length)
+      .map((r) => `${r.case} | ${r.contender}: ${r["median ms"]} ms`)
+      .join("\n"),
+  );
 }
 
 const H = 12;
@@ -115,10 +136,18 @@ for (const L of lengths) {
       { name: "wasm-attention", fn: () => lib.scaledDotProductAttention(q, k, v, { isCausal: causal }).data },
       ...withRelaxed("wasm-attention", () => rlib.scaledDotProductAttention(q, k, v, { isCausal: causal }).data),
       { name: "onnxruntime-web (ops)", fn: await ortAttention(shape).then((f) => () => f(q, k, v)) },
-      { name: "onnxruntime-web (fused MHA)", fn: await ortFusedMha(shape).then((f) => () => f(toBLE(q), toBLE(k), toBLE(v))).then((f) => async () => fromBLE(await f(), L)) },
+      {
+        name: "onnxruntime-web (fused MHA)",
+        fn: await ortFusedMha(shape)
+          .then((f) => () => f(toBLE(q), toBLE(k), toBLE(v)))
+          .then((f) => async () => fromBLE(await f(), L)),
+      },
     ];
     if (tf && (L <= 512 || !quick)) contenders.push({ name: "tfjs-wasm", fn: tfAttention(tf, shape).bind(null, q, k, v) });
-    await bench(`attention L=${L}${causal ? " causal" : ""}`, (4 * H * L * L * d) / (causal ? 2 : 1), contenders, { runs: L >= 2048 ? 7 : quick ? 5 : 25, budgetMs: quick ? 2000 : 10000 });
+    await bench(`attention L=${L}${causal ? " causal" : ""}`, (4 * H * L * L * d) / (causal ? 2 : 1), contenders, {
+      runs: L >= 2048 ? 7 : quick ? 5 : 25,
+      budgetMs: quick ? 2000 : 10000,
+    });
   }
 }
 
@@ -142,16 +171,34 @@ for (const Lk of quick ? [4096] : [1024, 4096]) {
 for (const L of quick ? [128] : [128, 512]) {
   const [E, F] = [768, 3072];
   const layer = new lib.TransformerEncoderLayer({ dModel: E, nhead: H, dimFeedforward: F, activation: "gelu" });
-  const dict = Object.fromEntries(layer.params().map((p, i) => [p.key, scaled(randomTensor(p.shape, 10 + i), p.key.startsWith("norm") && p.key.endsWith("weight") ? 0 : 0.05, p.key.startsWith("norm") && p.key.endsWith("weight") ? 1 : 0)]));
+  const dict = Object.fromEntries(
+    layer
+      .params()
+      .map((p, i) => [
+        p.key,
+        scaled(
+          randomTensor(p.shape, 10 + i),
+          p.key.startsWith("norm") && p.key.endsWith("weight") ? 0 : 0.05,
+          p.key.startsWith("norm") && p.key.endsWith("weight") ? 1 : 0,
+        ),
+      ]),
+  );
   layer.loadStateDict(dict);
-  const rlayer = relaxedSupported ? new rlib.TransformerEncoderLayer({ dModel: E, nhead: H, dimFeedforward: F, activation: "gelu" }).loadStateDict(dict) : null;
+  const rlayer = relaxedSupported
+    ? new rlib.TransformerEncoderLayer({ dModel: E, nhead: H, dimFeedforward: F, activation: "gelu" }).loadStateDict(dict)
+    : null;
   const x = randomTensor([1, L, E], 5);
   const flops = 2 * L * (4 * E * E + 2 * E * F) + 4 * L * L * E;
-  await bench(`BERT-base encoder layer L=${L}`, flops, [
-    { name: "wasm-attention", fn: () => layer.forward(x).data },
-    ...withRelaxed("wasm-attention", () => rlayer.forward(x).data),
-    { name: "onnxruntime-web (ops)", fn: await ortEncoderLayer(dict, { L, E, H, F }).then((f) => () => f(x)) },
-  ], { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000 });
+  await bench(
+    `BERT-base encoder layer L=${L}`,
+    flops,
+    [
+      { name: "wasm-attention", fn: () => layer.forward(x).data },
+      ...withRelaxed("wasm-attention", () => rlayer.forward(x).data),
+      { name: "onnxruntime-web (ops)", fn: await ortEncoderLayer(dict, { L, E, H, F }).then((f) => () => f(x)) },
+    ],
+    { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000 },
+  );
   layer.dispose();
   rlayer?.dispose();
 }
@@ -161,14 +208,32 @@ for (const L of quick ? [128] : [128, 512]) {
 {
   const [L, E, F, N] = [128, 768, 3072, 12];
   const encoder = new lib.TransformerEncoder({ layer: { dModel: E, nhead: H, dimFeedforward: F, activation: "gelu" }, numLayers: N });
-  const dicts = encoder.layers.map((layer, l) => Object.fromEntries(layer.params().map((p, i) => [p.key, scaled(randomTensor(p.shape, 100 * l + i), p.key.startsWith("norm") && p.key.endsWith("weight") ? 0 : 0.05, p.key.startsWith("norm") && p.key.endsWith("weight") ? 1 : 0)])));
+  const dicts = encoder.layers.map((layer, l) =>
+    Object.fromEntries(
+      layer
+        .params()
+        .map((p, i) => [
+          p.key,
+          scaled(
+            randomTensor(p.shape, 100 * l + i),
+            p.key.startsWith("norm") && p.key.endsWith("weight") ? 0 : 0.05,
+            p.key.startsWith("norm") && p.key.endsWith("weight") ? 1 : 0,
+          ),
+        ]),
+    ),
+  );
   encoder.loadStateDict(Object.fromEntries(dicts.flatMap((d, l) => Object.entries(d).map(([k, t]) => [`layers.${l}.${k}`, t]))));
   const x = randomTensor([1, L, E], 6);
   const flops = N * (2 * L * (4 * E * E + 2 * E * F) + 4 * L * L * E);
-  await bench(`BERT-base encoder (12 layers) L=${L}`, flops, [
-    { name: "wasm-attention", fn: () => encoder.forward(x).data },
-    { name: "onnxruntime-web (ops)", fn: await ortEncoderStack(dicts, { L, E, H, F }).then((f) => () => f(x)) },
-  ], { runs: quick ? 3 : 9, budgetMs: quick ? 5000 : 30000 });
+  await bench(
+    `BERT-base encoder (12 layers) L=${L}`,
+    flops,
+    [
+      { name: "wasm-attention", fn: () => encoder.forward(x).data },
+      { name: "onnxruntime-web (ops)", fn: await ortEncoderStack(dicts, { L, E, H, F }).then((f) => () => f(x)) },
+    ],
+    { runs: quick ? 3 : 9, budgetMs: quick ? 5000 : 30000 },
+  );
   encoder.dispose();
 }
 
@@ -193,7 +258,8 @@ for (const L of quick ? [128] : [128, 512]) {
 function scenarioResult(r) {
   const mb = (b) => (b / 2 ** 20).toFixed(1);
   if (r.ms !== undefined) return `${r.ms.toFixed(1)} ms`;
-  if (r.rssGrowth !== undefined) return `RSS grew ${mb(r.rssGrowth)} MB over the 10,000 calls after 1,000 warm-up calls (WebAssembly memory ${mb(r.wasmBytes)} MB, flat)`;
+  if (r.rssGrowth !== undefined)
+    return `RSS grew ${mb(r.rssGrowth)} MB over the 10,000 calls after 1,000 warm-up calls (WebAssembly memory ${mb(r.wasmBytes)} MB, flat)`;
   return `${mb(r.bytes)} MB above the process baseline${r.wasmBytes ? ` (WebAssembly memory ${mb(r.wasmBytes)} MB)` : ""}${r.failed ? `; failed: ${r.failed}` : ""}`;
 }
 
@@ -230,19 +296,42 @@ if (!threadsArg && !quick) {
 const scenarioRows = [];
 if (!quick && !threadsArg && !only) {
   const { execFileSync } = await import("node:child_process");
-  for (const name of ["cold start: wasm-attention", "cold start: onnxruntime-web", "memory: attention L=16384, wasm-attention", "memory: attention L=16384, onnxruntime-web", "memory: 4-layer encoder L=4096, wasm-attention", "rss: 10,000 encoder and attention calls"]) {
-    const r = JSON.parse(execFileSync(process.execPath, ["--expose-gc", new URL("./scenarios.mjs", import.meta.url).pathname, name], { encoding: "utf8", maxBuffer: 1 << 20 }).trim());
+  for (const name of [
+    "cold start: wasm-attention",
+    "cold start: onnxruntime-web",
+    "memory: attention L=16384, wasm-attention",
+    "memory: attention L=16384, onnxruntime-web",
+    "memory: 4-layer encoder L=4096, wasm-attention",
+    "rss: 10,000 encoder and attention calls",
+  ]) {
+    const r = JSON.parse(
+      execFileSync(process.execPath, ["--expose-gc", new URL("./scenarios.mjs", import.meta.url).pathname, name], {
+        encoding: "utf8",
+        maxBuffer: 1 << 20,
+      }).trim(),
+    );
     scenarioRows.push({ scenario: name, result: scenarioResult(r) });
     console.error(`${name}: ${scenarioRows.at(-1).result}`);
   }
 }
-const versions = ["onnxruntime-web", "@tensorflow/tfjs-backend-wasm", "assemblyscript"].map((p) => `${p} ${JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url))).version}`);
+const versions = ["onnxruntime-web", "@tensorflow/tfjs-backend-wasm", "assemblyscript"].map(
+  (p) => `${p} ${JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url))).version}`,
+);
 const machine = `${os.cpus()[0].model}, ${os.cpus().length} cores, Node ${process.version}; ${versions.join(", ")}`;
 // sequence-length scaling, each length in a process of its own
 let scaling = [];
 if (!quick && !threadsArg && !only) {
   const { execFileSync } = await import("node:child_process");
-  scaling = JSON.parse(execFileSync(process.execPath, [new URL("./scaling.mjs", import.meta.url).pathname], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 20 }).trim().split("\n").pop());
+  scaling = JSON.parse(
+    execFileSync(process.execPath, [new URL("./scaling.mjs", import.meta.url).pathname], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+      maxBuffer: 1 << 20,
+    })
+      .trim()
+      .split("\n")
+      .pop(),
+  );
 }
 let results = { date: new Date().toISOString().slice(0, 10), machine, peak, rows, scenarioRows, scaling };
 if (only && !quick) {
@@ -252,6 +341,6 @@ if (only && !quick) {
 }
 console.log(report(results));
 if (!quick) {
-  writeFileSync(new URL("./results.json", import.meta.url), JSON.stringify(results, null, 1) + "\n");
+  writeFileSync(new URL("./results.json", import.meta.url), `${JSON.stringify(results, null, 1)}\n`);
   writeFileSync(new URL("./RESULTS.md", import.meta.url), report(results));
 }

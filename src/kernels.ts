@@ -8,7 +8,15 @@ import type { Pool } from "./threads.js";
 export type Kernels = Awaited<ReturnType<typeof instantiate>>;
 
 /** @internal The kernels the thread pool runs; a task names one by its index in this list. */
-export const POOL_KERNELS = ["gemm_f32", "attention_f32_prepare_kv", "attention_f32_flash", "quantize_rows_i8", "gemm_q8", "gemm_f16", "gemm_q4"] as const;
+export const POOL_KERNELS = [
+  "gemm_f32",
+  "attention_f32_prepare_kv",
+  "attention_f32_flash",
+  "quantize_rows_i8",
+  "gemm_q8",
+  "gemm_f16",
+  "gemm_q4",
+] as const;
 /** @internal */
 export type PoolKernel = (typeof POOL_KERNELS)[number];
 

@@ -28,9 +28,16 @@ const INTEGER = new Set(["I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "
  * failed load changes nothing; then calls each `load` in order, with tensors from
  * `loadSafetensors` copied from the file's bytes straight into WebAssembly memory.
  */
-export function loadParams(owner: string, params: Param[], dict: Readonly<Record<string, Tensor | IntegerTensor>>, prefix: string, options: LoadStateDictOptions): void {
+export function loadParams(
+  owner: string,
+  params: Param[],
+  dict: Readonly<Record<string, Tensor | IntegerTensor>>,
+  prefix: string,
+  options: LoadStateDictOptions,
+): void {
   const fn = `${owner}.loadStateDict`;
-  if (dict === null || typeof dict !== "object") throw new ArgumentError(`${fn}: expected a state dict (an object of tensors), got ${describe(dict)}`);
+  if (dict === null || typeof dict !== "object")
+    throw new ArgumentError(`${fn}: expected a state dict (an object of tensors), got ${describe(dict)}`);
   if (typeof prefix !== "string") throw new ArgumentError(`${fn}: prefix must be a string, got ${describe(prefix)}`);
   const { strict = true, weights } = checkOptions(`${fn} options`, options, ["strict", "weights"]);
   if (typeof strict !== "boolean") throw new ArgumentError(`${fn}: strict must be a boolean, got ${describe(strict)}`);
@@ -61,11 +68,15 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
     const source = fileSource(t);
     // a file's bytes transferred (or otherwise detached) since loadSafetensors read its header
     if (source && source.bytes.byteLength === 0 && source.shape.every((d) => d > 0)) {
-      throw new ArgumentError(`${fn}: state dict "${key}": the file's bytes were detached (transferred?) after loadSafetensors; keep the buffer until the load is done`);
+      throw new ArgumentError(
+        `${fn}: state dict "${key}": the file's bytes were detached (transferred?) after loadSafetensors; keep the buffer until the load is done`,
+      );
     }
     const dtype = source ? undefined : (t as { dtype?: unknown } | null)?.dtype;
     if (typeof dtype === "string" && INTEGER.has(dtype)) {
-      throw new ArgumentError(`${fn}: state dict "${key}" is an ${dtype} tensor; modules take float tensors (F32, F16, BF16 or F64 in a safetensors file), or for a weight matrix I8 with its scales "${key}_scale"`);
+      throw new ArgumentError(
+        `${fn}: state dict "${key}" is an ${dtype} tensor; modules take float tensors (F32, F16, BF16 or F64 in a safetensors file), or for a weight matrix I8 with its scales "${key}_scale"`,
+      );
     }
     const checked = source ?? checkTensor(`state dict "${key}"`, t);
     if (checked.shape.length !== p.shape.length || checked.shape.some((d, i) => d !== p.shape[i])) {
@@ -76,11 +87,13 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
   // 2. with strict, every key under the prefix must be one of them
   const expected = new Set([...params.map((p) => prefix + p.key), ...scaleKeys]);
   const unused = strict ? Object.keys(dict).filter((k) => k.startsWith(prefix) && !expected.has(k)) : [];
-  if (unused.length) problems.push(`unexpected ${unused.map((k) => `"${k}"`).join(", ")} (pass { strict: false } to ignore keys the module does not use)`);
+  if (unused.length)
+    problems.push(`unexpected ${unused.map((k) => `"${k}"`).join(", ")} (pass { strict: false } to ignore keys the module does not use)`);
   if (problems.length) {
-    const hint = prefix && !prefix.endsWith(".") && Object.keys(dict).some((k) => k.startsWith(`${prefix}.`))
-      ? `; the prefix "${prefix}" does not end with "." but keys start with "${prefix}.": did you mean "${prefix}."?`
-      : "";
+    const hint =
+      prefix && !prefix.endsWith(".") && Object.keys(dict).some((k) => k.startsWith(`${prefix}.`))
+        ? `; the prefix "${prefix}" does not end with "." but keys start with "${prefix}.": did you mean "${prefix}."?`
+        : "";
     const Cls = problems.length > (unused.length ? 1 : 0) ? ShapeError : ArgumentError;
     throw new Cls(`${fn}: ${problems.join("; ")}${hint}`);
   }
@@ -95,7 +108,14 @@ export function loadParams(owner: string, params: Param[], dict: Readonly<Record
  * q * scale, one scale per row, symmetric). Its int8 rows and scales, or null with the problems
  * recorded.
  */
-function checkPreQuantized(fn: string, dict: Readonly<Record<string, Tensor | IntegerTensor>>, key: string, t: IntegerTensor, shape: readonly number[], problems: string[]): { q: Int8Array; scales: Float32Array } | null {
+function checkPreQuantized(
+  fn: string,
+  dict: Readonly<Record<string, Tensor | IntegerTensor>>,
+  key: string,
+  t: IntegerTensor,
+  shape: readonly number[],
+  problems: string[],
+): { q: Int8Array; scales: Float32Array } | null {
   const before = problems.length;
   // the caller's tensor read once: its data through the typed array's own slots, its shape copied
   const given = t as { data?: unknown; shape?: unknown };
@@ -112,9 +132,11 @@ function checkPreQuantized(fn: string, dict: Readonly<Record<string, Tensor | In
   if (s === undefined) problems.push(`"${key}" is an I8 tensor (pre-quantized) without its scales "${scaleKey}" [${shape[0]}]`);
   else {
     const dtype = fileSource(s) ? undefined : (s as { dtype?: unknown } | null)?.dtype;
-    if (typeof dtype === "string" && INTEGER.has(dtype)) throw new ArgumentError(`${fn}: state dict "${scaleKey}" is an ${dtype} tensor; scales are float`);
+    if (typeof dtype === "string" && INTEGER.has(dtype))
+      throw new ArgumentError(`${fn}: state dict "${scaleKey}" is an ${dtype} tensor; scales are float`);
     const checked = fileSource(s) ?? checkTensor(`state dict "${scaleKey}"`, s);
-    if (checked.shape.length !== 1 || checked.shape[0] !== shape[0]) problems.push(`"${scaleKey}" has shape ${fmt(checked.shape)}, expected [${shape[0]}]`);
+    if (checked.shape.length !== 1 || checked.shape[0] !== shape[0])
+      problems.push(`"${scaleKey}" has shape ${fmt(checked.shape)}, expected [${shape[0]}]`);
     else scales = Float32Array.from(fileSource(s) ? (s as Tensor).data : (checked as { data: Float32Array }).data);
   }
   if (problems.length > before || !scales) return null;

@@ -3,8 +3,21 @@
 // f32 on a BERT-base-sized layer (the issue's 1% target).
 import { beforeAll, describe, expect, test } from "vitest";
 import {
-  ArgumentError, EncoderModel, type IntegerTensor, Linear, MultiHeadAttention, ShapeError, StateError, type StateDict, type Tensor,
-  TransformerEncoder, TransformerEncoderLayer, init, loadSafetensors, memoryStats, quantize,
+  ArgumentError,
+  EncoderModel,
+  type IntegerTensor,
+  Linear,
+  MultiHeadAttention,
+  ShapeError,
+  StateError,
+  type StateDict,
+  type Tensor,
+  TransformerEncoder,
+  TransformerEncoderLayer,
+  init,
+  loadSafetensors,
+  memoryStats,
+  quantize,
 } from "../src/index.js";
 import { expectClose, freshSeed, rng } from "./reference.js";
 import { intSums, quantizeRows } from "./support/q8.js";
@@ -30,11 +43,13 @@ function normal(r: Rng, n: number, std: number): Float32Array {
 
 // BERT-like random weights: matrices and biases ~N(0, 0.02), LayerNorm weight 1 and bias 0
 function randomDict(params: { key: string; shape: readonly number[] }[], r: Rng): Record<string, Tensor> {
-  return Object.fromEntries(params.map((p) => {
-    const norm = /norm/i.test(p.key);
-    const data = norm ? new Float32Array(size(p.shape)).fill(p.key.endsWith("weight") ? 1 : 0) : normal(r, size(p.shape), 0.02);
-    return [p.key, { data, shape: [...p.shape] }];
-  }));
+  return Object.fromEntries(
+    params.map((p) => {
+      const norm = /norm/i.test(p.key);
+      const data = norm ? new Float32Array(size(p.shape)).fill(p.key.endsWith("weight") ? 1 : 0) : normal(r, size(p.shape), 0.02);
+      return [p.key, { data, shape: [...p.shape] }];
+    }),
+  );
 }
 
 const relRms = (got: ArrayLike<number>, want: ArrayLike<number>) => {
@@ -104,7 +119,9 @@ describe("q8 against f32 on a BERT-base-sized layer (hidden 768, ff 3072, 12 hea
 
   test("memory: the q8 layer takes at most 30% of the f32 layer's bytes (weightBytes and liveBytes)", () => {
     const ratio = q8.weightBytes() / f32.weightBytes();
-    console.log(`BERT-base layer weights: f32 ${f32.weightBytes()} bytes, q8 ${q8.weightBytes()} bytes (${(100 * ratio).toFixed(1)}%); liveBytes ${live.f32} -> ${live.q8}`);
+    console.log(
+      `BERT-base layer weights: f32 ${f32.weightBytes()} bytes, q8 ${q8.weightBytes()} bytes (${(100 * ratio).toFixed(1)}%); liveBytes ${live.f32} -> ${live.q8}`,
+    );
     expect(ratio).toBeLessThanOrEqual(0.3);
     expect(live.q8 / live.f32).toBeLessThanOrEqual(0.3);
     // weightBytes is what the heap holds for the weights (each block rounded up to 16 bytes there)
@@ -114,7 +131,7 @@ describe("q8 against f32 on a BERT-base-sized layer (hidden 768, ff 3072, 12 hea
     expect(f32.weightBytes()).toBe(4 * f32.params().reduce((n, p) => n + size(p.shape), 0));
   });
 
-  test("quantize(layer, \"q8\") gives the same bits as loading with { weights: \"q8\" }", () => {
+  test('quantize(layer, "q8") gives the same bits as loading with { weights: "q8" }', () => {
     const l = new TransformerEncoderLayer(BERT).loadStateDict(dict);
     const before = l.weightBytes();
     expect(quantize(l, "q8")).toBe(l);
@@ -135,14 +152,21 @@ describe("q8 against f32 on a BERT-base-sized layer (hidden 768, ff 3072, 12 hea
 
 describe("Linear in q8: the host path against the float64 oracle of the dequantized product", () => {
   test.each([
-    [1, 1, 1], [3, 5, 7], [67, 17, 33], [130, 67, 64],
+    [1, 1, 1],
+    [3, 5, 7],
+    [67, 17, 33],
+    [130, 67, 64],
   ])("M=%i N=%i K=%i, bias and activation", (M, N, K) => {
     const seed = freshSeed();
     const r = rng(seed);
     const w = r.floats(N * K, 0.1);
     const bias = r.floats(N);
     const a = r.floats(M * K, 2);
-    const lin = new Linear({ inFeatures: K, outFeatures: N }).loadStateDict({ weight: { data: w, shape: [N, K] }, bias: { data: bias, shape: [N] } }, "", { weights: "q8" });
+    const lin = new Linear({ inFeatures: K, outFeatures: N }).loadStateDict(
+      { weight: { data: w, shape: [N, K] }, bias: { data: bias, shape: [N] } },
+      "",
+      { weights: "q8" },
+    );
     expect(lin.weights).toBe("q8");
     const wq = quantizeRows(w, N, K);
     const aq = quantizeRows(a, M, K);
@@ -159,14 +183,21 @@ describe("Linear in q8: the host path against the float64 oracle of the dequanti
     const r = rng(freshSeed());
     const q = Int8Array.from({ length: N * K }, (_, i) => (i % 7 === 0 ? -128 : Math.round((r.next() * 2 - 1) * 50)));
     const scales = r.floats(N, 0.01).map(Math.abs);
-    const lin = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: { data: q, shape: [N, K], dtype: "I8" } as IntegerTensor, weight_scale: { data: scales, shape: [N] } });
+    const lin = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({
+      weight: { data: q, shape: [N, K], dtype: "I8" } as IntegerTensor,
+      weight_scale: { data: scales, shape: [N] },
+    });
     expect(lin.weights).toBe("q8");
     const a = r.floats(M * K);
     const aq = quantizeRows(a, M, K);
     const want = Float64Array.from(intSums(aq.q, q, M, N, K), (s, n) => s * aq.scales[Math.floor(n / N)]! * scales[n % N]!);
     expectClose(lin.forward({ data: a, shape: [M, K] }).data, want, [M, N], { atol: 1e-7, rtol: 1e-6 }, "pre-quantized");
     // with weights: "f32" they are dequantized (w = q * scale) and held in float32
-    const f = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: { data: q, shape: [N, K], dtype: "I8" } as IntegerTensor, weight_scale: { data: scales, shape: [N] } }, "", { weights: "f32" });
+    const f = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict(
+      { weight: { data: q, shape: [N, K], dtype: "I8" } as IntegerTensor, weight_scale: { data: scales, shape: [N] } },
+      "",
+      { weights: "f32" },
+    );
     expect(f.weights).toBe("f32");
     const deq = Float32Array.from(q, (v, i) => v * scales[Math.floor(i / K)]!);
     const g = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict({ weight: { data: deq, shape: [N, K] } });
@@ -178,7 +209,10 @@ describe("Linear in q8: the host path against the float64 oracle of the dequanti
     const [N, K] = [3, 4];
     const q = Int8Array.from([1, -2, 3, -4, 127, 0, -128, 5, 6, 7, 8, 9]);
     const scales = Float32Array.from([0.5, 0.25, 0.125]);
-    const tensors = { weight: { dtype: "I8", shape: [N, K], bytes: new Uint8Array(q.buffer) }, weight_scale: { dtype: "F32", shape: [N], bytes: new Uint8Array(scales.buffer) } };
+    const tensors = {
+      weight: { dtype: "I8", shape: [N, K], bytes: new Uint8Array(q.buffer) },
+      weight_scale: { dtype: "F32", shape: [N], bytes: new Uint8Array(scales.buffer) },
+    };
     const lin = new Linear({ inFeatures: K, outFeatures: N, bias: false }).loadStateDict(loadSafetensors(safetensors(tensors)));
     expect(lin.weights).toBe("q8");
     // one-hot inputs: row k of the output is column k of W
@@ -197,15 +231,21 @@ describe("Linear in q8: the host path against the float64 oracle of the dequanti
     const r = rng(freshSeed());
     const mha = new MultiHeadAttention({ embedDim: 24, numHeads: 3 });
     // values a BF16 holds exactly: the top 16 bits of a float32
-    const dict = Object.fromEntries(mha.params().map((p) => {
-      const data = r.floats(size(p.shape), 0.3);
-      new Uint32Array(data.buffer).forEach((b, i, a) => (a[i] = b & 0xffff0000));
-      return [p.key, { data, shape: [...p.shape] }];
-    }));
-    const file = safetensors(Object.fromEntries(Object.entries(dict).map(([k, t]) => {
-      const half = Uint16Array.from(new Uint32Array(t.data.buffer), (b) => b >>> 16);
-      return [k, { dtype: "BF16", shape: t.shape, bytes: new Uint8Array(half.buffer) }];
-    })));
+    const dict = Object.fromEntries(
+      mha.params().map((p) => {
+        const data = r.floats(size(p.shape), 0.3);
+        new Uint32Array(data.buffer).forEach((b, i, a) => (a[i] = b & 0xffff0000));
+        return [p.key, { data, shape: [...p.shape] }];
+      }),
+    );
+    const file = safetensors(
+      Object.fromEntries(
+        Object.entries(dict).map(([k, t]) => {
+          const half = Uint16Array.from(new Uint32Array(t.data.buffer), (b) => b >>> 16);
+          return [k, { dtype: "BF16", shape: t.shape, bytes: new Uint8Array(half.buffer) }];
+        }),
+      ),
+    );
     const a = new MultiHeadAttention({ embedDim: 24, numHeads: 3 }).loadStateDict(loadSafetensors(file), "", { weights: "q8" });
     const b = mha.loadStateDict(dict, "", { weights: "q8" });
     const x = { data: r.floats(2 * 5 * 24), shape: [2, 5, 24] };
@@ -220,12 +260,25 @@ describe("Linear in q8: the host path against the float64 oracle of the dequanti
     const q = { data: new Int8Array(8), shape: [2, 4], dtype: "I8" } as IntegerTensor;
     expect(() => lin.loadStateDict({ weight: q })).toThrow(ShapeError);
     expect(() => lin.loadStateDict({ weight: q })).toThrow(/"weight" is an I8 tensor \(pre-quantized\) without its scales "weight_scale" \[2\]/);
-    expect(() => lin.loadStateDict({ weight: q, weight_scale: { data: new Float32Array(4), shape: [4] } })).toThrow(/"weight_scale" has shape \[4\], expected \[2\]/);
-    expect(() => lin.loadStateDict({ weight: { data: new Int8Array(8), shape: [4, 2], dtype: "I8" } as IntegerTensor, weight_scale: { data: new Float32Array(2), shape: [2] } })).toThrow(/"weight" has shape \[4, 2\] \(I8, 8 values\), expected \[2, 4\]/);
-    expect(() => lin.loadStateDict({ weight: q, weight_scale: { data: new Int32Array(2), shape: [2], dtype: "I32" } as IntegerTensor })).toThrow(/"weight_scale" is an I32 tensor; scales are float/);
-    expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] }, weight_scale: { data: new Float32Array(2), shape: [2] } })).toThrow(/unexpected "weight_scale"/);
+    expect(() => lin.loadStateDict({ weight: q, weight_scale: { data: new Float32Array(4), shape: [4] } })).toThrow(
+      /"weight_scale" has shape \[4\], expected \[2\]/,
+    );
+    expect(() =>
+      lin.loadStateDict({
+        weight: { data: new Int8Array(8), shape: [4, 2], dtype: "I8" } as IntegerTensor,
+        weight_scale: { data: new Float32Array(2), shape: [2] },
+      }),
+    ).toThrow(/"weight" has shape \[4, 2\] \(I8, 8 values\), expected \[2, 4\]/);
+    expect(() => lin.loadStateDict({ weight: q, weight_scale: { data: new Int32Array(2), shape: [2], dtype: "I32" } as IntegerTensor })).toThrow(
+      /"weight_scale" is an I32 tensor; scales are float/,
+    );
+    expect(() =>
+      lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] }, weight_scale: { data: new Float32Array(2), shape: [2] } }),
+    ).toThrow(/unexpected "weight_scale"/);
     expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q5" as never })).toThrow(ArgumentError);
-    expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q5" as never })).toThrow(/weights must be "f32" or "f16" or "q8" or "q4", got string q5/);
+    expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q5" as never })).toThrow(
+      /weights must be "f32" or "f16" or "q8" or "q4", got string q5/,
+    );
     // nothing was loaded by the failed calls
     expect(() => lin.forward({ data: new Float32Array(4), shape: [1, 4] })).toThrow(StateError);
     lin.dispose();
@@ -296,7 +349,7 @@ describe("EncoderModel (Hugging Face BERT) in q8", () => {
     q8 = EncoderModel.fromConfig(config).loadStateDict(dict, undefined, { weights: "q8" });
   });
 
-  test("{ weights: \"q8\" }: every Linear int8, close to f32, fewer bytes", () => {
+  test('{ weights: "q8" }: every Linear int8, close to f32, fewer bytes', () => {
     const want = f32.forward(ids).data;
     const err = relRms(q8.forward(ids).data, want);
     console.log(`q8 vs f32, the tiny BERT fixture: ${(100 * err).toFixed(3)}% relative RMS`);
