@@ -15,8 +15,9 @@ const OPTIONS = { dModel: E, nhead: H, dimFeedforward: F, activation: "gelu" };
 /**
  * One q4 case at sequence length L: { name, flops (2 per multiply-add), contenders (ours first),
  * agree (a peer's output against ours: an error message or null), reference (our float32 layer's
- * output), dispose }. Both sides multiply the same dequantized weights by float32 activations
- * (onnxruntime-web's MatMulNBits at its default accuracy_level), so they agree to float rounding.
+ * output), dispose }. Both sides hold the same 4-bit weights and scales; we quantize activations
+ * to int8 per row (an exact integer sum per block), onnxruntime-web's MatMulNBits at its default
+ * accuracy_level keeps them float32, so they agree to within a few tenths of a percent, not 1e-6.
  */
 export async function q4Case({ lib, rlib, relaxed, L }) {
   const layer = new lib.TransformerEncoderLayer(OPTIONS);
@@ -36,7 +37,7 @@ export async function q4Case({ lib, rlib, relaxed, L }) {
     ],
     agree: (ours, theirs) => {
       const e = relRms(theirs, ours);
-      return e < 1e-3 ? null : `differs from wasm-attention q4 by ${(100 * e).toFixed(3)}% relative RMS`;
+      return e < 0.02 ? null : `differs from wasm-attention q4 by ${(100 * e).toFixed(3)}% relative RMS`;
     },
     reference: f32,
     dispose() {

@@ -235,8 +235,8 @@ export class Linear extends Module {
    * spread over the thread pool when the product is large enough to pay for the hand-off
    */
   run(ctx: Ctx, out: number, a: number, M: number, residual = 0, act: keyof typeof ACT = "none"): void {
-    if (this.#format === "q8") {
-      this.#runQ8(ctx, out, a, M, residual, act);
+    if (this.#format === "q8" || this.#format === "q4") {
+      this.#runInt8(ctx, out, a, M, residual, act);
       return;
     }
     const [N, K] = [this.outFeatures, this.inFeatures];
@@ -244,8 +244,7 @@ export class Linear extends Module {
     const { kernel, work, panel } = {
       f32: { kernel: "gemm_f32", work: ctx.K.gemm_f32_workspace(), panel: 32 * K },
       f16: { kernel: "gemm_f16", work: ctx.K.gemm_f16_workspace(K), panel: 16 * K },
-      q4: { kernel: "gemm_q4", work: ctx.K.gemm_q4_workspace(K), panel: 144 * Math.ceil(K / 32) },
-    }[this.#format] as { kernel: "gemm_f32"; work: number; panel: number }; // one signature: typed as gemm_f32's
+    }[this.#format as "f32" | "f16"] as { kernel: "gemm_f32"; work: number; panel: number }; // one signature: typed as gemm_f32's
     const scratch = ctx.scope.alloc(work * ctx.pool.size);
     const blocks = ctx.pool.size > 1 && M * N * K >= 1 << 20 ? 4 * ctx.pool.size : 1;
     const [w, bias] = [this.#w.get("weight"), this.#w.get("bias")];
@@ -281,25 +280,59 @@ export class Linear extends Module {
     ctx.pool.run(tasks, { base: scratch, stride: work });
   }
 
-  // run() with an int8 weight: each block of rows quantized (quantize_rows_i8), then gemm_q8
-  #runQ8(ctx: Ctx, out: number, a: number, M: number, residual: number, act: keyof typeof ACT): void {
+  // run() with int8 activations (q8 and q4 weights): each block of rows quantized
+  // (quantize_rows_i8), then gemm_q8 or gemm_q4; q4 splits one row's columns in whole panels
+  // across the pool too, each task quantizing the row itself (the same bits in every task)
+  #runInt8(ctx: Ctx, out: number, a: number, M: number, residual: number, act: keyof typeof ACT): void {
     const [N, K] = [this.outFeatures, this.inFeatures];
     const K4 = Math.ceil(K / 4) * 4;
-    const w = this.#w.get("weight");
-    const scales = w + ctx.K.pack_q8_bytes(N, K);
-    const work = ctx.K.gemm_q8_workspace(K);
+    const q4 = this.#format === "q4";
+    const [w, bias] = [this.#w.get("weight"), this.#w.get("bias")];
+    const scales = q4 ? 0 : w + ctx.K.pack_q8_bytes(N, K);
+    const work = q4 ? ctx.K.gemm_q4_workspace(K) : ctx.K.gemm_q8_workspace(K);
     const scratch = ctx.scope.alloc(work * ctx.pool.size);
+    const blocks = ctx.pool.size > 1 && M * N * K >= 1 << 20 ? 4 * ctx.pool.size : 1;
+    const tasks: Call[][] = [];
+    if (q4 && M === 1 && blocks > 1) {
+      const panel = 144 * Math.ceil(K / 32); // bytes of 8 output channels
+      const cols = Math.max(8, Math.ceil(N / blocks / 8) * 8);
+      const aq = ctx.scope.alloc(Math.ceil(N / cols) * (K4 + 16));
+      const aScales = ctx.scope.alloc(4 * Math.ceil(N / cols));
+      for (let c = 0, t = 0; c < N; c += cols, t++) {
+        const [q, s] = [aq + t * (K4 + 16), aScales + 4 * t];
+        tasks.push([
+          ["quantize_rows_i8", q, s, a, 1, K],
+          [
+            "gemm_q4",
+            out + 4 * c,
+            q,
+            s,
+            w + (c / 8) * panel,
+            bias && bias + 4 * c,
+            residual && residual + 4 * c,
+            SCRATCH,
+            1,
+            Math.min(cols, N - c),
+            K,
+            ACT[act],
+          ],
+        ]);
+      }
+      ctx.pool.run(tasks, { base: scratch, stride: work });
+      return;
+    }
     const aq = ctx.scope.alloc(M * K4);
     const aScales = ctx.scope.alloc(4 * M);
-    const blocks = ctx.pool.size > 1 && M * N * K >= 1 << 20 ? 4 * ctx.pool.size : 1;
     const rows = Math.max(4, Math.ceil(M / blocks / 4) * 4);
-    const tasks: Call[][] = [];
     for (let r0 = 0; r0 < M; r0 += rows) {
       const n = Math.min(rows, M - r0);
       const [q, s] = [aq + r0 * K4, aScales + 4 * r0];
+      const res = residual && residual + 4 * r0 * N;
       tasks.push([
         ["quantize_rows_i8", q, s, a + 4 * r0 * K, n, K],
-        ["gemm_q8", out + 4 * r0 * N, q, s, w, scales, this.#w.get("bias"), residual && residual + 4 * r0 * N, SCRATCH, n, N, K, ACT[act]],
+        q4
+          ? ["gemm_q4", out + 4 * r0 * N, q, s, w, bias, res, SCRATCH, n, N, K, ACT[act]]
+          : ["gemm_q8", out + 4 * r0 * N, q, s, w, scales, bias, res, SCRATCH, n, N, K, ACT[act]],
       ]);
     }
     ctx.pool.run(tasks, { base: scratch, stride: work });

@@ -14,7 +14,8 @@
  *   w ~ q * scale): about 1 byte a weight. Activations are quantized per row on each call;
  * - "q4": llama.cpp's q4_0: blocks of 32 weights along the input dimension, one half scale
  *   d = max / -8 each (max: the block's value of largest magnitude), q in [-8, 7] stored as 4 bits,
- *   w ~ q * d: 4.5 bits a weight. Activations stay float32.
+ *   w ~ q * d: 4.5 bits a weight. Activations are quantized per row to int8 on each call (as for
+ *   "q8"), with an exact integer sum per block.
  */
 export type WeightFormat = "f32" | "f16" | "q8" | "q4";
 

@@ -36,7 +36,13 @@ function run(k, format, { a, w, bias, residual, M, N, K, act }) {
   const work = alloc(k[`gemm_${format}_workspace`](K));
   if (format === "f16") k.pack_f16(packed, pw, K, N, K, 0);
   else k.pack_q4(packed, pw, K, N, K);
-  k[`gemm_${format}`](out, pa, packed, pb, pr, work, M, N, K, act);
+  if (format === "f16") k.gemm_f16(out, pa, packed, pb, pr, work, M, N, K, act);
+  else {
+    // int8 activations, per row (quantize_rows_i8), as the host runs it
+    const [aq, as] = [alloc(M * Math.ceil(K / 4) * 4), alloc(4 * M)];
+    k.quantize_rows_i8(aq, as, pa, M, K);
+    k.gemm_q4(out, aq, as, packed, pb, pr, work, M, N, K, act);
+  }
   return new Float32Array(k.memory.buffer, out, M * N).slice();
 }
 

@@ -1,7 +1,7 @@
 // The f16 and q4 rules written plainly in float64 (Math.fround where the kernels round to
 // float32), for the f16 / q4 tests: rounding to half, llama.cpp's q4_0 quantization, and the
 // dequantized weights the float64 oracles multiply.
-import { nearestEven } from "./q8.js";
+import { nearestEven, quantizeRows } from "./q8.js";
 
 const f = Math.fround;
 
@@ -66,4 +66,47 @@ export function q4Weights(w: Float32Array, N: number, K: number): { q: Int8Array
     }
   }
   return { q, scales, deq };
+}
+
+// x = a . W^T (M, N) in float64 as each format computes it, and the sum of the magnitudes of the
+// terms the kernel adds in float32 (for its rounding error):
+//   f16: the float32 activations times the halves, K terms;
+//   q4:  the activations quantized per row as q8 does (quantizeRows), per block of 32 the exact
+//        integer sum of aq * q, times the block's d, NB terms, times the row's scale
+export function product(
+  format: "f16" | "q4",
+  a: Float32Array,
+  w: Float32Array,
+  M: number,
+  N: number,
+  K: number,
+): { x: Float64Array; abs: Float64Array; terms: number } {
+  const x = new Float64Array(M * N);
+  const abs = new Float64Array(M * N);
+  if (format === "f16") {
+    const wd = halfWeights(w);
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        for (let k = 0; k < K; k++) {
+          x[i * N + j] += a[i * K + k]! * wd[j * K + k]!;
+          abs[i * N + j] += Math.abs(a[i * K + k]! * wd[j * K + k]!);
+        }
+      }
+    }
+    return { x, abs, terms: K };
+  }
+  const NB = Math.ceil(K / 32);
+  const aq = quantizeRows(a, M, K);
+  const wq = q4Weights(w, N, K);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      for (let b = 0; b < NB; b++) {
+        let sum = 0;
+        for (let k = 32 * b; k < Math.min(K, 32 * b + 32); k++) sum += aq.q[i * K + k]! * wq.q[j * K + k]!;
+        x[i * N + j] += sum * wq.scales[j * NB + b]! * aq.scales[i]!;
+        abs[i * N + j] += Math.abs(sum * wq.scales[j * NB + b]! * aq.scales[i]!);
+      }
+    }
+  }
+  return { x, abs, terms: NB };
 }
