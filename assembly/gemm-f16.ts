@@ -8,7 +8,7 @@
 // Both builds give the same bits (for act none/relu): the multiply-adds are a multiply then an add
 // in both (not fma_f32x4, which the relaxed build fuses), and the widening is exact.
 //
-// Three paths, one result (gemm_q4 has the same three): M < 4, each row alone with the halves
+// Three paths, one result: M < 4, each row alone with the halves
 // widened in registers (tile_f16_1x8); M = 4, four rows (tile_f16_4x8); M > 4, each group of 64
 // channels widened once into the workspace and read by tile_4x8_madd for every block of 4 rows
 // (widening in the 4 x 8 micro-kernel, about 20 integer and float operations per 8 weights next

@@ -40,7 +40,7 @@ const F32: usize = 4;
 
 // dst (4, 8) = rows a0..a3 (K) . b (K, 8) float32, b contiguous (8 floats per k): tile_4x8 of
 // gemm.ts with a multiply then an add instead of fma_f32x4, so both builds give the same bits and
-// each element is the same sequence of operations as in the f16 and q4 micro-kernels that widen
+// each element is the same sequence of operations as in the f16 micro-kernels that widen
 // their weights in registers (the weights they widen are exactly the floats this one loads)
 @inline export function tile_4x8_madd(dst: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, K: i32): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
