@@ -21,13 +21,15 @@
 // (i32x4.dot_i16x8_s, exact), converted and multiplied by the block's scale, summed over blocks in
 // float32, times the row's scale. Each group of 64 channels is unpacked once (nibbles -> int16
 // pairs, scales -> float32) into the workspace, never the whole weight, and every block of 4 rows
-// reads it there. Measured at M = 32 and 128, N = K = 768 (noisy, a shared machine), against
+// reads it there; with fewer than 4 rows (decoding) each weight is used once, and tile_q4_1x8
+// unpacks the nibbles in registers instead. Measured at M = 32 and 128, N = K = 768 (noisy, a shared machine), against
 // float32 activations with the same weights dequantized once per group: 0.74 vs 1.12 ms and
 // 2.9 vs 4.3 ms (1.5x), for 0.39 % relative RMS between the two (added in quadrature to the
 // weights' own ~8.6 % on one 768 -> 3072 product, 4.2 % on the BERT-base layer): faster, and exact
 // enough for the 6 % target. The relaxed build does the same (see gemm-q8.ts on relaxed_dot).
-// One path for every M: each output is the same sequence of operations whatever the rows, the
-// thread or the column panel, so any split gives the same bits, and both builds give the same
+// Each output is the same sequence of operations (exact integer block sums, then the same float
+// operations in block order) whatever the path, the rows, the thread or the column panel, so any
+// split gives the same bits, and both builds give the same
 // bits for act none/relu (integer sums and a multiply then an add, never fused).
 import { f16_to_f32x4, f32_to_f16 } from "./half";
 import { roundUp4, roundUp8 } from "./pack";
@@ -127,10 +129,21 @@ export function gemm_q4(out: usize, aq: usize, aScales: usize, w: usize, bias: u
   for (let jc = 0; jc < N; jc += NC) {
     const jEnd = min(N, jc + NC);
     const panels = (jEnd - jc + 7) >> 3;
-    unpackPanels(pairs, scales, w + <usize>(jc >> 3) * panel, panels, NB);
+    if (M >= 4) unpackPanels(pairs, scales, w + <usize>(jc >> 3) * panel, panels, NB);
     for (let r0 = 0; r0 < M; r0 += 4) {
       const rows = min(4, M - r0);
       widenRows(rowsAt, aq + <usize>r0 * K4, rows, K4, K32);
+      if (M < 4) {
+        // fewer than 4 rows (decoding: one): each row alone, the nibbles unpacked in registers
+        // (each weight is read once: unpacking into the workspace would not pay)
+        for (let r = 0; r < rows; r++) {
+          for (let c = jc; c < jEnd; c += 8) {
+            tile_q4_1x8(tile, rowsAt + <usize>r * K32 * 2, aScales + <usize>(r0 + r) * F32, w + <usize>(c >> 3) * panel, NB);
+            storeTile_f32(out, tile, bias, residual, r0 + r, 1, c, min(8, N - c), N, act);
+          }
+        }
+        continue;
+      }
       const step = K32 * 2;
       const a0 = rowsAt;
       const a1 = rows > 1 ? a0 + step : a0;
@@ -194,6 +207,42 @@ export function gemm_q4(out: usize, aq: usize, aScales: usize, w: usize, bias: u
       }
     }
   }
+}
+
+// dst (1, 8) float32 = row a (K32 int16) . one pack_q4 panel b, unpacked in registers: per group of
+// 4 k one load of 32 nibbles, mask and shift, minus 8, interleaved into pairs of k and widened to
+// int16 (unpackPanels' form), four dot_i16x8_s; per block f += f32(sum) * d; at the end f * the
+// row's scale (at s): tile_q4_4x8's operations for one row, so the same bits
+@inline function tile_q4_1x8(dst: usize, a: usize, s: usize, b: usize, NB: i32): void {
+  let f0 = f32x4.splat(0), f1 = f32x4.splat(0);
+  const mask = i8x16.splat(0x0f);
+  const eight = i8x16.splat(8);
+  let k: usize = 0; // byte offset in the int16 row
+  for (let blk = 0; blk < NB; blk++) {
+    const sc = v128.load(b);
+    b += 16;
+    let c0 = i32x4.splat(0), c1 = i32x4.splat(0);
+    for (let g = 0; g < 8; g++) {
+      const v = v128.load(b);
+      b += 16;
+      const lo = i8x16.sub(v128.and(v, mask), eight);
+      const hi = i8x16.sub(i8x16.shr_u(v, 4), eight);
+      const p01 = i8x16.shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const p23 = i8x16.shuffle(lo, hi, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+      const x01 = v128.load32_splat(a + k);
+      const x23 = v128.load32_splat(a + k, 4);
+      c0 = i32x4.add(c0, i32x4.dot_i16x8_s(x01, i16x8.extend_low_i8x16_s(p01)));
+      c1 = i32x4.add(c1, i32x4.dot_i16x8_s(x01, i16x8.extend_high_i8x16_s(p01)));
+      c0 = i32x4.add(c0, i32x4.dot_i16x8_s(x23, i16x8.extend_low_i8x16_s(p23)));
+      c1 = i32x4.add(c1, i32x4.dot_i16x8_s(x23, i16x8.extend_high_i8x16_s(p23)));
+      k += 8;
+    }
+    f0 = f32x4.add(f0, f32x4.mul(f32x4.convert_i32x4_s(c0), f16_to_f32x4(i32x4.extend_low_i16x8_u(sc))));
+    f1 = f32x4.add(f1, f32x4.mul(f32x4.convert_i32x4_s(c1), f16_to_f32x4(i32x4.extend_high_i16x8_u(sc))));
+  }
+  const sa = v128.load32_splat(s);
+  v128.store(dst, f32x4.mul(f0, sa));
+  v128.store(dst, f32x4.mul(f1, sa), 16);
 }
 
 // dst (4, 8) float32 = for rows a0..a3 (K32 int16) and one unpacked panel (b: int16 pairs,
