@@ -1,3 +1,4 @@
+import { optionBool } from "./check.js";
 // Hugging Face decoder-only language models (LlamaForCausalLM and the Mistral, Qwen2, Qwen3 and
 // Gemma 2 ones): token embedding, pre-norm decoder layers, final norm, LM head; forward over
 // left-padded batches with or without a cache, and generation.
@@ -10,7 +11,6 @@ import { ArgumentError } from "./errors.js";
 import { type GenerateOptions, generate } from "./generate.js";
 import { runtime } from "./init.js";
 import { type AttentionMask, readLeftPadding, stepPositions } from "./left-padding.js";
-import { bool } from "./linear.js";
 import { type Ctx, Module, type Param, prefixed, withScope } from "./module.js";
 import { RMSNorm } from "./rmsnorm.js";
 import { RopeTable } from "./rotary.js";
@@ -214,8 +214,8 @@ export class CausalLM extends Module {
       past,
       cache ? (b) => cache.pads(b) : null,
     );
-    const lastOnly = bool("CausalLM.forward", "lastOnly", o.lastOnly, false);
-    const withAttention = bool("CausalLM.forward", "attention", o.attention, false);
+    const lastOnly = optionBool("CausalLM.forward", "lastOnly", o.lastOnly, false);
+    const withAttention = optionBool("CausalLM.forward", "attention", o.attention, false);
     this.assertReady();
     const rows = lastOnly ? Math.min(L, 1) : L;
     const shape = ids.batched ? [B, rows, c.vocabSize] : [rows, c.vocabSize];

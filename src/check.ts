@@ -48,3 +48,20 @@ export function oneOf<T extends string>(name: string, x: unknown, choices: reado
   }
   return x as T;
 }
+
+// Module options, in the older style `<Owner>: <name> must be <what>, got <value>` that tests
+// and users match on; to become the style above with those tests (issue #11).
+/** A positive integer option of a module. */
+export function positiveInt(owner: string, name: string, x: unknown): number {
+  if (typeof x !== "number" || !Number.isInteger(x) || x < 1) {
+    throw new ArgumentError(`${owner}: ${name} must be a positive integer, got ${typeof x === "number" ? x : typeof x}`);
+  }
+  return x;
+}
+
+/** A boolean option of a module, or `fallback` when undefined. */
+export function optionBool(owner: string, name: string, x: unknown, fallback: boolean): boolean {
+  if (x === undefined) return fallback;
+  if (typeof x !== "boolean") throw new ArgumentError(`${owner}: ${name} must be a boolean, got ${typeof x}`);
+  return x;
+}

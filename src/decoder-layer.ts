@@ -1,9 +1,9 @@
+import { optionBool, positiveInt } from "./check.js";
 // A pre-norm decoder layer of Llama-style models (Hugging Face's LlamaDecoderLayer and its
 // Mistral, Qwen2, Qwen3 and Gemma 2 variants), usable alone or inside a CausalLM.
 import { ArgumentError, ShapeError } from "./errors.js";
 import { DecoderAttention, type Step } from "./decoder-attention.js";
 import { GatedMLP } from "./gated-mlp.js";
-import { bool, positiveInt } from "./linear.js";
 import { type Ctx, Module, type Param, nested, prefixed, withScope } from "./module.js";
 import { RMSNorm } from "./rmsnorm.js";
 import { RopeTable, type RopeScaling, ropeParameters, type RopeParameters } from "./rotary.js";
@@ -115,7 +115,7 @@ export class DecoderLayer extends Module {
     this.headDim = positiveInt(who, "headDim", o.headDim ?? H / this.numHeads);
     if (this.headDim % 2) throw new ArgumentError(`${who}: headDim must be even (RoPE rotates pairs), got ${this.headDim}`);
     const eps = o.rmsNormEps ?? 1e-6;
-    const unitOffset = bool(who, "unitOffset", o.unitOffset, false);
+    const unitOffset = optionBool(who, "unitOffset", o.unitOffset, false);
     const window = o.slidingWindow ?? null;
     this.slidingWindow = window === null ? null : positiveInt(who, "slidingWindow", window);
     const softcap = o.softcap ?? 0;
@@ -131,26 +131,26 @@ export class DecoderLayer extends Module {
       numHeads: this.numHeads,
       numKvHeads: this.numKvHeads,
       headDim: this.headDim,
-      qkvBias: bool(who, "qkvBias", o.qkvBias, false),
-      oBias: bool(who, "oBias", o.oBias, false),
-      qkNorm: bool(who, "qkNorm", o.qkNorm, false),
+      qkvBias: optionBool(who, "qkvBias", o.qkvBias, false),
+      oBias: optionBool(who, "oBias", o.oBias, false),
+      qkNorm: optionBool(who, "qkNorm", o.qkNorm, false),
       rmsNormEps: eps,
       unitOffset,
       slidingWindow: this.slidingWindow,
       softcap,
       scale: scalar ** -0.5,
-      sinks: bool(who, "sinks", o.sinks, false),
+      sinks: optionBool(who, "sinks", o.sinks, false),
     });
     this.mlp = new GatedMLP({
       hiddenSize: H,
       intermediateSize: o.intermediateSize,
       activation: o.activation,
-      bias: bool(who, "mlpBias", o.mlpBias, false),
+      bias: optionBool(who, "mlpBias", o.mlpBias, false),
     });
     const norm = () => new RMSNorm({ normalizedShape: H, eps, unitOffset });
     this.inputLayernorm = norm();
     this.postAttentionLayernorm = norm();
-    const sandwich = bool(who, "sandwichNorm", o.sandwichNorm, false);
+    const sandwich = optionBool(who, "sandwichNorm", o.sandwichNorm, false);
     this.preFeedforwardLayernorm = sandwich ? norm() : null;
     this.postFeedforwardLayernorm = sandwich ? norm() : null;
   }

@@ -1,6 +1,6 @@
+import { positiveInt } from "./check.js";
 import { ArgumentError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
-import { positiveInt } from "./linear.js";
 import { type Ctx, Module, type Param, Resident } from "./module.js";
 import type { BlockParam } from "./safetensors.js";
 import { type Tensor, checkOptions, checkShape, describe, fmt, honest, size, typedKind } from "./tensor.js";

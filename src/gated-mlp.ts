@@ -1,5 +1,6 @@
+import { optionBool, positiveInt } from "./check.js";
 import { ArgumentError, ShapeError } from "./errors.js";
-import { Linear, bool, positiveInt } from "./linear.js";
+import { Linear } from "./linear.js";
 import { type Ctx, Module, type Param, nested, prefixed, withScope } from "./module.js";
 import { type Tensor, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
 
@@ -35,7 +36,7 @@ export class GatedMLP extends Module {
     const act = o.activation ?? "silu";
     if (act !== "silu" && act !== "gelu-tanh") throw new ArgumentError(`GatedMLP: activation must be "silu" or "gelu-tanh", got ${describe(act)}`);
     this.activation = act;
-    const bias = bool("GatedMLP", "bias", o.bias, false);
+    const bias = optionBool("GatedMLP", "bias", o.bias, false);
     const [H, I] = [this.hiddenSize, this.intermediateSize];
     this.#gate = new Linear({ inFeatures: H, outFeatures: I, bias });
     this.#up = new Linear({ inFeatures: H, outFeatures: I, bias });

@@ -1,5 +1,5 @@
+import { optionBool, positiveInt } from "./check.js";
 import { ArgumentError, ShapeError } from "./errors.js";
-import { bool, positiveInt } from "./linear.js";
 import { type Ctx, Module, type Param, Resident, withScope } from "./module.js";
 import { type Tensor, checkOptions, checkTensor, fmt } from "./tensor.js";
 
@@ -24,7 +24,7 @@ export class LayerNorm extends Module {
     if (typeof this.eps !== "number" || !(this.eps >= 0) || !Number.isFinite(this.eps)) {
       throw new ArgumentError(`LayerNorm: eps must be a finite number >= 0, got ${String(options.eps)}`);
     }
-    this.bias = bool("LayerNorm", "bias", options.bias, true);
+    this.bias = optionBool("LayerNorm", "bias", options.bias, true);
   }
 
   params(): Param[] {

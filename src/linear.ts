@@ -1,5 +1,6 @@
+import { optionBool, positiveInt } from "./check.js";
 import { Act } from "./enums.js";
-import { ArgumentError, ShapeError } from "./errors.js";
+import { ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
 import { Heap } from "./memory.js";
 import { type Ctx, Module, type Param, Resident, withScope } from "./module.js";
@@ -34,7 +35,7 @@ export class Linear extends Module {
     checkOptions("Linear options", options, ["inFeatures", "outFeatures", "bias"]);
     this.inFeatures = positiveInt("Linear", "inFeatures", options.inFeatures);
     this.outFeatures = positiveInt("Linear", "outFeatures", options.outFeatures);
-    this.bias = bool("Linear", "bias", options.bias, true);
+    this.bias = optionBool("Linear", "bias", options.bias, true);
   }
 
   params(): Param[] {
@@ -345,17 +346,4 @@ export class Linear extends Module {
   protected override get stale(): boolean {
     return this.#w.stale;
   }
-}
-
-export function positiveInt(owner: string, name: string, x: unknown): number {
-  if (typeof x !== "number" || !Number.isInteger(x) || x < 1) {
-    throw new ArgumentError(`${owner}: ${name} must be a positive integer, got ${typeof x === "number" ? x : typeof x}`);
-  }
-  return x;
-}
-
-export function bool(owner: string, name: string, x: unknown, fallback: boolean): boolean {
-  if (x === undefined) return fallback;
-  if (typeof x !== "boolean") throw new ArgumentError(`${owner}: ${name} must be a boolean, got ${typeof x}`);
-  return x;
 }

@@ -1,9 +1,10 @@
+import { optionBool, positiveInt } from "./check.js";
 import { type AttentionVariant, type Variant, callGlobals, readVariant, variantCall } from "./features.js";
 import { attention } from "./route.js";
 import { KVCache } from "./cache.js";
 import { place } from "./resident.js";
 import { ArgumentError, ShapeError } from "./errors.js";
-import { Linear, bool, positiveInt } from "./linear.js";
+import { Linear } from "./linear.js";
 import { moduleRule } from "./linear-attention.js";
 import { runtime } from "./init.js";
 import { type KernelMask, mhaMask } from "./mask.js";
@@ -106,8 +107,8 @@ export class MultiHeadAttention extends Module {
     this.numKvHeads = positiveInt(who, "numKvHeads", options.numKvHeads ?? this.numHeads);
     this.kdim = positiveInt(who, "kdim", options.kdim ?? this.embedDim);
     this.vdim = positiveInt(who, "vdim", options.vdim ?? this.embedDim);
-    this.bias = bool(who, "bias", options.bias, true);
-    this.#sinks = bool(who, "sinks", options.sinks, false) ? new Float32Array(0) : null;
+    this.bias = optionBool(who, "bias", options.bias, true);
+    this.#sinks = optionBool(who, "sinks", options.sinks, false) ? new Float32Array(0) : null;
     if (this.#sinks && options.attention?.linear) throw new ArgumentError(`${who}: sinks do not combine with linear attention`);
     if (this.embedDim % this.numHeads) {
       throw new ArgumentError(`${who}: embedDim (${this.embedDim}) must be divisible by numHeads (${this.numHeads})`);
@@ -204,9 +205,9 @@ export class MultiHeadAttention extends Module {
     if (Eq !== this.embedDim) throw new ShapeError(`query: expected [..., ${this.embedDim}] (embedDim), got ${fmt(q.shape)}`);
     const Lk = expect("key", k, this.kdim);
     if (expect("value", v, this.vdim) !== Lk) throw new ShapeError(`value: expected ${Lk} positions like key ${fmt(k.shape)}, got ${fmt(v.shape)}`);
-    const needWeights = bool("MultiHeadAttention.forward", "needWeights", o.needWeights, !this.#variant.linear);
-    const average = bool("MultiHeadAttention.forward", "averageAttnWeights", o.averageAttnWeights, true);
-    const isCausal = bool("MultiHeadAttention.forward", "isCausal", o.isCausal, false);
+    const needWeights = optionBool("MultiHeadAttention.forward", "needWeights", o.needWeights, !this.#variant.linear);
+    const average = optionBool("MultiHeadAttention.forward", "averageAttnWeights", o.averageAttnWeights, true);
+    const isCausal = optionBool("MultiHeadAttention.forward", "isCausal", o.isCausal, false);
     const cache = o.cache;
     if (cache !== undefined) {
       if (!(cache instanceof KVCache)) throw new ArgumentError(`cache: expected a KVCache, got ${describe(cache)}`);

@@ -1,5 +1,5 @@
+import { optionBool, positiveInt } from "./check.js";
 import { ArgumentError, ShapeError } from "./errors.js";
-import { bool, positiveInt } from "./linear.js";
 import { type Ctx, Module, type Param, Resident, withScope } from "./module.js";
 import { type Tensor, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
 
@@ -31,7 +31,7 @@ export class RMSNorm extends Module {
     if (typeof this.eps !== "number" || !(this.eps >= 0) || !Number.isFinite(this.eps)) {
       throw new ArgumentError(`RMSNorm: eps must be a finite number >= 0, got ${describe(o.eps)}`);
     }
-    this.unitOffset = bool("RMSNorm", "unitOffset", o.unitOffset, false);
+    this.unitOffset = optionBool("RMSNorm", "unitOffset", o.unitOffset, false);
   }
 
   params(): Param[] {

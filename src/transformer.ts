@@ -1,6 +1,7 @@
+import { optionBool, positiveInt } from "./check.js";
 import { KVCache } from "./cache.js";
 import { ArgumentError, ShapeError } from "./errors.js";
-import { type Activation, Linear, bool, positiveInt } from "./linear.js";
+import { type Activation, Linear } from "./linear.js";
 import { LayerNorm } from "./layernorm.js";
 import { mhaMask } from "./mask.js";
 import { place } from "./resident.js";
@@ -62,8 +63,8 @@ abstract class Layer extends Module {
       dimFeedforward: positiveInt(who, "dimFeedforward", options.dimFeedforward ?? 2048),
       activation: options.activation ?? "relu",
       layerNormEps: options.layerNormEps ?? 1e-5,
-      normFirst: bool(who, "normFirst", options.normFirst, false),
-      bias: bool(who, "bias", options.bias, true),
+      normFirst: optionBool(who, "normFirst", options.normFirst, false),
+      bias: optionBool(who, "bias", options.bias, true),
       numKvHeads: options.numKvHeads ?? options.nhead,
       attention: options.attention,
     };
@@ -297,7 +298,7 @@ abstract class Stack<L extends Layer> extends Module {
     const n = positiveInt(who, "numLayers", options.numLayers);
     const first = make(options.layer);
     this.layers = [first, ...Array.from({ length: n - 1 }, () => make(options.layer))];
-    this.norm = bool(who, "norm", options.norm, false)
+    this.norm = optionBool(who, "norm", options.norm, false)
       ? new LayerNorm({ normalizedShape: first.dModel, eps: first.options.layerNormEps, bias: first.options.bias })
       : null;
   }
@@ -392,8 +393,8 @@ function runEncoder(
   const attnMask = o.mask === undefined || o.mask === null ? undefined : checkMask("mask", o.mask);
   const padding = maskOf("srcKeyPaddingMask", o.srcKeyPaddingMask, batched);
   owner.assertReady();
-  const isCausal = bool(fn, "isCausal", o.isCausal, false);
-  const needWeights = bool(fn, "needWeights", o.needWeights, false);
+  const isCausal = optionBool(fn, "isCausal", o.isCausal, false);
+  const needWeights = optionBool(fn, "needWeights", o.needWeights, false);
   const cache = checkCache(owner, o.cache, isCausal, !!(attnMask || padding), B);
   const mask = mhaMask({ attn: "mask", padding: "srcKeyPaddingMask" }, attnMask, padding, B, H, L, L);
   const Lk = L + (cache?.length ?? 0);
@@ -450,7 +451,7 @@ function runDecoder(
   if (m.batched !== x.batched || m.B !== x.B)
     throw new ShapeError(`memory: expected a batch of ${x.B} like tgt ${fmt(x.t.shape)}, got ${fmt(m.t.shape)}`);
   const { B } = x;
-  const isCausal = bool(fn, "tgtIsCausal", o.tgtIsCausal, false);
+  const isCausal = optionBool(fn, "tgtIsCausal", o.tgtIsCausal, false);
   const cache = checkCache(owner, o.cache, isCausal, !!(tgtMask || tgtPadding), B);
   const selfMask = mhaMask({ attn: "tgtMask", padding: "tgtKeyPaddingMask" }, tgtMask, tgtPadding, B, H, x.L, x.L);
   const memMask = mhaMask({ attn: "memoryMask", padding: "memoryKeyPaddingMask" }, memoryMask, memoryPadding, B, H, x.L, m.L);

@@ -1,7 +1,7 @@
+import { positiveInt } from "./check.js";
 // The [vocab, hidden] table of a language model, held once in the layout of the matrix product
 // (pack_f32_t panels), in blocks of rows: read as rows it is the token embedding, multiplied it is
 // the LM head. A tied model keeps one table for both.
-import { positiveInt } from "./linear.js";
 import { type Ctx, Module, type Param, Resident } from "./module.js";
 import type { BlockParam } from "./safetensors.js";
 import { type Call, SCRATCH } from "./threads.js";
