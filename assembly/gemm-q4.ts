@@ -14,7 +14,7 @@
 // onnxruntime's MatMulNBits (bits 4, block_size 32) holds the same values: B [N, NB, 16] uint8 with
 // zero point 8 (its default), scales [N * NB] (d, as float or half), w = (nibble - 8) * scale. Only
 // the order of nibbles differs: MatMulNBits puts k = 2j in byte j's low nibble and 2j + 1 in its
-// high one; q4_0 puts k = j and j + 16 in byte j (bench/q4.mjs converts).
+// high one; q4_0 puts k = j and j + 16 in byte j (bench/peers.mjs converts).
 //
 // Here, weights are repacked in panels of 8 output channels (pack_q4), and activations are int8,
 // quantized per row by quantize_rows_i8 (as for q8): per block of 32 inputs an integer dot

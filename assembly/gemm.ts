@@ -1,5 +1,5 @@
-import { activate_f32x4 } from "./activation";
 import { fma_f32x4 } from "./simd";
+import { storeTile_f32 } from "./store";
 
 const F32: usize = 4;
 const NC: i32 = 64; // columns of w per panel: K x 64 floats of w stay in cache across row blocks
@@ -105,7 +105,7 @@ export function gemm_f32(out: usize, a: usize, w: usize, bias: usize, residual: 
             row_1x32(work, ar, w + <usize>(c >> 3) * panel, panel, panels, K);
             for (let p = 0; p < panels; p++) {
               const cp = c + 8 * p;
-              storeTile(out, work + <usize>p * 8 * F32, bias, residual, r0 + r, 1, cp, min(8, N - cp), N, act);
+              storeTile_f32(out, work + <usize>p * 8 * F32, bias, residual, r0 + r, 1, cp, min(8, N - cp), N, act);
             }
           }
         }
@@ -113,40 +113,9 @@ export function gemm_f32(out: usize, a: usize, w: usize, bias: usize, residual: 
       }
       for (let c = jc; c < jEnd; c += 8) {
         tile_4x8(work, 8 * F32, a0, a1, a2, a3, w + <usize>(c >> 3) * panel, K);
-        storeTile(out, work, bias, residual, r0, rows, c, min(8, N - c), N, act);
+        storeTile_f32(out, work, bias, residual, r0, rows, c, min(8, N - c), N, act);
       }
     }
   }
 }
 
-// out[r0.., c..] = act(tile + bias) + residual for rows x cols of the 4 x 8 tile
-@inline function storeTile(out: usize, tile: usize, bias: usize, residual: usize, r0: i32, rows: i32, c: i32, cols: i32, N: i32, act: i32): void {
-  for (let r = 0; r < rows; r++) {
-    const at = (<usize>(r0 + r) * <usize>N + <usize>c) * F32;
-    const t = tile + <usize>r * 8 * F32;
-    if (cols == 8) {
-      let x0 = v128.load(t);
-      let x1 = v128.load(t, 16);
-      if (bias) {
-        x0 = f32x4.add(x0, v128.load(bias + <usize>c * F32));
-        x1 = f32x4.add(x1, v128.load(bias + <usize>c * F32, 16));
-      }
-      x0 = activate_f32x4(x0, act);
-      x1 = activate_f32x4(x1, act);
-      if (residual) {
-        x0 = f32x4.add(x0, v128.load(residual + at));
-        x1 = f32x4.add(x1, v128.load(residual + at, 16));
-      }
-      v128.store(out + at, x0);
-      v128.store(out + at, x1, 16);
-    } else {
-      for (let j = 0; j < cols; j++) {
-        let x = load<f32>(t + <usize>j * F32);
-        if (bias) x += load<f32>(bias + <usize>(c + j) * F32);
-        x = f32x4.extract_lane(activate_f32x4(f32x4.splat(x), act), 0);
-        if (residual) x += load<f32>(residual + at + <usize>j * F32);
-        store<f32>(out + at + <usize>j * F32, x);
-      }
-    }
-  }
-}

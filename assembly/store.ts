@@ -1,5 +1,5 @@
-// The fused store of the float matrix products that do not go through gemm.ts (gemm_f16, gemm_q4):
-// the same operations, in the same order, as gemm.ts's storeTile.
+// The fused store of the float matrix products (gemm_f32, gemm_f16, gemm_q4): one function, so every
+// format applies bias, activation and residual with the same operations in the same order.
 import { activate_f32x4 } from "./activation";
 
 const F32: usize = 4;

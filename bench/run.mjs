@@ -6,8 +6,7 @@ import os from "node:os";
 import * as lib from "../dist/index.js";
 import { measurePeak } from "./peak.mjs";
 import { ortAttention, ortEncoderLayer, ortEncoderStack, ortFusedMha, setupOrt, setupTf, tfAttention } from "./peers.mjs";
-import { q4Case } from "./q4.mjs";
-import { q8Case } from "./q8.mjs";
+import { quantizedCase } from "./quantized.mjs";
 import { randomTensor } from "./harness.mjs";
 import { report } from "./report.mjs";
 
@@ -237,22 +236,16 @@ for (const L of quick ? [128] : [128, 512]) {
   encoder.dispose();
 }
 
-// q8 (issue #14): the same layer with int8 weights, against onnxruntime-web's quantize_dynamic
-// graph (bench/q8.mjs). "GFLOP/s" counts 2 ops per multiply-add, integer or float; "% of peak" is
-// against the dot_i16x8_s + add peak, the instruction of our q8 kernel in both builds.
-for (const L of quick ? [128] : [128, 512]) {
-  const c = await q8Case({ lib, rlib, relaxed: relaxedSupported, L });
-  await bench(c.name, c.flops, c.contenders, { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000, agree: c.agree, peak: peak.dotI16 });
-  c.dispose();
-}
-
-// q4 (issue #14): the same layer with 4-bit weights (q4_0 blocks), against onnxruntime-web's
-// MatMulNBits graph of the same weights (bench/q4.mjs). Our q4 kernel runs dot_i16x8_s on int8
-// activations and the unpacked 4-bit weights, so "% of peak" is against that peak, as for q8.
-for (const L of quick ? [128] : [128, 512]) {
-  const c = await q4Case({ lib, rlib, relaxed: relaxedSupported, L });
-  await bench(c.name, c.flops, c.contenders, { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000, agree: c.agree, peak: peak.dotI16 });
-  c.dispose();
+// q8 and q4 (issue #14): the same layer with int8 and 4-bit (q4_0) weights, against onnxruntime-web's
+// graphs of the same weights (bench/quantized.mjs). "GFLOP/s" counts 2 ops per multiply-add,
+// integer or float; "% of peak" is against the dot_i16x8_s + add peak: both kernels run it on int8
+// activations, in both builds.
+for (const weights of ["q8", "q4"]) {
+  for (const L of quick ? [128] : [128, 512]) {
+    const c = await quantizedCase(weights, { lib, rlib, relaxed: relaxedSupported, L });
+    await bench(c.name, c.flops, c.contenders, { runs: quick ? 5 : 15, budgetMs: quick ? 3000 : 15000, agree: c.agree, peak: peak.dotI16 });
+    c.dispose();
+  }
 }
 
 function scenarioResult(r) {
