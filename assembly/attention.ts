@@ -1,4 +1,6 @@
+import { KvFormat } from "../src/enums";
 import { tile_4x8 } from "./gemm";
+import { accumulatePV1F16, accumulatePV1Q8, kvElem, kv_pack_t, kv_widen, quantizeQuery_i16, scoreRowsF16, scoreRowsQ8 } from "./kv";
 import { pack_f32_t, packedBytes, roundUp4, roundUp8 } from "./pack";
 import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4 } from "./simd";
 
@@ -15,6 +17,8 @@ import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4 } from "./simd";
 // NaN containment: a score whose mask is -Inf is -Inf whatever the key holds (NaN + -Inf would be
 // NaN), and a probability of exactly 0 never multiplies a value row (0 x NaN would be NaN): tiles
 // that hold such zeros take the masked form of pass 4. A NaN reaches only the rows that read it.
+// Keys and values may be stored as halves or int8 (`format`, see kv.ts): a few queries read them
+// in place; more widen them once into the packed copies.
 
 const BR: i32 = 4; // query rows per block: the rows of the score micro-kernel
 const BC: i32 = 64; // keys per tile: one online-softmax update each
@@ -22,18 +26,31 @@ const F32: usize = 4;
 const NEG_INF: f32 = -Infinity;
 const S_ROW: usize = <usize>BC * F32; // bytes of one row of the score tile
 
-@inline function ktBytes(Lk: i32, E: i32): usize {
-  return packedBytes(Lk, E);
+// The workspace, in order: Kt (when keys are packed), Vp (when values are copied), the score tile,
+// the output rows, (m, l), and the quantized query rows, their scales and weight pairs (Q8 in place).
+@inline function ktBytes(Lk: i32, E: i32, packed: bool): usize {
+  return packed ? packedBytes(Lk, E) : 0;
 }
 
-// V is read in place when its rows are whole vectors, else through a padded copy
-@inline function vpBytes(Lk: i32, Ev: i32): usize {
-  return Ev & 3 ? <usize>Lk * roundUp4(Ev) * F32 : 0;
+// float32 V is read in place when its rows are whole vectors, else through a padded copy; stored
+// values are read in place with the keys, else widened with them
+@inline function vCopied(Ev: i32, format: i32, packed: bool): bool {
+  return format == KvFormat.F32 ? (Ev & 3) != 0 : packed;
 }
 
-// bytes of scratch that attention_f32_prepare_kv and attention_f32_flash need for these sizes
-export function attention_f32_workspace(Lk: i32, E: i32, Ev: i32): usize {
-  return ktBytes(Lk, E) + vpBytes(Lk, Ev) + <usize>BR * S_ROW + <usize>BR * roundUp4(Ev) * F32 + 2 * <usize>BR * F32;
+@inline function vpBytes(Lk: i32, Ev: i32, format: i32, packed: bool): usize {
+  return vCopied(Ev, format, packed) ? <usize>Lk * roundUp4(Ev) * F32 : 0;
+}
+
+@inline function qiBytes(E: i32): usize {
+  return (<usize>BR * <usize>E * 2 + 15) & ~15;
+}
+
+// bytes of scratch that attention_f32_prepare_kv and attention_f32_flash need for these sizes, keys
+// and values stored in `format`, keys packed (transposeK) or read in place
+export function attention_f32_workspace(Lk: i32, E: i32, Ev: i32, format: i32, packed: bool): usize {
+  const tile = <usize>BR * S_ROW + <usize>BR * roundUp4(Ev) * F32 + 2 * <usize>BR * F32;
+  return ktBytes(Lk, E, packed) + vpBytes(Lk, Ev, format, packed) + tile + qiBytes(E) + <usize>BR * F32 + <usize>(BC / 2) * 4;
 }
 
 // work <- Kt = K (Lk, E)^T packed by pack_f32_t (panels of 8 keys, zero keys up to Lk rounded to 8),
@@ -41,11 +58,23 @@ export function attention_f32_workspace(Lk: i32, E: i32, Ev: i32): usize {
 // Rows of k and v are kStride and vStride elements apart. Done once per key/value head and
 // shared by every query head that reads it (GQA). With transposeK false, Kt is not made: the
 // flash kernel then reads keys in place (worth it for a few queries, as when decoding).
-export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v: usize, vStride: i32, Lk: i32, E: i32, Ev: i32, transposeK: bool): void {
+// Keys and values stored in `format` F16 or Q8 (kScale, vScale: their scales, with the rows'
+// stride) are widened into Kt and Vp when packed; in place they need E and Ev multiples of 4 (F16)
+// or 16 (Q8).
+export function attention_f32_prepare_kv(
+  work: usize, k: usize, kStride: i32, v: usize, vStride: i32, Lk: i32, E: i32, Ev: i32, transposeK: bool, format: i32, kScale: usize, vScale: usize,
+): void {
+  if (format != KvFormat.F32) {
+    if (!transposeK) return;
+    const el = kvElem(format);
+    kv_pack_t(work, k, kScale, kStride * <i32>el, Lk, E, format);
+    kv_widen(work + ktBytes(Lk, E, true), <i32>roundUp4(Ev), v, vScale, vStride * <i32>el, Lk, Ev, format);
+    return;
+  }
   if (transposeK) pack_f32_t(work, k, kStride, Lk, E);
   if (!(Ev & 3)) return;
   const ev4 = roundUp4(Ev);
-  const vp = work + ktBytes(Lk, E);
+  const vp = work + ktBytes(Lk, E, transposeK);
   for (let j: usize = 0; j < <usize>Lk; j++) {
     const src = v + j * <usize>vStride * F32;
     const dst = vp + j * ev4 * F32;
@@ -73,23 +102,40 @@ export function attention_f32_prepare_kv(work: usize, k: usize, kStride: i32, v:
 //             masked: -Inf where a key takes no part)
 //   sink:     -Inf, or a logit that joins every row's softmax denominator without a value
 //             (gpt-oss's attention sinks): the row starts with max = sink and sum = 1
+//   format:   how k and v are stored (KvFormat; their strides count stored values), with
+//             kScale and vScale the scales of Q8 rows (0 otherwise), as attention_f32_prepare_kv
 // Pointers are byte addresses; work 16-byte aligned; any sizes (tails handled).
 export function attention_f32_flash(
   out: usize, outStride: i32, weights: usize, wRow: i32, q: usize, qStride: i32, k: usize, kStride: i32, v: usize, vStride: i32,
   mask: usize, maskRow: i32, work: usize,
   Lq: i32, Lk: i32, E: i32, Ev: i32, scale: f32, diag: i32, left: i32, right: i32,
   dilation: i32, softcap: f32, slope: f32, blocks: usize, starts: usize, bs: i32, stats: usize, sink: f32, rawScores: bool,
+  format: i32, kScale: usize, vScale: usize,
 ): void {
   const plain = dilation <= 1 && softcap == 0 && slope == 0;
   const ev4 = roundUp4(Ev);
-  const vp = Ev & 3 ? work + ktBytes(Lk, E) : v;
-  const vRow = (Ev & 3 ? ev4 : <usize>vStride) * F32;
-  const s = work + ktBytes(Lk, E) + vpBytes(Lk, Ev);
+  const packed = k == 0;
+  const el = kvElem(format);
+  const vCopy = vCopied(Ev, format, packed);
+  const vp = vCopy ? work + ktBytes(Lk, E, packed) : v;
+  const vRow = vCopy ? ev4 * F32 : <usize>vStride * el;
+  const kRow = <usize>kStride * el;
+  const stored = format != KvFormat.F32 && !packed; // keys and values read in place as stored
+  const s = work + ktBytes(Lk, E, packed) + vpBytes(Lk, Ev, format, packed);
   const o = s + <usize>BR * S_ROW;
   const m = o + <usize>BR * ev4 * F32;
   const l = m + <usize>BR * F32;
+  const qi = l + <usize>BR * F32;
+  const qs = qi + qiBytes(E);
+  const pairs = qs + <usize>BR * F32;
   for (let r0 = 0; r0 < Lq; r0 += BR) {
     const rows = min(BR, Lq - r0);
+    if (stored && format == KvFormat.Q8) {
+      for (let r = 0; r < rows; r++) {
+        const scaleQ = quantizeQuery_i16(qi + <usize>r * <usize>E * 2, q + <usize>(r0 + r) * <usize>qStride * F32, E);
+        store<f32>(qs + <usize>r * F32, scaleQ);
+      }
+    }
     // keys outside every row's band are skipped: start at the first row's lower bound (down to a
     // panel of 8 keys), end after the last row's upper bound
     const keyStart = left < 0 ? 0 : max(0, r0 + diag - left) & ~7;
@@ -115,7 +161,9 @@ export function attention_f32_flash(
       for (let t0 = from, cols = 0; t0 < to; t0 += cols) {
         cols = min(BC, to - t0);
         if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
-        if (k) scoreRows(s, q, <usize>qStride * F32, k, <usize>kStride * F32, r0, rows, t0, cols, E);
+        if (stored && format == KvFormat.Q8) scoreRowsQ8(s, S_ROW, qi, qs, k, kScale, kRow, rows, t0, cols, E);
+        else if (stored) scoreRowsF16(s, S_ROW, q, <usize>qStride * F32, k, kRow, r0, rows, t0, cols, E);
+        else if (k) scoreRows(s, q, <usize>qStride * F32, k, kRow, r0, rows, t0, cols, E);
         else scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E);
         let zeros = false; // some probability of the tile is exactly 0
         for (let r = 0; r < rows; r++) {
@@ -131,7 +179,15 @@ export function attention_f32_flash(
           if (softmaxUpdate(srow, o + <usize>r * ev4 * F32, m + <usize>r * F32, l + <usize>r * F32, rowMax, cols, ev4)) zeros = true;
         }
         const vt = vp + <usize>t0 * vRow;
-        if (rows == 1) {
+        if (stored) {
+          for (let r = 0; r < rows; r++) {
+            const orow = o + <usize>r * ev4 * F32;
+            const prow = s + <usize>r * S_ROW;
+            if (format == KvFormat.Q8) accumulatePV1Q8(orow, prow, vt, vScale + <usize>t0 * vRow, vRow, cols, Ev, pairs);
+            else if (zeros) accumulatePV1F16(orow, prow, vt, vRow, cols, Ev, true);
+            else accumulatePV1F16(orow, prow, vt, vRow, cols, Ev, false);
+          }
+        } else if (rows == 1) {
           if (zeros) accumulatePV1(o, s, vt, vRow, cols, ev4, true);
           else accumulatePV1(o, s, vt, vRow, cols, ev4, false);
         } else if (zeros) accumulatePV(o, s, vt, vRow, cols, ev4, true);

@@ -39,32 +39,36 @@ const TINY: f32 = 7.888609052210118e-31; // 2^-100
 export function quantize_rows_i8(outQ: usize, outScales: usize, x: usize, M: i32, K: i32): void {
   const K4 = roundUp4(K);
   for (let m = 0; m < M; m++) {
-    const row = x + <usize>m * <usize>K * F32;
     const dst = outQ + <usize>m * K4;
-    // pass 1: max |x|
-    let mx = f32x4.splat(0);
-    let k = 0;
-    for (; k + 4 <= K; k += 4) mx = f32x4.max(mx, f32x4.abs(v128.load(row + <usize>k * F32)));
-    let max = hmax_f32x4(mx);
-    for (; k < K; k++) max = Mathf.max(max, Mathf.abs(load<f32>(row + <usize>k * F32)));
-    store<f32>(outScales + <usize>m * F32, max / QMAX);
-    // pass 2: q = nearest(x * inv), 16 at a time narrowed i32 -> i16 -> i8 (never saturating)
-    const vinv = f32x4.splat(max >= TINY ? QMAX / max : 0); // NaN max: not >= TINY, q = 0
-    k = 0;
-    for (; k + 16 <= K; k += 16) {
-      const p = row + <usize>k * F32;
-      const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p), vinv)));
-      const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 16), vinv)));
-      const q2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 32), vinv)));
-      const q3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 48), vinv)));
-      v128.store(dst + <usize>k, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3)));
-    }
-    for (; k < K; k++) {
-      const x = f32x4.splat(load<f32>(row + <usize>k * F32));
-      store<i8>(dst + <usize>k, <i8>i32x4.extract_lane(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x, vinv))), 0));
-    }
-    for (; k < <i32>K4; k++) store<i8>(dst + <usize>k, 0);
+    store<f32>(outScales + <usize>m * F32, quantizeRow_i8(dst, x + <usize>m * <usize>K * F32, K));
+    for (let k = K; k < <i32>K4; k++) store<i8>(dst + <usize>k, 0);
   }
+}
+
+// dst (K) int8 = row (K) f32 quantized as quantize_rows_i8 does; returns the scale (max |x| / 127)
+@inline export function quantizeRow_i8(dst: usize, row: usize, K: i32): f32 {
+  // pass 1: max |x|
+  let mx = f32x4.splat(0);
+  let k = 0;
+  for (; k + 4 <= K; k += 4) mx = f32x4.max(mx, f32x4.abs(v128.load(row + <usize>k * F32)));
+  let max = hmax_f32x4(mx);
+  for (; k < K; k++) max = Mathf.max(max, Mathf.abs(load<f32>(row + <usize>k * F32)));
+  // pass 2: q = nearest(x * inv), 16 at a time narrowed i32 -> i16 -> i8 (never saturating)
+  const vinv = f32x4.splat(max >= TINY ? QMAX / max : 0); // NaN max: not >= TINY, q = 0
+  k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const p = row + <usize>k * F32;
+    const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p), vinv)));
+    const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 16), vinv)));
+    const q2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 32), vinv)));
+    const q3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 48), vinv)));
+    v128.store(dst + <usize>k, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3)));
+  }
+  for (; k < K; k++) {
+    const x = f32x4.splat(load<f32>(row + <usize>k * F32));
+    store<i8>(dst + <usize>k, <i8>i32x4.extract_lane(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x, vinv))), 0));
+  }
+  return max / QMAX;
 }
 
 // bytes of pack_q8's output: N8 panels of K4 x 8 bytes

@@ -5,6 +5,7 @@ import { type HeadLayout, attention } from "./route.js";
 import { place } from "./resident.js";
 import { additive, kernelMask } from "./mask.js";
 import { type Snapshot, type Tensor, checkMask, checkTensor, fmt, resultArray, size } from "./tensor.js";
+import { KvFormat } from "./enums.js";
 
 /**
  * softmax(Q K^T * scale + mask) V, with the semantics of torch.nn.functional.scaled_dot_product_attention:
@@ -69,7 +70,7 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
         weightsLength +
         scoresLength +
         (mask?.data.length ?? 0)) +
-      K.attention_f32_workspace(Lk, E, Ev) * pool.size +
+      K.attention_f32_workspace(Lk, E, Ev, KvFormat.F32, true) * pool.size +
       8 * (f.blockSparse?.layout.length ?? 0) +
       4 * B +
       64 * 16,

@@ -1,21 +1,40 @@
 import { ArgumentError, ShapeError, StateError } from "./errors.js";
-import { MAX_DIM, checkOptions } from "./tensor.js";
+import { KvFormat } from "./enums.js";
+import { MAX_DIM, checkOptions, describe } from "./tensor.js";
 import { runtime } from "./init.js";
 import type { Heap } from "./memory.js";
 
-/** One attention module's cached keys and values: [B, capacity, kvDim] each, rows 0..length used. */
+/** How a cache stores keys and values: float32, IEEE half, or int8 with one scale per token and head. */
+export type CacheDtype = "f32" | "f16" | "q8";
+
+const FORMATS: Record<CacheDtype, KvFormat> = { f32: KvFormat.F32, f16: KvFormat.F16, q8: KvFormat.Q8 };
+
+/** @internal a cache's `dtype` option, checked */
+export function cacheFormat(name: string, dtype: unknown): { dtype: CacheDtype; format: KvFormat } {
+  const d = dtype ?? "f32";
+  if (typeof d !== "string" || !Object.hasOwn(FORMATS, d)) throw new ArgumentError(`${name}: expected "f32", "f16" or "q8", got ${describe(d)}`);
+  return { dtype: d as CacheDtype, format: FORMATS[d as CacheDtype] };
+}
+
+/**
+ * One attention module's cached keys and values: [B, capacity] rows each, rows 0..length used, a
+ * row `rowBytes` long (kvDim values in the cache's format, then, for q8, one scale per head).
+ */
 export interface CacheEntry {
   k: number;
   v: number;
   B: number;
   capacity: number;
   kvDim: number;
+  rowBytes: number;
 }
 
 /** What a forward needs of the cache: one entry per attention module, keyed by the module. */
 export interface CacheLayer {
   key: object;
-  kvDim: number;
+  /** key/value heads and their size: a row holds heads * headDim values */
+  heads: number;
+  headDim: number;
 }
 
 /**
@@ -25,6 +44,10 @@ export interface CacheLayer {
  * keys 0..p. Memory grows by doubling (or start with `capacity`); `dispose()` frees it, and
  * `reset()` empties it for a new sequence (of any batch size, for any model).
  *
+ * `dtype` is how keys and values are stored: "f32" (default), "f16" (half the bytes; values
+ * rounded to the nearest half, beyond +-65504 infinite) or "q8" (about a quarter: int8 with one
+ * float32 scale per token and key/value head, max |x| / 127). Attention reads them as stored.
+ *
  * A cache belongs to the module (or stack) that first filled it, until `reset()`: passing it to
  * another is a StateError. A call that fails (out of memory, a bad argument) leaves the cache as
  * it was: its room is made for every layer before any kernel runs, and the length advances only
@@ -33,24 +56,40 @@ export interface CacheLayer {
 export class KVCache {
   readonly #entries = new Map<object, CacheEntry>();
   readonly #initialCapacity: number;
+  readonly #format: KvFormat;
+  /** How keys and values are stored. */
+  readonly dtype: CacheDtype;
   #length = 0;
   #batch: number | null = null;
   #owner: object | null = null;
   #heap: Heap | null = null;
   #disposed = false;
 
-  /** `capacity`: tokens of room made at the first call (default 16); it doubles when full. */
-  constructor(options: { capacity?: number } = {}) {
-    const o = checkOptions("KVCache options", options, ["capacity"]);
+  /** `capacity`: tokens of room made at the first call (default 16); it doubles when full. `dtype`: see the class. */
+  constructor(options: { capacity?: number; dtype?: CacheDtype } = {}) {
+    const o = checkOptions("KVCache options", options, ["capacity", "dtype"]);
     const capacity = o.capacity ?? 16;
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_DIM)
       throw new ArgumentError(`KVCache: capacity must be a positive integer, got ${String(capacity)}`);
     this.#initialCapacity = capacity;
+    ({ dtype: this.dtype, format: this.#format } = cacheFormat("KVCache dtype", o.dtype));
   }
 
   /** Tokens cached so far (per batch row). */
   get length(): number {
     return this.#length;
+  }
+
+  /** @internal how rows are stored (the kernels' format) */
+  get format(): KvFormat {
+    return this.#format;
+  }
+
+  /** Bytes of WebAssembly memory the cache holds (its capacity, keys and values of every layer). */
+  get byteLength(): number {
+    let n = 0;
+    for (const e of this.#entries.values()) n += 2 * e.B * e.capacity * e.rowBytes;
+    return n;
   }
 
   /** Empties the cache, keeping its memory for the next sequence. */
@@ -78,7 +117,7 @@ export class KVCache {
    */
   begin(owner: object, B: number, layers: readonly CacheLayer[], add: number): void {
     this.#assertUsable(owner, B);
-    const { heap } = runtime();
+    const { heap, kernels: K } = runtime();
     if (this.#heap !== heap) {
       // first use, or first use after shutdown() + init(): entries of the old heap are gone
       this.#entries.clear();
@@ -93,13 +132,14 @@ export class KVCache {
       }
     }
     const need = this.#length + add;
+    const rowBytes = (l: CacheLayer) => K.kv_row_bytes(l.heads, l.headDim, this.#format);
     const grow = layers.filter((l) => {
       const e = this.#entries.get(l.key);
-      return !e || e.capacity < need || e.kvDim !== l.kvDim;
+      return !e || e.capacity < need || e.kvDim !== l.heads * l.headDim || e.rowBytes !== rowBytes(l);
     });
     if (!grow.length) return;
     const capacity = Math.max(need, 2 * Math.max(0, ...grow.map((l) => this.#entries.get(l.key)?.capacity ?? 0)), this.#initialCapacity);
-    const bytes = (l: CacheLayer) => 4 * B * capacity * l.kvDim;
+    const bytes = (l: CacheLayer) => B * capacity * rowBytes(l);
     heap.need(
       "KVCache",
       grow.reduce((n, l) => n + 2 * bytes(l), 0),
@@ -116,16 +156,16 @@ export class KVCache {
     }
     for (const [l, k, v] of made) {
       const old = this.#entries.get(l.key);
+      const row = rowBytes(l);
       if (old && this.#length > 0) {
         const mem = new Uint8Array(heap.memory.buffer);
-        const row = 4 * l.kvDim;
         for (let b = 0; b < B; b++) {
           mem.copyWithin(k + b * capacity * row, old.k + b * old.capacity * row, old.k + (b * old.capacity + this.#length) * row);
           mem.copyWithin(v + b * capacity * row, old.v + b * old.capacity * row, old.v + (b * old.capacity + this.#length) * row);
         }
       }
       if (old) this.#free(l.key, old);
-      this.#entries.set(l.key, { k, v, B, capacity, kvDim: l.kvDim });
+      this.#entries.set(l.key, { k, v, B, capacity, kvDim: l.heads * l.headDim, rowBytes: row });
     }
   }
 

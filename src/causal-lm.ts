@@ -167,13 +167,13 @@ export class CausalLM extends Module {
     return this;
   }
 
-  /** A cache for decoding with this model; dtype "f32" (the default) only, for now. */
+  /** A cache for decoding with this model: keys and values stored as `dtype` "f32" (the default), "f16" or "q8". */
   createCache(options: DecoderCacheOptions = {}): DecoderCache {
     this.assertLive();
-    const kvDim = this.config.numKvHeads * this.config.headDim;
+    const { numKvHeads: heads, headDim } = this.config;
     return new DecoderCache(
       this,
-      this.layers.map((l) => ({ kvDim, window: l.slidingWindow })),
+      this.layers.map((l) => ({ heads, headDim, window: l.slidingWindow })),
       options,
     );
   }
@@ -251,6 +251,7 @@ export class CausalLM extends Module {
         ...this.#rope.cover(ctx, Math.max(...positions) + 1),
         qpos0,
         runs: cache ? this.#cachedRuns(ctx, cache, L, past, pads) : this.#newRuns(L, pads),
+        stored: cache && cache.dtype !== "f32" ? (layer) => cache.rows(layer) : undefined,
         lastRow,
       };
       this.layers.forEach((layer, i) => layer.run(ctx, x, step, i));
@@ -290,15 +291,17 @@ export class CausalLM extends Module {
 
   // with a cache: the real new rows are stored after the cached ones, then read from there
   #cachedRuns(ctx: Ctx, cache: DecoderCache, L: number, past: number, pads: Int32Array): Step["runs"] {
-    const kvDim = this.config.numKvHeads * this.config.headDim;
+    const { numKvHeads: heads, headDim } = this.config;
+    const kvDim = heads * headDim;
     return (layer, b, K, V): KeyRun[] => {
       const lane = cache.lane(b, layer);
       const skip = Math.max(0, pads[b]! - past);
       const n = L - skip;
       if (n > 0) {
         const from = 4 * (b * L + skip) * kvDim;
-        ctx.heap.f32(lane.k, n * kvDim).set(ctx.heap.f32(K + from, n * kvDim));
-        ctx.heap.f32(lane.v, n * kvDim).set(ctx.heap.f32(V + from, n * kvDim));
+        const { format, rowBytes } = cache.rows(layer);
+        ctx.K.kv_store_rows(lane.k, rowBytes, K + from, kvDim, n, heads, headDim, format);
+        ctx.K.kv_store_rows(lane.v, rowBytes, V + from, kvDim, n, heads, headDim, format);
       }
       return lane.runs;
     };

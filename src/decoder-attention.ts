@@ -11,6 +11,8 @@ import { RMSNorm } from "./rmsnorm.js";
 import { attention } from "./route.js";
 import { runtime } from "./init.js";
 import type { Tensor } from "./tensor.js";
+import { KvFormat } from "./enums.js";
+import { storedBytes } from "./heads.js";
 
 /** @internal what every layer of one forward shares */
 export interface Step {
@@ -29,6 +31,8 @@ export interface Step {
    * ([B * L, kvDim], RoPE applied): a cache stores the real ones first.
    */
   runs(layer: number, b: number, K: number, V: number): KeyRun[];
+  /** When the runs of `layer` are a cache's stored rows (f16, q8): their format and row bytes. */
+  stored?: (layer: number) => { format: KvFormat; rowBytes: number };
   /** When set, each layer writes the attention of each sequence's last row here (CausalLM.forward's `attention`). */
   lastRow?: LastRowAttention;
 }
@@ -135,7 +139,7 @@ export class DecoderAttention extends Module {
     return (
       4 * M * (3 * Hq * hd + 2 * Hk * hd) +
       16 * B * Hq * M +
-      pool.size * (K.attention_f32_workspace(Lk, hd, hd) + K.gemm_f32_workspace()) +
+      pool.size * (K.attention_f32_workspace(Lk, hd, hd, KvFormat.Q8, true) + K.gemm_f32_workspace()) +
       4096 +
       extra
     );
@@ -165,10 +169,11 @@ export class DecoderAttention extends Module {
       K.rope_f32_table(Kn, M, L, kvDim, Hk, hd, half, step.positions, 0, step.cos, step.sin, false);
       // 2. the keys each sequence reads (the cache stores the new ones first), then attention
       const runs = Array.from({ length: B }, (_, b) => step.runs(layer, b, Kn, Vn));
+      const stored = step.stored?.(layer);
       const attn = scope.alloc(4 * M * qDim);
       const features = this.#sinks ? { ...this.#features, sinks: Array.from(this.#sinks) } : this.#features;
       const sink = step.lastRow;
-      if (!sink) attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0 });
+      if (!sink) attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0, stored });
       else {
         // the probabilities of each sequence's last row, kept from each pass over its runs of keys
         const passes: LastRowPass[] = [];
@@ -176,14 +181,14 @@ export class DecoderAttention extends Module {
           passes.push({ weights: weights.slice(), Lk, stats: stats?.slice() ?? null });
         if (L === 1) {
           // decoding: the new rows are the last rows; their weights come with their outputs
-          attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0 }, collect);
+          attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0, stored }, collect);
         } else {
           // prefill: every row without weights, then the last rows once more, alone, with them
-          attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0 });
+          attendRuns(ctx, features, { B, L, Hq, Hk, hd, Q, out: attn, runs, qpos0: step.qpos0, stored });
           const last = scope.alloc(4 * B * qDim);
           for (let b = 0; b < B; b++) ctx.heap.f32(last + 4 * b * qDim, qDim).set(ctx.heap.f32(Q + 4 * (b * L + L - 1) * qDim, qDim));
           const qpos0 = step.qpos0.map((p) => p + L - 1);
-          attendRuns(ctx, features, { B, L: 1, Hq, Hk, hd, Q: last, out: scope.alloc(4 * B * qDim), runs, qpos0 }, collect);
+          attendRuns(ctx, features, { B, L: 1, Hq, Hk, hd, Q: last, out: scope.alloc(4 * B * qDim), runs, qpos0, stored }, collect);
         }
         writeLastRows(sink, layer, Hq, runs, passes);
       }
@@ -202,7 +207,18 @@ export class DecoderAttention extends Module {
 function attendRuns(
   ctx: Ctx,
   f: Features,
-  a: { B: number; L: number; Hq: number; Hk: number; hd: number; Q: number; out: number; runs: KeyRun[][]; qpos0: readonly number[] },
+  a: {
+    B: number;
+    L: number;
+    Hq: number;
+    Hk: number;
+    hd: number;
+    Q: number;
+    out: number;
+    runs: KeyRun[][];
+    qpos0: readonly number[];
+    stored: { format: KvFormat; rowBytes: number } | undefined;
+  },
   collect?: (weights: Float32Array, Lk: number, stats: Float32Array | null) => void,
 ): void {
   const { K, scope, heap } = ctx;
@@ -225,6 +241,10 @@ function attendRuns(
     const target = j === 0 ? a.out : out2;
     const run = (b: number) => runs[b]![j];
     const Lk = Math.max(...runs.map((r) => r[j]?.n ?? 0));
+    // rows of float32 keys, or of a cache's stored ones (strides count stored values; a q8 row's
+    // scales follow its kvDim values, one per head)
+    const el = a.stored ? storedBytes(a.stored.format) : 4;
+    const kvRow = a.stored?.rowBytes ?? 4 * kvDim;
     const layout = {
       B,
       Hq,
@@ -234,13 +254,18 @@ function attendRuns(
       E: hd,
       Ev: hd,
       q: (b: number, h: number) => Q + 4 * (b * L * qDim + h * hd),
-      k: (b: number, g: number) => (run(b)?.k ?? Q) + 4 * g * hd,
-      v: (b: number, g: number) => (run(b)?.v ?? Q) + 4 * g * hd,
+      k: (b: number, g: number) => (run(b)?.k ?? Q) + el * g * hd,
+      v: (b: number, g: number) => (run(b)?.v ?? Q) + el * g * hd,
       out: (b: number, h: number) => target + 4 * (b * L * qDim + h * hd),
       qStride: qDim,
-      kStride: kvDim,
-      vStride: kvDim,
+      kStride: kvRow / el,
+      vStride: kvRow / el,
       outStride: qDim,
+    };
+    const kv = a.stored && {
+      format: a.stored.format,
+      kScale: (b: number, g: number) => (run(b)?.k ?? Q) + kvDim + 4 * g,
+      vScale: (b: number, g: number) => (run(b)?.v ?? Q) + kvDim + 4 * g,
     };
     // run j of sequence b holds positions pos0..: query i (at position qpos0 + i) sees key t when t <= i + qpos0 - pos0
     const keyRange = (b: number) => {
@@ -254,6 +279,7 @@ function attendRuns(
       weights,
       keyRange,
       stats: passes > 1 ? (j === 0 ? stats : stats2) : 0,
+      kv,
     });
     if (collect) collect(heap.f32(weights, rows * Lk), Lk, passes > 1 ? heap.f32(j === 0 ? stats : stats2, 2 * rows) : null);
     if (j === 0) continue;

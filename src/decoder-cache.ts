@@ -16,19 +16,27 @@ import { runtime } from "./init.js";
 import type { Heap } from "./memory.js";
 import { int } from "./check.js";
 import { checkOptions, describe } from "./tensor.js";
+import { type CacheDtype, cacheFormat } from "./cache.js";
+import type { KvFormat } from "./enums.js";
 
-/** What the cache holds per layer: the width of its key rows and its sliding window (null: none). */
+/** What the cache holds per layer: key/value heads and their size, and its sliding window (null: none). */
 export interface CacheLayerSpec {
-  kvDim: number;
+  heads: number;
+  headDim: number;
   window: number | null;
 }
 
-/** @internal rows of keys and values, [capacity, kvDim] each */
+/** @internal a layer's spec and the bytes of one of its rows in the cache's format */
+interface LayerRows extends CacheLayerSpec {
+  rowBytes: number;
+}
+
+/** @internal rows of keys and values, [capacity] rows of rowBytes each */
 interface Block {
   k: number;
   v: number;
   capacity: number;
-  kvDim: number;
+  rowBytes: number;
   /** rows written or reserved, 0..used: appending in place continues at used */
   used: number;
   /** segments that read this block */
@@ -45,7 +53,7 @@ interface Segment {
 
 /** @internal a sequence's keys and values in one layer; `pending` rows are being written after the last segment */
 interface Lane {
-  readonly spec: CacheLayerSpec;
+  readonly spec: LayerRows;
   segments: Segment[];
   pending: number;
 }
@@ -62,7 +70,7 @@ interface Store {
   blocks: Set<Block>;
 }
 
-/** @internal a run of keys for attention: positions pos0 .. pos0 + n - 1, rows kvDim apart */
+/** @internal a run of keys for attention: positions pos0 .. pos0 + n - 1, rows as the cache stores them (kvDim float32 without one) */
 export interface KeyRun {
   k: number;
   v: number;
@@ -71,8 +79,12 @@ export interface KeyRun {
 }
 
 export interface DecoderCacheOptions {
-  /** "f32" (default). "f16" and "q8" are the subject of another issue. */
-  dtype?: string;
+  /**
+   * How keys and values are stored: "f32" (default), "f16" (half the bytes, values rounded to the
+   * nearest half) or "q8" (int8 with one float32 scale per token and key/value head, max |x| / 127:
+   * about a quarter of the bytes). Attention reads them as stored.
+   */
+  dtype?: CacheDtype;
 }
 
 const MIN_ROWS = 16;
@@ -90,9 +102,11 @@ const MIN_ROWS = 16;
  * growing. A failed call (out of memory, a bad argument) leaves the cache as it was.
  */
 export class DecoderCache {
-  readonly dtype = "f32";
+  /** How keys and values are stored (see DecoderCacheOptions). */
+  readonly dtype: CacheDtype;
+  readonly #format: KvFormat;
   readonly #owner: object;
-  readonly #layers: readonly CacheLayerSpec[];
+  readonly #layers: readonly LayerRows[];
   readonly #store: Store;
   #seqs: Sequence[] = [];
   #length = 0;
@@ -101,12 +115,10 @@ export class DecoderCache {
   /** @internal made by CausalLM.createCache() */
   constructor(owner: object, layers: readonly CacheLayerSpec[], options: DecoderCacheOptions = {}, store?: Store) {
     const o = checkOptions("createCache options", options, ["dtype"]);
-    const dtype = o.dtype ?? "f32";
-    if (dtype === "f16" || dtype === "q8")
-      throw new ArgumentError(`createCache: dtype "${dtype}" is not supported yet (quantised caches are another issue); use "f32"`);
-    if (dtype !== "f32") throw new ArgumentError(`createCache: dtype must be "f32", got ${describe(dtype)}`);
+    ({ dtype: this.dtype, format: this.#format } = cacheFormat("createCache dtype", o.dtype));
     this.#owner = owner;
-    this.#layers = layers;
+    const K = runtime().kernels;
+    this.#layers = layers.map((l) => ({ ...l, rowBytes: K.kv_row_bytes(l.heads, l.headDim, this.#format) }));
     if (store) this.#store = store;
     else {
       const blocks = new Set<Block>();
@@ -137,7 +149,7 @@ export class DecoderCache {
     const seen = new Set<Block>();
     for (const s of this.#seqs) for (const l of s.lanes) for (const g of l.segments) seen.add(g.block);
     let n = 0;
-    for (const b of seen) n += 8 * b.capacity * b.kvDim;
+    for (const b of seen) n += 2 * b.capacity * b.rowBytes;
     return n;
   }
 
@@ -245,7 +257,7 @@ export class DecoderCache {
       "DecoderCache.fork",
       this.#seqs.reduce((n, s) => n + this.#cloneBytes(s), 0),
     );
-    const copy = new DecoderCache(this.#owner, this.#layers, {}, this.#store);
+    const copy = new DecoderCache(this.#owner, this.#layers, { dtype: this.dtype }, this.#store);
     const copies: Sequence[] = [];
     copy.#seqs = this.#cloning(copies, () =>
       this.#seqs.map((s) => {
@@ -256,6 +268,11 @@ export class DecoderCache {
     );
     copy.#length = this.#length;
     return copy;
+  }
+
+  /** @internal how layer `layer` stores a row: the kernels' format and the row's bytes */
+  rows(layer: number): { format: KvFormat; rowBytes: number } {
+    return { format: this.#format, rowBytes: this.#layers[layer]?.rowBytes ?? 0 };
   }
 
   /** @internal throws unless `owner` may run a batch of B on this cache */
@@ -318,16 +335,16 @@ export class DecoderCache {
   lane(b: number, layer: number): { k: number; v: number; runs: KeyRun[] } {
     const lane = this.#seqs[b]?.lanes[layer];
     if (!lane) throw new Error(`wasm-attention internal: DecoderCache has no lane for sequence ${b}, layer ${layer}`);
-    const kvDim = lane.spec.kvDim;
+    const rowBytes = lane.spec.rowBytes;
     const segs = lane.segments;
     const runs: KeyRun[] = segs
       .map((g, j) => {
         const n = g.n + (j === segs.length - 1 ? lane.pending : 0);
-        return { k: g.block.k + 4 * g.from * kvDim, v: g.block.v + 4 * g.from * kvDim, n, pos0: g.pos0 };
+        return { k: g.block.k + g.from * rowBytes, v: g.block.v + g.from * rowBytes, n, pos0: g.pos0 };
       })
       .filter((r) => r.n > 0);
     const last = segs[segs.length - 1];
-    const row = last ? 4 * (last.from + last.n) * kvDim : 0;
+    const row = last ? (last.from + last.n) * rowBytes : 0;
     return { k: last ? last.block.k + row : 0, v: last ? last.block.v + row : 0, runs };
   }
 
@@ -349,7 +366,7 @@ export class DecoderCache {
     if (add === 0) return null;
     const { spec, segments: segs } = lane;
     const last = segs[segs.length - 1];
-    const rowBytes = 8 * spec.kvDim;
+    const rowBytes = 2 * spec.rowBytes;
     if (spec.window !== null) return this.#planWindow(lane, spec.window, add, real);
     if (last && last.block.refs === 1) last.block.used = last.from + last.n; // rows reserved by a failed call
     const end = last ? last.from + last.n : 0;
@@ -364,8 +381,8 @@ export class DecoderCache {
       return {
         bytes: capacity * rowBytes,
         run: () => {
-          const block = this.#alloc(capacity, spec.kvDim);
-          this.#copyRows(block, 0, last.block, last.from, last.n, spec.kvDim);
+          const block = this.#alloc(capacity, spec.rowBytes);
+          this.#copyRows(block, 0, last.block, last.from, last.n);
           block.used = last.n;
           this.#unref(last.block);
           Object.assign(last, { block, from: 0 });
@@ -376,7 +393,7 @@ export class DecoderCache {
     const capacity = Math.max(MIN_ROWS, add);
     return {
       bytes: capacity * rowBytes,
-      run: () => segs.push({ block: this.#alloc(capacity, spec.kvDim), from: 0, n: 0, pos0: real }),
+      run: () => segs.push({ block: this.#alloc(capacity, spec.rowBytes), from: 0, n: 0, pos0: real }),
     };
   }
 
@@ -390,8 +407,8 @@ export class DecoderCache {
     if (!g) {
       const capacity = Math.max(target, add);
       return {
-        bytes: 8 * capacity * spec.kvDim,
-        run: () => lane.segments.push({ block: this.#alloc(capacity, spec.kvDim), from: 0, n: 0, pos0: real }),
+        bytes: 2 * capacity * spec.rowBytes,
+        run: () => lane.segments.push({ block: this.#alloc(capacity, spec.rowBytes), from: 0, n: 0, pos0: real }),
       };
     }
     if (g.from + g.n + add <= g.block.capacity) return null;
@@ -408,7 +425,7 @@ export class DecoderCache {
         bytes: 0,
         run: () => {
           shift();
-          this.#copyRows(g.block, 0, g.block, g.from, keep, spec.kvDim);
+          this.#copyRows(g.block, 0, g.block, g.from, keep);
           g.from = 0;
           g.block.used = keep;
         },
@@ -417,11 +434,11 @@ export class DecoderCache {
     // a block of the steady size (after a long prefill), or a longer one for a long chunk
     const capacity = Math.max(target, need);
     return {
-      bytes: 8 * capacity * spec.kvDim,
+      bytes: 2 * capacity * spec.rowBytes,
       run: () => {
         shift();
-        const block = this.#alloc(capacity, spec.kvDim);
-        this.#copyRows(block, 0, g.block, g.from, keep, spec.kvDim);
+        const block = this.#alloc(capacity, spec.rowBytes);
+        this.#copyRows(block, 0, g.block, g.from, keep);
         block.used = keep;
         this.#unref(g.block);
         Object.assign(g, { block, from: 0 });
@@ -478,8 +495,8 @@ export class DecoderCache {
     const segments: Sequence["lanes"][number]["segments"] = [];
     try {
       for (const g of lane.segments) {
-        const block = this.#alloc(g.block.capacity, spec.kvDim);
-        this.#copyRows(block, 0, g.block, g.from, g.n, spec.kvDim);
+        const block = this.#alloc(g.block.capacity, spec.rowBytes);
+        this.#copyRows(block, 0, g.block, g.from, g.n);
         block.used = g.n;
         segments.push({ block, from: 0, n: g.n, pos0: g.pos0 });
       }
@@ -492,7 +509,7 @@ export class DecoderCache {
 
   #cloneBytes(s: Sequence): number {
     return s.lanes.reduce(
-      (n, { spec, segments }) => (spec.window === null ? n : n + segments.reduce((m, g) => m + 8 * g.block.capacity * spec.kvDim, 0)),
+      (n, { spec, segments }) => (spec.window === null ? n : n + segments.reduce((m, g) => m + 2 * g.block.capacity * spec.rowBytes, 0)),
       0,
     );
   }
@@ -509,17 +526,17 @@ export class DecoderCache {
     s.lanes = [];
   }
 
-  #alloc(capacity: number, kvDim: number): Block {
+  #alloc(capacity: number, rowBytes: number): Block {
     const heap = this.#store.heap;
-    const k = heap.alloc(4 * capacity * kvDim);
+    const k = heap.alloc(capacity * rowBytes);
     let v: number;
     try {
-      v = heap.alloc(4 * capacity * kvDim);
+      v = heap.alloc(capacity * rowBytes);
     } catch (error) {
       heap.free(k);
       throw error;
     }
-    const block = { k, v, capacity, kvDim, used: 0, refs: 1 };
+    const block = { k, v, capacity, rowBytes, used: 0, refs: 1 };
     this.#store.blocks.add(block);
     return block;
   }
@@ -535,9 +552,9 @@ export class DecoderCache {
   }
 
   // rows from .. from + n - 1 of src into rows at.. of dst (the same block: a move to the front)
-  #copyRows(dst: Block, at: number, src: Block, from: number, n: number, kvDim: number): void {
+  #copyRows(dst: Block, at: number, src: Block, from: number, n: number): void {
     const mem = new Uint8Array(this.#store.heap.memory.buffer);
-    const row = 4 * kvDim;
+    const row = src.rowBytes;
     mem.copyWithin(dst.k + at * row, src.k + from * row, src.k + (from + n) * row);
     mem.copyWithin(dst.v + at * row, src.v + from * row, src.v + (from + n) * row);
   }

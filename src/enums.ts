@@ -19,3 +19,13 @@ export enum FeatureMap {
   EluPlusOne = 0,
   Relu = 1,
 }
+
+/** How a key/value cache stores its rows (the attention kernels' `format` argument). */
+export enum KvFormat {
+  /** float32 rows of kvDim */
+  F32 = 0,
+  /** IEEE half rows of kvDim, exact for what a half holds */
+  F16 = 1,
+  /** int8 rows of kvDim, then one float32 scale per head (symmetric, max |x| / 127) */
+  Q8 = 2,
+}

@@ -8,6 +8,7 @@ import { ArgumentError } from "./errors.js";
 import { int } from "./check.js";
 import type { AttentionMask } from "./left-padding.js";
 import { checkOptions, describe } from "./tensor.js";
+import { type CacheDtype, cacheFormat } from "./cache.js";
 
 export interface GenerateOptions {
   /** New tokens per sequence at most; default 20. */
@@ -28,6 +29,8 @@ export interface GenerateOptions {
   seed?: number;
   /** Called after each step with the step's token of every sequence of the input (-1 for a sequence already finished) and the step (0, 1, ...). */
   onToken?: (tokenIds: Int32Array, step: number) => void;
+  /** How the generation's cache stores keys and values: "f32" (default), "f16" or "q8" (see DecoderCacheOptions). */
+  cacheDtype?: CacheDtype;
 }
 
 interface Settings {
@@ -39,6 +42,7 @@ interface Settings {
   penalty: number;
   random: () => number;
   onToken: ((tokenIds: Int32Array, step: number) => void) | null;
+  cacheDtype: CacheDtype;
 }
 
 /** @internal CausalLM.generate */
@@ -49,7 +53,7 @@ export function generate(model: CausalLM, inputIds: TokenIds, options: GenerateO
   const [B, L] = (ids.batched ? ids.shape : [1, ...ids.shape]) as [number, number];
   if (L === 0 && B > 0) throw new ArgumentError("generate: inputIds: each sequence needs at least one token to continue");
   if (s.maxNew === 0 || B === 0) return ids.batched ? Array.from({ length: B }, () => new Int32Array(0)) : new Int32Array(0);
-  const cache = model.createCache();
+  const cache = model.createCache({ dtype: s.cacheDtype });
   // sequence b of the input: its new tokens, and its tokens so far (prompt without padding) for the repetition penalty
   const sequences: Sequence[] = [];
   try {
@@ -106,6 +110,7 @@ function settings(options: GenerateOptions, V: number, configEos: readonly numbe
     "repetitionPenalty",
     "seed",
     "onToken",
+    "cacheDtype",
   ]);
   const maxNew = int("generate: maxNewTokens", o.maxNewTokens ?? 20, 0);
   const eosGiven = o.eosTokenId === undefined ? configEos : o.eosTokenId;
@@ -135,11 +140,12 @@ function settings(options: GenerateOptions, V: number, configEos: readonly numbe
     penalty,
     random: seededRandom(seed),
     onToken: o.onToken ?? null,
+    cacheDtype: cacheFormat("generate cacheDtype", o.cacheDtype).dtype,
   };
 }
 
 /** @internal the next token from one sequence's logits (V), as Hugging Face's processors and sampling choose it */
-export function choose(logits: Float32Array, seen: ReadonlySet<number>, s: Omit<Settings, "maxNew" | "eos" | "onToken">): number {
+export function choose(logits: Float32Array, seen: ReadonlySet<number>, s: Omit<Settings, "maxNew" | "eos" | "onToken" | "cacheDtype">): number {
   const scores = Float32Array.from(logits);
   // 1. repetition penalty (RepetitionPenaltyLogitsProcessor)
   if (s.penalty !== 1) {

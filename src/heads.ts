@@ -1,3 +1,4 @@
+import { KvFormat } from "./enums.js";
 import type { Ctx } from "./kernels.js";
 import { type Call, SCRATCH } from "./threads.js";
 
@@ -59,6 +60,30 @@ export interface Heads extends Dims {
   sink?: (h: number) => number;
   /** `weights` receives the scores as the softmax sees them, not the probabilities */
   rawScores?: boolean;
+  /** keys and values stored as a cache stores them (absent: float32) */
+  kv?: StoredKV;
+}
+
+/**
+ * Keys and values in a cache's stored form (src/enums.ts KvFormat; assembly/kv.ts has the row
+ * layout): `k`/`v` address a head's first stored value, strides count stored values, and a Q8
+ * head's scales are one float32 per row, at kScale/vScale, with the rows' stride.
+ */
+export interface StoredKV {
+  format: KvFormat;
+  kScale(b: number, g: number): number;
+  vScale(b: number, g: number): number;
+}
+
+/** Bytes of one stored value of `format`. */
+export function storedBytes(format: KvFormat): number {
+  return format === KvFormat.F16 ? 2 : format === KvFormat.Q8 ? 1 : 4;
+}
+
+/** Whether the kernel can read keys and values of `format` in place: it widens 4 (F16) or 16 (Q8) values at a time. */
+function storedInPlace(format: KvFormat, E: number, Ev: number): boolean {
+  const unit = format === KvFormat.F16 ? 4 : format === KvFormat.Q8 ? 16 : 1;
+  return E % unit === 0 && Ev % unit === 0;
 }
 
 /**
@@ -78,8 +103,10 @@ export function readKeysInPlace(queriesPerKvHead: number): boolean {
 export function attendHeads(ctx: Ctx, a: Heads): void {
   const { K, scope, pool } = ctx;
   const group = a.Hq / a.Hk;
-  const inPlace = readKeysInPlace(a.Lq * group);
-  const work = K.attention_f32_workspace(a.Lk, a.E, a.Ev);
+  const format = a.kv?.format ?? KvFormat.F32;
+  const el = storedBytes(format);
+  const inPlace = readKeysInPlace(a.Lq * group) && storedInPlace(format, a.E, a.Ev);
+  const work = K.attention_f32_workspace(a.Lk, a.E, a.Ev, format, !inPlace);
   const scratch = scope.alloc(work * pool.size);
   // rows per task: all of them, or a multiple of 4 that gives each thread about two tasks
   const tasksPerKv = a.B * a.Hk >= 2 * pool.size ? 1 : Math.ceil((2 * pool.size) / (a.B * a.Hk));
@@ -91,11 +118,13 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
     const [start, end, diag] = a.keyRange?.(b) ?? [0, a.Lk, a.diag];
     const Lk = end - start;
     for (let g = 0; g < a.Hk; g++) {
-      const k = a.k(b, g) + 4 * start * a.kStride;
-      const v = a.v(b, g) + 4 * start * a.vStride;
+      const k = a.k(b, g) + el * start * a.kStride;
+      const v = a.v(b, g) + el * start * a.vStride;
+      const kScale = a.kv ? a.kv.kScale(b, g) + el * start * a.kStride : 0;
+      const vScale = a.kv ? a.kv.vScale(b, g) + el * start * a.vStride : 0;
       for (let r0 = 0; r0 < a.Lq; r0 += rows) {
         const n = Math.min(rows, a.Lq - r0);
-        const task: Call[] = [["attention_f32_prepare_kv", SCRATCH, k, a.kStride, v, a.vStride, Lk, a.E, a.Ev, !inPlace]];
+        const task: Call[] = [["attention_f32_prepare_kv", SCRATCH, k, a.kStride, v, a.vStride, Lk, a.E, a.Ev, !inPlace, format, kScale, vScale]];
         for (let h = g * group; h < (g + 1) * group; h++) {
           const slice = b * a.Hq + h;
           task.push([
@@ -130,6 +159,9 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
             a.stats ? a.stats + 8 * (slice * a.Lq + r0) : 0,
             a.sink?.(h) ?? -Infinity,
             a.rawScores ?? false,
+            format,
+            kScale,
+            vScale,
           ]);
         }
         tasks.push(task);

@@ -55,4 +55,5 @@ export { ropeParameters, type RopeConfig, type RopeParameters, type RopeScaling 
 export { CausalLM, type CausalLMForwardOptions, type CausalLMOutputWithAttention } from "./causal-lm.js";
 export type { CausalLMOptions } from "./causal-lm-config.js";
 export { DecoderCache, type DecoderCacheOptions } from "./decoder-cache.js";
+export type { CacheDtype } from "./cache.js";
 export type { GenerateOptions } from "./generate.js";

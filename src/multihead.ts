@@ -1,7 +1,7 @@
 import { optionBool, positiveInt } from "./check.js";
 import { type AttentionVariant, type Variant, callGlobals, readVariant, variantCall } from "./features.js";
 import { attention } from "./route.js";
-import { KVCache } from "./cache.js";
+import { type CacheLayer, KVCache } from "./cache.js";
 import { place } from "./resident.js";
 import { ArgumentError, ShapeError } from "./errors.js";
 import { Linear } from "./linear.js";
@@ -10,6 +10,8 @@ import { runtime } from "./init.js";
 import { type KernelMask, mhaMask } from "./mask.js";
 import { type Ctx, Module, type Param, nested, prefixed, withScope } from "./module.js";
 import { type BoolTensor, type Snapshot, type Tensor, checkMask, checkOptions, checkTensor, describe, fmt, resultArray } from "./tensor.js";
+import { KvFormat } from "./enums.js";
+import { storedBytes } from "./heads.js";
 
 export interface MultiHeadAttentionOptions {
   /** Features of the queries and of the output (torch's embed_dim). */
@@ -220,7 +222,7 @@ export class MultiHeadAttention extends Module {
     const mask = mhaMask({ attn: "attnMask", padding: "keyPaddingMask" }, attnMask, padding, B, this.numHeads, Lq, Lk);
     const LkAll = Lk + (cache?.length ?? 0);
     const H = this.numHeads;
-    const global = this.checkCall({ masked: !!mask, causal: isCausal, needWeights, Lq, Lk, globalTokens: o.globalTokens });
+    const global = this.checkCall({ masked: !!mask, causal: isCausal, needWeights, Lq, Lk, globalTokens: o.globalTokens, cache });
     const lead = batched ? [B] : [];
     if (B * Lq === 0) {
       const weights = !needWeights ? null : { data: new Float32Array(0), shape: average ? [...lead, Lq, LkAll] : [...lead, H, Lq, LkAll] };
@@ -240,7 +242,7 @@ export class MultiHeadAttention extends Module {
       : average
         ? { data: resultArray("MultiHeadAttention.forward", B * Lq * LkAll), shape: [...lead, Lq, LkAll] }
         : { data: resultArray("MultiHeadAttention.forward", B * H * Lq * LkAll), shape: [...lead, H, Lq, LkAll] };
-    if (cache) cache.begin(this, B, [{ key: this, kvDim: this.numKvHeads * this.headDim }], Lq);
+    if (cache) cache.begin(this, B, [this.cacheLayer()], Lq);
 
     withScope((ctx) => {
       const { scope } = ctx;
@@ -284,7 +286,7 @@ export class MultiHeadAttention extends Module {
     const E = this.embedDim;
     return (
       4 * (2 * B * Lq * E + 2 * B * Lk * kvDim) +
-      pool.size * (K.attention_f32_workspace(Lk, this.headDim, this.headDim) + K.gemm_f32_workspace()) +
+      pool.size * (K.attention_f32_workspace(Lk, this.headDim, this.headDim, KvFormat.Q8, true) + K.gemm_f32_workspace()) +
       4096
     );
   }
@@ -300,7 +302,13 @@ export class MultiHeadAttention extends Module {
     Lq: number;
     Lk: number;
     globalTokens?: readonly number[];
+    cache?: KVCache;
   }): number[] | null {
+    if (c.cache && c.cache.dtype !== "f32") {
+      const dtype = c.cache.dtype;
+      if (this.#variant.linear) throw new ArgumentError(`cache: a "${dtype}" cache is not supported with linear attention; use dtype "f32"`);
+      if (c.globalTokens) throw new ArgumentError(`cache: a "${dtype}" cache is not supported with globalTokens; use dtype "f32"`);
+    }
     if (this.#variant.linear) {
       if (c.masked) throw new ArgumentError("MultiHeadAttention with linear attention: masks are not supported (causal is)");
       if (c.needWeights) throw new ArgumentError("MultiHeadAttention with linear attention: there are no attention weights; pass needWeights: false");
@@ -312,6 +320,11 @@ export class MultiHeadAttention extends Module {
     }
     if (this.#sinks && c.globalTokens) throw new ArgumentError("MultiHeadAttention with sinks: globalTokens are not supported");
     return callGlobals(c.globalTokens, this.#variant, c);
+  }
+
+  /** @internal what this module keeps in a KVCache: a row of numKvHeads heads of headDim values per token */
+  cacheLayer(): CacheLayer {
+    return { key: this, heads: this.numKvHeads, headDim: this.headDim };
   }
 
   /** @internal */
@@ -332,29 +345,30 @@ export class MultiHeadAttention extends Module {
       vAll: number,
       rows: number,
       past = 0;
+    let stored: { rowBytes: number; format: KvFormat } | null = null;
     if (a.cache) {
       const entry = a.cache.entry(this);
+      const format = a.cache.format;
       past = a.cache.length;
       rows = entry.capacity;
+      // float32: projected straight into the cache; else through rows of this call, then stored
+      const direct = format === KvFormat.F32;
+      const newK = direct ? 0 : scope.alloc(4 * a.B * a.Lq * kvDim);
+      const newV = direct ? 0 : scope.alloc(4 * a.B * a.Lq * kvDim);
       for (let b = 0; b < a.B; b++) {
-        const at = 4 * (b * rows + past) * kvDim;
-        this.#k.run(ctx, entry.k + at, a.k + 4 * b * a.Lq * this.kdim, a.Lq);
-        this.#v.run(ctx, entry.v + at, a.v + 4 * b * a.Lq * this.vdim, a.Lq);
+        const at = (b * rows + past) * entry.rowBytes;
+        const kb = direct ? entry.k + at : newK + 4 * b * a.Lq * kvDim;
+        const vb = direct ? entry.v + at : newV + 4 * b * a.Lq * kvDim;
+        this.#k.run(ctx, kb, a.k + 4 * b * a.Lq * this.kdim, a.Lq);
+        this.#v.run(ctx, vb, a.v + 4 * b * a.Lq * this.vdim, a.Lq);
         if (rope)
-          ctx.K.rope_f32(
-            entry.k + at,
-            a.Lq,
-            a.Lq,
-            kvDim,
-            this.numKvHeads,
-            hd,
-            rope.rotaryDim,
-            rope.positionOffset + past,
-            rope.theta,
-            rope.interleaved,
-          );
+          ctx.K.rope_f32(kb, a.Lq, a.Lq, kvDim, this.numKvHeads, hd, rope.rotaryDim, rope.positionOffset + past, rope.theta, rope.interleaved);
+        if (direct) continue;
+        ctx.K.kv_store_rows(entry.k + at, entry.rowBytes, kb, kvDim, a.Lq, this.numKvHeads, hd, format);
+        ctx.K.kv_store_rows(entry.v + at, entry.rowBytes, vb, kvDim, a.Lq, this.numKvHeads, hd, format);
       }
       [kAll, vAll] = [entry.k, entry.v];
+      if (!direct) stored = { rowBytes: entry.rowBytes, format };
     } else {
       rows = a.Lk;
       kAll = scope.alloc(4 * a.B * a.Lk * kvDim);
@@ -372,7 +386,10 @@ export class MultiHeadAttention extends Module {
       this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
       return;
     }
-    // heads are column slices of [B, L, features] rows: no copies to split or merge them
+    // heads are column slices of [B, L, features] rows: no copies to split or merge them; a
+    // stored cache's rows are rowBytes long, its stride counted in stored values
+    const el = stored ? storedBytes(stored.format) : 4;
+    const kvRow = stored ? stored.rowBytes : 4 * kvDim;
     const layout = {
       B: a.B,
       Hq: this.numHeads,
@@ -382,17 +399,23 @@ export class MultiHeadAttention extends Module {
       E: hd,
       Ev: hd,
       q: (b: number, h: number) => Q + 4 * (b * a.Lq * E + h * hd),
-      k: (b: number, g: number) => kAll + 4 * (b * rows * kvDim + g * hd),
-      v: (b: number, g: number) => vAll + 4 * (b * rows * kvDim + g * hd),
+      k: (b: number, g: number) => kAll + b * rows * kvRow + el * g * hd,
+      v: (b: number, g: number) => vAll + b * rows * kvRow + el * g * hd,
       out: (b: number, h: number) => attn + 4 * (b * a.Lq * E + h * hd),
       qStride: E,
-      kStride: kvDim,
-      vStride: kvDim,
+      kStride: kvRow / el,
+      vStride: kvRow / el,
       outStride: E,
+    };
+    // a q8 row's scales follow its kvDim values, one per head
+    const kv = stored && {
+      format: stored.format,
+      kScale: (b: number, g: number) => kAll + b * rows * kvRow + kvDim + 4 * g,
+      vScale: (b: number, g: number) => vAll + b * rows * kvRow + kvDim + 4 * g,
     };
     const sinks = this.#sinks && Array.from(this.#sinks);
     const features = { ...variantCall(this.#variant, a.causal, a.Lq, Lk), global: a.global ?? null, sinks };
-    attention(ctx, layout, features, { diag: past, mask: a.mask, weights: a.weights });
+    attention(ctx, layout, features, { diag: past, mask: a.mask, weights: a.weights, kv: kv || undefined });
     this.#out.run(ctx, a.out, attn, a.B * a.Lq, a.residual);
   }
 

@@ -3,7 +3,8 @@
 // come through here, with their heads laid out as blocks or as column slices of rows.
 import type { Ctx } from "./kernels.js";
 import type { Heap, Scope } from "./memory.js";
-import { type Dims, type Heads, attendHeads } from "./heads.js";
+import { KvFormat } from "./enums.js";
+import { type Dims, type Heads, type StoredKV, attendHeads, storedBytes } from "./heads.js";
 import { type Features, bandOf } from "./features.js";
 import type { KernelMask } from "./mask.js";
 
@@ -38,6 +39,8 @@ export function attention(
     keyRange?: Heads["keyRange"];
     rawScores?: boolean;
     stats?: number;
+    /** keys and values as a cache stores them (absent: float32, as the layout's strides say) */
+    kv?: StoredKV;
   },
 ): void {
   const [left, right] = bandOf(f);
@@ -63,6 +66,7 @@ export function attention(
     sink: f.sinks ? (h) => f.sinks![h]! : undefined,
     rawScores: o.rawScores,
     stats: o.stats,
+    kv: o.kv,
   };
   attend(ctx, heads, f.global);
 }
@@ -76,6 +80,7 @@ export function attention(
  */
 function attend(ctx: Ctx, a: Heads, global: number[] | null): void {
   if (global) {
+    if (a.kv) throw new Error("wasm-attention internal: global tokens over stored keys (the caller checks)");
     attendWithGlobals(ctx, a, global);
     return;
   }
@@ -85,6 +90,7 @@ function attend(ctx: Ctx, a: Heads, global: number[] | null): void {
     return;
   }
   const mod = (x: number) => ((x % d) + d) % d;
+  const el = storedBytes(a.kv?.format ?? KvFormat.F32);
   for (let c = 0; c < Math.min(d, a.Lq); c++) {
     // queries i = c + d i', keys j = ck + d j' with j - i - diag a multiple of d
     const ck = mod(c + a.diag);
@@ -98,10 +104,15 @@ function attend(ctx: Ctx, a: Heads, global: number[] | null): void {
       qStride: a.qStride * d,
       out: (b, h) => a.out(b, h) + 4 * c * a.outStride,
       outStride: a.outStride * d,
-      k: (b, g) => a.k(b, g) + 4 * ck * a.kStride,
+      k: (b, g) => a.k(b, g) + el * ck * a.kStride,
       kStride: a.kStride * d,
-      v: (b, g) => a.v(b, g) + 4 * ck * a.vStride,
+      v: (b, g) => a.v(b, g) + el * ck * a.vStride,
       vStride: a.vStride * d,
+      kv: a.kv && {
+        format: a.kv.format,
+        kScale: (b, g) => a.kv!.kScale(b, g) + el * ck * a.kStride,
+        vScale: (b, g) => a.kv!.vScale(b, g) + el * ck * a.vStride,
+      },
       diag: (c + a.diag - ck) / d,
       left: a.left < 0 ? -1 : Math.floor(a.left / d),
       right: a.right < 0 ? -1 : Math.floor(a.right / d),

@@ -399,7 +399,7 @@ function runEncoder(
   const mask = mhaMask({ attn: "mask", padding: "srcKeyPaddingMask" }, attnMask, padding, B, H, L, L);
   const Lk = L + (cache?.length ?? 0);
   const global = layers.map((l) =>
-    l.selfAttn.checkCall({ masked: !!mask, causal: isCausal && !attnMask, needWeights, Lq: L, Lk: L, globalTokens: o.globalTokens }),
+    l.selfAttn.checkCall({ masked: !!mask, causal: isCausal && !attnMask, needWeights, Lq: L, Lk: L, globalTokens: o.globalTokens, cache }),
   )[0]!;
   const shape = batched ? [B, H, L, Lk] : [H, L, Lk];
   if (B * L === 0) {
@@ -412,7 +412,7 @@ function runEncoder(
   cache?.begin(
     owner,
     B,
-    layers.map((l) => ({ key: l.selfAttn, kvDim: l.selfAttn.numKvHeads * l.selfAttn.headDim })),
+    layers.map((l) => l.selfAttn.cacheLayer()),
     L,
   );
   const result = withScope((ctx) => {
@@ -455,7 +455,7 @@ function runDecoder(
   const cache = checkCache(owner, o.cache, isCausal, !!(tgtMask || tgtPadding), B);
   const selfMask = mhaMask({ attn: "tgtMask", padding: "tgtKeyPaddingMask" }, tgtMask, tgtPadding, B, H, x.L, x.L);
   const memMask = mhaMask({ attn: "memoryMask", padding: "memoryKeyPaddingMask" }, memoryMask, memoryPadding, B, H, x.L, m.L);
-  for (const l of layers) l.selfAttn.checkCall({ masked: !!selfMask, causal: isCausal && !tgtMask, needWeights: false, Lq: x.L, Lk: x.L });
+  for (const l of layers) l.selfAttn.checkCall({ masked: !!selfMask, causal: isCausal && !tgtMask, needWeights: false, Lq: x.L, Lk: x.L, cache });
   if (B * x.L === 0) return { data: new Float32Array(0), shape: [...x.t.shape] };
   const { heap } = runtime();
   const Lk = x.L + (cache?.length ?? 0);
@@ -467,7 +467,7 @@ function runDecoder(
   cache?.begin(
     owner,
     B,
-    layers.map((l) => ({ key: l.selfAttn, kvDim: l.selfAttn.numKvHeads * l.selfAttn.headDim })),
+    layers.map((l) => l.selfAttn.cacheLayer()),
     x.L,
   );
   const result = withScope((ctx) => {

@@ -251,12 +251,11 @@ describe("errors", () => {
     other.dispose();
   });
 
-  test('dtype: "f32" only; "f16" and "q8" belong to another issue', () => {
-    expect(llama.createCache({ dtype: "f32" }).dtype).toBe("f32");
-    expect(() => llama.createCache({ dtype: "f16" })).toThrow(ArgumentError);
-    expect(() => llama.createCache({ dtype: "f16" })).toThrow(/dtype "f16" is not supported yet \(quantised caches are another issue\)/);
-    expect(() => llama.createCache({ dtype: "q8" })).toThrow(/dtype "q8" is not supported yet/);
-    expect(() => llama.createCache({ dtype: "bf16" })).toThrow(/dtype must be "f32", got string bf16/);
+  test('dtype: "f32" (default), "f16" or "q8" (test/kv-formats.test.ts); anything else is an ArgumentError', () => {
+    expect(llama.createCache().dtype).toBe("f32");
+    for (const dtype of ["f32", "f16", "q8"] as const) expect(llama.createCache({ dtype }).dtype).toBe(dtype);
+    expect(() => llama.createCache({ dtype: "bf16" as never })).toThrow(ArgumentError);
+    expect(() => llama.createCache({ dtype: "bf16" as never })).toThrow('createCache dtype: expected "f32", "f16" or "q8", got string bf16');
     expect(() => llama.createCache({ size: 3 } as never)).toThrow(/unknown option "size"/);
   });
 
