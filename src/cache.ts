@@ -1,5 +1,6 @@
-import { ArgumentError, ShapeError, StateError } from "./errors.js";
-import { MAX_DIM, checkOptions } from "./tensor.js";
+import { int } from "./check.js";
+import { ShapeError, StateError } from "./errors.js";
+import { checkOptions } from "./tensor.js";
 import { runtime } from "./init.js";
 import type { Heap } from "./memory.js";
 
@@ -42,10 +43,7 @@ export class KVCache {
   /** `capacity`: tokens of room made at the first call (default 16); it doubles when full. */
   constructor(options: { capacity?: number } = {}) {
     const o = checkOptions("KVCache options", options, ["capacity"]);
-    const capacity = o.capacity ?? 16;
-    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_DIM)
-      throw new ArgumentError(`KVCache: capacity must be a positive integer, got ${String(capacity)}`);
-    this.#initialCapacity = capacity;
+    this.#initialCapacity = int("KVCache capacity", o.capacity ?? 16, 1);
   }
 
   /** Tokens cached so far (per batch row). */
@@ -155,7 +153,7 @@ export class KVCache {
       throw new StateError("cache: it holds the keys and values of another module; use a cache per model, or reset() it to start a new sequence");
     }
     if (this.#batch !== null && this.#batch !== B) {
-      throw new ShapeError(`cache: it holds a batch of ${this.#batch} sequences, the input has ${B}; use a new cache or reset() it`);
+      throw new ShapeError(`cache: expected an input batch of ${this.#batch} (the sequences it holds), got ${B}; use a new cache or reset() it`);
     }
   }
 

@@ -102,9 +102,10 @@ export class DecoderCache {
   constructor(owner: object, layers: readonly CacheLayerSpec[], options: DecoderCacheOptions = {}, store?: Store) {
     const o = checkOptions("createCache options", options, ["dtype"]);
     const dtype = o.dtype ?? "f32";
-    if (dtype === "f16" || dtype === "q8")
-      throw new ArgumentError(`createCache: dtype "${dtype}" is not supported yet (quantised caches are another issue); use "f32"`);
-    if (dtype !== "f32") throw new ArgumentError(`createCache: dtype must be "f32", got ${describe(dtype)}`);
+    if (dtype !== "f32") {
+      const later = dtype === "f16" || dtype === "q8" ? ` ("${dtype}" is not supported yet: quantised caches are another issue)` : "";
+      throw new ArgumentError(`createCache dtype: expected "f32"${later}, got ${describe(dtype)}`);
+    }
     this.#owner = owner;
     this.#layers = layers;
     if (store) this.#store = store;
@@ -169,7 +170,7 @@ export class DecoderCache {
    */
   truncate(n: number): void {
     this.#assertUsable();
-    int("truncate: n", n, 0, this.#length);
+    int("DecoderCache.truncate n", n, 0, this.#length);
     if (n === this.#length) return;
     // check every sliding lane first: nothing changes unless all can be cut
     for (const s of this.#seqs) {
@@ -201,8 +202,8 @@ export class DecoderCache {
     this.#assertUsable();
     const B = this.#seqs.length;
     if (!Array.isArray(indices) && !(indices instanceof Int32Array))
-      throw new ArgumentError(`reorder: expected an array of sequence indices, got ${describe(indices)}`);
-    const list = Array.from(indices as ArrayLike<number>, (x, i) => int(`reorder: indices[${i}]`, x, 0, Math.max(0, B - 1)));
+      throw new ArgumentError(`DecoderCache.reorder indices: expected an array of sequence indices, got ${describe(indices)}`);
+    const list = Array.from(indices as ArrayLike<number>, (x, i) => int(`DecoderCache.reorder indices[${i}]`, x, 0, Math.max(0, B - 1)));
     if (B === 0 && list.length) throw new StateError("reorder: the cache holds no sequence yet");
     const taken = new Set<number>();
     // the memory of the copies (sliding windows) is checked before any is made
@@ -264,7 +265,7 @@ export class DecoderCache {
     if (owner !== this.#owner) throw new StateError("cache: it belongs to another model; make one with this model's createCache()");
     if (this.#length > 0 && B !== this.#seqs.length) {
       throw new ShapeError(
-        `cache: it holds a batch of ${this.#seqs.length} sequences, the input has ${B}; use a new cache, reorder() it or reset() it`,
+        `cache: expected an input batch of ${this.#seqs.length} (the sequences it holds), got ${B}; use a new cache, reorder() it or reset() it`,
       );
     }
   }

@@ -59,7 +59,7 @@ for (const name of ["llama-tied", "gemma2", "mistral", "qwen3"]) {
       cache.truncate(0);
       expect(cache.length).toBe(0);
       expectNear(model.forward([9, 10], { cache, lastOnly: true }).data, lastOf(model, [9, 10]), "after truncate(0)");
-      expect(() => cache.truncate(3)).toThrow(/truncate: n: expected an integer from 0 to 2, got number 3/);
+      expect(() => cache.truncate(3)).toThrow(/DecoderCache.truncate n: expected an integer from 0 to 2, got number 3/);
       cache.dispose();
     });
 
@@ -97,7 +97,7 @@ for (const name of ["llama-tied", "gemma2", "mistral", "qwen3"]) {
           expectNear(g, lastOf(model, again[b]), `twice reordered row ${b}`);
         });
       }
-      expect(() => cache.reorder([2])).toThrow(/reorder: indices\[0\]: expected an integer from 0 to 1, got number 2/);
+      expect(() => cache.reorder([2])).toThrow(/DecoderCache.reorder indices\[0\]: expected an integer from 0 to 1, got number 2/);
       cache.reorder([]);
       expect(cache.batchSize).toBe(0);
       expect(cache.length).toBe(0);
@@ -254,9 +254,11 @@ describe("errors", () => {
   test('dtype: "f32" only; "f16" and "q8" belong to another issue', () => {
     expect(llama.createCache({ dtype: "f32" }).dtype).toBe("f32");
     expect(() => llama.createCache({ dtype: "f16" })).toThrow(ArgumentError);
-    expect(() => llama.createCache({ dtype: "f16" })).toThrow(/dtype "f16" is not supported yet \(quantised caches are another issue\)/);
-    expect(() => llama.createCache({ dtype: "q8" })).toThrow(/dtype "q8" is not supported yet/);
-    expect(() => llama.createCache({ dtype: "bf16" })).toThrow(/dtype must be "f32", got string bf16/);
+    expect(() => llama.createCache({ dtype: "f16" })).toThrow(
+      /createCache dtype: expected "f32" \("f16" is not supported yet: quantised caches are another issue\), got string f16/,
+    );
+    expect(() => llama.createCache({ dtype: "q8" })).toThrow(/createCache dtype: expected "f32" \("q8" is not supported yet/);
+    expect(() => llama.createCache({ dtype: "bf16" })).toThrow(/createCache dtype: expected "f32", got string bf16/);
     expect(() => llama.createCache({ size: 3 } as never)).toThrow(/unknown option "size"/);
   });
 
@@ -265,7 +267,7 @@ describe("errors", () => {
     expect(() => other.forward(prompt, { cache })).toThrow(StateError);
     llama.forward(prompt, { cache });
     expect(() => llama.forward(ids2([[1], [2]]), { cache })).toThrow(ShapeError);
-    expect(() => llama.forward(ids2([[1], [2]]), { cache })).toThrow(/holds a batch of 1 sequences, the input has 2/);
+    expect(() => llama.forward(ids2([[1], [2]]), { cache })).toThrow(/cache: expected an input batch of 1 \(the sequences it holds\), got 2/);
     cache.dispose();
   });
 
@@ -301,7 +303,7 @@ describe("errors", () => {
           [1, 1, 1, 1, 1],
         ]),
       }),
-    ).toThrow(/the past columns of row 0 do not match the cache, which holds 2 padding columns of 4/);
+    ).toThrow(/attentionMask: expected past columns in row 0 that match the cache, which holds 2 padding columns of 4, got 1 leading zero/);
     const before = cache.length;
     // a failed call leaves the cache as it was; the right call then works
     expect(() => llama.forward(ids2([[7], [99]]), { cache })).toThrow(ArgumentError);

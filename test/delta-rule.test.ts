@@ -365,7 +365,9 @@ describe('the update rules in MultiHeadAttention: attention { linear: { rule: "l
     }
     const mha = identityMha({ linear: { rule: "linear" } });
     const x = lib.tensor(new Float32Array(B * L * E), [B, L, E]);
-    expect(() => mha.forward(x, x, x)).toThrow(/by rule "linear": causal self-attention only/);
+    expect(() => mha.forward(x, x, x)).toThrow(
+      /isCausal: expected true and as many keys as queries \(linear attention by rule "linear" is causal self-attention only\), got false/,
+    );
     expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: { rule: "linear", featureMap: "relu" } } })).toThrow(
       /featureMap: only with rule "normalized"/,
     );

@@ -51,7 +51,7 @@ const rows: () => Row[] = () => [
     "Linear: inFeatures not a positive integer",
     () => new Linear({ inFeatures: 2.5, outFeatures: 3 }),
     ArgumentError,
-    /Linear: inFeatures must be a positive integer, got 2.5/,
+    /Linear inFeatures: expected a positive integer, got number 2.5/,
   ],
   [
     "Linear: unknown option",
@@ -59,36 +59,41 @@ const rows: () => Row[] = () => [
     ArgumentError,
     /unknown option "bais"; known options are "inFeatures", "outFeatures", "bias"/,
   ],
-  ["LayerNorm: negative eps", () => new LayerNorm({ normalizedShape: 4, eps: -1 }), ArgumentError, /eps must be a finite number >= 0, got -1/],
+  [
+    "LayerNorm: negative eps",
+    () => new LayerNorm({ normalizedShape: 4, eps: -1 }),
+    ArgumentError,
+    /LayerNorm eps: expected a finite number >= 0, got number -1/,
+  ],
   [
     "MultiHeadAttention: numHeads does not divide embedDim",
     () => new MultiHeadAttention({ embedDim: 10, numHeads: 4 }),
     ArgumentError,
-    /embedDim \(10\) must be divisible by numHeads \(4\)/,
+    /MultiHeadAttention embedDim: expected a multiple of numHeads \(4\), got number 10/,
   ],
   [
     "MultiHeadAttention: bias not a boolean",
     () => new MultiHeadAttention({ embedDim: 8, numHeads: 2, bias: 1 as never }),
     ArgumentError,
-    /bias must be a boolean, got number/,
+    /MultiHeadAttention bias: expected a boolean, got number 1/,
   ],
   [
     "TransformerEncoderLayer: NaN dModel",
     () => new TransformerEncoderLayer({ dModel: NaN, nhead: 2 }),
     ArgumentError,
-    /dModel must be a positive integer, got NaN/,
+    /TransformerEncoderLayer dModel: expected a positive integer, got number NaN/,
   ],
   [
     "TransformerDecoderLayer: unknown activation",
     () => new TransformerDecoderLayer({ ...layer, activation: "tanh" as never }),
     ArgumentError,
-    /activation must be "relu", "gelu" or "gelu-tanh", got string tanh/,
+    /TransformerDecoderLayer activation: expected "relu", "gelu" or "gelu-tanh", got string tanh/,
   ],
   [
     "TransformerEncoder: numLayers 0",
     () => new TransformerEncoder({ layer, numLayers: 0 }),
     ArgumentError,
-    /numLayers must be a positive integer, got 0/,
+    /TransformerEncoder numLayers: expected a positive integer, got number 0/,
   ],
   [
     "TransformerDecoder: unknown option",
@@ -100,7 +105,7 @@ const rows: () => Row[] = () => [
     "KVCache: capacity not a positive integer",
     () => new KVCache({ capacity: -3 }),
     ArgumentError,
-    /KVCache: capacity must be a positive integer, got -3/,
+    /KVCache capacity: expected a positive integer, got number -3/,
   ],
   ["KVCache: unknown option", () => new KVCache({ size: 3 } as never), ArgumentError, /unknown option "size"; known options are "capacity"/],
   // forward calls
@@ -145,7 +150,7 @@ const rows: () => Row[] = () => [
     "MultiHeadAttention.forward: needWeights not boolean",
     () => mha.forward(x, x, x, { needWeights: "no" as never }),
     ArgumentError,
-    /needWeights must be a boolean, got string/,
+    /MultiHeadAttention.forward needWeights: expected a boolean, got string no/,
   ],
   [
     "MultiHeadAttention.forward: unknown option",
@@ -157,7 +162,7 @@ const rows: () => Row[] = () => [
     "MultiHeadAttention.forward: cache without isCausal",
     () => mha.forward(x, x, x, { cache: new KVCache() }),
     ArgumentError,
-    /cache: decoding with a cache needs isCausal: true/,
+    /isCausal: expected true with a cache \(decoding is causal\), got false/,
   ],
   [
     "MultiHeadAttention.forward: cache not a KVCache",
@@ -183,7 +188,7 @@ const rows: () => Row[] = () => [
     "TransformerDecoder.forward: tgtIsCausal not boolean",
     () => dec.forward(x, x, { tgtIsCausal: "yes" as never }),
     ArgumentError,
-    /tgtIsCausal must be a boolean, got string/,
+    /TransformerDecoder.forward tgtIsCausal: expected a boolean, got string yes/,
   ],
   [
     "TransformerDecoder.forward: memoryKeyPaddingMask shape",
@@ -231,8 +236,13 @@ const rows: () => Row[] = () => [
     /LayerNorm was disposed/,
   ],
   // helpers
-  ["tensor: negative dimension", () => tensor(new Float32Array(0), [-1]), ShapeError, /shape: dimension 0 must be a non-negative integer, got -1/],
-  ["residentTensor: data length", () => residentTensor([3], [1, 2]), ShapeError, /residentTensor: shape \[3\] holds 3 elements but data has 2/],
+  [
+    "tensor: negative dimension",
+    () => tensor(new Float32Array(0), [-1]),
+    ShapeError,
+    /tensor shape\[0\]: expected a non-negative integer, got number -1/,
+  ],
+  ["residentTensor: data length", () => residentTensor([3], [1, 2]), ShapeError, /residentTensor data: expected 3 elements \(shape \[3\]\), got 2/],
   [
     "loadSafetensors: a string",
     () => loadSafetensors("model" as never),

@@ -33,19 +33,19 @@ const rows: [string, () => unknown, typeof WasmAttentionError, RegExp][] = [
     "data length != shape",
     () => scaledDotProductAttention({ data: new Float32Array(10), shape: [2, 3, 4, 8] }, k, k),
     ShapeError,
-    /query: shape \[2, 3, 4, 8\] holds 192 elements but data has 10/,
+    /query.data: expected 192 elements \(shape \[2, 3, 4, 8\]\), got 10/,
   ],
   [
     "NaN dimension",
     () => scaledDotProductAttention({ data: new Float32Array(0), shape: [NaN, 8] }, k, k),
     ShapeError,
-    /query.shape: dimension 0 must be a non-negative integer, got NaN/,
+    /query.shape\[0\]: expected a non-negative integer, got number NaN/,
   ],
   [
     "negative dimension",
     () => scaledDotProductAttention({ data: new Float32Array(0), shape: [-1, 8] }, k, k),
     ShapeError,
-    /dimension 0 must be a non-negative integer, got -1/,
+    /query.shape\[0\]: expected a non-negative integer, got number -1/,
   ],
   [
     "rank 1 query",
@@ -127,7 +127,7 @@ const rows: [string, () => unknown, typeof WasmAttentionError, RegExp][] = [
     /unknown option "dropoutP"; known options are "attnMask", "isCausal"/,
   ],
   ["options not an object", () => scaledDotProductAttention(q, k, k, 5 as never), ArgumentError, /options: expected an object, got number 5/],
-  ["tensor(): length mismatch", () => tensor(new Float32Array(5), [2, 3]), ShapeError, /tensor: shape \[2, 3\] holds 6 elements but data has 5/],
+  ["tensor(): length mismatch", () => tensor(new Float32Array(5), [2, 3]), ShapeError, /tensor data: expected 6 elements \(shape \[2, 3\]\), got 5/],
 ];
 
 describe("bad input gets a clear error before any kernel runs", () => {
