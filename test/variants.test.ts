@@ -164,7 +164,7 @@ describe("MultiHeadAttention variants equal scaledDotProductAttention's", () => 
       /MultiHeadAttention masks: not together with linear attention/,
     );
     expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: true, window: [1, 1] } })).toThrow(
-      /linear attention does not combine with window/,
+      /attention.window: not together with linear attention/,
     );
   });
 
