@@ -142,7 +142,7 @@ export function checkOptions<T extends object>(what: string, options: T | undefi
   const copy: Record<string, unknown> = {};
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
-      throw new ArgumentError(`${what}: unknown option "${key}"; known options are ${known.map((k) => `"${k}"`).join(", ")}`);
+      throw new ArgumentError(`${what}: expected only ${known.map((k) => `"${k}"`).join(", ")}, got unknown option "${key}"`);
     }
     copy[key] = (options as Record<string, unknown>)[key];
   }

@@ -129,7 +129,7 @@ const rows: [string, () => unknown, typeof WasmAttentionError, RegExp][] = [
     "unknown option",
     () => scaledDotProductAttention(q, k, k, { dropoutP: 0.1 } as never),
     ArgumentError,
-    /unknown option "dropoutP"; known options are "attnMask", "isCausal"/,
+    /expected only "attnMask", "isCausal".*, got unknown option "dropoutP"/,
   ],
   ["options not an object", () => scaledDotProductAttention(q, k, k, 5 as never), ArgumentError, /options: expected an object, got number 5/],
   ["tensor(): length mismatch", () => tensor(new Float32Array(5), [2, 3]), ShapeError, /tensor data: expected 6 elements \(shape \[2, 3\]\), got 5/],
