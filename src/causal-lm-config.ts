@@ -118,7 +118,7 @@ export function causalLMOptions(config: Record<string, unknown>): CausalLMOption
   const modelType = own(config, "model_type");
   if (typeof modelType !== "string" || !Object.hasOwn(DEFAULTS, modelType)) {
     throw new ArgumentError(
-      `${who} model_type: expected ${Object.keys(DEFAULTS)
+      `${who} model_type: expected one of ${Object.keys(DEFAULTS)
         .map((t) => `"${t}"`)
         .join(", ")}, got ${show(modelType)}`,
     );
@@ -161,7 +161,7 @@ export function causalLMOptions(config: Record<string, unknown>): CausalLMOption
   const activation = typeof act === "string" && Object.hasOwn(ACTIVATIONS, act) ? ACTIVATIONS[act] : undefined;
   if (activation === undefined) {
     throw new ArgumentError(
-      `${who} ${actKey}: expected ${Object.keys(ACTIVATIONS)
+      `${who} ${actKey}: expected one of ${Object.keys(ACTIVATIONS)
         .map((a) => `"${a}"`)
         .join(", ")}, got ${show(act)}`,
     );

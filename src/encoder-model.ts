@@ -276,7 +276,7 @@ function fromHuggingFace(config: Record<string, unknown>): EncoderModelOptions {
   const activation = typeof act === "string" && Object.hasOwn(ACTIVATIONS, act) ? ACTIVATIONS[act] : undefined;
   if (activation === undefined) {
     throw new ArgumentError(
-      `${who} hidden_act: expected ${Object.keys(ACTIVATIONS)
+      `${who} hidden_act: expected one of ${Object.keys(ACTIVATIONS)
         .map((a) => `"${a}"`)
         .join(", ")}, got ${show(act)}`,
     );

@@ -294,7 +294,7 @@ describe("config.json", () => {
     [
       "another model type",
       { model_type: "gpt2" },
-      /CausalLM.fromConfig model_type: expected "llama", "mistral", "qwen2", "qwen3", "gemma2", got "gpt2"/,
+      /CausalLM.fromConfig model_type: expected one of "llama", "mistral", "qwen2", "qwen3", "gemma2", got "gpt2"/,
     ],
     ["no model_type", { model_type: undefined }, /CausalLM.fromConfig model_type: expected .*, got nothing/],
     [
@@ -323,7 +323,11 @@ describe("config.json", () => {
       { partial_rotary_factor: 0.25, quantization_config: { bits: 4 } },
       /partial_rotary_factor: expected 1.0 .*got 0.25; quantization_config: expected none .*got \{"bits":4\}/,
     ],
-    ["an activation we do not compute", { hidden_act: "relu" }, /hidden_act: expected "silu", "swish", "gelu_pytorch_tanh", "gelu_new", got "relu"/],
+    [
+      "an activation we do not compute",
+      { hidden_act: "relu" },
+      /hidden_act: expected one of "silu", "swish", "gelu_pytorch_tanh", "gelu_new", got "relu"/,
+    ],
     [
       "heads that do not group",
       { num_key_value_heads: 3 },

@@ -238,7 +238,11 @@ describe("config.json", () => {
       { is_decoder: true, position_embedding_type: "relative_key_query" },
       /position_embedding_type: expected "absolute" .*got "relative_key_query"; is_decoder: expected false .*got true/,
     ],
-    ["an activation we do not compute", { hidden_act: "swish" }, /hidden_act: expected "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", got "swish"/],
+    [
+      "an activation we do not compute",
+      { hidden_act: "swish" },
+      /hidden_act: expected one of "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", got "swish"/,
+    ],
     ["heads that do not divide hidden_size", { num_attention_heads: 5 }, /hidden_size: expected a multiple of num_attention_heads \(5\), got 36/],
     ["a size that is not a positive integer", { intermediate_size: 0 }, /EncoderModel.fromConfig intermediate_size: expected an integer >= 1, got 0/],
     ["a size of the wrong type", { vocab_size: "61" }, /vocab_size: expected an integer >= 1, got "61"/],

@@ -282,3 +282,77 @@ describe("every public function and constructor rejects bad input clearly", () =
     test(what, () => expectRejected(call, cls, message, () => expect(mha.forward(x, x, x).output.shape).toEqual([2, 5, 8])));
   }
 });
+
+// Issue #11: one message style for every bad argument, `<name>: expected <what>, got <value>`,
+// <name> the argument (after its class or function unless a plain argument of the call), made of
+// words, dots, brackets, quotes and spaces; no sentence before the colon.
+const STYLE = /^[\w.[\]", ]+: expected .+, got .+/s;
+
+describe("one message style across the modules", () => {
+  const q = t(2, 4, 8);
+  // [module, call]: one throw site of each, a sample that keeps the style one
+  const sites: [string, () => unknown][] = [
+    ["check.ts (positiveInt)", () => new Linear({ inFeatures: 2.5, outFeatures: 3 })],
+    ["check.ts (optionBool)", () => new MultiHeadAttention({ embedDim: 8, numHeads: 2, bias: 1 as never })],
+    ["check.ts (int)", () => new KVCache({ capacity: -3 })],
+    ["tensor.ts (data length)", () => tensor(new Float32Array(5), [2, 3])],
+    ["tensor.ts (unknown option)", () => new LayerNorm({ normalizedShape: 4, epsilon: 1 } as never)],
+    ["resident.ts", () => residentTensor([2, -1])],
+    ["multihead.ts", () => new MultiHeadAttention({ embedDim: 10, numHeads: 4 })],
+    ["transformer.ts", () => new TransformerEncoderLayer({ ...layer, activation: "tanh" as never })],
+    ["rmsnorm.ts", () => new lib.RMSNorm({ normalizedShape: 4, eps: -1 })],
+    ["gated-mlp.ts", () => new lib.GatedMLP({ hiddenSize: 4, intermediateSize: 8, activation: "relu" as never })],
+    ["decoder-layer.ts", () => new lib.DecoderLayer({ hiddenSize: 16, numHeads: 4, numKvHeads: 3, intermediateSize: 8 })],
+    ["embedding.ts", () => new lib.Embedding({ numEmbeddings: 4, embeddingDim: 2, paddingIdx: 4 })],
+    ["attention.ts", () => lib.scaledDotProductAttention(q, t(3, 4, 8), t(3, 4, 8))],
+    ["features.ts", () => lib.scaledDotProductAttention(q, q, q, { dilation: 2 })],
+    ["mask.ts", () => lib.scaledDotProductAttention(q, q, q, { attnMask: b(4, 5) })],
+    ["sparse.ts", () => lib.blockSparseLayout(40, 40, 8, { pattern: "dense" } as never)],
+    ["positions.ts", () => lib.sinusoidalPositions(-1, 4)],
+    [
+      "rotary.ts",
+      () =>
+        lib.ropeParameters({
+          dim: 8,
+          scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 4, high_freq_factor: 1, original_max_position_embeddings: 64 },
+        }),
+    ],
+    ["linear-attention.ts", () => new lib.LinearAttentionState([2], 0, 2)],
+    ["safetensors.ts", () => loadSafetensors(new Uint8Array(5))],
+    ["state-dict.ts", () => lin.loadStateDict({}, 3 as never)],
+    ["quantize.ts", () => lib.quantize(lin, "int8" as never)],
+    ["encoder-model.ts", () => lib.EncoderModel.fromConfig({ model_type: "bert", hidden_act: "swish" })],
+    ["causal-lm-config.ts", () => lib.CausalLM.fromConfig({ model_type: "gpt2" })],
+  ];
+  const messageOf = (call: () => unknown): string => {
+    try {
+      call();
+    } catch (e) {
+      expect(e).toBeInstanceOf(WasmAttentionError);
+      return (e as Error).message;
+    }
+    throw new Error("no error thrown");
+  };
+
+  test.each(sites)("%s", (_, call) => {
+    const message = messageOf(call);
+    expect(message).toMatch(STYLE);
+    expect(message).not.toMatch(/must be/);
+  });
+
+  test("init's options too (a rejected promise)", async () => {
+    await expect(lib.init({ simd: "fast" as never })).rejects.toThrow(STYLE);
+    await expect(lib.init({ threads: 0 })).rejects.toThrow(STYLE);
+  });
+
+  test("the sample spans at least 8 modules, and the older styles do not match", () => {
+    expect(new Set(sites.map(([where]) => where.split(" ")[0])).size).toBeGreaterThanOrEqual(8);
+    for (const old of [
+      "KVCache: capacity must be a positive integer, got 0",
+      "MultiHeadAttention: numHeads (12) must be a multiple of numKvHeads (5)",
+      "generate: maxNewTokens: expected a non-negative integer, got number -1",
+      "tensor: shape [2, 3] holds 6 elements but data has 5",
+    ])
+      expect(old).not.toMatch(STYLE);
+  });
+});
