@@ -170,7 +170,7 @@ function dims(q: Snapshot, k: Snapshot, v: Snapshot) {
     ["value", v],
   ] as const) {
     if (t.shape.slice(0, -3).some((d, i) => d !== batch[i])) {
-      throw new ShapeError(`${name}: leading dimensions of ${fmt(t.shape)} must equal query's ${fmt(q.shape)}`);
+      throw new ShapeError(`${name}: expected the leading dimensions of query ${fmt(q.shape)}, got ${fmt(t.shape)}`);
     }
   }
   const [Lq, E] = q.shape.slice(-2) as [number, number];
@@ -178,7 +178,7 @@ function dims(q: Snapshot, k: Snapshot, v: Snapshot) {
   const [Lv, Ev] = v.shape.slice(-2) as [number, number];
   const Hq = rank > 2 ? q.shape[rank - 3]! : 1;
   const Hk = rank > 2 ? k.shape[rank - 3]! : 1;
-  if (E < 1) throw new ShapeError(`query: the embedding dimension E must be at least 1, got ${fmt(q.shape)}`);
+  if (E < 1) throw new ShapeError(`query: expected an embedding dimension E of at least 1, got ${fmt(q.shape)}`);
   if (Ek !== E) throw new ShapeError(`key: expected [..., Lk, ${E}] (E of query ${fmt(q.shape)}), got ${fmt(k.shape)}`);
   if (Lv !== Lk) throw new ShapeError(`value: expected [..., ${Lk}, Ev] (Lk of key ${fmt(k.shape)}), got ${fmt(v.shape)}`);
   if (rank > 2 && v.shape[rank - 3] !== Hk) throw new ShapeError(`value: expected ${Hk} heads like key ${fmt(k.shape)}, got ${fmt(v.shape)}`);
@@ -190,7 +190,7 @@ function heads(d: { Hq: number; Hk: number }, q: Snapshot, k: Snapshot, f: Featu
   if (f.enableGqa) {
     if (d.Hk === 0 || d.Hq % d.Hk !== 0) {
       throw new ShapeError(
-        `enableGqa: query heads (${d.Hq}, from ${fmt(q.shape)}) must be a multiple of key/value heads (${d.Hk}, from ${fmt(k.shape)})`,
+        `query: expected a number of heads that is a multiple of key's ${d.Hk} (${fmt(k.shape)}) with enableGqa, got ${d.Hq} in ${fmt(q.shape)}`,
       );
     }
   } else if (d.Hq !== d.Hk) {

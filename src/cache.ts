@@ -1,6 +1,7 @@
+import { int } from "./check.js";
 import { ArgumentError, ShapeError, StateError } from "./errors.js";
 import { KvFormat } from "./enums.js";
-import { MAX_DIM, checkOptions, describe } from "./tensor.js";
+import { checkOptions, describe } from "./tensor.js";
 import { runtime } from "./init.js";
 import type { Heap } from "./memory.js";
 
@@ -68,10 +69,7 @@ export class KVCache {
   /** `capacity`: tokens of room made at the first call (default 16); it doubles when full. `dtype`: see the class. */
   constructor(options: { capacity?: number; dtype?: CacheDtype } = {}) {
     const o = checkOptions("KVCache options", options, ["capacity", "dtype"]);
-    const capacity = o.capacity ?? 16;
-    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_DIM)
-      throw new ArgumentError(`KVCache: capacity must be a positive integer, got ${String(capacity)}`);
-    this.#initialCapacity = capacity;
+    this.#initialCapacity = int("KVCache capacity", o.capacity ?? 16, 1);
     ({ dtype: this.dtype, format: this.#format } = cacheFormat("KVCache dtype", o.dtype));
   }
 
@@ -195,7 +193,7 @@ export class KVCache {
       throw new StateError("cache: it holds the keys and values of another module; use a cache per model, or reset() it to start a new sequence");
     }
     if (this.#batch !== null && this.#batch !== B) {
-      throw new ShapeError(`cache: it holds a batch of ${this.#batch} sequences, the input has ${B}; use a new cache or reset() it`);
+      throw new ShapeError(`cache: expected an input batch of ${this.#batch} (the sequences it holds), got ${B}; use a new cache or reset() it`);
     }
   }
 

@@ -118,9 +118,9 @@ export function causalLMOptions(config: Record<string, unknown>): CausalLMOption
   const modelType = own(config, "model_type");
   if (typeof modelType !== "string" || !Object.hasOwn(DEFAULTS, modelType)) {
     throw new ArgumentError(
-      `${who}: model_type ${modelType === undefined ? "is missing" : `${show(modelType)} is not supported`}; supported are ${Object.keys(DEFAULTS)
+      `${who} model_type: expected one of ${Object.keys(DEFAULTS)
         .map((t) => `"${t}"`)
-        .join(", ")}`,
+        .join(", ")}, got ${show(modelType)}`,
     );
   }
   const mt = modelType as DecoderModelType;
@@ -129,17 +129,17 @@ export function causalLMOptions(config: Record<string, unknown>): CausalLMOption
   const int = (k: string, fallback?: number, min = 1): number => {
     const v = get(k) ?? fallback;
     if (typeof v !== "number" || !Number.isInteger(v) || v < min)
-      throw new ArgumentError(`${who}: ${k} must be an integer >= ${min}, got ${show(v)}`);
+      throw new ArgumentError(`${who} ${k}: expected an integer >= ${min}, got ${show(v)}`);
     return v;
   };
   const num = (k: string, fallback?: number): number => {
     const v = get(k) ?? fallback;
-    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new ArgumentError(`${who}: ${k} must be a finite number > 0, got ${show(v)}`);
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new ArgumentError(`${who} ${k}: expected a finite number > 0, got ${show(v)}`);
     return v;
   };
   const flag = (k: string, fallback: boolean): boolean => {
     const v = get(k) ?? fallback;
-    if (typeof v !== "boolean") throw new ArgumentError(`${who}: ${k} must be true or false, got ${show(v)}`);
+    if (typeof v !== "boolean") throw new ArgumentError(`${who} ${k}: expected true or false, got ${show(v)}`);
     return v;
   };
 
@@ -152,7 +152,7 @@ export function causalLMOptions(config: Record<string, unknown>): CausalLMOption
   const unsupported = neutral.filter(([k, ok]) => own(config, k) !== undefined && own(config, k) !== null && !ok(own(config, k)));
   if (unsupported.length) {
     throw new ArgumentError(
-      `${who}: not supported: ${unsupported.map(([k, , want]) => `${k} ${JSON.stringify(own(config, k))} (supported: ${want})`).join(", ")}`,
+      `${who} ${unsupported.map(([k, , want]) => `${k}: expected ${want} (the only one supported), got ${JSON.stringify(own(config, k))}`).join("; ")}`,
     );
   }
 
@@ -161,26 +161,28 @@ export function causalLMOptions(config: Record<string, unknown>): CausalLMOption
   const activation = typeof act === "string" && Object.hasOwn(ACTIVATIONS, act) ? ACTIVATIONS[act] : undefined;
   if (activation === undefined) {
     throw new ArgumentError(
-      `${who}: ${actKey} ${show(act)} is not supported; supported are ${Object.keys(ACTIVATIONS)
+      `${who} ${actKey}: expected one of ${Object.keys(ACTIVATIONS)
         .map((a) => `"${a}"`)
-        .join(", ")}`,
+        .join(", ")}, got ${show(act)}`,
     );
   }
   const hiddenSize = int("hidden_size");
   const numHeads = int("num_attention_heads");
   const numKvHeads = int("num_key_value_heads", numHeads);
   if (numHeads % numKvHeads)
-    throw new ArgumentError(`${who}: num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
+    throw new ArgumentError(`${who} num_attention_heads: expected a multiple of num_key_value_heads (${numKvHeads}), got ${numHeads}`);
   // Qwen2Config has no head_dim: hidden_size / num_attention_heads
   const headDim = mt === "qwen2" || get("head_dim") === undefined ? hiddenSize / numHeads : int("head_dim");
   if (!Number.isInteger(headDim) || headDim % 2)
-    throw new ArgumentError(`${who}: the head size (head_dim, or hidden_size / num_attention_heads) must be an even integer, got ${headDim}`);
+    throw new ArgumentError(
+      `${who} head_dim: expected an even integer (the head size: head_dim, or hidden_size / num_attention_heads), got ${headDim}`,
+    );
   const numLayers = int("num_hidden_layers");
   const { theta, scaling } = rope(config, who);
   const bias = flag("attention_bias", false);
   const tie = own(config, "tie_word_embeddings");
   if (tie !== undefined && tie !== null && typeof tie !== "boolean")
-    throw new ArgumentError(`${who}: tie_word_embeddings must be true or false, got ${show(tie)}`);
+    throw new ArgumentError(`${who} tie_word_embeddings: expected true or false, got ${show(tie)}`);
   const softcap = (k: string) => {
     const v = get(k);
     return v === undefined || v === null ? null : num(k);
@@ -221,15 +223,13 @@ function rope(config: Record<string, unknown>, who: string): { theta: number; sc
   const source = (params && typeof params === "object" ? params : null) as Record<string, unknown> | null;
   const theta = source?.rope_theta ?? own(config, "rope_theta") ?? 10000;
   if (typeof theta !== "number" || !Number.isFinite(theta) || theta <= 0)
-    throw new ArgumentError(`${who}: rope_theta must be a finite number > 0, got ${show(theta)}`);
+    throw new ArgumentError(`${who} rope_theta: expected a finite number > 0, got ${show(theta)}`);
   const scaling = source ?? own(config, "rope_scaling") ?? null;
   if (scaling !== null && (typeof scaling !== "object" || Array.isArray(scaling)))
-    throw new ArgumentError(`${who}: rope_scaling must be an object or null, got ${show(scaling)}`);
+    throw new ArgumentError(`${who} rope_scaling: expected an object or null, got ${show(scaling)}`);
   const type = scaling ? ((scaling as RopeScaling).rope_type ?? (scaling as RopeScaling).type ?? "default") : "default";
   if (!["default", "linear", "llama3", "yarn"].includes(String(type))) {
-    throw new ArgumentError(
-      `${who}: rope_scaling with rope_type ${show(type)} is not supported; supported are "default", "linear", "llama3" and "yarn"`,
-    );
+    throw new ArgumentError(`${who} rope_scaling.rope_type: expected "default", "linear", "llama3" or "yarn", got ${show(type)}`);
   }
   return { theta, scaling: scaling as RopeScaling | null };
 }
@@ -247,7 +247,9 @@ function windows(
   const types = get("layer_types");
   if (types !== undefined && types !== null) {
     if (!Array.isArray(types) || types.length !== n || !types.every((t) => t === "full_attention" || t === "sliding_attention")) {
-      throw new ArgumentError(`${who}: layer_types must list "full_attention" or "sliding_attention" for each of the ${n} layers`);
+      throw new ArgumentError(
+        `${who} layer_types: expected "full_attention" or "sliding_attention" for each of the ${n} layers, got ${given(types, n)}`,
+      );
     }
   }
   const listed = (i: number) => (types as string[] | undefined | null)?.[i] === "sliding_attention";
@@ -267,8 +269,16 @@ function eos(v: unknown, who: string): number[] {
   if (v === undefined || v === null) return [];
   const list = Array.isArray(v) ? v : [v];
   if (!list.every((x) => typeof x === "number" && Number.isInteger(x) && x >= 0))
-    throw new ArgumentError(`${who}: eos_token_id must be a token id or a list of them, got ${show(v)}`);
+    throw new ArgumentError(`${who} eos_token_id: expected a token id or a list of them, got ${show(v)}`);
   return list as number[];
+}
+
+// what layer_types holds, for its message: its length when not n, else its first bad entry
+function given(types: unknown, n: number): string {
+  if (!Array.isArray(types)) return show(types);
+  if (types.length !== n) return `a list of ${types.length}`;
+  const i = types.findIndex((t) => t !== "full_attention" && t !== "sliding_attention");
+  return `${show(types[i])} at [${i}]`;
 }
 
 function own(o: Record<string, unknown>, k: string): unknown {

@@ -1,5 +1,9 @@
-// Checks of scalar arguments, one message style: `<name>: expected <what>, got <value>`. Integers
-// must fit the kernels' i32 arguments; floats must be finite as float32, the type the kernels take.
+// Checks of scalar arguments. Every message about a bad argument has one style,
+// `<name>: expected <what>, got <value>`: <name> the argument, after the function or class it
+// belongs to unless it is a plain argument of the call ("Linear inFeatures", "RMSNorm.forward x",
+// "generate topK", "rope.theta", "alibi[2]", "query"), <value> as describe() tells it
+// ("number 0", "string tanh", "Float64Array") or a shape ("[2, 3]"). Integers must fit the
+// kernels' i32 arguments; floats must be finite as float32, the type the kernels take.
 import { ArgumentError } from "./errors.js";
 import { MAX_DIM, describe } from "./tensor.js";
 
@@ -49,19 +53,15 @@ export function oneOf<T extends string>(name: string, x: unknown, choices: reado
   return x as T;
 }
 
-// Module options, in the older style `<Owner>: <name> must be <what>, got <value>` that tests
-// and users match on; to become the style above with those tests (issue #11).
-/** A positive integer option of a module. */
+/** A positive integer option of a module, named `<owner> <name>` ("Linear inFeatures"). */
 export function positiveInt(owner: string, name: string, x: unknown): number {
   if (typeof x !== "number" || !Number.isInteger(x) || x < 1) {
-    throw new ArgumentError(`${owner}: ${name} must be a positive integer, got ${typeof x === "number" ? x : typeof x}`);
+    throw new ArgumentError(`${owner} ${name}: expected a positive integer, got ${describe(x)}`);
   }
   return x;
 }
 
-/** A boolean option of a module, or `fallback` when undefined. */
+/** A boolean option of a module, named `<owner> <name>`, or `fallback` when undefined. */
 export function optionBool(owner: string, name: string, x: unknown, fallback: boolean): boolean {
-  if (x === undefined) return fallback;
-  if (typeof x !== "boolean") throw new ArgumentError(`${owner}: ${name} must be a boolean, got ${typeof x}`);
-  return x;
+  return bool(`${owner} ${name}`, x, fallback);
 }

@@ -181,7 +181,7 @@ export class DecoderCache {
    */
   truncate(n: number): void {
     this.#assertUsable();
-    int("truncate: n", n, 0, this.#length);
+    int("DecoderCache.truncate n", n, 0, this.#length);
     if (n === this.#length) return;
     // check every sliding lane first: nothing changes unless all can be cut
     for (const s of this.#seqs) {
@@ -213,8 +213,8 @@ export class DecoderCache {
     this.#assertUsable();
     const B = this.#seqs.length;
     if (!Array.isArray(indices) && !(indices instanceof Int32Array))
-      throw new ArgumentError(`reorder: expected an array of sequence indices, got ${describe(indices)}`);
-    const list = Array.from(indices as ArrayLike<number>, (x, i) => int(`reorder: indices[${i}]`, x, 0, Math.max(0, B - 1)));
+      throw new ArgumentError(`DecoderCache.reorder indices: expected an array of sequence indices, got ${describe(indices)}`);
+    const list = Array.from(indices as ArrayLike<number>, (x, i) => int(`DecoderCache.reorder indices[${i}]`, x, 0, Math.max(0, B - 1)));
     if (B === 0 && list.length) throw new StateError("reorder: the cache holds no sequence yet");
     const taken = new Set<number>();
     // the memory of the copies (sliding windows) is checked before any is made
@@ -281,7 +281,7 @@ export class DecoderCache {
     if (owner !== this.#owner) throw new StateError("cache: it belongs to another model; make one with this model's createCache()");
     if (this.#length > 0 && B !== this.#seqs.length) {
       throw new ShapeError(
-        `cache: it holds a batch of ${this.#seqs.length} sequences, the input has ${B}; use a new cache, reorder() it or reset() it`,
+        `cache: expected an input batch of ${this.#seqs.length} (the sequences it holds), got ${B}; use a new cache, reorder() it or reset() it`,
       );
     }
   }

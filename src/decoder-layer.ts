@@ -109,21 +109,21 @@ export class DecoderLayer extends Module {
     this.numHeads = positiveInt(who, "numHeads", o.numHeads);
     this.numKvHeads = positiveInt(who, "numKvHeads", o.numKvHeads ?? this.numHeads);
     if (this.numHeads % this.numKvHeads)
-      throw new ArgumentError(`${who}: numHeads (${this.numHeads}) must be a multiple of numKvHeads (${this.numKvHeads})`);
+      throw new ArgumentError(`${who} numHeads: expected a multiple of numKvHeads (${this.numKvHeads}), got ${describe(this.numHeads)}`);
     if (o.headDim === undefined && H % this.numHeads)
-      throw new ArgumentError(`${who}: hiddenSize (${H}) must be divisible by numHeads (${this.numHeads}), or give headDim`);
+      throw new ArgumentError(`${who} hiddenSize: expected a multiple of numHeads (${this.numHeads}) when headDim is not given, got ${describe(H)}`);
     this.headDim = positiveInt(who, "headDim", o.headDim ?? H / this.numHeads);
-    if (this.headDim % 2) throw new ArgumentError(`${who}: headDim must be even (RoPE rotates pairs), got ${this.headDim}`);
+    if (this.headDim % 2) throw new ArgumentError(`${who} headDim: expected an even integer (RoPE rotates pairs), got ${describe(this.headDim)}`);
     const eps = o.rmsNormEps ?? 1e-6;
     const unitOffset = optionBool(who, "unitOffset", o.unitOffset, false);
     const window = o.slidingWindow ?? null;
     this.slidingWindow = window === null ? null : positiveInt(who, "slidingWindow", window);
     const softcap = o.softcap ?? 0;
     if (typeof softcap !== "number" || !(softcap >= 0) || !Number.isFinite(softcap))
-      throw new ArgumentError(`${who}: softcap must be a finite number > 0, got ${describe(softcap)}`);
+      throw new ArgumentError(`${who} softcap: expected a finite number >= 0 (0: none), got ${describe(softcap)}`);
     const scalar = o.queryPreAttnScalar ?? this.headDim;
     if (typeof scalar !== "number" || !(scalar > 0) || !Number.isFinite(scalar))
-      throw new ArgumentError(`${who}: queryPreAttnScalar must be a finite number > 0, got ${describe(scalar)}`);
+      throw new ArgumentError(`${who} queryPreAttnScalar: expected a finite number > 0, got ${describe(scalar)}`);
     const rope = checkOptions(`${who} rope`, o.rope, ["theta", "scaling", "maxPositionEmbeddings"]);
     this.rope = ropeParameters({ dim: this.headDim, theta: rope.theta, scaling: rope.scaling, maxPositionEmbeddings: rope.maxPositionEmbeddings });
     this.selfAttn = new DecoderAttention({

@@ -38,7 +38,7 @@ export class Embedding extends Module {
       (typeof paddingIdx !== "number" || !Number.isInteger(paddingIdx) || paddingIdx < -this.numEmbeddings || paddingIdx >= this.numEmbeddings)
     ) {
       throw new ArgumentError(
-        `Embedding: paddingIdx must be an integer in [-${this.numEmbeddings}, ${this.numEmbeddings}), got ${describe(paddingIdx)}`,
+        `Embedding paddingIdx: expected an integer in [-${this.numEmbeddings}, ${this.numEmbeddings}), got ${describe(paddingIdx)}`,
       );
     }
     this.paddingIdx = paddingIdx === undefined ? null : paddingIdx < 0 ? paddingIdx + this.numEmbeddings : paddingIdx;
@@ -140,7 +140,7 @@ export function checkIds(name: string, ids: unknown, limit: number, rank?: numbe
     const d = t.data;
     if (typedKind(d) !== "Int32Array") throw new ArgumentError(`${name}: expected data of type Int32Array, got ${describe(d)}`);
     [data, shape, batched] = [honest<Int32Array>(d), checkShape(`${name}.shape`, t.shape), true];
-    if (data.length !== size(shape)) throw new ShapeError(`${name}: shape ${fmt(shape)} holds ${size(shape)} elements but data has ${data.length}`);
+    if (data.length !== size(shape)) throw new ShapeError(`${name}.data: expected ${size(shape)} elements (shape ${fmt(shape)}), got ${data.length}`);
     if (rank !== undefined && shape.length !== rank) throw new ShapeError(`${name}: expected ${rank} dimensions ([B, L]), got ${fmt(shape)}`);
   } else {
     throw new ArgumentError(`${name}: expected an Int32Array, an array of numbers or { data: Int32Array, shape }, got ${describe(ids)}`);
@@ -153,7 +153,7 @@ export function checkIds(name: string, ids: unknown, limit: number, rank?: numbe
 }
 
 function badId(name: string, id: unknown, at: number[], limit: number): ArgumentError {
-  return new ArgumentError(`${name}: id ${typeof id === "number" ? id : describe(id)} at [${at.join(", ")}] is not an integer in [0, ${limit})`);
+  return new ArgumentError(`${name}[${at.join(", ")}]: expected an integer in [0, ${limit}), got ${describe(id)}`);
 }
 
 // flat index -> coordinates in shape

@@ -87,9 +87,11 @@ export class EncoderModel extends Module {
     ];
     const o = checkOptions("EncoderModel options", options, keys);
     if (o.modelType !== "bert" && o.modelType !== "roberta")
-      throw new ArgumentError(`EncoderModel: modelType must be "bert" or "roberta", got ${describe(o.modelType)}`);
+      throw new ArgumentError(`EncoderModel modelType: expected "bert" or "roberta", got ${describe(o.modelType)}`);
     if (o.modelType === "roberta" && (typeof o.padTokenId !== "number" || !Number.isInteger(o.padTokenId) || o.padTokenId < 0)) {
-      throw new ArgumentError(`EncoderModel: RoBERTa needs padTokenId (its positions start after it), got ${describe(o.padTokenId)}`);
+      throw new ArgumentError(
+        `EncoderModel padTokenId: expected an integer >= 0 for RoBERTa (its positions start after it), got ${describe(o.padTokenId)}`,
+      );
     }
     this.config = Object.freeze(o);
     const E = o.hiddenSize;
@@ -181,7 +183,9 @@ export class EncoderModel extends Module {
         if (modelType === "bert") out[at] = i;
         else out[at] = ids[at] === padTokenId ? padTokenId! : padTokenId! + ++n;
         if (out[at] >= maxPositions) {
-          throw new ShapeError(`inputIds: token ${i} of ${L} needs position ${out[at]}, past max_position_embeddings ${maxPositions}`);
+          throw new ShapeError(
+            `inputIds: expected positions below max_position_embeddings ${maxPositions}, got position ${out[at]} for token ${i} of ${L}`,
+          );
         }
       }
     }
@@ -248,15 +252,13 @@ function fromHuggingFace(config: Record<string, unknown>): EncoderModelOptions {
   const get = (k: string) => (Object.hasOwn(config, k) ? config[k] : undefined);
   const modelType = get("model_type");
   if (modelType !== "bert" && modelType !== "roberta") {
-    throw new ArgumentError(
-      `${who}: model_type ${modelType === undefined ? "is missing" : `${show(modelType)} is not supported`}; supported are "bert" and "roberta"`,
-    );
+    throw new ArgumentError(`${who} model_type: expected "bert" or "roberta", got ${modelType === undefined ? "nothing" : show(modelType)}`);
   }
   const defaults = DEFAULTS[modelType];
   const int = (k: string, fallback: number, min = 1): number => {
     const v = get(k) ?? fallback;
     if (typeof v !== "number" || !Number.isInteger(v) || v < min)
-      throw new ArgumentError(`${who}: ${k} must be an integer >= ${min}, got ${show(v)}`);
+      throw new ArgumentError(`${who} ${k}: expected an integer >= ${min}, got ${show(v)}`);
     return v;
   };
   // fields that change the math in ways this model does not implement, with their neutral values
@@ -268,24 +270,24 @@ function fromHuggingFace(config: Record<string, unknown>): EncoderModelOptions {
   ];
   const unsupported = neutral
     .filter(([k, ok]) => get(k) !== undefined && !ok(get(k)))
-    .map(([k, , want]) => `${k} ${JSON.stringify(get(k))} (supported: ${want})`);
-  if (unsupported.length) throw new ArgumentError(`${who}: not supported: ${unsupported.join(", ")}`);
+    .map(([k, , want]) => `${k}: expected ${want} (the only one supported), got ${JSON.stringify(get(k))}`);
+  if (unsupported.length) throw new ArgumentError(`${who} ${unsupported.join("; ")}`);
   const act = get("hidden_act") ?? "gelu";
   const activation = typeof act === "string" && Object.hasOwn(ACTIVATIONS, act) ? ACTIVATIONS[act] : undefined;
   if (activation === undefined) {
     throw new ArgumentError(
-      `${who}: hidden_act ${show(act)} is not supported; supported are ${Object.keys(ACTIVATIONS)
+      `${who} hidden_act: expected one of ${Object.keys(ACTIVATIONS)
         .map((a) => `"${a}"`)
-        .join(", ")}`,
+        .join(", ")}, got ${show(act)}`,
     );
   }
   const eps = get("layer_norm_eps") ?? 1e-12;
   if (typeof eps !== "number" || !(eps >= 0) || !Number.isFinite(eps))
-    throw new ArgumentError(`${who}: layer_norm_eps must be a finite number >= 0, got ${show(eps)}`);
+    throw new ArgumentError(`${who} layer_norm_eps: expected a finite number >= 0, got ${show(eps)}`);
   // BERT does not use its pad token (configs may say null); RoBERTa's positions need it
   const pad = get("pad_token_id");
   if (pad === null && modelType === "roberta")
-    throw new ArgumentError(`${who}: pad_token_id must be an integer >= 0 for RoBERTa (its positions start after it), got null`);
+    throw new ArgumentError(`${who} pad_token_id: expected an integer >= 0 for RoBERTa (its positions start after it), got null`);
   const o: EncoderModelOptions = {
     modelType,
     vocabSize: int("vocab_size", defaults.vocab_size),
@@ -300,7 +302,7 @@ function fromHuggingFace(config: Record<string, unknown>): EncoderModelOptions {
     padTokenId: pad === null ? null : int("pad_token_id", defaults.pad_token_id, 0),
   };
   if (o.hiddenSize % o.numHeads)
-    throw new ArgumentError(`${who}: hidden_size (${o.hiddenSize}) must be divisible by num_attention_heads (${o.numHeads})`);
+    throw new ArgumentError(`${who} hidden_size: expected a multiple of num_attention_heads (${o.numHeads}), got ${o.hiddenSize}`);
   return o;
 }
 
@@ -350,7 +352,7 @@ function checkAttentionMask(name: string, mask: unknown, shape: readonly number[
     const d = t.data;
     if (!kinds.includes(typedKind(d)!)) throw new ArgumentError(`${name}: expected data of type ${kinds.join(", ")}, got ${describe(d)}`);
     [data, got] = [honest<Uint8Array>(d), checkShape(`${name}.shape`, t.shape)];
-    if (data.length !== size(got)) throw new ShapeError(`${name}: shape ${fmt(got)} holds ${size(got)} elements but data has ${data.length}`);
+    if (data.length !== size(got)) throw new ShapeError(`${name}.data: expected ${size(got)} elements (shape ${fmt(got)}), got ${data.length}`);
   } else {
     throw new ArgumentError(
       `${name}: expected a Uint8Array, Int32Array, BigInt64Array, an array of numbers or { data, shape }, got ${describe(mask)}`,
@@ -363,7 +365,7 @@ function checkAttentionMask(name: string, mask: unknown, shape: readonly number[
     const v = data[i];
     if (v !== 0 && v !== 1 && v !== 0n && v !== 1n)
       throw new ArgumentError(
-        `${name}: values must be 1 (real token) or 0 (padding), got ${typeof v === "bigint" ? `${v}n` : describe(v)} at position ${i}`,
+        `${name}: expected values 1 (real token) or 0 (padding), got ${typeof v === "bigint" ? `${v}n` : describe(v)} at position ${i}`,
       );
     out[i] = Number(v);
   }

@@ -160,7 +160,8 @@ const FEATURES: { readonly [K in keyof AttentionOptions]-?: Feature } = {
     where: BOTH,
     read: (x, c) => {
       const dilation = int("dilation", x ?? 1, 1);
-      if (dilation > 1 && !c.given.window) throw new ArgumentError("dilation: only with a window (a dilated sliding window)");
+      if (dilation > 1 && !c.given.window)
+        throw new ArgumentError(`dilation: expected 1 without a window (a dilated sliding window needs one), got ${describe(dilation)}`);
       return { dilation };
     },
   },
@@ -226,7 +227,7 @@ export function readCall(
 ): { features: Features; given: AttentionOptions } {
   const given = checkOptions("scaledDotProductAttention options", options, CALL_OPTIONS);
   if (given.isCausal === true && given.attnMask !== undefined) {
-    throw new ArgumentError("scaledDotProductAttention: pass either isCausal or attnMask, not both (fold the causal mask into attnMask)");
+    throw new ArgumentError("isCausal: not together with attnMask (fold the causal mask into attnMask)");
   }
   return { features: read(given, "call", { ...d, given }), given };
 }
@@ -247,7 +248,7 @@ export function readVariant(v: AttentionVariant | undefined, Hq: number, E: numb
   const linear = given.linear ? settings("attention.linear", given.linear === true ? {} : given.linear) : null;
   if (linear) {
     const other = (["window", "softcap", "alibi", "blockSparse"] as const).find((n) => given[n] !== undefined);
-    if (other) throw new ArgumentError(`attention: linear attention does not combine with ${other}`);
+    if (other) throw new ArgumentError(`attention.${other}: not together with linear attention`);
   }
   const { blockSparse, ...rest } = given;
   const features = read(rest as AttentionOptions, "variant", { B: 0, Hq, E, Lq: 0, Lk: 0, given: rest as AttentionOptions });
@@ -271,7 +272,7 @@ export function bandOf(f: Features): [number, number] {
  * those of the nearest lower power of two, then every other slope of twice that many.
  */
 export function alibiSlopes(n: number): number[] {
-  if (!Number.isInteger(n) || n < 1) throw new ArgumentError(`alibiSlopes: n must be a positive integer, got ${String(n)}`);
+  if (!Number.isInteger(n) || n < 1) throw new ArgumentError(`alibiSlopes n: expected a positive integer, got ${describe(n)}`);
   const pow2 = (m: number) => Array.from({ length: m }, (_, h) => 2 ** ((-8 * (h + 1)) / m));
   const m = 2 ** Math.floor(Math.log2(n));
   return m === n
@@ -301,9 +302,9 @@ function band(window: unknown): [number, number] {
   const w = Array.isArray(window) && (window as unknown[]).length === 2 ? [(window as unknown[])[0], (window as unknown[])[1]] : null;
   const ok = (x: unknown) => x === Infinity || (typeof x === "number" && Number.isInteger(x) && x >= 0 && x <= MAX_DIM);
   if (!w?.every(ok)) {
-    const big = w?.some((x) => typeof x === "number" && Number.isFinite(x) && x > MAX_DIM) ? " (a finite side must be below 2^31)" : "";
+    const big = w?.some((x) => typeof x === "number" && Number.isFinite(x) && x > MAX_DIM) ? " (a finite side below 2^31)" : "";
     throw new ArgumentError(
-      `window: expected [left, right], each a non-negative integer or Infinity, got ${Array.isArray(window) ? `[${(window as unknown[]).slice(0, 4).join(", ")}]` : describe(window)}${big}`,
+      `window: expected [left, right], each a non-negative integer or Infinity${big}, got ${Array.isArray(window) ? `[${(window as unknown[]).slice(0, 4).join(", ")}]` : describe(window)}`,
     );
   }
   return [w[0] === Infinity ? -1 : (w[0] as number), w[1] === Infinity ? -1 : (w[1] as number)];
@@ -372,7 +373,7 @@ function globals(x: unknown, c: Context): number[] | null {
       `globalTokens: expected distinct positions from 0 to ${Lk - 1}, got ${g ? `[${g.slice(0, 8).join(", ")}${g.length > 8 ? ", ..." : ""}]` : describe(x)}`,
     );
   }
-  if (Lq !== Lk) throw new ShapeError(`globalTokens: for self-attention, Lq = Lk; got Lq = ${Lq}, Lk = ${Lk}`);
+  if (Lq !== Lk) throw new ShapeError(`globalTokens: expected self-attention (Lq = Lk), got Lq = ${Lq}, Lk = ${Lk}`);
   for (const name of ["attnMask", "isCausal", "alibi", "blockSparse", "returnWeights"] as const) {
     if (o[name]) throw new ArgumentError(`globalTokens: not together with ${name}`);
   }
@@ -410,7 +411,8 @@ function sparse(given: unknown, Lq: number, Lk: number) {
   }
   const layout = checkMask("blockSparse.layout", o.layout);
   const want = [Math.ceil(Lq / bs), Math.ceil(Lk / bs)];
-  if (typedKind(layout.data) !== "Uint8Array") throw new ArgumentError("blockSparse.layout: expected a boolean tensor (Uint8Array data)");
+  if (typedKind(layout.data) !== "Uint8Array")
+    throw new ArgumentError(`blockSparse.layout: expected a boolean tensor (Uint8Array data), got ${typedKind(layout.data)} data`);
   if (layout.shape.length !== 2 || layout.shape[0] !== want[0] || layout.shape[1] !== want[1]) {
     throw new ShapeError(`blockSparse.layout: expected ${fmt(want)} (ceil(Lq / ${bs}), ceil(Lk / ${bs})), got ${fmt(layout.shape)}`);
   }

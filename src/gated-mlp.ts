@@ -34,7 +34,7 @@ export class GatedMLP extends Module {
     this.hiddenSize = positiveInt("GatedMLP", "hiddenSize", o.hiddenSize);
     this.intermediateSize = positiveInt("GatedMLP", "intermediateSize", o.intermediateSize);
     const act = o.activation ?? "silu";
-    if (act !== "silu" && act !== "gelu-tanh") throw new ArgumentError(`GatedMLP: activation must be "silu" or "gelu-tanh", got ${describe(act)}`);
+    if (act !== "silu" && act !== "gelu-tanh") throw new ArgumentError(`GatedMLP activation: expected "silu" or "gelu-tanh", got ${describe(act)}`);
     this.activation = act;
     const bias = optionBool("GatedMLP", "bias", o.bias, false);
     const [H, I] = [this.hiddenSize, this.intermediateSize];

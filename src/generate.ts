@@ -51,7 +51,8 @@ export function generate(model: CausalLM, inputIds: TokenIds, options: GenerateO
   const ids = checkIds("inputIds", inputIds, V, 2);
   const s = settings(options, V, model.config.eosTokenId);
   const [B, L] = (ids.batched ? ids.shape : [1, ...ids.shape]) as [number, number];
-  if (L === 0 && B > 0) throw new ArgumentError("generate: inputIds: each sequence needs at least one token to continue");
+  if (L === 0 && B > 0)
+    throw new ArgumentError("generate inputIds: expected at least one token in each sequence to continue, got sequences of 0 tokens");
   if (s.maxNew === 0 || B === 0) return ids.batched ? Array.from({ length: B }, () => new Int32Array(0)) : new Int32Array(0);
   const cache = model.createCache({ dtype: s.cacheDtype });
   // sequence b of the input: its new tokens, and its tokens so far (prompt without padding) for the repetition penalty
@@ -112,25 +113,25 @@ function settings(options: GenerateOptions, V: number, configEos: readonly numbe
     "onToken",
     "cacheDtype",
   ]);
-  const maxNew = int("generate: maxNewTokens", o.maxNewTokens ?? 20, 0);
+  const maxNew = int("generate maxNewTokens", o.maxNewTokens ?? 20, 0);
   const eosGiven = o.eosTokenId === undefined ? configEos : o.eosTokenId;
   const eosList = typeof eosGiven === "number" ? [eosGiven] : Array.isArray(eosGiven) ? Array.from(eosGiven as readonly unknown[]) : null;
-  if (!eosList) throw new ArgumentError(`generate: eosTokenId must be a token id or an array of them, got ${describe(eosGiven)}`);
-  eosList.forEach((t, i) => int(`generate: eosTokenId${typeof eosGiven === "number" ? "" : `[${i}]`}`, t, 0, V - 1));
+  if (!eosList) throw new ArgumentError(`generate eosTokenId: expected a token id or an array of them, got ${describe(eosGiven)}`);
+  eosList.forEach((t, i) => int(`generate eosTokenId${typeof eosGiven === "number" ? "" : `[${i}]`}`, t, 0, V - 1));
   const temperature = o.temperature ?? 0;
   if (typeof temperature !== "number" || !Number.isFinite(temperature) || temperature < 0)
-    throw new ArgumentError(`generate: temperature must be a finite number >= 0, got ${describe(temperature)}`);
-  const topK = o.topK === undefined ? V : int("generate: topK", o.topK, 1);
+    throw new ArgumentError(`generate temperature: expected a finite number >= 0, got ${describe(temperature)}`);
+  const topK = o.topK === undefined ? V : int("generate topK", o.topK, 1);
   const topP = o.topP ?? 1;
   if (typeof topP !== "number" || !(topP > 0 && topP <= 1))
-    throw new ArgumentError(`generate: topP must be a number in (0, 1], got ${describe(topP)}`);
+    throw new ArgumentError(`generate topP: expected a number in (0, 1], got ${describe(topP)}`);
   const penalty = o.repetitionPenalty ?? 1;
   if (typeof penalty !== "number" || !Number.isFinite(penalty) || penalty <= 0)
-    throw new ArgumentError(`generate: repetitionPenalty must be a finite number > 0, got ${describe(penalty)}`);
+    throw new ArgumentError(`generate repetitionPenalty: expected a finite number > 0, got ${describe(penalty)}`);
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
-  if (typeof seed !== "number" || !Number.isInteger(seed)) throw new ArgumentError(`generate: seed must be an integer, got ${describe(seed)}`);
+  if (typeof seed !== "number" || !Number.isInteger(seed)) throw new ArgumentError(`generate seed: expected an integer, got ${describe(seed)}`);
   if (o.onToken !== undefined && typeof o.onToken !== "function")
-    throw new ArgumentError(`generate: onToken must be a function, got ${describe(o.onToken)}`);
+    throw new ArgumentError(`generate onToken: expected a function, got ${describe(o.onToken)}`);
   return {
     maxNew,
     eos: new Set(eosList as number[]),

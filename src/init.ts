@@ -212,17 +212,18 @@ function checkInitOptions(given: InitOptions): InitOptions {
   const options = checkOptions("init options", given, ["wasm", "simd", "deterministic", "threads"]);
   const { simd, deterministic, threads } = options;
   if (simd !== undefined && simd !== "auto" && simd !== "baseline" && simd !== "relaxed") {
-    throw new ArgumentError(`init: simd must be "auto", "baseline" or "relaxed", got ${describe(simd)}`);
+    throw new ArgumentError(`init simd: expected "auto", "baseline" or "relaxed", got ${describe(simd)}`);
   }
   if (deterministic !== undefined && typeof deterministic !== "boolean") {
-    throw new ArgumentError(`init: deterministic must be a boolean, got ${describe(deterministic)}`);
+    throw new ArgumentError(`init deterministic: expected a boolean, got ${describe(deterministic)}`);
   }
-  if (deterministic && simd === "relaxed") throw new ArgumentError('init: simd "relaxed" cannot be deterministic; use "baseline" or "auto"');
+  if (deterministic && simd === "relaxed")
+    throw new ArgumentError('init simd: expected "baseline" or "auto" with deterministic (relaxed SIMD cannot be deterministic), got string relaxed');
   if (options.wasm !== undefined && simd !== undefined) {
-    throw new ArgumentError("init: pass either wasm (your own binary) or simd (which embedded build), not both");
+    throw new ArgumentError("init simd: not together with wasm (simd picks an embedded build, wasm is your own binary)");
   }
   if (threads !== undefined && (typeof threads !== "number" || !Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS)) {
-    throw new ArgumentError(`init: threads must be a positive integer, got ${describe(threads)} (at most ${MAX_THREADS})`);
+    throw new ArgumentError(`init threads: expected an integer from 1 to ${MAX_THREADS}, got ${describe(threads)}`);
   }
   return options;
 }
@@ -231,7 +232,7 @@ function checkInitOptions(given: InitOptions): InitOptions {
 function checkSource(x: unknown): void {
   if (x === undefined || isModule(x) || ArrayBuffer.isView(x) || ["ArrayBuffer", "SharedArrayBuffer", "Response", "URL"].includes(tag(x))) return;
   if (x !== null && (typeof x === "object" || typeof x === "function") && typeof (x as PromiseLike<unknown>).then === "function") return;
-  throw new ArgumentError(`init: expected a WebAssembly.Module, bytes, a Response, a URL, a promise of one, or { wasm }; got ${describe(x)}`);
+  throw new ArgumentError(`init: expected a WebAssembly.Module, bytes, a Response, a URL, a promise of one, or { wasm }, got ${describe(x)}`);
 }
 
 function sameOptions(a: InitOptions, b: InitOptions): boolean {
@@ -306,7 +307,7 @@ async function compile(source: WasmSource | Binary): Promise<WebAssembly.Module>
       throw new InitError(`the kernel binary does not compile: ${String(cause)}`);
     }
   }
-  throw new ArgumentError(`init: expected a WebAssembly.Module, bytes, a Response, a URL, a promise of one, or { wasm }; got ${describe(source)}`);
+  throw new ArgumentError(`init: expected a WebAssembly.Module, bytes, a Response, a URL, a promise of one, or { wasm }, got ${describe(source)}`);
 }
 
 async function fetchUrl(url: URL): Promise<Response | Uint8Array> {

@@ -1,7 +1,7 @@
 import { optionBool, positiveInt } from "./check.js";
 import { ArgumentError, ShapeError } from "./errors.js";
 import { type Ctx, Module, type Param, Resident, withScope } from "./module.js";
-import { type Tensor, checkOptions, checkTensor, fmt } from "./tensor.js";
+import { type Tensor, checkOptions, checkTensor, describe, fmt } from "./tensor.js";
 
 export interface LayerNormOptions {
   normalizedShape: number;
@@ -22,7 +22,7 @@ export class LayerNorm extends Module {
     this.size = positiveInt("LayerNorm", "normalizedShape", options.normalizedShape);
     this.eps = options.eps ?? 1e-5;
     if (typeof this.eps !== "number" || !(this.eps >= 0) || !Number.isFinite(this.eps)) {
-      throw new ArgumentError(`LayerNorm: eps must be a finite number >= 0, got ${String(options.eps)}`);
+      throw new ArgumentError(`LayerNorm eps: expected a finite number >= 0, got ${describe(options.eps)}`);
     }
     this.bias = optionBool("LayerNorm", "bias", options.bias, true);
   }

@@ -32,13 +32,13 @@ export function readLeftPadding(
     for (let c = p; c < width; c++) {
       if (values[b * width + c] === 0)
         throw new ArgumentError(
-          `${name}: only left padding is supported (zeros, then ones); ${B > 1 ? `row ${b}` : "the mask"} has a 0 at column ${c} after a 1`,
+          `${name}: expected left padding only (zeros, then ones), got a 0 at column ${c} after a 1${B > 1 ? ` in row ${b}` : ""}`,
         );
     }
     const have = cached?.(b) ?? 0;
     if (past > 0 && (have < past ? p !== have : p < past)) {
       throw new ArgumentError(
-        `${name}: the past columns of ${B > 1 ? `row ${b}` : "the mask"} do not match the cache, which holds ${have} padding column${have === 1 ? "" : "s"} of ${past}`,
+        `${name}: expected past columns${B > 1 ? ` in row ${b}` : ""} that match the cache, which holds ${have} padding column${have === 1 ? "" : "s"} of ${past}, got ${p} leading zero${p === 1 ? "" : "s"}`,
       );
     }
     pads[b] = p;
@@ -73,7 +73,7 @@ function read(name: string, mask: unknown, shape: readonly number[]): Uint8Array
     const d = t.data;
     if (!KINDS.includes(typedKind(d)!)) throw new ArgumentError(`${name}: expected data of type ${KINDS.join(", ")}, got ${describe(d)}`);
     [data, got] = [honest<Uint8Array>(d), checkShape(`${name}.shape`, t.shape)];
-    if (data.length !== size(got)) throw new ShapeError(`${name}: shape ${fmt(got)} holds ${size(got)} elements but data has ${data.length}`);
+    if (data.length !== size(got)) throw new ShapeError(`${name}.data: expected ${size(got)} elements (shape ${fmt(got)}), got ${data.length}`);
   } else {
     throw new ArgumentError(
       `${name}: expected a Uint8Array, Int32Array, BigInt64Array, an array of numbers or { data, shape }, got ${describe(mask)}`,
@@ -89,7 +89,7 @@ function read(name: string, mask: unknown, shape: readonly number[]): Uint8Array
     const v = data[i];
     if (v !== 0 && v !== 1 && v !== 0n && v !== 1n)
       throw new ArgumentError(
-        `${name}: values must be 1 (token) or 0 (padding), got ${typeof v === "bigint" ? `${v}n` : describe(v)} at position ${i}`,
+        `${name}: expected values 1 (token) or 0 (padding), got ${typeof v === "bigint" ? `${v}n` : describe(v)} at position ${i}`,
       );
     out[i] = Number(v);
   }

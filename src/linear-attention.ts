@@ -80,14 +80,15 @@ function readForm(o: LinearAttentionCallOptions): Form {
     if (o[name] !== undefined) {
       throw new ArgumentError(
         normalized
-          ? `${name}: only with an update rule ("linear", "gated", "delta" or "gated_delta"), not rule "normalized"`
-          : `${name}: only with rule "normalized" (the feature-map form), not rule "${rule}"`,
+          ? `${name}: not together with rule "normalized" (only with an update rule: "linear", "gated", "delta" or "gated_delta")`
+          : `${name}: not together with rule "${rule}" (only with rule "normalized", the feature-map form)`,
       );
     }
   }
   const causal = o.causal ?? !normalized;
   if (typeof causal !== "boolean") throw new ArgumentError(`causal: expected a boolean, got ${describe(causal)}`);
-  if (!normalized && !causal) throw new ArgumentError(`causal: rule "${rule}" is causal by definition; causal: false needs rule "normalized"`);
+  if (!normalized && !causal)
+    throw new ArgumentError(`causal: expected true with rule "${rule}" (causal by definition; causal: false needs rule "normalized"), got false`);
   const featureMap = o.featureMap ?? "elu+1";
   if (typeof featureMap !== "string" || !Object.hasOwn(MAPS, featureMap))
     throw new ArgumentError(`featureMap: expected "elu+1" or "relu", got ${describe(featureMap)}`);
@@ -99,7 +100,7 @@ function readForm(o: LinearAttentionCallOptions): Form {
     scale = f32("scale", o.scale);
     if (scale === 0)
       throw new ArgumentError(
-        "scale: expected a finite number other than 0 (leave it out for 1 / sqrt(dk); ONNX's scale = 0 stands for that default)",
+        "scale: expected a finite number other than 0 (leave it out for 1 / sqrt(dk); ONNX's scale = 0 stands for that default), got number 0",
       );
   }
   const chunkSize = int("chunkSize", o.chunkSize ?? 64, 1, 1024);
@@ -111,13 +112,13 @@ function readForm(o: LinearAttentionCallOptions): Form {
 // a rule's per-token inputs: present exactly where the rule needs them (as ONNX asks)
 function checkInputs(f: Form, o: { decay?: unknown; beta?: unknown }): void {
   for (const [name, needed, what] of [
-    ["decay", f.gated, "[B, Hkv, T] or [B, Hkv, T, dk], in log space"],
+    ["decay", f.gated, "[B, Hkv, T] or [B, Hkv, T, dk] in log space"],
     ["beta", f.delta, "[B, Hkv, T] or [B, 1, T]"],
   ] as const) {
-    if (needed && o[name] === undefined) throw new ArgumentError(`${name}: rule "${f.rule}" needs ${name} (${what})`);
+    if (needed && o[name] === undefined) throw new ArgumentError(`${name}: expected a tensor ${what} for rule "${f.rule}", got undefined`);
     if (!needed && o[name] !== undefined)
       throw new ArgumentError(
-        `${name}: rule "${f.rule}" takes no ${name} (${name === "decay" ? '"gated" and "gated_delta"' : '"delta" and "gated_delta"'} do)`,
+        `${name}: not together with rule "${f.rule}" (${name === "decay" ? '"gated" and "gated_delta"' : '"delta" and "gated_delta"'} take one)`,
       );
   }
 }
@@ -131,7 +132,7 @@ export function settings(what: string, options: LinearAttentionOptions | undefin
   const rule = o.rule;
   if (rule === "gated" || rule === "delta" || rule === "gated_delta") {
     throw new ArgumentError(
-      `${what}.rule: "${rule}" needs a decay and/or beta for every token, and a module has no projections for them: call linearAttention with your own (a module takes rule "normalized" or "linear")`,
+      `${what}.rule: expected "normalized" or "linear" (rule "${rule}" needs a decay and/or beta for every token, and a module has no projections for them: call linearAttention with your own), got string ${rule}`,
     );
   }
   return readForm(o);
@@ -163,7 +164,7 @@ function shapes(q: Snapshot, k: Snapshot, v: Snapshot) {
 
 function normalized(o: Form, p: ReturnType<typeof shapes>): Tensor {
   const { kernels: K, heap } = runtime();
-  if (o.causal && p.Lq !== p.Lk) throw new ShapeError(`linearAttention: causal needs Lq = Lk, got query ${fmt(p.q.shape)} and key ${fmt(p.k.shape)}`);
+  if (o.causal && p.Lq !== p.Lk) throw new ShapeError(`key: expected Lk = Lq = ${p.Lq} (causal; query ${fmt(p.q.shape)}), got ${fmt(p.k.shape)}`);
   if (p.N * p.Lq * p.Ev === 0) return { data: new Float32Array(0), shape: [...p.lead, p.Lq, p.Ev] };
   heap.need("linearAttention", 4 * (p.q.data.length + p.k.data.length + p.v.data.length + p.N * p.Lq * p.Ev + p.E * p.Ev + 2 * p.E) + 256);
   const scope = heap.scope();
@@ -245,7 +246,7 @@ function ruleShapes(
   want("value", v, [B, Hkv, T, state ? state.dv : "dv"]);
   const dv = v.shape[3]!;
   if (Hkv === 0 ? Hq !== 0 : Hq % Hkv !== 0) {
-    throw new ShapeError(`query: its ${Hq} heads are not a multiple of the ${Hkv} key/value heads (query ${fmt(q.shape)}, key ${fmt(k.shape)})`);
+    throw new ShapeError(`query: expected a number of heads that is a multiple of key's ${Hkv} (${fmt(k.shape)}), got ${Hq} in ${fmt(q.shape)}`);
   }
   let gDim = 0;
   if (decay) {
@@ -442,10 +443,10 @@ export class LinearAttentionState {
     const o = checkOptions("LinearAttentionState options", options, ["rule", "featureMap", "eps", "scale", "chunkSize"]);
     this.#o = readForm({ ...o, causal: true });
     this.rule = this.#o.rule;
-    this.lead = checkShape("LinearAttentionState leading dimensions", lead);
+    this.lead = checkShape("LinearAttentionState lead", lead);
     if (this.rule !== "normalized" && this.lead.length !== 2) {
       throw new ShapeError(
-        `LinearAttentionState: rule "${this.rule}" keeps a state [B, Hkv, dk, dv]: leading dimensions [B, Hkv], got ${fmt(this.lead)}`,
+        `LinearAttentionState lead: expected [B, Hkv] (rule "${this.rule}" keeps a state [B, Hkv, dk, dv]), got ${fmt(this.lead)}`,
       );
     }
     for (const [name, x] of [
@@ -453,7 +454,7 @@ export class LinearAttentionState {
       ["Ev", Ev],
     ] as const) {
       if (!Number.isInteger(x) || x < 1 || x > 2 ** 16)
-        throw new ArgumentError(`LinearAttentionState: ${name} must be a positive integer (at most 65536), got ${String(x)}`);
+        throw new ArgumentError(`LinearAttentionState ${name}: expected a positive integer up to 65536, got ${describe(x)}`);
     }
     this.E = E;
     this.Ev = Ev;
@@ -502,7 +503,7 @@ export class LinearAttentionState {
     const [E, Ev, per] = [this.E, this.Ev, this.#per];
     const want = [...this.lead, E, this.rule === "normalized" ? Ev + 1 : Ev];
     if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i]))
-      throw new ShapeError(`LinearAttentionState.setState: expected ${fmt(want)}, got ${fmt(t.shape)}`);
+      throw new ShapeError(`LinearAttentionState.setState state: expected ${fmt(want)}, got ${fmt(t.shape)}`);
     const data = t.data;
     const all = this.#heap.f32(at, this.#floats);
     if (this.rule !== "normalized") {
@@ -527,7 +528,10 @@ export class LinearAttentionState {
     const beta = o.beta === undefined ? undefined : checkTensor("beta", o.beta);
     const at = this.#live();
     if (this.rule === "normalized") {
-      if (decay || beta) throw new ArgumentError(`${decay ? "decay" : "beta"}: only with an update rule, not rule "normalized"`);
+      if (decay || beta)
+        throw new ArgumentError(
+          `${decay ? "decay" : "beta"}: not together with rule "normalized" (only with an update rule: "linear", "gated", "delta" or "gated_delta")`,
+        );
       return this.#normalizedStep(at, shapes(q, k, v));
     }
     checkInputs(this.#o, o);

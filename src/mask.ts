@@ -31,14 +31,14 @@ export function additive(mask: Snapshot<Float32Array | Uint8Array>, keepWhenTrue
 export function kernelMask(name: string, mask: Tensor, scores: readonly number[]): KernelMask {
   const rank = scores.length;
   if (mask.shape.length > rank) {
-    throw new ShapeError(`${name}: shape ${fmt(mask.shape)} has more dimensions than the scores ${fmt(scores)}`);
+    throw new ShapeError(`${name}: expected at most the ${rank} dimensions of the scores ${fmt(scores)}, got ${fmt(mask.shape)}`);
   }
   const padded = [...Array<number>(rank - mask.shape.length).fill(1), ...mask.shape];
   padded.forEach((d, i) => {
     if (d !== scores[i] && d !== 1) {
       throw new ShapeError(
-        `${name}: shape ${fmt(mask.shape)} does not broadcast to the scores' shape ${fmt(scores)} ` +
-          `(dimension ${i - rank}: ${d}, expected ${scores[i]} or 1)`,
+        `${name}: expected a shape that broadcasts to the scores' shape ${fmt(scores)} (dimension ${i - rank}: ${scores[i]} or 1), ` +
+          `got ${fmt(mask.shape)}`,
       );
     }
   });

@@ -111,12 +111,12 @@ export class MultiHeadAttention extends Module {
     this.vdim = positiveInt(who, "vdim", options.vdim ?? this.embedDim);
     this.bias = optionBool(who, "bias", options.bias, true);
     this.#sinks = optionBool(who, "sinks", options.sinks, false) ? new Float32Array(0) : null;
-    if (this.#sinks && options.attention?.linear) throw new ArgumentError(`${who}: sinks do not combine with linear attention`);
+    if (this.#sinks && options.attention?.linear) throw new ArgumentError(`${who} sinks: not together with linear attention`);
     if (this.embedDim % this.numHeads) {
-      throw new ArgumentError(`${who}: embedDim (${this.embedDim}) must be divisible by numHeads (${this.numHeads})`);
+      throw new ArgumentError(`${who} embedDim: expected a multiple of numHeads (${this.numHeads}), got ${describe(this.embedDim)}`);
     }
     if (this.numHeads % this.numKvHeads) {
-      throw new ArgumentError(`${who}: numHeads (${this.numHeads}) must be a multiple of numKvHeads (${this.numKvHeads})`);
+      throw new ArgumentError(`${who} numHeads: expected a multiple of numKvHeads (${this.numKvHeads}), got ${describe(this.numHeads)}`);
     }
     this.headDim = this.embedDim / this.numHeads;
     this.#variant = readVariant(options.attention, this.numHeads, this.headDim);
@@ -213,9 +213,13 @@ export class MultiHeadAttention extends Module {
     const cache = o.cache;
     if (cache !== undefined) {
       if (!(cache instanceof KVCache)) throw new ArgumentError(`cache: expected a KVCache, got ${describe(cache)}`);
-      if (!isCausal) throw new ArgumentError("cache: decoding with a cache needs isCausal: true");
-      if (query !== key || key !== value) throw new ArgumentError("cache: decoding is self-attention: pass the same tensor as query, key and value");
-      if (attnMask || paddingMask) throw new ArgumentError("cache: masks are not supported together with a cache");
+      if (!isCausal) throw new ArgumentError("isCausal: expected true with a cache (decoding is causal), got false");
+      if (query !== key || key !== value) {
+        throw new ArgumentError(
+          `${query !== key ? "key" : "value"}: expected the query tensor itself with a cache (decoding is self-attention), got another tensor`,
+        );
+      }
+      if (attnMask || paddingMask) throw new ArgumentError(`${attnMask ? "attnMask" : "keyPaddingMask"}: not together with a cache`);
       cache.check(this, B);
     }
     const padding = paddingMask && !batched ? { data: paddingMask.data, shape: [1, ...paddingMask.shape] } : paddingMask;
@@ -306,19 +310,19 @@ export class MultiHeadAttention extends Module {
   }): number[] | null {
     if (c.cache && c.cache.dtype !== "f32") {
       const dtype = c.cache.dtype;
-      if (this.#variant.linear) throw new ArgumentError(`cache: a "${dtype}" cache is not supported with linear attention; use dtype "f32"`);
-      if (c.globalTokens) throw new ArgumentError(`cache: a "${dtype}" cache is not supported with globalTokens; use dtype "f32"`);
+      if (this.#variant.linear) throw new ArgumentError(`cache: expected an "f32" cache with linear attention, got a "${dtype}" cache`);
+      if (c.globalTokens) throw new ArgumentError(`cache: expected an "f32" cache with globalTokens, got a "${dtype}" cache`);
     }
     if (this.#variant.linear) {
-      if (c.masked) throw new ArgumentError("MultiHeadAttention with linear attention: masks are not supported (causal is)");
-      if (c.needWeights) throw new ArgumentError("MultiHeadAttention with linear attention: there are no attention weights; pass needWeights: false");
-      if (c.globalTokens) throw new ArgumentError("MultiHeadAttention with linear attention: globalTokens are not supported");
+      if (c.masked) throw new ArgumentError("MultiHeadAttention masks: not together with linear attention (isCausal is)");
+      if (c.needWeights) throw new ArgumentError("needWeights: expected false with linear attention (it has no attention weights), got true");
+      if (c.globalTokens) throw new ArgumentError("globalTokens: not together with linear attention");
       if (this.#variant.linear.rule !== "normalized" && (!c.causal || c.Lq !== c.Lk))
         throw new ArgumentError(
-          `MultiHeadAttention with linear attention by rule "${this.#variant.linear.rule}": causal self-attention only (isCausal: true, as many keys as queries)`,
+          `isCausal: expected true and as many keys as queries (linear attention by rule "${this.#variant.linear.rule}" is causal self-attention only), got ${c.causal} with ${c.Lq} queries and ${c.Lk} keys`,
         );
     }
-    if (this.#sinks && c.globalTokens) throw new ArgumentError("MultiHeadAttention with sinks: globalTokens are not supported");
+    if (this.#sinks && c.globalTokens) throw new ArgumentError("globalTokens: not together with sinks");
     return callGlobals(c.globalTokens, this.#variant, c);
   }
 

@@ -1,5 +1,5 @@
 import { ArgumentError } from "./errors.js";
-import type { Tensor } from "./tensor.js";
+import { type Tensor, describe } from "./tensor.js";
 
 /**
  * The sinusoidal position embeddings of "Attention Is All You Need", [L, d]:
@@ -12,9 +12,9 @@ export function sinusoidalPositions(L: number, d: number, options: { base?: numb
     ["d", d, 1],
     ["offset", offset, 0],
   ] as const) {
-    if (!Number.isInteger(x) || x < min) throw new ArgumentError(`sinusoidalPositions: ${name} must be an integer >= ${min}, got ${String(x)}`);
+    if (!Number.isInteger(x) || x < min) throw new ArgumentError(`sinusoidalPositions ${name}: expected an integer >= ${min}, got ${describe(x)}`);
   }
-  if (!(base > 0) || !Number.isFinite(base)) throw new ArgumentError(`sinusoidalPositions: base must be a finite number > 0, got ${String(base)}`);
+  if (!(base > 0) || !Number.isFinite(base)) throw new ArgumentError(`sinusoidalPositions base: expected a finite number > 0, got ${describe(base)}`);
   const data = new Float32Array(L * d);
   for (let p = 0; p < L; p++) {
     for (let i = 0; i < d; i++) {

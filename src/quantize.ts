@@ -17,9 +17,9 @@ import { WEIGHT_FORMATS, type WeightFormat } from "./weights.js";
  * loaded yet, the format applies to the weights it loads later (unless the load asks for another).
  */
 export function quantize<M extends Module>(module: M, format: WeightFormat): M {
-  if (!(module instanceof Module)) throw new ArgumentError(`quantize: expected a Module, got ${describe(module)}`);
+  if (!(module instanceof Module)) throw new ArgumentError(`quantize module: expected a Module, got ${describe(module)}`);
   if (!WEIGHT_FORMATS.includes(format))
-    throw new ArgumentError(`quantize: format must be ${WEIGHT_FORMATS.map((f) => `"${f}"`).join(" or ")}, got ${describe(format)}`);
+    throw new ArgumentError(`quantize format: expected ${WEIGHT_FORMATS.map((f) => `"${f}"`).join(" or ")}, got ${describe(format)}`);
   const linears = module.modules().filter((m): m is Linear => m instanceof Linear);
   // the formats each format can be made from
   const from: Record<WeightFormat, readonly WeightFormat[]> = {
@@ -33,7 +33,7 @@ export function quantize<M extends Module>(module: M, format: WeightFormat): M {
     const formats = [...new Set(held.map((l) => l.weights))].join(" and ");
     const needs = format === "f32" ? "float32" : "float32 (or half)";
     throw new ArgumentError(
-      `quantize: ${held.length} Linear layer${held.length > 1 ? "s hold" : " holds"} ${formats} weights; their ${needs} values are gone: load the float32 state dict again to go to "${format}"`,
+      `quantize format: expected one the weights held can go to, got ${describe(format)}: ${held.length} Linear layer${held.length > 1 ? "s hold" : " holds"} ${formats} weights; their ${needs} values are gone: load the float32 state dict again to go to "${format}"`,
     );
   }
   for (const l of linears) {

@@ -57,7 +57,8 @@ export function residentTensor(shape: readonly number[], data?: ArrayLike<number
   try {
     dims = checkShape("residentTensor shape", shape);
   } catch (e) {
-    throw new ShapeError(`residentTensor: the dimensions must be non-negative integers (${(e as Error).message})`);
+    // a shape that is not an array is a ShapeError here too, with the same message
+    throw new ShapeError((e as Error).message);
   }
   const n = size(dims);
   // read the caller's data once: a typed array through its internal length, else a plain copy
@@ -65,10 +66,10 @@ export function residentTensor(shape: readonly number[], data?: ArrayLike<number
   try {
     values = data === undefined ? undefined : typedKind(data) ? Float32Array.from(honest<Float32Array>(data)) : Float32Array.from(data);
   } catch (cause) {
-    throw new ArgumentError(`residentTensor: data must be an array of numbers, got ${describe(data)} (${String(cause)})`);
+    throw new ArgumentError(`residentTensor data: expected an array of numbers, got ${describe(data)} (${String(cause)})`);
   }
   if (values !== undefined && values.length !== n)
-    throw new ShapeError(`residentTensor: shape ${fmt(dims)} holds ${n} elements but data has ${values.length}`);
+    throw new ShapeError(`residentTensor data: expected ${n} elements (shape ${fmt(dims)}), got ${values.length}`);
   heap.need("residentTensor", 4 * n);
   const at = heap.alloc(4 * n);
   const view = heap.f32(at, n);

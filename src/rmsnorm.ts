@@ -29,7 +29,7 @@ export class RMSNorm extends Module {
     this.size = positiveInt("RMSNorm", "normalizedShape", o.normalizedShape);
     this.eps = o.eps ?? 1e-6;
     if (typeof this.eps !== "number" || !(this.eps >= 0) || !Number.isFinite(this.eps)) {
-      throw new ArgumentError(`RMSNorm: eps must be a finite number >= 0, got ${describe(o.eps)}`);
+      throw new ArgumentError(`RMSNorm eps: expected a finite number >= 0, got ${describe(o.eps)}`);
     }
     this.unitOffset = optionBool("RMSNorm", "unitOffset", o.unitOffset, false);
   }

@@ -65,7 +65,7 @@ const f = Math.fround;
  */
 export function ropeParameters(config: RopeConfig): RopeParameters {
   const { dim } = config;
-  if (!Number.isInteger(dim) || dim < 2 || dim % 2) throw new ArgumentError(`rope: dim must be an even integer >= 2, got ${describe(dim)}`);
+  if (!Number.isInteger(dim) || dim < 2 || dim % 2) throw new ArgumentError(`rope dim: expected an even integer >= 2, got ${describe(dim)}`);
   const theta = positive("rope_theta", config.theta ?? 10000);
   const s = config.scaling ?? null;
   const type = s ? (s.rope_type ?? s.type ?? "default") : "default";
@@ -85,9 +85,7 @@ export function ropeParameters(config: RopeConfig): RopeParameters {
     case "yarn":
       return yarn(powers, dim, theta, s!, config.maxPositionEmbeddings);
     default:
-      throw new ArgumentError(
-        `rope_scaling: rope_type ${JSON.stringify(type)} is not supported; supported are "default", "linear", "llama3" and "yarn"`,
-      );
+      throw new ArgumentError(`rope_scaling.rope_type: expected "default", "linear", "llama3" or "yarn", got ${describe(type)}`);
   }
 }
 
@@ -97,7 +95,8 @@ function llama3(invFreq: Float32Array, s: RopeScaling): Float32Array {
   const low = positive("rope_scaling.low_freq_factor", s.low_freq_factor);
   const high = positive("rope_scaling.high_freq_factor", s.high_freq_factor);
   const old = positive("rope_scaling.original_max_position_embeddings", s.original_max_position_embeddings);
-  if (!(high > low)) throw new ArgumentError(`rope_scaling: high_freq_factor (${high}) must be above low_freq_factor (${low})`);
+  if (!(high > low))
+    throw new ArgumentError(`rope_scaling.high_freq_factor: expected a number above low_freq_factor (${low}), got ${describe(high)}`);
   const lowWavelen = old / low;
   const highWavelen = old / high;
   return invFreq.map((x) => {
@@ -113,7 +112,10 @@ function llama3(invFreq: Float32Array, s: RopeScaling): Float32Array {
 function yarn(powers: Float32Array, dim: number, theta: number, s: RopeScaling, maxPositions: number | undefined): RopeParameters {
   const factor = positive("rope_scaling.factor", s.factor);
   const original = s.original_max_position_embeddings ?? maxPositions;
-  if (original === undefined) throw new ArgumentError("rope_scaling: yarn needs original_max_position_embeddings (or max_position_embeddings)");
+  if (original === undefined)
+    throw new ArgumentError(
+      "rope_scaling.original_max_position_embeddings: expected a finite number > 0 for yarn (or a max_position_embeddings), got undefined",
+    );
   positive("rope_scaling.original_max_position_embeddings", original);
   const mscale = (scale: number, m = 1) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
   let attention = s.attention_factor;

@@ -77,25 +77,28 @@ const pending = new WeakMap<object, FileSource>();
  */
 export function loadSafetensors(bytes: Uint8Array | ArrayBuffer, options: SafetensorsOptions = {}): StateDict {
   const { view = false } = checkOptions("loadSafetensors options", options, ["view"]);
-  if (typeof view !== "boolean") throw new ArgumentError(`loadSafetensors: view must be a boolean, got ${describe(view)}`);
+  if (typeof view !== "boolean") throw new ArgumentError(`loadSafetensors view: expected a boolean, got ${describe(view)}`);
   // the bytes through their own slots (a subclass or a Proxy cannot lie about their length), read once
   const kind = typedKind(bytes);
   if (kind !== "Uint8Array" && tag(bytes) !== "ArrayBuffer")
-    throw new ArgumentError(`loadSafetensors: expected a Uint8Array or ArrayBuffer, got ${describe(bytes)}`);
+    throw new ArgumentError(`loadSafetensors bytes: expected a Uint8Array or ArrayBuffer, got ${describe(bytes)}`);
   const u8 = kind ? honest<Uint8Array>(bytes) : new Uint8Array(bytes as ArrayBuffer);
-  if (u8.byteLength < 8) throw new ArgumentError(`loadSafetensors: ${u8.byteLength} bytes is too short for the 8-byte header length`);
+  if (u8.byteLength < 8)
+    throw new ArgumentError(`loadSafetensors bytes: expected at least the 8 bytes of the header length, got ${u8.byteLength} bytes`);
   const headerLength = Number(new DataView(u8.buffer, u8.byteOffset, 8).getBigUint64(0, true));
   if (headerLength > u8.byteLength - 8) {
-    throw new ArgumentError(`loadSafetensors: header length ${headerLength} runs past the end of the ${u8.byteLength}-byte buffer`);
+    throw new ArgumentError(
+      `loadSafetensors header length: expected at most the ${u8.byteLength - 8} bytes after it in the ${u8.byteLength}-byte buffer, got ${headerLength}`,
+    );
   }
   let header: unknown;
   try {
     header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(u8.subarray(8, 8 + headerLength)));
   } catch (cause) {
-    throw new ArgumentError(`loadSafetensors: the header is not valid UTF-8 JSON (${String(cause)})`);
+    throw new ArgumentError(`loadSafetensors header: expected valid UTF-8 JSON, got bytes that are not (${String(cause)})`);
   }
   if (header === null || typeof header !== "object" || Array.isArray(header)) {
-    throw new ArgumentError(`loadSafetensors: the header must be a JSON object, got ${describe(header)}`);
+    throw new ArgumentError(`loadSafetensors header: expected a JSON object, got ${describe(header)}`);
   }
   const data = u8.subarray(8 + headerLength);
   // 1. check every entry and that no two tensors share bytes
@@ -105,7 +108,10 @@ export function loadSafetensors(bytes: Uint8Array | ArrayBuffer, options: Safete
   const spans = entries.filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin);
   let last: (typeof spans)[number] | undefined;
   for (const span of spans) {
-    if (last && span.begin < last.end) throw new ArgumentError(`loadSafetensors: tensors "${last.name}" and "${span.name}" overlap in the data`);
+    if (last && span.begin < last.end)
+      throw new ArgumentError(
+        `loadSafetensors "${span.name}".data_offsets: expected bytes of its own, got bytes of "${last.name}" too (the tensors overlap)`,
+      );
     if (!last || span.end > last.end) last = span;
   }
   // 2. make the tensors; a null prototype makes "__proto__" or "constructor" ordinary names
@@ -122,30 +128,32 @@ export function loadSafetensors(bytes: Uint8Array | ArrayBuffer, options: Safete
 }
 
 function checkEntry(name: string, entry: unknown, dataLength: number) {
-  if (entry === null || typeof entry !== "object") throw new ArgumentError(`loadSafetensors: "${name}" must be an object, got ${describe(entry)}`);
+  if (entry === null || typeof entry !== "object") throw new ArgumentError(`loadSafetensors "${name}": expected an object, got ${describe(entry)}`);
   const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   // own properties only: a header cannot reach Object.prototype through "constructor" or "__proto__"
   const dtype = Object.hasOwn(e, "dtype") ? e.dtype : undefined;
   const kind = typeof dtype === "string" ? DTYPES.get(dtype) : undefined;
   if (typeof dtype !== "string" || !kind) {
-    throw new ArgumentError(`loadSafetensors: "${name}" has dtype ${JSON.stringify(dtype) ?? "undefined"}; supported are ${SUPPORTED}`);
+    throw new ArgumentError(`loadSafetensors "${name}".dtype: expected one of ${SUPPORTED}, got ${JSON.stringify(dtype) ?? "undefined"}`);
   }
   const shape = Object.hasOwn(e, "shape") ? e.shape : undefined;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new ShapeError(`loadSafetensors: "${name}" has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
+    throw new ShapeError(`loadSafetensors "${name}".shape: expected an array of non-negative integers, got ${JSON.stringify(shape) ?? "undefined"}`);
   }
   const offsets = Object.hasOwn(e, "data_offsets") ? e.data_offsets : undefined;
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
-    throw new ArgumentError(`loadSafetensors: "${name}" has data_offsets ${JSON.stringify(offsets)}; expected [begin, end] with 0 <= begin <= end`);
+    throw new ArgumentError(
+      `loadSafetensors "${name}".data_offsets: expected [begin, end] with 0 <= begin <= end, got ${JSON.stringify(offsets) ?? "undefined"}`,
+    );
   }
   const [begin, end] = offsets as [number, number];
   if (end > dataLength) {
-    throw new ArgumentError(`loadSafetensors: "${name}" data_offsets [${begin}, ${end}] run past the ${dataLength} bytes of data`);
+    throw new ArgumentError(`loadSafetensors "${name}".data_offsets: expected an end within the ${dataLength} bytes of data, got [${begin}, ${end}]`);
   }
   const n = size(shape as number[]);
   if (end - begin !== n * kind.bytes) {
     throw new ShapeError(
-      `loadSafetensors: "${name}" has shape ${fmt(shape as number[])} of ${dtype} (${n * kind.bytes} bytes) but data_offsets span ${end - begin} bytes`,
+      `loadSafetensors "${name}".data_offsets: expected a span of ${n * kind.bytes} bytes (shape ${fmt(shape as number[])} of ${dtype}), got ${end - begin} bytes`,
     );
   }
   return { dtype, shape: [...(shape as number[])], begin, end };

@@ -20,14 +20,14 @@ export function blockSparseLayout(Lq: number, Lk: number, blockSize: number, p: 
     ["Lk", Lk],
     ["blockSize", blockSize],
   ] as const) {
-    if (!Number.isInteger(x) || x < 1) throw new ArgumentError(`blockSparseLayout: ${name} must be a positive integer, got ${describe(x)}`);
+    if (!Number.isInteger(x) || x < 1) throw new ArgumentError(`blockSparseLayout ${name}: expected a positive integer, got ${describe(x)}`);
   }
   const nQ = Math.ceil(Lq / blockSize);
   const nK = Math.ceil(Lk / blockSize);
   const data = new Uint8Array(nQ * nK);
   const int = (name: string, x: unknown, min: number) => {
     if (!Number.isInteger(x) || (x as number) < min)
-      throw new ArgumentError(`blockSparseLayout: ${name} must be an integer >= ${min}, got ${describe(x)}`);
+      throw new ArgumentError(`blockSparseLayout ${name}: expected an integer >= ${min}, got ${describe(x)}`);
     return x as number;
   };
   const set = (f: (q: number, k: number) => boolean) => {
@@ -61,7 +61,7 @@ export function blockSparseLayout(Lq: number, Lk: number, blockSize: number, p: 
     for (let q = 0; q < nQ; q++) for (let r = 0; r < random; r++) data[q * nK + (next() % nK)] = 1;
   } else {
     throw new ArgumentError(
-      `blockSparseLayout: pattern must be "strided", "fixed" or "bigbird", got ${describe((p as { pattern?: unknown })?.pattern)}`,
+      `blockSparseLayout pattern: expected "strided", "fixed" or "bigbird", got ${describe((p as { pattern?: unknown })?.pattern)}`,
     );
   }
   return { data, shape: [nQ, nK] };

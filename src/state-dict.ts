@@ -37,12 +37,12 @@ export function loadParams(
 ): void {
   const fn = `${owner}.loadStateDict`;
   if (dict === null || typeof dict !== "object")
-    throw new ArgumentError(`${fn}: expected a state dict (an object of tensors), got ${describe(dict)}`);
-  if (typeof prefix !== "string") throw new ArgumentError(`${fn}: prefix must be a string, got ${describe(prefix)}`);
+    throw new ArgumentError(`${fn} dict: expected a state dict (an object of tensors), got ${describe(dict)}`);
+  if (typeof prefix !== "string") throw new ArgumentError(`${fn} prefix: expected a string, got ${describe(prefix)}`);
   const { strict = true, weights } = checkOptions(`${fn} options`, options, ["strict", "weights"]);
-  if (typeof strict !== "boolean") throw new ArgumentError(`${fn}: strict must be a boolean, got ${describe(strict)}`);
+  if (typeof strict !== "boolean") throw new ArgumentError(`${fn} strict: expected a boolean, got ${describe(strict)}`);
   if (weights !== undefined && !WEIGHT_FORMATS.includes(weights)) {
-    throw new ArgumentError(`${fn}: weights must be ${WEIGHT_FORMATS.map((f) => `"${f}"`).join(" or ")}, got ${describe(weights)}`);
+    throw new ArgumentError(`${fn} weights: expected ${WEIGHT_FORMATS.map((f) => `"${f}"`).join(" or ")}, got ${describe(weights)}`);
   }
 
   // 1. every expected key: present, float (or int8 with its scales), of the right shape
@@ -69,13 +69,13 @@ export function loadParams(
     // a file's bytes transferred (or otherwise detached) since loadSafetensors read its header
     if (source && source.bytes.byteLength === 0 && source.shape.every((d) => d > 0)) {
       throw new ArgumentError(
-        `${fn}: state dict "${key}": the file's bytes were detached (transferred?) after loadSafetensors; keep the buffer until the load is done`,
+        `${fn} state dict "${key}": expected the bytes of its file, got a detached buffer (transferred after loadSafetensors?); keep the buffer until the load is done`,
       );
     }
     const dtype = source ? undefined : (t as { dtype?: unknown } | null)?.dtype;
     if (typeof dtype === "string" && INTEGER.has(dtype)) {
       throw new ArgumentError(
-        `${fn}: state dict "${key}" is an ${dtype} tensor; modules take float tensors (F32, F16, BF16 or F64 in a safetensors file), or for a weight matrix I8 with its scales "${key}_scale"`,
+        `${fn} state dict "${key}": expected a float tensor (F32, F16, BF16 or F64 in a safetensors file), or for a weight matrix I8 with its scales "${key}_scale", got a tensor of dtype ${dtype}`,
       );
     }
     const checked = source ?? checkTensor(`state dict "${key}"`, t);
@@ -120,7 +120,8 @@ function checkPreQuantized(
   // the caller's tensor read once: its data through the typed array's own slots, its shape copied
   const given = t as { data?: unknown; shape?: unknown };
   const data = given.data;
-  if (typedKind(data) !== "Int8Array") throw new ArgumentError(`${fn}: state dict "${key}" is an I8 tensor without an Int8Array of data`);
+  if (typedKind(data) !== "Int8Array")
+    throw new ArgumentError(`${fn} state dict "${key}".data: expected an Int8Array (an I8 tensor), got ${describe(data)}`);
   const q = honest<Int8Array>(data);
   const qShape = checkShape(`state dict "${key}".shape`, given.shape);
   if (qShape.length !== 2 || qShape[0] !== shape[0] || qShape[1] !== shape[1] || q.length !== shape[0]! * shape[1]!) {
@@ -133,7 +134,7 @@ function checkPreQuantized(
   else {
     const dtype = fileSource(s) ? undefined : (s as { dtype?: unknown } | null)?.dtype;
     if (typeof dtype === "string" && INTEGER.has(dtype))
-      throw new ArgumentError(`${fn}: state dict "${scaleKey}" is an ${dtype} tensor; scales are float`);
+      throw new ArgumentError(`${fn} state dict "${scaleKey}": expected a float tensor (scales are float), got a tensor of dtype ${dtype}`);
     const checked = fileSource(s) ?? checkTensor(`state dict "${scaleKey}"`, s);
     if (checked.shape.length !== 1 || checked.shape[0] !== shape[0])
       problems.push(`"${scaleKey}" has shape ${fmt(checked.shape)}, expected [${shape[0]}]`);

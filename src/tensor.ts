@@ -77,22 +77,22 @@ export interface Snapshot<D = Float32Array> {
 export function tensor(data: Uint8Array | readonly boolean[], shape: readonly number[]): BoolTensor;
 export function tensor(data: Float32Array | ArrayLike<number>, shape: readonly number[]): Tensor;
 export function tensor(data: Float32Array | Uint8Array | ArrayLike<number> | readonly boolean[], shape: readonly number[]): Tensor | BoolTensor {
-  const dims = checkShape("shape", shape);
+  const dims = checkShape("tensor shape", shape);
   const kind = typedKind(data);
   let typed: Float32Array | Uint8Array;
   if (kind === "Float32Array" || kind === "Uint8Array") typed = data as Float32Array | Uint8Array;
   else if (Array.isArray(data) && data.length > 0 && data.every((x) => typeof x === "boolean")) typed = Uint8Array.from(data as boolean[], Number);
   else if (Array.isArray(data) && data.some((x) => typeof x === "boolean")) {
-    throw new ArgumentError("tensor: data mixes booleans and numbers; a boolean mask takes only booleans (or a Uint8Array of 0 and 1)");
+    throw new ArgumentError("tensor data: expected numbers, or booleans for a mask (or a Uint8Array of 0 and 1), got an Array that mixes both");
   } else {
     try {
       typed = Float32Array.from(data as ArrayLike<number>);
     } catch (cause) {
-      throw new ArgumentError(`tensor: data must be a Float32Array, a Uint8Array or an array of numbers, got ${describe(data)} (${String(cause)})`);
+      throw new ArgumentError(`tensor data: expected a Float32Array, a Uint8Array or an array of numbers, got ${describe(data)} (${String(cause)})`);
     }
   }
   const n = kind ? typedLength.call(typed) : typed.length;
-  if (n !== size(dims)) throw new ShapeError(`tensor: shape ${fmt(dims)} holds ${size(dims)} elements but data has ${n}`);
+  if (n !== size(dims)) throw new ShapeError(`tensor data: expected ${size(dims)} elements (shape ${fmt(dims)}), got ${n}`);
   return { data: typed, shape: dims } as Tensor | BoolTensor;
 }
 
@@ -142,7 +142,7 @@ export function checkOptions<T extends object>(what: string, options: T | undefi
   const copy: Record<string, unknown> = {};
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
-      throw new ArgumentError(`${what}: unknown option "${key}"; known options are ${known.map((k) => `"${k}"`).join(", ")}`);
+      throw new ArgumentError(`${what}: expected only ${known.map((k) => `"${k}"`).join(", ")}, got unknown option "${key}"`);
     }
     copy[key] = (options as Record<string, unknown>)[key];
   }
@@ -150,7 +150,7 @@ export function checkOptions<T extends object>(what: string, options: T | undefi
 }
 
 export function describe(x: unknown): string {
-  if (x === null) return "null";
+  if (x === null || x === undefined) return String(x);
   if (Array.isArray(x)) return "an Array";
   if (typeof x === "object") return typedKind(x) ?? tag(x);
   if (typeof x === "function") return "a function";
@@ -190,7 +190,7 @@ function snapshot(name: string, x: unknown, kinds: readonly string[]): Snapshot<
   const type = foreign ? t.type : undefined;
   if (foreign && type !== undefined && !(type === "float32" || (type === "bool" && kinds.includes("Uint8Array")))) {
     throw new ArgumentError(
-      `${name}: an onnxruntime-web / transformers.js tensor of type ${describe(type)}; pass a float32 one (tensor.type "float32", data a Float32Array)`,
+      `${name}.type: expected "float32"${kinds.includes("Uint8Array") ? ' or "bool"' : ""} (an onnxruntime-web / transformers.js tensor of Float32Array data), got ${describe(type)}`,
     );
   }
   const data = t.data;
@@ -202,7 +202,7 @@ function snapshot(name: string, x: unknown, kinds: readonly string[]): Snapshot<
   }
   const shape = foreign ? checkShape(`${name}.dims`, t.dims) : checkShape(`${name}.shape`, t.shape);
   const view = honest<Float32Array | Uint8Array>(data);
-  if (view.length !== size(shape)) throw new ShapeError(`${name}: shape ${fmt(shape)} holds ${size(shape)} elements but data has ${view.length}`);
+  if (view.length !== size(shape)) throw new ShapeError(`${name}.data: expected ${size(shape)} elements (shape ${fmt(shape)}), got ${view.length}`);
   return { data: view, shape };
 }
 
@@ -214,13 +214,13 @@ function snapshot(name: string, x: unknown, kinds: readonly string[]): Snapshot<
 export function checkShape(name: string, shape: unknown): readonly number[] {
   if (!Array.isArray(shape)) throw new ArgumentError(`${name}: expected an array of dimensions, got ${describe(shape)}`);
   const rank = (shape as unknown[]).length;
-  if (!Number.isInteger(rank) || rank > MAX_RANK) throw new ShapeError(`${name}: at most ${MAX_RANK} dimensions, got ${String(rank)}`);
+  if (!Number.isInteger(rank) || rank > MAX_RANK) throw new ShapeError(`${name}: expected at most ${MAX_RANK} dimensions, got ${String(rank)}`);
   const dims: unknown[] = Array.from({ length: rank }, (_, i) => (shape as unknown[])[i]);
   dims.forEach((d, i) => {
     if (typeof d !== "number" || !Number.isInteger(d) || d < 0) {
-      throw new ShapeError(`${name}: dimension ${i} must be a non-negative integer, got ${String(d)}`);
+      throw new ShapeError(`${name}[${i}]: expected a non-negative integer, got ${describe(d)}`);
     }
-    if (d > Number.MAX_SAFE_INTEGER) throw new ShapeError(`${name}: dimension ${i} is ${d}, past 2^53`);
+    if (d > Number.MAX_SAFE_INTEGER) throw new ShapeError(`${name}[${i}]: expected an integer up to 2^53, got ${describe(d)}`);
   });
   return Object.freeze(dims as number[]);
 }

@@ -69,7 +69,7 @@ abstract class Layer extends Module {
       attention: options.attention,
     };
     if (!["relu", "gelu", "gelu-tanh"].includes(o.activation)) {
-      throw new ArgumentError(`${who}: activation must be "relu", "gelu" or "gelu-tanh", got ${describe(o.activation)}`);
+      throw new ArgumentError(`${who} activation: expected "relu", "gelu" or "gelu-tanh", got ${describe(o.activation)}`);
     }
     this.options = o;
     this.dModel = o.dModel;
@@ -358,11 +358,12 @@ function sequence(name: string, x: unknown, E: number) {
   return { t, B: s.length === 3 ? s[0]! : 1, L: s[s.length - 2]!, batched: s.length === 3 };
 }
 
-function checkCache(owner: object, cache: unknown, causal: boolean, masked: boolean, B: number): KVCache | undefined {
+// `causal` and `mask`: the option that makes the self-attention causal and its value, the name of a mask given to it
+function checkCache(owner: object, cache: unknown, causal: [string, boolean], mask: string | undefined, B: number): KVCache | undefined {
   if (cache === undefined) return undefined;
   if (!(cache instanceof KVCache)) throw new ArgumentError(`cache: expected a KVCache, got ${describe(cache)}`);
-  if (!causal) throw new ArgumentError("cache: decoding with a cache needs causal self-attention (isCausal / tgtIsCausal: true)");
-  if (masked) throw new ArgumentError("cache: masks of the self-attention are not supported together with a cache");
+  if (!causal[1]) throw new ArgumentError(`${causal[0]}: expected true with a cache (decoding is causal self-attention), got false`);
+  if (mask) throw new ArgumentError(`${mask}: not together with a cache`);
   cache.check(owner, B);
   return cache;
 }
@@ -395,7 +396,7 @@ function runEncoder(
   owner.assertReady();
   const isCausal = optionBool(fn, "isCausal", o.isCausal, false);
   const needWeights = optionBool(fn, "needWeights", o.needWeights, false);
-  const cache = checkCache(owner, o.cache, isCausal, !!(attnMask || padding), B);
+  const cache = checkCache(owner, o.cache, ["isCausal", isCausal], attnMask ? "mask" : padding ? "srcKeyPaddingMask" : undefined, B);
   const mask = mhaMask({ attn: "mask", padding: "srcKeyPaddingMask" }, attnMask, padding, B, H, L, L);
   const Lk = L + (cache?.length ?? 0);
   const global = layers.map((l) =>
@@ -452,7 +453,7 @@ function runDecoder(
     throw new ShapeError(`memory: expected a batch of ${x.B} like tgt ${fmt(x.t.shape)}, got ${fmt(m.t.shape)}`);
   const { B } = x;
   const isCausal = optionBool(fn, "tgtIsCausal", o.tgtIsCausal, false);
-  const cache = checkCache(owner, o.cache, isCausal, !!(tgtMask || tgtPadding), B);
+  const cache = checkCache(owner, o.cache, ["tgtIsCausal", isCausal], tgtMask ? "tgtMask" : tgtPadding ? "tgtKeyPaddingMask" : undefined, B);
   const selfMask = mhaMask({ attn: "tgtMask", padding: "tgtKeyPaddingMask" }, tgtMask, tgtPadding, B, H, x.L, x.L);
   const memMask = mhaMask({ attn: "memoryMask", padding: "memoryKeyPaddingMask" }, memoryMask, memoryPadding, B, H, x.L, m.L);
   for (const l of layers) l.selfAttn.checkCall({ masked: !!selfMask, causal: isCausal && !tgtMask, needWeights: false, Lq: x.L, Lk: x.L, cache });

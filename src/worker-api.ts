@@ -275,7 +275,7 @@ class Channel {
       next.signal?.removeEventListener("abort", next.onAbort!);
       next.reject(
         new ArgumentError(
-          `wasm-attention worker: this call's arguments cannot be sent to a worker (${String(error)}); functions and class instances other than the worker's own objects cannot cross`,
+          `wasm-attention worker arguments: expected values that can be sent to a worker (functions and class instances other than the worker's own objects cannot cross), got ${String(error)}`,
         ),
       );
       this.#pump();
@@ -310,7 +310,9 @@ function encodeArgs(args: unknown[], transfer: boolean): { args: unknown[]; tran
   const walk = (v: unknown): unknown => {
     if (v === null || typeof v !== "object") {
       if (typeof v === "function")
-        throw new ArgumentError("wasm-attention worker: a function cannot be sent to the worker (callbacks such as onToken are not supported there)");
+        throw new ArgumentError(
+          "wasm-attention worker arguments: expected values that can be sent to a worker, got a function (callbacks such as onToken are not supported there)",
+        );
       return v;
     }
     const ref = refs.get(v);

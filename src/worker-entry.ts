@@ -121,11 +121,12 @@ function call(target: number | null | undefined, name: string, args: unknown[]):
       if (stat === undefined) return new C(...args);
       if (typeof C[stat] === "function" && stat !== "prototype") return C[stat](...args);
     }
-    throw new lib.ArgumentError(`wasm-attention worker: the library has no function or class ${name}`);
+    throw new lib.ArgumentError(`wasm-attention worker call: expected a function or class of the library, got ${name}`);
   }
   const obj = objects.get(target) as Record<string, (...a: unknown[]) => unknown> | undefined;
   if (!obj) throw new lib.StateError("this object was released (dispose()) or belongs to another worker");
-  if (typeof obj[name] !== "function") throw new lib.ArgumentError(`wasm-attention worker: ${obj.constructor.name} has no method ${name}`);
+  if (typeof obj[name] !== "function")
+    throw new lib.ArgumentError(`wasm-attention worker call: expected a method of ${obj.constructor.name}, got ${name}`);
   return obj[name]!(...args);
 }
 

@@ -294,36 +294,52 @@ describe("config.json", () => {
     [
       "another model type",
       { model_type: "gpt2" },
-      /model_type "gpt2" is not supported; supported are "llama", "mistral", "qwen2", "qwen3", "gemma2"/,
+      /CausalLM.fromConfig model_type: expected one of "llama", "mistral", "qwen2", "qwen3", "gemma2", got "gpt2"/,
     ],
-    ["no model_type", { model_type: undefined }, /model_type is missing/],
-    ["dynamic NTK RoPE", { rope_scaling: { rope_type: "dynamic", factor: 2 } }, /rope_scaling with rope_type "dynamic" is not supported/],
-    ["longrope (older `type` key)", { rope_scaling: { type: "longrope", factor: 2 } }, /rope_scaling with rope_type "longrope" is not supported/],
+    ["no model_type", { model_type: undefined }, /CausalLM.fromConfig model_type: expected .*, got nothing/],
+    [
+      "dynamic NTK RoPE",
+      { rope_scaling: { rope_type: "dynamic", factor: 2 } },
+      /rope_scaling.rope_type: expected "default", "linear", "llama3" or "yarn", got "dynamic"/,
+    ],
+    [
+      "longrope (older `type` key)",
+      { rope_scaling: { type: "longrope", factor: 2 } },
+      /rope_scaling.rope_type: expected "default", "linear", "llama3" or "yarn", got "longrope"/,
+    ],
     [
       "llama3 without its fields",
       { rope_scaling: { rope_type: "llama3", factor: 8 } },
       /rope_scaling.low_freq_factor: expected a finite number > 0, got nothing|low_freq_factor/,
     ],
-    ["partial rotary", { partial_rotary_factor: 0.5 }, /not supported: partial_rotary_factor 0.5 \(supported: 1.0\)/],
-    ["a quantised checkpoint", { quantization_config: { quant_method: "gptq" } }, /not supported: quantization_config/],
+    ["partial rotary", { partial_rotary_factor: 0.5 }, /partial_rotary_factor: expected 1.0 \(the only one supported\), got 0.5/],
+    [
+      "a quantised checkpoint",
+      { quantization_config: { quant_method: "gptq" } },
+      /quantization_config: expected none \(the only one supported\), got \{"quant_method":"gptq"\}/,
+    ],
     [
       "two at once, both named",
       { partial_rotary_factor: 0.25, quantization_config: { bits: 4 } },
-      /partial_rotary_factor 0.25 .*quantization_config/,
+      /partial_rotary_factor: expected 1.0 .*got 0.25; quantization_config: expected none .*got \{"bits":4\}/,
     ],
     [
       "an activation we do not compute",
       { hidden_act: "relu" },
-      /hidden_act "relu" is not supported; supported are "silu", "swish", "gelu_pytorch_tanh", "gelu_new"/,
+      /hidden_act: expected one of "silu", "swish", "gelu_pytorch_tanh", "gelu_new", got "relu"/,
     ],
-    ["heads that do not group", { num_key_value_heads: 3 }, /num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)/],
-    ["an odd head size", { head_dim: 7 }, /head size .* must be an even integer, got 7/],
-    ["a size that is not a positive integer", { intermediate_size: 0 }, /intermediate_size must be an integer >= 1, got 0/],
-    ["tie_word_embeddings of the wrong type", { tie_word_embeddings: "yes" }, /tie_word_embeddings must be true or false, got "yes"/],
+    [
+      "heads that do not group",
+      { num_key_value_heads: 3 },
+      /CausalLM.fromConfig num_attention_heads: expected a multiple of num_key_value_heads \(3\), got 4/,
+    ],
+    ["an odd head size", { head_dim: 7 }, /head_dim: expected an even integer \(the head size: .*\), got 7/],
+    ["a size that is not a positive integer", { intermediate_size: 0 }, /intermediate_size: expected an integer >= 1, got 0/],
+    ["tie_word_embeddings of the wrong type", { tie_word_embeddings: "yes" }, /tie_word_embeddings: expected true or false, got "yes"/],
     [
       "layer_types of the wrong length",
       { model_type: "gemma2", layer_types: ["sliding_attention"] },
-      /layer_types must list "full_attention" or "sliding_attention" for each of the 2 layers/,
+      /layer_types: expected "full_attention" or "sliding_attention" for each of the 2 layers, got a list of 1/,
     ],
   ];
   for (const [what, change, message] of bad) {
@@ -368,13 +384,15 @@ describe("inputs", () => {
   afterAll(() => model.dispose());
 
   test("ids out of range, masks of the wrong shape or not left-padded are errors before any work", () => {
-    expect(() => model.forward([1, 67])).toThrow(/inputIds: id 67 at \[1\] is not an integer in \[0, 67\)/);
+    expect(() => model.forward([1, 67])).toThrow(/inputIds\[1\]: expected an integer in \[0, 67\), got number 67/);
     expect(() => model.forward({ data: Int32Array.of(1, 2, 3, 4), shape: [2, 2] }, { attentionMask: [1, 1] })).toThrow(ShapeError);
     expect(() =>
       model.forward({ data: Int32Array.of(1, 2, 3, 4), shape: [2, 2] }, { attentionMask: { data: Uint8Array.of(1, 0, 1, 1), shape: [2, 2] } }),
-    ).toThrow(/only left padding is supported \(zeros, then ones\); row 0 has a 0 at column 1 after a 1/);
-    expect(() => model.forward([1, 2], { attentionMask: [1, 2] })).toThrow(/values must be 1 \(token\) or 0 \(padding\), got number 2 at position 1/);
-    expect(() => model.forward([1, 2], { lastOnly: 1 as never })).toThrow(/lastOnly must be a boolean/);
+    ).toThrow(/attentionMask: expected left padding only \(zeros, then ones\), got a 0 at column 1 after a 1 in row 0/);
+    expect(() => model.forward([1, 2], { attentionMask: [1, 2] })).toThrow(
+      /attentionMask: expected values 1 \(token\) or 0 \(padding\), got number 2 at position 1/,
+    );
+    expect(() => model.forward([1, 2], { lastOnly: 1 as never })).toThrow(/CausalLM.forward lastOnly: expected a boolean, got number 1/);
     expect(() => model.forward([1, 2], { cache: {} as DecoderCache })).toThrow(/cache: expected a DecoderCache \(from createCache\(\)\), got Object/);
     expect(() => model.forward([1, 2], { foo: 1 } as never)).toThrow(/unknown option "foo"/);
   });

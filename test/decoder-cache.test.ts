@@ -59,7 +59,7 @@ for (const name of ["llama-tied", "gemma2", "mistral", "qwen3"]) {
       cache.truncate(0);
       expect(cache.length).toBe(0);
       expectNear(model.forward([9, 10], { cache, lastOnly: true }).data, lastOf(model, [9, 10]), "after truncate(0)");
-      expect(() => cache.truncate(3)).toThrow(/truncate: n: expected an integer from 0 to 2, got number 3/);
+      expect(() => cache.truncate(3)).toThrow(/DecoderCache.truncate n: expected an integer from 0 to 2, got number 3/);
       cache.dispose();
     });
 
@@ -97,7 +97,7 @@ for (const name of ["llama-tied", "gemma2", "mistral", "qwen3"]) {
           expectNear(g, lastOf(model, again[b]), `twice reordered row ${b}`);
         });
       }
-      expect(() => cache.reorder([2])).toThrow(/reorder: indices\[0\]: expected an integer from 0 to 1, got number 2/);
+      expect(() => cache.reorder([2])).toThrow(/DecoderCache.reorder indices\[0\]: expected an integer from 0 to 1, got number 2/);
       cache.reorder([]);
       expect(cache.batchSize).toBe(0);
       expect(cache.length).toBe(0);
@@ -264,7 +264,7 @@ describe("errors", () => {
     expect(() => other.forward(prompt, { cache })).toThrow(StateError);
     llama.forward(prompt, { cache });
     expect(() => llama.forward(ids2([[1], [2]]), { cache })).toThrow(ShapeError);
-    expect(() => llama.forward(ids2([[1], [2]]), { cache })).toThrow(/holds a batch of 1 sequences, the input has 2/);
+    expect(() => llama.forward(ids2([[1], [2]]), { cache })).toThrow(/cache: expected an input batch of 1 \(the sequences it holds\), got 2/);
     cache.dispose();
   });
 
@@ -300,7 +300,7 @@ describe("errors", () => {
           [1, 1, 1, 1, 1],
         ]),
       }),
-    ).toThrow(/the past columns of row 0 do not match the cache, which holds 2 padding columns of 4/);
+    ).toThrow(/attentionMask: expected past columns in row 0 that match the cache, which holds 2 padding columns of 4, got 1 leading zero/);
     const before = cache.length;
     // a failed call leaves the cache as it was; the right call then works
     expect(() => llama.forward(ids2([[7], [99]]), { cache })).toThrow(ArgumentError);

@@ -92,9 +92,9 @@ describe("RMSNorm", () => {
   }
 
   test("errors: options, shapes, weights", () => {
-    expect(() => new RMSNorm({ normalizedShape: 0 })).toThrow(/normalizedShape must be a positive integer/);
-    expect(() => new RMSNorm({ normalizedShape: 4, eps: -1 })).toThrow(/eps must be a finite number >= 0, got number -1/);
-    expect(() => new RMSNorm({ normalizedShape: 4, unitOffset: 1 as never })).toThrow(/unitOffset must be a boolean/);
+    expect(() => new RMSNorm({ normalizedShape: 0 })).toThrow(/RMSNorm normalizedShape: expected a positive integer, got number 0/);
+    expect(() => new RMSNorm({ normalizedShape: 4, eps: -1 })).toThrow(/RMSNorm eps: expected a finite number >= 0, got number -1/);
+    expect(() => new RMSNorm({ normalizedShape: 4, unitOffset: 1 as never })).toThrow(/RMSNorm unitOffset: expected a boolean, got number 1/);
     const norm = new RMSNorm({ normalizedShape: 4 });
     expect(() => norm.forward(tensor(new Float32Array(4), [4]))).toThrow(StateError);
     norm.loadStateDict({ weight: tensor([1, 1, 1, 1], [4]) });
@@ -129,7 +129,7 @@ describe("GatedMLP", () => {
 
   test("errors", () => {
     expect(() => new GatedMLP({ hiddenSize: 4, intermediateSize: 8, activation: "relu" as never })).toThrow(
-      /activation must be "silu" or "gelu-tanh", got string relu/,
+      /GatedMLP activation: expected "silu" or "gelu-tanh", got string relu/,
     );
     const mlp = new GatedMLP({ hiddenSize: 4, intermediateSize: 8 });
     expect(() => mlp.forward(tensor(new Float32Array(4), [1, 4]))).toThrow(StateError);
@@ -291,18 +291,24 @@ describe("DecoderLayer", () => {
   });
 
   test("errors", () => {
-    expect(() => new DecoderLayer({ ...base, numKvHeads: 3 })).toThrow(/numHeads \(4\) must be a multiple of numKvHeads \(3\)/);
-    expect(() => new DecoderLayer({ ...base, headDim: 5 })).toThrow(/headDim must be even/);
-    expect(() => new DecoderLayer({ ...base, headDim: undefined, hiddenSize: 18 })).toThrow(
-      /hiddenSize \(18\) must be divisible by numHeads \(4\), or give headDim/,
+    expect(() => new DecoderLayer({ ...base, numKvHeads: 3 })).toThrow(
+      /DecoderLayer numHeads: expected a multiple of numKvHeads \(3\), got number 4/,
     );
-    expect(() => new DecoderLayer({ ...base, slidingWindow: 0 })).toThrow(/slidingWindow must be a positive integer/);
+    expect(() => new DecoderLayer({ ...base, headDim: 5 })).toThrow(
+      /DecoderLayer headDim: expected an even integer \(RoPE rotates pairs\), got number 5/,
+    );
+    expect(() => new DecoderLayer({ ...base, headDim: undefined, hiddenSize: 18 })).toThrow(
+      /DecoderLayer hiddenSize: expected a multiple of numHeads \(4\) when headDim is not given, got number 18/,
+    );
+    expect(() => new DecoderLayer({ ...base, slidingWindow: 0 })).toThrow(/DecoderLayer slidingWindow: expected a positive integer, got number 0/);
     expect(() => new DecoderLayer({ ...base, rope: { scaling: { rope_type: "dynamic", factor: 2 } } })).toThrow(ArgumentError);
     expect(() => new DecoderLayer({ ...base, foo: 1 } as never)).toThrow(/unknown option "foo"/);
     const layer = new DecoderLayer(base);
     expect(() => layer.forward(tensor(new Float32Array(20), [1, 20]))).toThrow(StateError);
     layer.loadStateDict(randomDict(layer, 3));
     expect(() => layer.forward(tensor(new Float32Array(21), [1, 21]))).toThrow(ShapeError);
-    expect(() => layer.forward(tensor(new Float32Array(40), [2, 20]), { attentionMask: [1, 0] })).toThrow(/only left padding/);
+    expect(() => layer.forward(tensor(new Float32Array(40), [2, 20]), { attentionMask: [1, 0] })).toThrow(
+      /attentionMask: expected left padding only/,
+    );
   });
 });

@@ -360,14 +360,18 @@ describe('the update rules in MultiHeadAttention: attention { linear: { rule: "l
   test("rules with per-token inputs are linearAttention's alone; the rules are causal self-attention", () => {
     for (const rule of ["gated", "delta", "gated_delta"] as const) {
       expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: { rule } } })).toThrow(
-        new RegExp(`attention.linear.rule: "${rule}" needs a decay and/or beta for every token`),
+        new RegExp(
+          `attention.linear.rule: expected "normalized" or "linear" \\(rule "${rule}" needs a decay and/or beta for every token.*\\), got string ${rule}`,
+        ),
       );
     }
     const mha = identityMha({ linear: { rule: "linear" } });
     const x = lib.tensor(new Float32Array(B * L * E), [B, L, E]);
-    expect(() => mha.forward(x, x, x)).toThrow(/by rule "linear": causal self-attention only/);
+    expect(() => mha.forward(x, x, x)).toThrow(
+      /isCausal: expected true and as many keys as queries \(linear attention by rule "linear" is causal self-attention only\), got false/,
+    );
     expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: { rule: "linear", featureMap: "relu" } } })).toThrow(
-      /featureMap: only with rule "normalized"/,
+      /featureMap: not together with rule "linear" \(only with rule "normalized", the feature-map form\)/,
     );
     mha.dispose();
   });
@@ -385,21 +389,39 @@ describe("checks", () => {
         () => lib.linearAttention(q, k, v, { rule: "fast" as never }),
         /rule: expected "normalized" or "linear" or "gated" or "delta" or "gated_delta", got string fast/,
       ],
-      [() => lib.linearAttention(q, k, v, { decay: t(1, 2, 5) }), /decay: only with an update rule/],
-      [() => lib.linearAttention(q, k, v, { returnState: true }), /returnState: only with an update rule/],
-      [() => lib.linearAttention(q, k, v, { rule: "linear", featureMap: "relu" }), /featureMap: only with rule "normalized"/],
-      [() => lib.linearAttention(q, k, v, { rule: "linear", causal: false }), /causal: rule "linear" is causal by definition/],
-      [() => lib.linearAttention(q, k, v, { rule: "gated" }), /decay: rule "gated" needs decay/],
-      [() => lib.linearAttention(q, k, v, { rule: "delta" }), /beta: rule "delta" needs beta/],
-      [() => lib.linearAttention(q, k, v, { rule: "linear", decay: t(1, 2, 5) }), /decay: rule "linear" takes no decay/],
-      [() => lib.linearAttention(q, k, v, { rule: "gated", decay: t(1, 2, 5), beta: t(1, 2, 5) }), /beta: rule "gated" takes no beta/],
+      [() => lib.linearAttention(q, k, v, { decay: t(1, 2, 5) }), /decay: not together with rule "normalized" \(only with an update rule/],
+      [() => lib.linearAttention(q, k, v, { returnState: true }), /returnState: not together with rule "normalized" \(only with an update rule/],
+      [
+        () => lib.linearAttention(q, k, v, { rule: "linear", featureMap: "relu" }),
+        /featureMap: not together with rule "linear" \(only with rule "normalized"/,
+      ],
+      [
+        () => lib.linearAttention(q, k, v, { rule: "linear", causal: false }),
+        /causal: expected true with rule "linear" \(causal by definition; causal: false needs rule "normalized"\), got false/,
+      ],
+      [
+        () => lib.linearAttention(q, k, v, { rule: "gated" }),
+        /decay: expected a tensor \[B, Hkv, T\] or \[B, Hkv, T, dk\] in log space for rule "gated", got undefined/,
+      ],
+      [() => lib.linearAttention(q, k, v, { rule: "delta" }), /beta: expected a tensor \[B, Hkv, T\] or \[B, 1, T\] for rule "delta", got undefined/],
+      [
+        () => lib.linearAttention(q, k, v, { rule: "linear", decay: t(1, 2, 5) }),
+        /decay: not together with rule "linear" \("gated" and "gated_delta" take one\)/,
+      ],
+      [
+        () => lib.linearAttention(q, k, v, { rule: "gated", decay: t(1, 2, 5), beta: t(1, 2, 5) }),
+        /beta: not together with rule "gated" \("delta" and "gated_delta" take one\)/,
+      ],
       [() => lib.linearAttention(q, k, v, { rule: "linear", chunkSize: 0 }), /chunkSize: expected an integer from 1 to 1024, got number 0/],
-      [() => lib.linearAttention(q, k, v, { rule: "linear", scale: 0 }), /scale: expected a finite number other than 0/],
+      [() => lib.linearAttention(q, k, v, { rule: "linear", scale: 0 }), /scale: expected a finite number other than 0 .*, got number 0/],
       [() => lib.linearAttention(q, k, v, { rule: "linear", scale: NaN }), /scale: expected a finite number/],
       [() => lib.linearAttention(t(4, 5, 3), k, v, { rule: "linear" }), /query: expected \[B, Hq, T, dk\], got \[4, 5, 3\]/],
       [() => lib.linearAttention(q, t(1, 2, 6, 3), v, { rule: "linear" }), /key: expected \[1, Hkv, 5, 3\], got \[1, 2, 6, 3\]/],
       [() => lib.linearAttention(q, k, t(1, 3, 5, 2), { rule: "linear" }), /value: expected \[1, 2, 5, dv\], got \[1, 3, 5, 2\]/],
-      [() => lib.linearAttention(t(1, 3, 5, 3), k, v, { rule: "linear" }), /query: its 3 heads are not a multiple of the 2 key\/value heads/],
+      [
+        () => lib.linearAttention(t(1, 3, 5, 3), k, v, { rule: "linear" }),
+        /query: expected a number of heads that is a multiple of key's 2 \(\[1, 2, 5, 3\]\), got 3 in \[1, 3, 5, 3\]/,
+      ],
       [
         () => lib.linearAttention(q, k, v, { rule: "gated", decay: t(1, 2, 5, 2) }),
         /decay: expected \[B, Hkv, T\] = \[1, 2, 5\] or \[B, Hkv, T, dk\] = \[1, 2, 5, 3\], got \[1, 2, 5, 2\]/,
@@ -417,17 +439,20 @@ describe("checks", () => {
         () => lib.linearAttention(q, k, v, { rule: "delta", beta: { data: [1, 2], shape: [1, 1, 2] } as never }),
         /beta: expected data of type Float32Array/,
       ],
-      [() => new lib.LinearAttentionState([1, 2, 1], 3, 2, { rule: "linear" }), /leading dimensions \[B, Hkv\], got \[1, 2, 1\]/],
-      [() => new lib.LinearAttentionState([2], 3, 2, { chunkSize: 8 }), /chunkSize: only with an update rule/],
+      [
+        () => new lib.LinearAttentionState([1, 2, 1], 3, 2, { rule: "linear" }),
+        /LinearAttentionState lead: expected \[B, Hkv\] \(rule "linear" keeps a state \[B, Hkv, dk, dv\]\), got \[1, 2, 1\]/,
+      ],
+      [() => new lib.LinearAttentionState([2], 3, 2, { chunkSize: 8 }), /chunkSize: not together with rule "normalized"/],
     ];
     for (const [call, message] of cases) expect(call).toThrow(message);
     const st = new lib.LinearAttentionState([1, 2], 3, 2, { rule: "gated" });
-    expect(() => st.step(q, k, v)).toThrow(/decay: rule "gated" needs decay/);
-    expect(() => st.step(q, k, v, { decay: t(1, 2, 5), beta: t(1, 2, 5) })).toThrow(/beta: rule "gated" takes no beta/);
+    expect(() => st.step(q, k, v)).toThrow(/decay: expected a tensor .* for rule "gated", got undefined/);
+    expect(() => st.step(q, k, v, { decay: t(1, 2, 5), beta: t(1, 2, 5) })).toThrow(/beta: not together with rule "gated"/);
     expect(() => st.step(t(1, 4, 5, 4), t(1, 2, 5, 4), v, { decay: t(1, 2, 5) })).toThrow(/query: expected \[1, Hq, T, 3\], got \[1, 4, 5, 4\]/);
     expect(() => st.step(q, t(1, 1, 5, 3), t(1, 1, 5, 2), { decay: t(1, 1, 5) })).toThrow(/key: expected \[1, 2, 5, 3\], got \[1, 1, 5, 3\]/);
     expect(() => st.step(q, k, v, { decay: t(1, 2, 5), bogus: 1 } as never)).toThrow(/unknown option "bogus"/);
-    expect(() => st.setState(t(1, 2, 3, 3))).toThrow(/LinearAttentionState.setState: expected \[1, 2, 3, 2\], got \[1, 2, 3, 3\]/);
+    expect(() => st.setState(t(1, 2, 3, 3))).toThrow(/LinearAttentionState.setState state: expected \[1, 2, 3, 2\], got \[1, 2, 3, 3\]/);
     st.dispose();
     expect(lib.memoryStats().liveBytes).toBe(live);
   });

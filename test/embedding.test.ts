@@ -96,18 +96,18 @@ describe("errors", () => {
       "an id past the table",
       () => emb.forward(Int32Array.of(1, 2, 10)),
       ArgumentError,
-      /Embedding.forward ids: id 10 at \[2\] is not an integer in \[0, 10\)/,
+      /Embedding.forward ids\[2\]: expected an integer in \[0, 10\), got number 10/,
     ],
     [
       "a negative id, in a batch: its coordinates",
       () => emb.forward({ data: Int32Array.of(0, 1, 2, 3, -1, 5), shape: [2, 3] }),
       ArgumentError,
-      /id -1 at \[1, 1\] is not an integer in \[0, 10\)/,
+      /ids\[1, 1\]: expected an integer in \[0, 10\), got number -1/,
     ],
-    ["a fractional id", () => emb.forward([0, 1.5]), ArgumentError, /id 1.5 at \[1\]/],
-    ["NaN", () => emb.forward([NaN]), ArgumentError, /id NaN at \[0\]/],
-    ["a string", () => emb.forward(["3"] as never), ArgumentError, /id string 3 at \[0\]/],
-    ["the first bad id is named", () => emb.forward([0, 11, -4]), ArgumentError, /id 11 at \[1\]/],
+    ["a fractional id", () => emb.forward([0, 1.5]), ArgumentError, /ids\[1\]: expected an integer in \[0, 10\), got number 1.5/],
+    ["NaN", () => emb.forward([NaN]), ArgumentError, /ids\[0\]: expected an integer in \[0, 10\), got number NaN/],
+    ["a string", () => emb.forward(["3"] as never), ArgumentError, /ids\[0\]: expected an integer in \[0, 10\), got string 3/],
+    ["the first bad id is named", () => emb.forward([0, 11, -4]), ArgumentError, /ids\[1\]: expected an integer in \[0, 10\), got number 11/],
     [
       "Float32Array ids",
       () => emb.forward(new Float32Array(2) as never),
@@ -124,13 +124,13 @@ describe("errors", () => {
       "a shape that does not fit",
       () => emb.forward({ data: new Int32Array(5), shape: [2, 3] }),
       ShapeError,
-      /shape \[2, 3\] holds 6 elements but data has 5/,
+      /ids.data: expected 6 elements \(shape \[2, 3\]\), got 5/,
     ],
     [
       "a bad shape",
       () => emb.forward({ data: new Int32Array(2), shape: [-2] }),
       ShapeError,
-      /Embedding.forward ids.shape: dimension 0 must be a non-negative integer, got -2/,
+      /Embedding.forward ids.shape\[0\]: expected a non-negative integer, got number -2/,
     ],
   ];
   for (const [what, call, cls, message] of cases) {
@@ -141,9 +141,9 @@ describe("errors", () => {
   }
 
   test("options", () => {
-    expect(() => new Embedding({ numEmbeddings: 0, embeddingDim: 2 })).toThrow(/numEmbeddings must be a positive integer/);
+    expect(() => new Embedding({ numEmbeddings: 0, embeddingDim: 2 })).toThrow(/Embedding numEmbeddings: expected a positive integer, got number 0/);
     expect(() => new Embedding({ numEmbeddings: 4, embeddingDim: 2, paddingIdx: 4 })).toThrow(
-      /paddingIdx must be an integer in \[-4, 4\), got number 4/,
+      /Embedding paddingIdx: expected an integer in \[-4, 4\), got number 4/,
     );
     expect(() => new Embedding({ numEmbeddings: 4, embeddingDim: 2, maxNorm: 1 } as never)).toThrow(/unknown option "maxNorm"/);
     expect(new Embedding({ numEmbeddings: 4, embeddingDim: 2, paddingIdx: -1 }).paddingIdx).toBe(3);

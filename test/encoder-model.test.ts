@@ -219,31 +219,35 @@ describe("loading checkpoints", () => {
 describe("config.json", () => {
   const base = () => config(models["bert-f32"]);
   const bad: [string, Record<string, unknown>, RegExp][] = [
-    ["a model type other than bert and roberta", { model_type: "gpt2" }, /model_type "gpt2" is not supported; supported are "bert" and "roberta"/],
-    ["no model_type", { model_type: undefined }, /model_type is missing; supported are "bert" and "roberta"/],
+    [
+      "a model type other than bert and roberta",
+      { model_type: "gpt2" },
+      /EncoderModel.fromConfig model_type: expected "bert" or "roberta", got "gpt2"/,
+    ],
+    ["no model_type", { model_type: undefined }, /EncoderModel.fromConfig model_type: expected "bert" or "roberta", got nothing/],
     [
       "relative position embeddings",
       { position_embedding_type: "relative_key" },
-      /not supported: position_embedding_type "relative_key" \(supported: "absolute"\)/,
+      /position_embedding_type: expected "absolute" \(the only one supported\), got "relative_key"/,
     ],
-    ["a decoder", { is_decoder: true }, /not supported: is_decoder true/],
-    ["cross-attention", { add_cross_attention: true }, /not supported: add_cross_attention true/],
-    ["pruned heads", { pruned_heads: { 0: [1] } }, /not supported: pruned_heads \{"0":\[1\]\}/],
+    ["a decoder", { is_decoder: true }, /is_decoder: expected false \(the only one supported\), got true/],
+    ["cross-attention", { add_cross_attention: true }, /add_cross_attention: expected false \(the only one supported\), got true/],
+    ["pruned heads", { pruned_heads: { 0: [1] } }, /pruned_heads: expected \{\} \(the only one supported\), got \{"0":\[1\]\}/],
     [
       "two at once, both named",
       { is_decoder: true, position_embedding_type: "relative_key_query" },
-      /position_embedding_type "relative_key_query" .*is_decoder true/,
+      /position_embedding_type: expected "absolute" .*got "relative_key_query"; is_decoder: expected false .*got true/,
     ],
     [
       "an activation we do not compute",
       { hidden_act: "swish" },
-      /hidden_act "swish" is not supported; supported are "gelu", "gelu_new", "gelu_pytorch_tanh", "relu"/,
+      /hidden_act: expected one of "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", got "swish"/,
     ],
-    ["heads that do not divide hidden_size", { num_attention_heads: 5 }, /hidden_size \(36\) must be divisible by num_attention_heads \(5\)/],
-    ["a size that is not a positive integer", { intermediate_size: 0 }, /intermediate_size must be an integer >= 1, got 0/],
-    ["a size of the wrong type", { vocab_size: "61" }, /vocab_size must be an integer >= 1, got "61"/],
-    ["layer_norm_eps", { layer_norm_eps: -1 }, /layer_norm_eps must be a finite number >= 0, got -1/],
-    ["RoBERTa without a pad token", { model_type: "roberta", pad_token_id: null }, /pad_token_id must be an integer >= 0 for RoBERTa/],
+    ["heads that do not divide hidden_size", { num_attention_heads: 5 }, /hidden_size: expected a multiple of num_attention_heads \(5\), got 36/],
+    ["a size that is not a positive integer", { intermediate_size: 0 }, /EncoderModel.fromConfig intermediate_size: expected an integer >= 1, got 0/],
+    ["a size of the wrong type", { vocab_size: "61" }, /vocab_size: expected an integer >= 1, got "61"/],
+    ["layer_norm_eps", { layer_norm_eps: -1 }, /layer_norm_eps: expected a finite number >= 0, got -1/],
+    ["RoBERTa without a pad token", { model_type: "roberta", pad_token_id: null }, /pad_token_id: expected an integer >= 0 for RoBERTa/],
   ];
   for (const [what, change, message] of bad) {
     test(`${what}: an ArgumentError naming the field`, () => {
@@ -346,9 +350,9 @@ describe("inputs", () => {
       "an id past the vocabulary",
       (b) => b.forward({ data: Int32Array.of(1, 2, 3, 61), shape: [2, 2] }),
       ArgumentError,
-      /inputIds: id 61 at \[1, 1\] is not an integer in \[0, 61\)/,
+      /inputIds\[1, 1\]: expected an integer in \[0, 61\), got number 61/,
     ],
-    ["a fractional id", (b) => b.forward([1, 2.5]), ArgumentError, /inputIds: id 2.5 at \[1\]/],
+    ["a fractional id", (b) => b.forward([1, 2.5]), ArgumentError, /inputIds\[1\]: expected an integer in \[0, 61\), got number 2.5/],
     [
       "ids of rank 3",
       (b) => b.forward({ data: new Int32Array(8), shape: [2, 2, 2] }),
@@ -371,7 +375,7 @@ describe("inputs", () => {
       "a mask value other than 0 and 1",
       (b) => b.forward([1, 2, 3], { attentionMask: [1, 2, 1] }),
       ArgumentError,
-      /attentionMask: values must be 1 \(real token\) or 0 \(padding\), got number 2 at position 1/,
+      /attentionMask: expected values 1 \(real token\) or 0 \(padding\), got number 2 at position 1/,
     ],
     [
       "a float mask",
@@ -383,7 +387,7 @@ describe("inputs", () => {
       "a token type past type_vocab_size",
       (b) => b.forward([1, 2], { tokenTypeIds: [0, 2] }),
       ArgumentError,
-      /tokenTypeIds: id 2 at \[1\] is not an integer in \[0, 2\)/,
+      /tokenTypeIds\[1\]: expected an integer in \[0, 2\), got number 2/,
     ],
     [
       "token types of another length",
@@ -395,13 +399,13 @@ describe("inputs", () => {
       "BERT: more tokens than positions",
       (b) => b.forward(new Int32Array(41).fill(5)),
       ShapeError,
-      /token 40 of 41 needs position 40, past max_position_embeddings 40/,
+      /inputIds: expected positions below max_position_embeddings 40, got position 40 for token 40 of 41/,
     ],
     [
       "RoBERTa: positions start after the pad token",
       (_, r) => r.forward(new Int32Array(41).fill(5)),
       ShapeError,
-      /token 40 of 41 needs position 42, past max_position_embeddings 42/,
+      /inputIds: expected positions below max_position_embeddings 42, got position 42 for token 40 of 41/,
     ],
     ["an unknown option", (b) => b.forward([1], { attention_mask: [1] } as never), ArgumentError, /unknown option "attention_mask"/],
   ];

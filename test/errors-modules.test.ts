@@ -51,58 +51,68 @@ const rows: () => Row[] = () => [
     "Linear: inFeatures not a positive integer",
     () => new Linear({ inFeatures: 2.5, outFeatures: 3 }),
     ArgumentError,
-    /Linear: inFeatures must be a positive integer, got 2.5/,
+    /Linear inFeatures: expected a positive integer, got number 2.5/,
   ],
   [
     "Linear: unknown option",
     () => new Linear({ inFeatures: 2, outFeatures: 3, bais: true } as never),
     ArgumentError,
-    /unknown option "bais"; known options are "inFeatures", "outFeatures", "bias"/,
+    /Linear options: expected only "inFeatures", "outFeatures", "bias".*, got unknown option "bais"/,
   ],
-  ["LayerNorm: negative eps", () => new LayerNorm({ normalizedShape: 4, eps: -1 }), ArgumentError, /eps must be a finite number >= 0, got -1/],
+  [
+    "LayerNorm: negative eps",
+    () => new LayerNorm({ normalizedShape: 4, eps: -1 }),
+    ArgumentError,
+    /LayerNorm eps: expected a finite number >= 0, got number -1/,
+  ],
   [
     "MultiHeadAttention: numHeads does not divide embedDim",
     () => new MultiHeadAttention({ embedDim: 10, numHeads: 4 }),
     ArgumentError,
-    /embedDim \(10\) must be divisible by numHeads \(4\)/,
+    /MultiHeadAttention embedDim: expected a multiple of numHeads \(4\), got number 10/,
   ],
   [
     "MultiHeadAttention: bias not a boolean",
     () => new MultiHeadAttention({ embedDim: 8, numHeads: 2, bias: 1 as never }),
     ArgumentError,
-    /bias must be a boolean, got number/,
+    /MultiHeadAttention bias: expected a boolean, got number 1/,
   ],
   [
     "TransformerEncoderLayer: NaN dModel",
     () => new TransformerEncoderLayer({ dModel: NaN, nhead: 2 }),
     ArgumentError,
-    /dModel must be a positive integer, got NaN/,
+    /TransformerEncoderLayer dModel: expected a positive integer, got number NaN/,
   ],
   [
     "TransformerDecoderLayer: unknown activation",
     () => new TransformerDecoderLayer({ ...layer, activation: "tanh" as never }),
     ArgumentError,
-    /activation must be "relu", "gelu" or "gelu-tanh", got string tanh/,
+    /TransformerDecoderLayer activation: expected "relu", "gelu" or "gelu-tanh", got string tanh/,
   ],
   [
     "TransformerEncoder: numLayers 0",
     () => new TransformerEncoder({ layer, numLayers: 0 }),
     ArgumentError,
-    /numLayers must be a positive integer, got 0/,
+    /TransformerEncoder numLayers: expected a positive integer, got number 0/,
   ],
   [
     "TransformerDecoder: unknown option",
     () => new TransformerDecoder({ layer, numLayers: 1, normFirst: true } as never),
     ArgumentError,
-    /unknown option "normFirst"; known options are "layer", "numLayers", "norm"/,
+    /TransformerDecoder options: expected only "layer", "numLayers", "norm".*, got unknown option "normFirst"/,
   ],
   [
     "KVCache: capacity not a positive integer",
     () => new KVCache({ capacity: -3 }),
     ArgumentError,
-    /KVCache: capacity must be a positive integer, got -3/,
+    /KVCache capacity: expected a positive integer, got number -3/,
   ],
-  ["KVCache: unknown option", () => new KVCache({ size: 3 } as never), ArgumentError, /unknown option "size"; known options are "capacity"/],
+  [
+    "KVCache: unknown option",
+    () => new KVCache({ size: 3 } as never),
+    ArgumentError,
+    /KVCache options: expected only "capacity".*, got unknown option "size"/,
+  ],
   // forward calls
   ["Linear.forward: wrong last dimension", () => lin.forward(t(2, 7)), ShapeError, /Linear.forward x: expected \[\.\.\., 8\], got \[2, 7\]/],
   [
@@ -145,19 +155,19 @@ const rows: () => Row[] = () => [
     "MultiHeadAttention.forward: needWeights not boolean",
     () => mha.forward(x, x, x, { needWeights: "no" as never }),
     ArgumentError,
-    /needWeights must be a boolean, got string/,
+    /MultiHeadAttention.forward needWeights: expected a boolean, got string no/,
   ],
   [
     "MultiHeadAttention.forward: unknown option",
     () => mha.forward(x, x, x, { is_causal: true } as never),
     ArgumentError,
-    /unknown option "is_causal"; known options are "keyPaddingMask", "attnMask"/,
+    /MultiHeadAttention.forward options: expected only "keyPaddingMask", "attnMask".*, got unknown option "is_causal"/,
   ],
   [
     "MultiHeadAttention.forward: cache without isCausal",
     () => mha.forward(x, x, x, { cache: new KVCache() }),
     ArgumentError,
-    /cache: decoding with a cache needs isCausal: true/,
+    /isCausal: expected true with a cache \(decoding is causal\), got false/,
   ],
   [
     "MultiHeadAttention.forward: cache not a KVCache",
@@ -171,7 +181,7 @@ const rows: () => Row[] = () => [
     "TransformerEncoder.forward: srcMask is the layer's name",
     () => enc.forward(x, { srcMask: b(5, 5) } as never),
     ArgumentError,
-    /unknown option "srcMask"; known options are "mask"/,
+    /TransformerEncoder.forward options: expected only "mask".*, got unknown option "srcMask"/,
   ],
   [
     "TransformerDecoder.forward: memory batch mismatch",
@@ -183,7 +193,7 @@ const rows: () => Row[] = () => [
     "TransformerDecoder.forward: tgtIsCausal not boolean",
     () => dec.forward(x, x, { tgtIsCausal: "yes" as never }),
     ArgumentError,
-    /tgtIsCausal must be a boolean, got string/,
+    /TransformerDecoder.forward tgtIsCausal: expected a boolean, got string yes/,
   ],
   [
     "TransformerDecoder.forward: memoryKeyPaddingMask shape",
@@ -231,13 +241,18 @@ const rows: () => Row[] = () => [
     /LayerNorm was disposed/,
   ],
   // helpers
-  ["tensor: negative dimension", () => tensor(new Float32Array(0), [-1]), ShapeError, /shape: dimension 0 must be a non-negative integer, got -1/],
-  ["residentTensor: data length", () => residentTensor([3], [1, 2]), ShapeError, /residentTensor: shape \[3\] holds 3 elements but data has 2/],
+  [
+    "tensor: negative dimension",
+    () => tensor(new Float32Array(0), [-1]),
+    ShapeError,
+    /tensor shape\[0\]: expected a non-negative integer, got number -1/,
+  ],
+  ["residentTensor: data length", () => residentTensor([3], [1, 2]), ShapeError, /residentTensor data: expected 3 elements \(shape \[3\]\), got 2/],
   [
     "loadSafetensors: a string",
     () => loadSafetensors("model" as never),
     ArgumentError,
-    /loadSafetensors: expected a Uint8Array or ArrayBuffer, got string/,
+    /loadSafetensors bytes: expected a Uint8Array or ArrayBuffer, got string model/,
   ],
 ];
 
@@ -266,4 +281,78 @@ describe("every public function and constructor rejects bad input clearly", () =
   for (const [what, call, cls, message] of rows()) {
     test(what, () => expectRejected(call, cls, message, () => expect(mha.forward(x, x, x).output.shape).toEqual([2, 5, 8])));
   }
+});
+
+// Issue #11: one message style for every bad argument, `<name>: expected <what>, got <value>`,
+// <name> the argument (after its class or function unless a plain argument of the call), made of
+// words, dots, brackets, quotes and spaces; no sentence before the colon.
+const STYLE = /^[\w.[\]", ]+: expected .+, got .+/s;
+
+describe("one message style across the modules", () => {
+  const q = t(2, 4, 8);
+  // [module, call]: one throw site of each, a sample that keeps the style one
+  const sites: [string, () => unknown][] = [
+    ["check.ts (positiveInt)", () => new Linear({ inFeatures: 2.5, outFeatures: 3 })],
+    ["check.ts (optionBool)", () => new MultiHeadAttention({ embedDim: 8, numHeads: 2, bias: 1 as never })],
+    ["check.ts (int)", () => new KVCache({ capacity: -3 })],
+    ["tensor.ts (data length)", () => tensor(new Float32Array(5), [2, 3])],
+    ["tensor.ts (unknown option)", () => new LayerNorm({ normalizedShape: 4, epsilon: 1 } as never)],
+    ["resident.ts", () => residentTensor([2, -1])],
+    ["multihead.ts", () => new MultiHeadAttention({ embedDim: 10, numHeads: 4 })],
+    ["transformer.ts", () => new TransformerEncoderLayer({ ...layer, activation: "tanh" as never })],
+    ["rmsnorm.ts", () => new lib.RMSNorm({ normalizedShape: 4, eps: -1 })],
+    ["gated-mlp.ts", () => new lib.GatedMLP({ hiddenSize: 4, intermediateSize: 8, activation: "relu" as never })],
+    ["decoder-layer.ts", () => new lib.DecoderLayer({ hiddenSize: 16, numHeads: 4, numKvHeads: 3, intermediateSize: 8 })],
+    ["embedding.ts", () => new lib.Embedding({ numEmbeddings: 4, embeddingDim: 2, paddingIdx: 4 })],
+    ["attention.ts", () => lib.scaledDotProductAttention(q, t(3, 4, 8), t(3, 4, 8))],
+    ["features.ts", () => lib.scaledDotProductAttention(q, q, q, { dilation: 2 })],
+    ["mask.ts", () => lib.scaledDotProductAttention(q, q, q, { attnMask: b(4, 5) })],
+    ["sparse.ts", () => lib.blockSparseLayout(40, 40, 8, { pattern: "dense" } as never)],
+    ["positions.ts", () => lib.sinusoidalPositions(-1, 4)],
+    [
+      "rotary.ts",
+      () =>
+        lib.ropeParameters({
+          dim: 8,
+          scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 4, high_freq_factor: 1, original_max_position_embeddings: 64 },
+        }),
+    ],
+    ["linear-attention.ts", () => new lib.LinearAttentionState([2], 0, 2)],
+    ["safetensors.ts", () => loadSafetensors(new Uint8Array(5))],
+    ["state-dict.ts", () => lin.loadStateDict({}, 3 as never)],
+    ["quantize.ts", () => lib.quantize(lin, "int8" as never)],
+    ["encoder-model.ts", () => lib.EncoderModel.fromConfig({ model_type: "bert", hidden_act: "swish" })],
+    ["causal-lm-config.ts", () => lib.CausalLM.fromConfig({ model_type: "gpt2" })],
+  ];
+  const messageOf = (call: () => unknown): string => {
+    try {
+      call();
+    } catch (e) {
+      expect(e).toBeInstanceOf(WasmAttentionError);
+      return (e as Error).message;
+    }
+    throw new Error("no error thrown");
+  };
+
+  test.each(sites)("%s", (_, call) => {
+    const message = messageOf(call);
+    expect(message).toMatch(STYLE);
+    expect(message).not.toMatch(/must be/);
+  });
+
+  test("init's options too (a rejected promise)", async () => {
+    await expect(lib.init({ simd: "fast" as never })).rejects.toThrow(STYLE);
+    await expect(lib.init({ threads: 0 })).rejects.toThrow(STYLE);
+  });
+
+  test("the sample spans at least 8 modules, and the older styles do not match", () => {
+    expect(new Set(sites.map(([where]) => where.split(" ")[0])).size).toBeGreaterThanOrEqual(8);
+    for (const old of [
+      "KVCache: capacity must be a positive integer, got 0",
+      "MultiHeadAttention: numHeads (12) must be a multiple of numKvHeads (5)",
+      "generate: maxNewTokens: expected a non-negative integer, got number -1",
+      "tensor: shape [2, 3] holds 6 elements but data has 5",
+    ])
+      expect(old).not.toMatch(STYLE);
+  });
 });

@@ -33,19 +33,19 @@ const rows: [string, () => unknown, typeof WasmAttentionError, RegExp][] = [
     "data length != shape",
     () => scaledDotProductAttention({ data: new Float32Array(10), shape: [2, 3, 4, 8] }, k, k),
     ShapeError,
-    /query: shape \[2, 3, 4, 8\] holds 192 elements but data has 10/,
+    /query.data: expected 192 elements \(shape \[2, 3, 4, 8\]\), got 10/,
   ],
   [
     "NaN dimension",
     () => scaledDotProductAttention({ data: new Float32Array(0), shape: [NaN, 8] }, k, k),
     ShapeError,
-    /query.shape: dimension 0 must be a non-negative integer, got NaN/,
+    /query.shape\[0\]: expected a non-negative integer, got number NaN/,
   ],
   [
     "negative dimension",
     () => scaledDotProductAttention({ data: new Float32Array(0), shape: [-1, 8] }, k, k),
     ShapeError,
-    /dimension 0 must be a non-negative integer, got -1/,
+    /query.shape\[0\]: expected a non-negative integer, got number -1/,
   ],
   [
     "rank 1 query",
@@ -63,10 +63,15 @@ const rows: [string, () => unknown, typeof WasmAttentionError, RegExp][] = [
     "batch mismatch",
     () => scaledDotProductAttention(q, t(1, 3, 6, 8), t(1, 3, 6, 8)),
     ShapeError,
-    /key: leading dimensions of \[1, 3, 6, 8\] must equal query's/,
+    /key: expected the leading dimensions of query \[2, 3, 4, 8\], got \[1, 3, 6, 8\]/,
   ],
   ["E mismatch", () => scaledDotProductAttention(q, t(2, 3, 6, 7), k), ShapeError, /key: expected \[\.\.\., Lk, 8\]/],
-  ["E = 0", () => scaledDotProductAttention(t(2, 0), t(2, 0), t(2, 3)), ShapeError, /E must be at least 1/],
+  [
+    "E = 0",
+    () => scaledDotProductAttention(t(2, 0), t(2, 0), t(2, 3)),
+    ShapeError,
+    /query: expected an embedding dimension E of at least 1, got \[2, 0\]/,
+  ],
   ["value Lk mismatch", () => scaledDotProductAttention(q, k, t(2, 3, 5, 8)), ShapeError, /value: expected \[\.\.\., 6, Ev\]/],
   ["value heads mismatch", () => scaledDotProductAttention(q, k, t(2, 1, 6, 8)), ShapeError, /value: expected 3 heads like key/],
   [
@@ -79,19 +84,19 @@ const rows: [string, () => unknown, typeof WasmAttentionError, RegExp][] = [
     "GQA heads not a multiple",
     () => scaledDotProductAttention(q, t(2, 2, 6, 8), t(2, 2, 6, 8), { enableGqa: true }),
     ShapeError,
-    /enableGqa: query heads \(3.*multiple of key\/value heads \(2/,
+    /query: expected a number of heads that is a multiple of key's 2 \(\[2, 2, 6, 8\]\) with enableGqa, got 3 in \[2, 3, 4, 8\]/,
   ],
   [
     "mask does not broadcast",
     () => scaledDotProductAttention(q, k, k, { attnMask: b(4, 5) }),
     ShapeError,
-    /attnMask: shape \[4, 5\] does not broadcast to the scores' shape \[2, 3, 4, 6\] \(dimension -1: 5, expected 6 or 1\)/,
+    /attnMask: expected a shape that broadcasts to the scores' shape \[2, 3, 4, 6\] \(dimension -1: 6 or 1\), got \[4, 5\]/,
   ],
   [
     "mask of too many dims",
     () => scaledDotProductAttention(q, k, k, { attnMask: b(1, 2, 3, 4, 6) }),
     ShapeError,
-    /attnMask: shape \[1, 2, 3, 4, 6\] has more dimensions than the scores/,
+    /attnMask: expected at most the 4 dimensions of the scores \[2, 3, 4, 6\], got \[1, 2, 3, 4, 6\]/,
   ],
   [
     "mask of wrong dtype",
@@ -103,7 +108,7 @@ const rows: [string, () => unknown, typeof WasmAttentionError, RegExp][] = [
     "isCausal with attnMask",
     () => scaledDotProductAttention(q, k, k, { isCausal: true, attnMask: b(4, 6) }),
     ArgumentError,
-    /either isCausal or attnMask, not both/,
+    /isCausal: not together with attnMask/,
   ],
   [
     "isCausal not boolean",
@@ -124,10 +129,10 @@ const rows: [string, () => unknown, typeof WasmAttentionError, RegExp][] = [
     "unknown option",
     () => scaledDotProductAttention(q, k, k, { dropoutP: 0.1 } as never),
     ArgumentError,
-    /unknown option "dropoutP"; known options are "attnMask", "isCausal"/,
+    /expected only "attnMask", "isCausal".*, got unknown option "dropoutP"/,
   ],
   ["options not an object", () => scaledDotProductAttention(q, k, k, 5 as never), ArgumentError, /options: expected an object, got number 5/],
-  ["tensor(): length mismatch", () => tensor(new Float32Array(5), [2, 3]), ShapeError, /tensor: shape \[2, 3\] holds 6 elements but data has 5/],
+  ["tensor(): length mismatch", () => tensor(new Float32Array(5), [2, 3]), ShapeError, /tensor data: expected 6 elements \(shape \[2, 3\]\), got 5/],
 ];
 
 describe("bad input gets a clear error before any kernel runs", () => {

@@ -123,19 +123,21 @@ describe("streaming and stopping", () => {
   });
 
   test("errors name the option", () => {
-    expect(() => model.generate(prompt, { maxNewTokens: -1 })).toThrow(/maxNewTokens: expected a non-negative integer/);
-    expect(() => model.generate(prompt, { temperature: -1 })).toThrow(/temperature must be a finite number >= 0/);
-    expect(() => model.generate(prompt, { topK: 0 })).toThrow(/topK: expected a positive integer/);
-    expect(() => model.generate(prompt, { topP: 0 })).toThrow(/topP must be a number in \(0, 1\]/);
-    expect(() => model.generate(prompt, { repetitionPenalty: 0 })).toThrow(/repetitionPenalty must be a finite number > 0/);
-    expect(() => model.generate(prompt, { eosTokenId: 67 })).toThrow(/eosTokenId: expected an integer from 0 to 66, got number 67/);
-    expect(() => model.generate(prompt, { seed: 1.5 })).toThrow(/seed must be an integer/);
-    expect(() => model.generate(prompt, { onToken: 1 as never })).toThrow(/onToken must be a function/);
+    expect(() => model.generate(prompt, { maxNewTokens: -1 })).toThrow(/generate maxNewTokens: expected a non-negative integer, got number -1/);
+    expect(() => model.generate(prompt, { temperature: -1 })).toThrow(/generate temperature: expected a finite number >= 0, got number -1/);
+    expect(() => model.generate(prompt, { topK: 0 })).toThrow(/generate topK: expected a positive integer, got number 0/);
+    expect(() => model.generate(prompt, { topP: 0 })).toThrow(/generate topP: expected a number in \(0, 1\], got number 0/);
+    expect(() => model.generate(prompt, { repetitionPenalty: 0 })).toThrow(/generate repetitionPenalty: expected a finite number > 0, got number 0/);
+    expect(() => model.generate(prompt, { eosTokenId: 67 })).toThrow(/generate eosTokenId: expected an integer from 0 to 66, got number 67/);
+    expect(() => model.generate(prompt, { seed: 1.5 })).toThrow(/generate seed: expected an integer, got number 1.5/);
+    expect(() => model.generate(prompt, { onToken: 1 as never })).toThrow(/generate onToken: expected a function, got number 1/);
     expect(() => model.generate(prompt, { maxTokens: 3 } as never)).toThrow(ArgumentError);
   });
 });
 
 test("an empty prompt is an error; maxNewTokens 0 returns nothing", () => {
-  expect(() => model.generate([], { maxNewTokens: 3 })).toThrow(/each sequence needs at least one token/);
+  expect(() => model.generate([], { maxNewTokens: 3 })).toThrow(
+    /generate inputIds: expected at least one token in each sequence to continue, got sequences of 0 tokens/,
+  );
   expect(model.generate(ids2([[1], [2]]), { maxNewTokens: 0 })).toEqual([new Int32Array(0), new Int32Array(0)]);
 });

@@ -175,12 +175,12 @@ describe("KVCache dtype: decoding against a float64 oracle over the stored keys 
     const x = lib.tensor(rng(4).floats(3 * E), [1, 3, E]);
     const cache = new lib.KVCache({ dtype: "q8" });
     expect(() => linear.forward(x, x, x, { isCausal: true, cache, needWeights: false })).toThrow(
-      'cache: a "q8" cache is not supported with linear attention',
+      'cache: expected an "f32" cache with linear attention, got a "q8" cache',
     );
     const plain = new lib.MultiHeadAttention({ embedDim: E, numHeads: 2, attention: { window: [2, 0] } });
     plain.loadStateDict(dict);
     expect(() => plain.forward(x, x, x, { isCausal: true, cache, needWeights: false, globalTokens: [0] })).toThrow(
-      'cache: a "q8" cache is not supported with globalTokens',
+      'cache: expected an "f32" cache with globalTokens, got a "q8" cache',
     );
     expect(cache.length).toBe(0);
     expect(cache.byteLength).toBe(0);

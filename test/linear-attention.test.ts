@@ -107,7 +107,7 @@ describe("linearAttention vs the explicit quadratic formula", () => {
   test("errors", () => {
     const x = tensor(new Float32Array(12), [3, 4]);
     expect(() => linearAttention(x, tensor(new Float32Array(8), [2, 4]), tensor(new Float32Array(8), [2, 4]), { causal: true })).toThrow(
-      /causal needs Lq = Lk/,
+      /key: expected Lk = Lq = 3 \(causal; query \[3, 4\]\), got \[2, 4\]/,
     );
     expect(() => linearAttention(x, x, x, { featureMap: "softmax" as never })).toThrow(/featureMap: expected "elu\+1" or "relu"/);
     expect(() => linearAttention(x, tensor(new Float32Array(9), [3, 3]), x)).toThrow(ShapeError);

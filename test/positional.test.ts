@@ -105,11 +105,13 @@ describe("RoPE", () => {
     expect(() => scaledDotProductAttention(q, q, q, { rope: { rotaryDim: 5 } })).toThrow(
       /rope.rotaryDim: expected an even integer from 2 to E = 6, got number 5/,
     );
-    expect(() => scaledDotProductAttention(q, q, q, { rope: { base: 3 } as never })).toThrow(/unknown option "base"; known options are "theta"/);
+    expect(() => scaledDotProductAttention(q, q, q, { rope: { base: 3 } as never })).toThrow(/expected only "theta".*, got unknown option "base"/);
     expect(() => scaledDotProductAttention(q, q, q, { alibi: [1, 2] })).toThrow(
       /alibi: expected true or 1 finite slopes \(one per query head\), got 2 values/,
     );
-    expect(() => scaledDotProductAttention(q, q, q, { dilation: 2 })).toThrow(/dilation: only with a window/);
+    expect(() => scaledDotProductAttention(q, q, q, { dilation: 2 })).toThrow(
+      /dilation: expected 1 without a window \(a dilated sliding window needs one\), got number 2/,
+    );
     expect(() => scaledDotProductAttention(q, q, q, { softcap: -1 })).toThrow(/softcap: expected a finite number > 0/);
   });
 });
@@ -126,5 +128,5 @@ test("sinusoidal position embeddings", () => {
     const angle = (p + 3) / 10000 ** ((2 * Math.floor(i / 2)) / 6);
     expect(pe.data[p * 6 + i]).toBeCloseTo(i % 2 ? Math.cos(angle) : Math.sin(angle), 6);
   }
-  expect(() => sinusoidalPositions(-1, 4)).toThrow(/L must be an integer >= 0/);
+  expect(() => sinusoidalPositions(-1, 4)).toThrow(/sinusoidalPositions L: expected an integer >= 0, got number -1/);
 });

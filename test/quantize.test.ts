@@ -270,14 +270,14 @@ describe("Linear in q8: the host path against the float64 oracle of the dequanti
       }),
     ).toThrow(/"weight" has shape \[4, 2\] \(I8, 8 values\), expected \[2, 4\]/);
     expect(() => lin.loadStateDict({ weight: q, weight_scale: { data: new Int32Array(2), shape: [2], dtype: "I32" } as IntegerTensor })).toThrow(
-      /"weight_scale" is an I32 tensor; scales are float/,
+      /state dict "weight_scale": expected a float tensor \(scales are float\), got a tensor of dtype I32/,
     );
     expect(() =>
       lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] }, weight_scale: { data: new Float32Array(2), shape: [2] } }),
     ).toThrow(/unexpected "weight_scale"/);
     expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q5" as never })).toThrow(ArgumentError);
     expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q5" as never })).toThrow(
-      /weights must be "f32" or "f16" or "q8" or "q4", got string q5/,
+      /loadStateDict weights: expected "f32" or "f16" or "q8" or "q4", got string q5/,
     );
     // nothing was loaded by the failed calls
     expect(() => lin.forward({ data: new Float32Array(4), shape: [1, 4] })).toThrow(StateError);
@@ -300,7 +300,9 @@ describe("quantize()", () => {
     quantize(a, "q8"); // already q8: unchanged
     expect(Array.from(a.forward(x).data)).toEqual(Array.from(want.forward(x).data));
     expect(a.weightBytes()).toBe(want.weightBytes());
-    expect(() => quantize(a, "f32")).toThrow(/12 Linear layers hold q8 weights; their float32 values are gone/);
+    expect(() => quantize(a, "f32")).toThrow(
+      /quantize format: expected one the weights held can go to, got string f32: 12 Linear layers hold q8 weights; their float32 values are gone/,
+    );
     expect(quantize(new TransformerEncoder(small).loadStateDict(dict), "f32").weightBytes()).toBeGreaterThan(3.5 * a.weightBytes() * 0.5);
     // before loading: the layers load as q8 unless the load asks otherwise
     const b = quantize(new TransformerEncoder(small), "q8").loadStateDict(dict);
@@ -319,7 +321,7 @@ describe("quantize()", () => {
   test("errors: not a module, an unknown format, a disposed module", () => {
     expect(() => quantize({} as never, "q8")).toThrow(ArgumentError);
     const m = new MultiHeadAttention({ embedDim: 8, numHeads: 2 });
-    expect(() => quantize(m, "int8" as never)).toThrow(/format must be "f32" or "f16" or "q8" or "q4", got string int8/);
+    expect(() => quantize(m, "int8" as never)).toThrow(/quantize format: expected "f32" or "f16" or "q8" or "q4", got string int8/);
     m.dispose();
     expect(() => quantize(m, "q8")).toThrow(StateError);
   });

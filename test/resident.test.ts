@@ -50,7 +50,7 @@ describe("resident tensors", () => {
   });
 
   test("bad shapes and data lengths are errors", () => {
-    expect(() => residentTensor([2, -1])).toThrow(/must be non-negative integers/);
-    expect(() => residentTensor([2, 2], [1, 2, 3])).toThrow(/holds 4 elements but data has 3/);
+    expect(() => residentTensor([2, -1])).toThrow(/residentTensor shape\[1\]: expected a non-negative integer, got number -1/);
+    expect(() => residentTensor([2, 2], [1, 2, 3])).toThrow(/residentTensor data: expected 4 elements \(shape \[2, 2\]\), got 3/);
   });
 });

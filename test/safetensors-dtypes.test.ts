@@ -131,7 +131,7 @@ describe("every dtype", () => {
       const bytes = file({ weird: { dtype, shape: [1], bytes: new Uint8Array(1) } });
       expect(() => loadSafetensors(bytes)).toThrow(ArgumentError);
       expect(() => loadSafetensors(bytes)).toThrow(
-        `"weird" has dtype "${dtype}"; supported are F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL`,
+        `"weird".dtype: expected one of F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL, got "${dtype}"`,
       );
     }
   });
@@ -196,9 +196,9 @@ describe("float tensors read from the file's bytes", () => {
     expect(Array.from((d.f as Tensor).data)).toEqual([Math.fround(0.1), -3]);
   });
 
-  test("view must be a boolean; unknown options are named", () => {
+  test("view is a boolean; unknown options are named", () => {
     const bytes = file({ a: { dtype: "F32", shape: [1], bytes: bytesOf(values.subarray(0, 1)) } });
-    expect(() => loadSafetensors(bytes, { view: 1 } as never)).toThrow(/view must be a boolean, got number 1/);
+    expect(() => loadSafetensors(bytes, { view: 1 } as never)).toThrow(/loadSafetensors view: expected a boolean, got number 1/);
     expect(() => loadSafetensors(bytes, { copy: true } as never)).toThrow(/unknown option "copy"/);
   });
 });
@@ -249,6 +249,6 @@ describe("the header is data, never code", () => {
     const bytes = new Uint8Array(8 + json.length + 16);
     new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);
     bytes.set(json, 8);
-    expect(() => loadSafetensors(bytes)).toThrow(/tensors "a" and "b" overlap/);
+    expect(() => loadSafetensors(bytes)).toThrow(/"b".data_offsets: expected bytes of its own, got bytes of "a" too \(the tensors overlap\)/);
   });
 });

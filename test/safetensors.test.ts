@@ -58,14 +58,19 @@ describe("loadSafetensors", () => {
 
   const ok = { a: { dtype: "F32", shape: [2], data_offsets: [0, 8] } };
   const malformed: [string, () => Uint8Array | ArrayBuffer, typeof ArgumentError, RegExp][] = [
-    ["too short", () => new Uint8Array(5), ArgumentError, /too short/],
+    ["too short", () => new Uint8Array(5), ArgumentError, /loadSafetensors bytes: expected at least the 8 bytes of the header length, got 5 bytes/],
     [
       "header length past the end",
       () => file(ok, f32bytes(1, 2), { lengthOverride: 10_000n }),
       ArgumentError,
-      /header length 10000 runs past the end/,
+      /loadSafetensors header length: expected at most the \d+ bytes after it in the \d+-byte buffer, got 10000/,
     ],
-    ["header length of 2^64 - 1", () => file(ok, f32bytes(1, 2), { lengthOverride: 2n ** 64n - 1n }), ArgumentError, /runs past the end/],
+    [
+      "header length of 2^64 - 1",
+      () => file(ok, f32bytes(1, 2), { lengthOverride: 2n ** 64n - 1n }),
+      ArgumentError,
+      /header length: expected at most .*, got 1844674407370955\d+/,
+    ],
     [
       "invalid JSON",
       () => {
@@ -75,58 +80,68 @@ describe("loadSafetensors", () => {
         return b;
       },
       ArgumentError,
-      /not valid UTF-8 JSON/,
+      /loadSafetensors header: expected valid UTF-8 JSON, got bytes that are not/,
     ],
-    ["header not an object", () => file([1, 2] as never, f32bytes(1, 2)), ArgumentError, /must be a JSON object/],
+    [
+      "header not an object",
+      () => file([1, 2] as never, f32bytes(1, 2)),
+      ArgumentError,
+      /loadSafetensors header: expected a JSON object, got an Array/,
+    ],
     [
       "offsets past the data",
       () => file({ a: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, f32bytes(1, 2)),
       ArgumentError,
-      /"a" data_offsets \[0, 16\] run past the 8 bytes/,
+      /"a".data_offsets: expected an end within the 8 bytes of data, got \[0, 16\]/,
     ],
     [
       "offsets reversed",
       () => file({ a: { dtype: "F32", shape: [0], data_offsets: [8, 4] } }, f32bytes(1, 2)),
       ArgumentError,
-      /data_offsets \[8,4\]/,
+      /"a".data_offsets: expected \[begin, end\] with 0 <= begin <= end, got \[8,4\]/,
     ],
     [
       "overlapping tensors",
       () => file({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [1], data_offsets: [4, 8] } }, f32bytes(1, 2)),
       ArgumentError,
-      /"a" and "b" overlap/,
+      /"b".data_offsets: expected bytes of its own, got bytes of "a" too \(the tensors overlap\)/,
     ],
     [
       "shape does not match the bytes",
       () => file({ a: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, f32bytes(1, 2)),
       ShapeError,
-      /shape \[3\] of F32 \(12 bytes\) but data_offsets span 8 bytes/,
+      /"a".data_offsets: expected a span of 12 bytes \(shape \[3\] of F32\), got 8 bytes/,
     ],
     [
       "unknown dtype, named with the supported ones",
       () => file({ a: { dtype: "F8_E4M3", shape: [8], data_offsets: [0, 8] } }, f32bytes(1, 2)),
       ArgumentError,
-      /"a" has dtype "F8_E4M3"; supported are F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL/,
+      /"a".dtype: expected one of F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL, got "F8_E4M3"/,
     ],
     [
       "a dtype named after Object.prototype",
       () => file({ a: { dtype: "constructor", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)),
       ArgumentError,
-      /"a" has dtype "constructor"; supported are/,
+      /"a".dtype: expected one of .*, got "constructor"/,
     ],
     [
       "a dtype named __proto__",
       () => file({ a: { dtype: "__proto__", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)),
       ArgumentError,
-      /"a" has dtype "__proto__"; supported are/,
+      /"a".dtype: expected one of .*, got "__proto__"/,
     ],
     [
       "a dtype named toString",
       () => file({ a: { dtype: "toString", shape: [1], data_offsets: [0, 8] } }, f32bytes(1, 2)),
       ArgumentError,
-      /"a" has dtype "toString"; supported are/,
+      /"a".dtype: expected one of .*, got "toString"/,
     ],
-    ["bad shape", () => file({ a: { dtype: "F32", shape: [-2], data_offsets: [0, 8] } }, f32bytes(1, 2)), ShapeError, /"a" has shape \[-2\]/],
+    [
+      "bad shape",
+      () => file({ a: { dtype: "F32", shape: [-2], data_offsets: [0, 8] } }, f32bytes(1, 2)),
+      ShapeError,
+      /"a".shape: expected an array of non-negative integers, got \[-2\]/,
+    ],
   ];
   for (const [what, make, cls, message] of malformed) {
     test(`malformed: ${what}`, () => {
@@ -136,6 +151,6 @@ describe("loadSafetensors", () => {
   }
 
   test("not bytes at all is an ArgumentError", () => {
-    expect(() => loadSafetensors("abc" as never)).toThrow(/expected a Uint8Array or ArrayBuffer, got string/);
+    expect(() => loadSafetensors("abc" as never)).toThrow(/loadSafetensors bytes: expected a Uint8Array or ArrayBuffer, got string abc/);
   });
 });

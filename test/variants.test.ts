@@ -160,9 +160,11 @@ describe("MultiHeadAttention variants equal scaledDotProductAttention's", () => 
     ])
       got.set(enc.forward(lib.tensor(x.data.slice(a * E, b * E), [1, b - a, E]), { isCausal: true, cache }).data, a * E);
     expectClose(got, full.data, [1, L, E], { atol: 1e-5, rtol: 1e-4 });
-    expect(() => enc.forward(x, { srcKeyPaddingMask: lib.tensor(new Uint8Array(L), [1, L]) })).toThrow(/linear attention: masks are not supported/);
+    expect(() => enc.forward(x, { srcKeyPaddingMask: lib.tensor(new Uint8Array(L), [1, L]) })).toThrow(
+      /MultiHeadAttention masks: not together with linear attention/,
+    );
     expect(() => new lib.MultiHeadAttention({ embedDim: 8, numHeads: 2, attention: { linear: true, window: [1, 1] } })).toThrow(
-      /linear attention does not combine with window/,
+      /attention.window: not together with linear attention/,
     );
   });
 

@@ -189,7 +189,9 @@ describe("Linear in f16 and q4: the host path against the float64 oracle of the 
     const x = { data: rng(1).floats(3 * K), shape: [3, K] };
     expect(Array.from(lin.forward(x).data)).toEqual(Array.from(direct.forward(x).data));
     expect(() => quantize(lin, "f16")).toThrow(ArgumentError);
-    expect(() => quantize(lin, "q8")).toThrow(/1 Linear layer holds q4 weights; their float32 \(or half\) values are gone/);
+    expect(() => quantize(lin, "q8")).toThrow(
+      /quantize format: expected one the weights held can go to, got string q8: 1 Linear layer holds q4 weights; their float32 \(or half\) values are gone/,
+    );
     expect(() => quantize(lin, "f32")).toThrow(/holds q4 weights; their float32 values are gone/);
     const later = quantize(new Linear({ inFeatures: K, outFeatures: N }), "q4").loadStateDict(dict);
     expect(later.weights).toBe("q4");
