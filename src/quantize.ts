@@ -1,4 +1,5 @@
 // quantize(module, format): a loaded module's Linear weights re-held in another format.
+import { oneOf } from "./check.js";
 import { ArgumentError } from "./errors.js";
 import { Linear } from "./linear.js";
 import { Module } from "./module.js";
@@ -18,8 +19,7 @@ import { WEIGHT_FORMATS, type WeightFormat } from "./weights.js";
  */
 export function quantize<M extends Module>(module: M, format: WeightFormat): M {
   if (!(module instanceof Module)) throw new ArgumentError(`quantize: expected a Module, got ${describe(module)}`);
-  if (!WEIGHT_FORMATS.includes(format))
-    throw new ArgumentError(`quantize: format must be ${WEIGHT_FORMATS.map((f) => `"${f}"`).join(" or ")}, got ${describe(format)}`);
+  oneOf("quantize: format", format, WEIGHT_FORMATS);
   const linears = module.modules().filter((m): m is Linear => m instanceof Linear);
   // the formats each format can be made from
   const from: Record<WeightFormat, readonly WeightFormat[]> = {

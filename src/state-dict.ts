@@ -1,4 +1,5 @@
 // Loading a module's parameters from a state dict: every key checked before any is copied.
+import { oneOf } from "./check.js";
 import { ArgumentError, ShapeError } from "./errors.js";
 import type { Param } from "./module.js";
 import { type IntegerTensor, fileSource, loadFromFile } from "./safetensors.js";
@@ -41,9 +42,7 @@ export function loadParams(
   if (typeof prefix !== "string") throw new ArgumentError(`${fn}: prefix must be a string, got ${describe(prefix)}`);
   const { strict = true, weights } = checkOptions(`${fn} options`, options, ["strict", "weights"]);
   if (typeof strict !== "boolean") throw new ArgumentError(`${fn}: strict must be a boolean, got ${describe(strict)}`);
-  if (weights !== undefined && !WEIGHT_FORMATS.includes(weights)) {
-    throw new ArgumentError(`${fn}: weights must be ${WEIGHT_FORMATS.map((f) => `"${f}"`).join(" or ")}, got ${describe(weights)}`);
-  }
+  if (weights !== undefined) oneOf(`${fn}: weights`, weights, WEIGHT_FORMATS);
 
   // 1. every expected key: present, float (or int8 with its scales), of the right shape
   const problems: string[] = [];

@@ -277,7 +277,7 @@ describe("Linear in q8: the host path against the float64 oracle of the dequanti
     ).toThrow(/unexpected "weight_scale"/);
     expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q5" as never })).toThrow(ArgumentError);
     expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q5" as never })).toThrow(
-      /weights must be "f32" or "f16" or "q8" or "q4", got string q5/,
+      /Linear\.loadStateDict: weights: expected "f32" or "f16" or "q8" or "q4", got string q5/,
     );
     // nothing was loaded by the failed calls
     expect(() => lin.forward({ data: new Float32Array(4), shape: [1, 4] })).toThrow(StateError);
@@ -319,7 +319,8 @@ describe("quantize()", () => {
   test("errors: not a module, an unknown format, a disposed module", () => {
     expect(() => quantize({} as never, "q8")).toThrow(ArgumentError);
     const m = new MultiHeadAttention({ embedDim: 8, numHeads: 2 });
-    expect(() => quantize(m, "int8" as never)).toThrow(/format must be "f32" or "f16" or "q8" or "q4", got string int8/);
+    expect(() => quantize(m, "int8" as never)).toThrow(/quantize: format: expected "f32" or "f16" or "q8" or "q4", got string int8/);
+    expect(() => quantize(m, undefined as never)).toThrow(/quantize: format: expected "f32" or "f16" or "q8" or "q4", got undefined/);
     m.dispose();
     expect(() => quantize(m, "q8")).toThrow(StateError);
   });
