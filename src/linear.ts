@@ -94,10 +94,14 @@ export class Linear extends Module {
     return this.#w.get("weight") !== 0;
   }
 
-  /** @internal the format weights loaded later take, unless the load asks for another */
-  preferWeights(format: WeightFormat): void {
-    this.assertLive();
-    this.#format = format;
+  /**
+   * @internal quantize()'s step: the loaded weight (f32 or f16) re-held in `format`; not loaded,
+   * the format weights loaded later take, unless the load asks for another
+   */
+  holdAs(format: WeightFormat): void {
+    const w = this.weightF32();
+    if (w) this.setWeight(w, format);
+    else this.#format = format;
   }
 
   // a file's F16 / BF16 weight (N, K), into f16 or q4: copied into WebAssembly memory and packed

@@ -1,9 +1,12 @@
 // A weight W (N, K) in WebAssembly memory, held in one of the WeightFormats in the layout its
-// matrix product reads (panels of 8 rows: pack_f32_t, pack_f16, pack_q8 + scales, pack_q4):
-// writing one in, reading it back as float32 rows (f32, f16).
+// matrix product reads (panels of 8 rows: pack_f32_t, pack_f16, pack_q8 + scales, pack_q4): what
+// Linear and the vocabulary tables (Embedding, CausalLM's embedding and LM head) share. Writing
+// one in, reading it back as float32 rows (f32, f16), and reading single rows dequantized (the
+// tables' gather).
 import { runtime } from "./init.js";
 import { Heap } from "./memory.js";
 import type { Resident } from "./module.js";
+import { f16Table } from "./safetensors.js";
 import { type WeightFormat, preQuantizedRows } from "./weights.js";
 
 /** @internal bytes of WebAssembly memory W (N, K) takes held in `format` (q8: the int8 panels, then N scales) */
@@ -91,4 +94,62 @@ export function unpackWeight(at: number, format: "f32" | "f16", N: number, K: nu
   } finally {
     scope.release();
   }
+}
+
+/**
+ * @internal A reader of single rows of W (N, K) held in `format` at `at`: `read(r, row)` writes
+ * row r into `row` (K floats) dequantized, exactly as the product sees it: f16 widened, q8
+ * q * scale, q4 q * d (each rounded once to float32, which is exact for q4). The views it reads
+ * through are made once: nothing may allocate WebAssembly memory while it is in use.
+ */
+export function rowReader(format: WeightFormat, at: number, N: number, K: number): (r: number, row: Float32Array) => void {
+  const { kernels, heap } = runtime();
+  const buffer = heap.memory.buffer;
+  if (format === "f32") {
+    const f32 = new Float32Array(buffer);
+    return (r, row) => {
+      const from = at / 4 + (r >> 3) * K * 8 + (r & 7);
+      for (let k = 0; k < K; k++) row[k] = f32[from + 8 * k]!;
+    };
+  }
+  if (format === "q8") {
+    // pack_q8: panel r >> 3 of K4 x 8 bytes, per pair of k 16 bytes (row j's k0, k1 at 2j, 2j + 1);
+    // then the N scales
+    const i8 = new Int8Array(buffer);
+    const scales = new Float32Array(buffer, at + kernels.pack_q8_bytes(N, K), N);
+    const panel = Math.ceil(K / 4) * 4 * 8;
+    return (r, row) => {
+      const from = at + (r >> 3) * panel + (r & 7) * 2;
+      const s = scales[r]!;
+      for (let k = 0; k < K; k++) row[k] = i8[from + (k >> 1) * 16 + (k & 1)]! * s;
+    };
+  }
+  const halves = new Uint16Array(buffer);
+  const table = f16Table();
+  if (format === "f16") {
+    // pack_f16: panel r >> 3 of K x 8 halves, row r at lane r & 7
+    return (r, row) => {
+      const bits = new Uint32Array(row.buffer, row.byteOffset, K);
+      const from = at / 2 + (r >> 3) * K * 8 + (r & 7);
+      for (let k = 0; k < K; k++) bits[k] = table[halves[from + 8 * k]!]!;
+    };
+  }
+  const bytes = new Uint8Array(buffer);
+  // pack_q4: panel r >> 3 of NB blocks of 144 bytes: 8 half scales, then per 4 k 16 bytes (row j's
+  // nibbles of k0, k0 + 1 in byte j, of k0 + 2, k0 + 3 in byte 8 + j; low nibble first), q = nibble - 8
+  const NB = Math.ceil(K / 32);
+  const d = new Float32Array(1);
+  const dBits = new Uint32Array(d.buffer);
+  return (r, row) => {
+    const j = r & 7;
+    for (let b = 0; b < NB; b++) {
+      const blk = at + (r >> 3) * NB * 144 + b * 144;
+      dBits[0] = table[halves[blk / 2 + j]!]!;
+      const scale = d[0]!;
+      for (let i = 0; i < 32 && 32 * b + i < K; i++) {
+        const byte = bytes[blk + 16 + (i >> 2) * 16 + j + ((i & 2) << 2)]!;
+        row[32 * b + i] = ((i & 1 ? byte >> 4 : byte & 15) - 8) * scale;
+      }
+    }
+  };
 }

@@ -13,10 +13,11 @@ export interface LoadStateDictOptions {
    */
   strict?: boolean;
   /**
-   * How every Linear layer inside holds its weight: "f32" (float32), "f16" (half: half the
-   * memory), "q8" (int8, one scale per output channel; about a quarter of the memory) or "q4"
-   * (llama.cpp's q4_0 blocks of 32; about a seventh). Default: pre-quantized tensors load as "q8",
-   * others in the format each layer has ("f32" unless `quantize()` said otherwise).
+   * How every Linear layer and embedding table inside holds its weight: "f32" (float32), "f16"
+   * (half: half the memory), "q8" (int8, one scale per output channel, a table's per row; about a
+   * quarter of the memory) or "q4" (llama.cpp's q4_0 blocks of 32; about a seventh). Default:
+   * pre-quantized tensors load as "q8", others in the format each layer or table has ("f32"
+   * unless `quantize()` said otherwise). Biases and norms stay float32.
    */
   weights?: WeightFormat;
 }

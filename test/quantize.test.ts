@@ -350,21 +350,22 @@ describe("EncoderModel (Hugging Face BERT) in q8", () => {
     q8 = EncoderModel.fromConfig(config).loadStateDict(dict, undefined, { weights: "q8" });
   });
 
-  test('{ weights: "q8" }: every Linear int8, close to f32, fewer bytes', () => {
+  test('{ weights: "q8" }: every Linear and embedding table int8, close to f32, fewer bytes', () => {
     const want = f32.forward(ids).data;
     const err = relRms(q8.forward(ids).data, want);
     console.log(`q8 vs f32, the tiny BERT fixture: ${(100 * err).toFixed(3)}% relative RMS`);
     expect(err).toBeGreaterThan(0);
     expect(err).toBeLessThan(0.03);
-    // the embeddings (61 + 40 + 2 rows of 36) stay float32; the 2 x 6 matrices of the layers shrink
+    // the embeddings (61 + 40 + 2 rows of 36) and the 2 x 6 matrices of the layers shrink
+    expect(q8.wordEmbeddings.weights).toBe("q8");
     expect(q8.weightBytes()).toBeLessThan(f32.weightBytes());
   });
 
-  test("pre-quantized Hugging Face keys (query, key, value and dense weights as I8 + _scale)", () => {
+  test("pre-quantized Hugging Face keys (query, key, value and dense weights, the embedding tables as I8 + _scale)", () => {
     const plain: Record<string, Tensor> = {};
     for (const [k, t] of Object.entries(dict)) plain[k] = t as Tensor;
-    const keys = Object.keys(plain).filter((k) => /^encoder\..*(query|key|value|dense)\.weight$/.test(k));
-    expect(keys.length).toBe(2 * 6);
+    const keys = Object.keys(plain).filter((k) => /^(encoder\..*(query|key|value|dense)|embeddings\..*_embeddings)\.weight$/.test(k));
+    expect(keys.length).toBe(2 * 6 + 3);
     const m = EncoderModel.fromConfig(config).loadStateDict(preQuantized(plain, keys));
     expect(m.weightBytes()).toBe(q8.weightBytes());
     // query, key and value pass through EncoderModel's join as floats and are quantized again:
@@ -394,8 +395,8 @@ function safetensors(tensors: Record<string, { dtype: string; shape: number[]; b
   return out;
 }
 
-describe("CausalLM (a tiny Llama) in q8: every Linear of its layers int8", () => {
-  test("logits close to f32; fewer bytes; the untied lm_head and the embeddings stay float32", async () => {
+describe("CausalLM (a tiny Llama) in q8: every Linear of its layers, the embedding and the untied lm_head int8", () => {
+  test("logits close to f32; fewer bytes", async () => {
     const { CausalLM } = await import("../src/index.js");
     const dir = new URL("./fixtures/decoders/", import.meta.url);
     const config = JSON.parse(readFileSync(new URL("llama-untied.config.json", dir), "utf8")) as Record<string, unknown>;
