@@ -139,7 +139,8 @@ export class CausalLM extends Module {
   /**
    * Loads a checkpoint with Hugging Face's names (a base model's, without "model.", too).
    * Ignored: RoPE buffers (*.rotary_emb.inv_freq) and, for a model tied by its config,
-   * lm_head.weight. With `strict` (default) any other key the model does not use is an error.
+   * lm_head.weight (and its lm_head.weight_scale if pre-quantized). With `strict` (default) any
+   * other key the model does not use is an error.
    */
   override loadStateDict(dict: Readonly<Record<string, Tensor | IntegerTensor>>, prefix = "", options: LoadStateDictOptions = {}): this {
     this.assertLive();
@@ -151,7 +152,7 @@ export class CausalLM extends Module {
     const kept: Record<string, Tensor | IntegerTensor> = Object.create(null);
     for (const [key, value] of Object.entries(dict)) {
       const rel = key.startsWith(prefix) ? key.slice(prefix.length) : null;
-      if (rel !== null && (IGNORED.test(rel) || (tied && rel === "lm_head.weight"))) continue;
+      if (rel !== null && (IGNORED.test(rel) || (tied && (rel === "lm_head.weight" || rel === "lm_head.weight_scale")))) continue;
       kept[rel !== null && base ? `${prefix}model.${rel}` : key] = value;
     }
     const head = tied ? null : (this.#head ?? new VocabTable(this.config.vocabSize, this.config.hiddenSize));
@@ -237,13 +238,13 @@ export class CausalLM extends Module {
       4 * M * (2 * H + 1) +
         this.#rope.bytesToCover(Math.max(...positions) + 1) +
         Math.max(...this.layers.map((l) => l.footprint(M, maxKeys, B, withAttention))) +
-        this.#embed.projectBytes(B * rows),
+        (this.#head ?? this.#embed).projectBytes(B * rows),
     );
     const logits = resultArray("CausalLM.forward", B * rows * c.vocabSize);
     if (cache) cache.begin(this, B, L, pads);
     withScope((ctx) => {
       const x = ctx.scope.alloc(4 * M * H);
-      this.#embed.gather(ctx, x, ids.data, this.#normalizer);
+      this.#embed.gather(ctx.heap.f32(x, M * H), ids.data, { scale: this.#normalizer });
       const step: Step = {
         B,
         L,

@@ -44,9 +44,9 @@ export function bool(name: string, x: unknown, fallback: boolean): boolean {
   return x;
 }
 
-/** One of `choices`, or `fallback` when undefined. */
-export function oneOf<T extends string>(name: string, x: unknown, choices: readonly T[], fallback: T): T {
-  if (x === undefined) return fallback;
+/** One of `choices`, or `fallback` when undefined (without a fallback, undefined is an error too). */
+export function oneOf<T extends string>(name: string, x: unknown, choices: readonly T[], fallback?: T): T {
+  if (x === undefined && fallback !== undefined) return fallback;
   if (typeof x !== "string" || !choices.includes(x as T)) {
     throw new ArgumentError(`${name}: expected ${choices.map((c) => `"${c}"`).join(" or ")}, got ${describe(x)}`);
   }

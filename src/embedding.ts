@@ -1,9 +1,9 @@
 import { positiveInt } from "./check.js";
 import { ArgumentError, ShapeError } from "./errors.js";
-import { runtime } from "./init.js";
-import { type Ctx, Module, type Param, Resident } from "./module.js";
-import type { BlockParam } from "./safetensors.js";
+import { type Ctx, Module, type Param } from "./module.js";
 import { type Tensor, checkOptions, checkShape, describe, fmt, honest, size, typedKind } from "./tensor.js";
+import { VocabTable } from "./vocab-table.js";
+import type { WeightFormat } from "./weights.js";
 
 export interface EmbeddingOptions {
   numEmbeddings: number;
@@ -18,15 +18,16 @@ export type TokenIds = Int32Array | readonly number[] | { data: Int32Array; shap
 /**
  * torch.nn.Embedding: a table of numEmbeddings rows of embeddingDim; `forward(ids)` gathers the
  * rows of the ids. State dict: weight [numEmbeddings, embeddingDim], kept in WebAssembly memory in
- * blocks of rows (a file's F16 / BF16 table is widened a block at a time). `paddingIdx` is kept and
- * checked only: at inference the weight is used as loaded (torch zeroes that row at init and
- * skips its gradient).
+ * blocks of rows (a file's F16 / BF16 table is widened a block at a time), held as float32 or, as
+ * a Linear weight, half ("f16"), int8 with one scale per row ("q8") or 4-bit blocks ("q4"): see
+ * `weights`. `paddingIdx` is kept and checked only: at inference the weight is used as loaded
+ * (torch zeroes that row at init and skips its gradient).
  */
 export class Embedding extends Module {
   readonly numEmbeddings: number;
   readonly embeddingDim: number;
   readonly paddingIdx: number | null;
-  readonly #w = new Resident(this);
+  readonly #table: VocabTable;
 
   constructor(options: EmbeddingOptions) {
     super();
@@ -42,74 +43,45 @@ export class Embedding extends Module {
       );
     }
     this.paddingIdx = paddingIdx === undefined ? null : paddingIdx < 0 ? paddingIdx + this.numEmbeddings : paddingIdx;
+    this.#table = new VocabTable(this.numEmbeddings, this.embeddingDim);
+  }
+
+  protected override children(): Module[] {
+    return [this.#table];
   }
 
   params(): Param[] {
-    const [num, D] = [this.numEmbeddings, this.embeddingDim];
-    const R = this.#blockRows;
-    const loadBlock = (k: number, rows: Float32Array) => this.#w.set(`rows.${k}`, rows);
-    const weight: BlockParam = {
-      key: "weight",
-      shape: [num, D],
-      load: (t) => {
-        for (let k = 0; k * R < num; k++) loadBlock(k, t.data.subarray(k * R * D, Math.min(num, (k + 1) * R) * D));
-      },
-      blockRows: R,
-      loadBlock,
-    };
-    return [weight];
+    return this.#table.params();
+  }
+
+  /**
+   * How the table is held: "f32", "f16", "q8" (int8, one scale per row: `scale = max|row| / 127`)
+   * or "q4" (llama.cpp's q4_0, blocks of 32 along a row), by the rules of Linear's formats. A load
+   * chooses it (`loadStateDict(dict, prefix, { weights })`, a pre-quantized I8 weight with its
+   * scales), or `quantize()`; a load that does not say keeps the format the table has. `forward`
+   * returns the rows dequantized (q * scale, rounded once to float32).
+   */
+  get weights(): WeightFormat {
+    return this.#table.weights;
   }
 
   /** ids [...shape] (integers in [0, numEmbeddings)) -> [...shape, embeddingDim], a new tensor. */
   forward(ids: TokenIds): Tensor {
     const { data, shape } = checkIds("Embedding.forward ids", ids, this.numEmbeddings);
     this.assertReady();
-    const D = this.embeddingDim;
-    const out = new Float32Array(data.length * D);
-    const mem = new Float32Array(runtime().heap.memory.buffer);
-    const rows = this.#rows();
-    data.forEach((id, i) => out.set(mem.subarray(rows(id), rows(id) + D), i * D));
-    return { data: out, shape: [...shape, D] };
+    const out = new Float32Array(data.length * this.embeddingDim);
+    this.#table.gather(out, data);
+    return { data: out, shape: [...shape, this.embeddingDim] };
   }
 
   /** @internal out (n, embeddingDim) = rows ids (checked) of the table, in WebAssembly memory */
   run(ctx: Ctx, out: number, ids: Int32Array): void {
-    const D = this.embeddingDim;
-    const mem = new Float32Array(ctx.heap.memory.buffer);
-    const rows = this.#rows();
-    ids.forEach((id, i) => mem.copyWithin(out / 4 + i * D, rows(id), rows(id) + D));
+    this.#table.gather(ctx.heap.f32(out, ids.length * this.embeddingDim), ids);
   }
 
   /** @internal out (n, embeddingDim) += rows ids (checked) of the table, in WebAssembly memory */
   add(ctx: Ctx, out: number, ids: Int32Array): void {
-    const D = this.embeddingDim;
-    const mem = new Float32Array(ctx.heap.memory.buffer);
-    const rows = this.#rows();
-    ids.forEach((id, i) => {
-      const [o, w] = [out / 4 + i * D, rows(id)];
-      for (let j = 0; j < D; j++) mem[o + j]! += mem[w + j]!;
-    });
-  }
-
-  // the table is kept in blocks of rows (about 4 MB each), so that a file's F16 table widens a
-  // block at a time; rows per block
-  get #blockRows(): number {
-    return Math.max(1, Math.floor(2 ** 20 / this.embeddingDim));
-  }
-
-  // id -> the float index of its row in WebAssembly memory
-  #rows(): (id: number) => number {
-    const R = this.#blockRows;
-    const blocks = Array.from({ length: Math.ceil(this.numEmbeddings / R) }, (_, k) => this.#w.get(`rows.${k}`) / 4);
-    return (id) => blocks[Math.floor(id / R)]! + (id % R) * this.embeddingDim;
-  }
-
-  protected override freeOwn(): void {
-    this.#w.free();
-  }
-
-  protected override get stale(): boolean {
-    return this.#w.stale;
+    this.#table.gather(ctx.heap.f32(out, ids.length * this.embeddingDim), ids, { add: true });
   }
 }
 

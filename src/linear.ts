@@ -2,11 +2,11 @@ import { optionBool, positiveInt } from "./check.js";
 import { Act } from "./enums.js";
 import { ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
-import { Heap } from "./memory.js";
 import { type Ctx, Module, type Param, Resident, withScope } from "./module.js";
 import { type Call, SCRATCH } from "./threads.js";
 import { type Tensor, checkTensor, checkOptions, fmt } from "./tensor.js";
-import { type HalfParam, type WeightFormat, formatFor, preQuantizedRows } from "./weights.js";
+import { packQ8, packWeight, packedBytes, unpackWeight } from "./packed-weight.js";
+import { type HalfParam, type WeightFormat, formatFor } from "./weights.js";
 
 /** Activations the matrix-product kernel applies in its store, by name. */
 export const ACT = { none: Act.None, relu: Act.Relu, gelu: Act.Gelu, "gelu-tanh": Act.GeluTanh, silu: Act.Silu } as const;
@@ -67,28 +67,13 @@ export class Linear extends Module {
    * (by default what the load in progress asks for, else the layer's own format)
    */
   setWeight(data: Float32Array, format: WeightFormat = formatFor(this.#format)): void {
-    const [N, K] = [this.outFeatures, this.inFeatures];
-    if (format === "f32") this.#w.set("weight", data, { N, K });
-    else if (format === "f16" || format === "q4") this.#pack(data, format);
-    else {
-      const rows = preQuantizedRows(data, K);
-      if (rows) this.setWeightQ8(rows.q, rows.scales);
-      else this.#quantize(data);
-    }
+    packWeight(this.#w, "weight", data, this.outFeatures, this.inFeatures, format);
     this.#format = format;
   }
 
   /** @internal int8 weight rows q [outFeatures, inFeatures] and their scales [outFeatures]: w = q * scale */
   setWeightQ8(q: Int8Array, scales: Float32Array): void {
-    const [N, K] = [this.outFeatures, this.inFeatures];
-    const { kernels, heap } = runtime();
-    const packed = kernels.pack_q8_bytes(N, K);
-    this.#w.setWith("weight", packed + 4 * N, N * K, (at, scope) => {
-      const src = scope.alloc(N * K);
-      new Int8Array(heap.memory.buffer, src, N * K).set(q);
-      kernels.pack_q8(at, src, K, N, K);
-      heap.f32(at + packed, N).set(scales);
-    });
+    packQ8(this.#w, "weight", q, scales, this.outFeatures, this.inFeatures);
     this.#format = "q8";
   }
 
@@ -100,16 +85,7 @@ export class Linear extends Module {
     this.assertLive();
     const at = this.#w.get("weight");
     if (!at || (this.#format !== "f32" && this.#format !== "f16")) return null;
-    const [N, K] = [this.outFeatures, this.inFeatures];
-    if (this.#format === "f16") return this.#widenF16(at);
-    // pack_f32_t's panels: row n of W is column n & 7 of panel n >> 3, one k every 8 floats
-    const packed = runtime().heap.f32(at, Math.ceil(N / 8) * 8 * K);
-    const w = new Float32Array(N * K);
-    for (let n = 0; n < N; n++) {
-      const from = (n >> 3) * K * 8 + (n & 7);
-      for (let k = 0; k < K; k++) w[n * K + k] = packed[from + k * 8]!;
-    }
-    return w;
+    return unpackWeight(at, this.#format, this.outFeatures, this.inFeatures);
   }
 
   /** @internal whether a weight is loaded */
@@ -118,61 +94,14 @@ export class Linear extends Module {
     return this.#w.get("weight") !== 0;
   }
 
-  // pack_f16's panels (per k the 8 channels' halves) -> rows (N, K) float32
-  #widenF16(at: number): Float32Array {
-    const [N, K] = [this.outFeatures, this.inFeatures];
-    const { kernels, heap } = runtime();
-    const n = Math.ceil(N / 8) * 8 * K;
-    const scope = heap.scope();
-    try {
-      const wide = scope.alloc(4 * n);
-      kernels.f16_to_f32_n(wide, at, n);
-      const packed = heap.f32(wide, n);
-      const w = new Float32Array(N * K);
-      for (let r = 0; r < N; r++) {
-        const from = (r >> 3) * K * 8 + (r & 7);
-        for (let k = 0; k < K; k++) w[r * K + k] = packed[from + k * 8]!;
-      }
-      return w;
-    } finally {
-      scope.release();
-    }
-  }
-
-  /** @internal the format weights loaded later take, unless the load asks for another */
-  preferWeights(format: WeightFormat): void {
-    this.assertLive();
-    this.#format = format;
-  }
-
-  // W (N, K) float32 -> int8 panels and scales (one block: pack_q8's bytes, then N scales)
-  #quantize(data: Float32Array): void {
-    const [N, K] = [this.outFeatures, this.inFeatures];
-    const { kernels } = runtime();
-    const K4 = Math.ceil(K / 4) * 4;
-    const packed = kernels.pack_q8_bytes(N, K);
-    // a view of WebAssembly memory (a file's tensor widened there) is read where it is: its address
-    // stays valid if the memory grows below, the view would not
-    const inPlace = Heap.owns(data.buffer) ? data.byteOffset : null;
-    this.#w.setWith("weight", packed + 4 * N, N * K4 + (inPlace === null ? data.byteLength : 0), (at, scope) => {
-      const src = inPlace ?? scope.put(data);
-      const q = scope.alloc(N * K4);
-      kernels.quantize_rows_i8(q, at + packed, src, N, K);
-      kernels.pack_q8(at, q, K4, N, K);
-    });
-  }
-
-  // W (N, K) float32 -> pack_f16's halves or pack_q4's blocks, straight from the float32 rows
-  #pack(data: Float32Array, format: "f16" | "q4"): void {
-    const [N, K] = [this.outFeatures, this.inFeatures];
-    const { kernels } = runtime();
-    const bytes = format === "f16" ? kernels.pack_f16_bytes(N, K) : kernels.pack_q4_bytes(N, K);
-    const inPlace = Heap.owns(data.buffer) ? data.byteOffset : null;
-    this.#w.setWith("weight", bytes, inPlace === null ? data.byteLength : 0, (at, scope) => {
-      const src = inPlace ?? scope.put(data);
-      if (format === "f16") kernels.pack_f16(at, src, K, N, K, 0);
-      else kernels.pack_q4(at, src, K, N, K);
-    });
+  /**
+   * @internal quantize()'s step: the loaded weight (f32 or f16) re-held in `format`; not loaded,
+   * the format weights loaded later take, unless the load asks for another
+   */
+  holdAs(format: WeightFormat): void {
+    const w = this.weightF32();
+    if (w) this.setWeight(w, format);
+    else this.#format = format;
   }
 
   // a file's F16 / BF16 weight (N, K), into f16 or q4: copied into WebAssembly memory and packed
@@ -185,7 +114,7 @@ export class Linear extends Module {
     const { kernels, heap } = runtime();
     const BLOCK = 64;
     const rows = Math.min(N, BLOCK);
-    const total = format === "f16" ? kernels.pack_f16_bytes(N, K) : kernels.pack_q4_bytes(N, K);
+    const total = packedBytes(format, N, K);
     const panel = format === "f16" ? 16 * K : 144 * Math.ceil(K / 32); // bytes per 8 rows
     this.#w.setWith("weight", total, rows * K * (format === "q4" ? 6 : 2) + 64, (at, scope) => {
       const half = scope.alloc(2 * rows * K);

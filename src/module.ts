@@ -46,8 +46,8 @@ export abstract class Module {
 
   /**
    * Bytes of WebAssembly memory the parameters of this module and its children take, as held: a
-   * "q8" Linear weight about a quarter of its "f32" bytes (see `quantize`); biases, norms and
-   * tables in float32. 0 before loading and after dispose().
+   * "q8" Linear weight or embedding table about a quarter of its "f32" bytes (see `quantize`);
+   * biases and norms in float32. 0 before loading and after dispose().
    */
   weightBytes(): number {
     let n = 0;

@@ -279,8 +279,8 @@ function aligned<T extends Float64Array | Uint16Array>(
 
 let f16Bits: Uint32Array | null = null;
 
-// the f32 bit pattern of every f16 bit pattern (256 KB, made on first use)
-function f16Table(): Uint32Array {
+/** @internal the f32 bit pattern of every f16 bit pattern (256 KB, made on first use) */
+export function f16Table(): Uint32Array {
   if (f16Bits) return f16Bits;
   const table = new Uint32Array(65536);
   for (let h = 0; h < 65536; h++) {

@@ -1,4 +1,5 @@
 // Loading a module's parameters from a state dict: every key checked before any is copied.
+import { oneOf } from "./check.js";
 import { ArgumentError, ShapeError } from "./errors.js";
 import type { Param } from "./module.js";
 import { type IntegerTensor, fileSource, loadFromFile } from "./safetensors.js";
@@ -12,10 +13,11 @@ export interface LoadStateDictOptions {
    */
   strict?: boolean;
   /**
-   * How every Linear layer inside holds its weight: "f32" (float32), "f16" (half: half the
-   * memory), "q8" (int8, one scale per output channel; about a quarter of the memory) or "q4"
-   * (llama.cpp's q4_0 blocks of 32; about a seventh). Default: pre-quantized tensors load as "q8",
-   * others in the format each layer has ("f32" unless `quantize()` said otherwise).
+   * How every Linear layer and embedding table inside holds its weight: "f32" (float32), "f16"
+   * (half: half the memory), "q8" (int8, one scale per output channel, a table's per row; about a
+   * quarter of the memory) or "q4" (llama.cpp's q4_0 blocks of 32; about a seventh). Default:
+   * pre-quantized tensors load as "q8", others in the format each layer or table has ("f32"
+   * unless `quantize()` said otherwise). Biases and norms stay float32.
    */
   weights?: WeightFormat;
 }
@@ -41,9 +43,7 @@ export function loadParams(
   if (typeof prefix !== "string") throw new ArgumentError(`${fn} prefix: expected a string, got ${describe(prefix)}`);
   const { strict = true, weights } = checkOptions(`${fn} options`, options, ["strict", "weights"]);
   if (typeof strict !== "boolean") throw new ArgumentError(`${fn} strict: expected a boolean, got ${describe(strict)}`);
-  if (weights !== undefined && !WEIGHT_FORMATS.includes(weights)) {
-    throw new ArgumentError(`${fn} weights: expected ${WEIGHT_FORMATS.map((f) => `"${f}"`).join(" or ")}, got ${describe(weights)}`);
-  }
+  if (weights !== undefined) oneOf(`${fn} weights`, weights, WEIGHT_FORMATS);
 
   // 1. every expected key: present, float (or int8 with its scales), of the right shape
   const problems: string[] = [];

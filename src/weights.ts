@@ -1,13 +1,15 @@
-// Weight formats, and what a load in progress tells the Linear layers it reaches: the format asked
-// for (`loadStateDict(dict, prefix, { weights })`) and the int8 rows of pre-quantized tensors.
+// Weight formats, and what a load in progress tells the Linear layers and embedding tables it
+// reaches: the format asked for (`loadStateDict(dict, prefix, { weights })`) and the int8 rows of
+// pre-quantized tensors.
 //
-// A state dict's params reach Linear.setWeight through loaders that other modules write
+// A state dict's params reach Linear.setWeight (and a table's blocks) through loaders that other modules write
 // (MultiHeadAttention splits in_proj_weight into three, EncoderModel joins Hugging Face's query,
 // key and value), so neither travels as an argument: loadParams sets them for the duration of the
 // (synchronous) copy, and setWeight reads them.
 
 /**
- * How a Linear layer holds its weight in WebAssembly memory:
+ * How a Linear layer (or an embedding table, each row an output channel) holds its weight in
+ * WebAssembly memory:
  * - "f32": float32, as loaded (4 bytes a weight);
  * - "f16": IEEE half, rounded to nearest (2 bytes a weight), widened to float32 in the kernel;
  * - "q8": int8 with one float32 scale per output channel, symmetric (scale = max|w_row| / 127,
@@ -79,8 +81,8 @@ export function loadingPreQuantized<T>(body: () => T): T {
 }
 
 /**
- * @internal The format a Linear stores a weight in: the one the load asks for; else q8 for a
- * pre-quantized tensor; else the format the layer already has.
+ * @internal The format a Linear (or a table) stores a weight in: the one the load asks for; else
+ * q8 for a pre-quantized tensor; else the format the layer already has.
  */
 export function formatFor(own: WeightFormat): WeightFormat {
   return loading?.weights ?? (loading?.preQuantized ? "q8" : own);
@@ -102,7 +104,7 @@ export function dequantize(q: Int8Array, scales: Float32Array, K: number): Float
 
 /**
  * @internal The int8 rows and scales `data` (whole rows of K of a dequantized tensor, as a Linear
- * receives them: the tensor or a subarray of it) was made from, or null: then it is quantized
+ * or a table's block receives them: the tensor or a subarray of it) was made from, or null: then it is quantized
  * again, which gives the same int8 rows back for rows that reach +-127 (the symmetric max rule).
  */
 export function preQuantizedRows(data: Float32Array, K: number): Q8Rows | null {

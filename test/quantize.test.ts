@@ -277,7 +277,7 @@ describe("Linear in q8: the host path against the float64 oracle of the dequanti
     ).toThrow(/unexpected "weight_scale"/);
     expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q5" as never })).toThrow(ArgumentError);
     expect(() => lin.loadStateDict({ weight: { data: new Float32Array(8), shape: [2, 4] } }, "", { weights: "q5" as never })).toThrow(
-      /loadStateDict weights: expected "f32" or "f16" or "q8" or "q4", got string q5/,
+      /Linear\.loadStateDict weights: expected "f32" or "f16" or "q8" or "q4", got string q5/,
     );
     // nothing was loaded by the failed calls
     expect(() => lin.forward({ data: new Float32Array(4), shape: [1, 4] })).toThrow(StateError);
@@ -322,6 +322,7 @@ describe("quantize()", () => {
     expect(() => quantize({} as never, "q8")).toThrow(ArgumentError);
     const m = new MultiHeadAttention({ embedDim: 8, numHeads: 2 });
     expect(() => quantize(m, "int8" as never)).toThrow(/quantize format: expected "f32" or "f16" or "q8" or "q4", got string int8/);
+    expect(() => quantize(m, undefined as never)).toThrow(/quantize format: expected "f32" or "f16" or "q8" or "q4", got undefined/);
     m.dispose();
     expect(() => quantize(m, "q8")).toThrow(StateError);
   });
@@ -351,21 +352,22 @@ describe("EncoderModel (Hugging Face BERT) in q8", () => {
     q8 = EncoderModel.fromConfig(config).loadStateDict(dict, undefined, { weights: "q8" });
   });
 
-  test('{ weights: "q8" }: every Linear int8, close to f32, fewer bytes', () => {
+  test('{ weights: "q8" }: every Linear and embedding table int8, close to f32, fewer bytes', () => {
     const want = f32.forward(ids).data;
     const err = relRms(q8.forward(ids).data, want);
     console.log(`q8 vs f32, the tiny BERT fixture: ${(100 * err).toFixed(3)}% relative RMS`);
     expect(err).toBeGreaterThan(0);
     expect(err).toBeLessThan(0.03);
-    // the embeddings (61 + 40 + 2 rows of 36) stay float32; the 2 x 6 matrices of the layers shrink
+    // the embeddings (61 + 40 + 2 rows of 36) and the 2 x 6 matrices of the layers shrink
+    expect(q8.wordEmbeddings.weights).toBe("q8");
     expect(q8.weightBytes()).toBeLessThan(f32.weightBytes());
   });
 
-  test("pre-quantized Hugging Face keys (query, key, value and dense weights as I8 + _scale)", () => {
+  test("pre-quantized Hugging Face keys (query, key, value and dense weights, the embedding tables as I8 + _scale)", () => {
     const plain: Record<string, Tensor> = {};
     for (const [k, t] of Object.entries(dict)) plain[k] = t as Tensor;
-    const keys = Object.keys(plain).filter((k) => /^encoder\..*(query|key|value|dense)\.weight$/.test(k));
-    expect(keys.length).toBe(2 * 6);
+    const keys = Object.keys(plain).filter((k) => /^(encoder\..*(query|key|value|dense)|embeddings\..*_embeddings)\.weight$/.test(k));
+    expect(keys.length).toBe(2 * 6 + 3);
     const m = EncoderModel.fromConfig(config).loadStateDict(preQuantized(plain, keys));
     expect(m.weightBytes()).toBe(q8.weightBytes());
     // query, key and value pass through EncoderModel's join as floats and are quantized again:
@@ -395,8 +397,8 @@ function safetensors(tensors: Record<string, { dtype: string; shape: number[]; b
   return out;
 }
 
-describe("CausalLM (a tiny Llama) in q8: every Linear of its layers int8", () => {
-  test("logits close to f32; fewer bytes; the untied lm_head and the embeddings stay float32", async () => {
+describe("CausalLM (a tiny Llama) in q8: every Linear of its layers, the embedding and the untied lm_head int8", () => {
+  test("logits close to f32; fewer bytes", async () => {
     const { CausalLM } = await import("../src/index.js");
     const dir = new URL("./fixtures/decoders/", import.meta.url);
     const config = JSON.parse(readFileSync(new URL("llama-untied.config.json", dir), "utf8")) as Record<string, unknown>;

@@ -307,8 +307,9 @@ describe("models: EncoderModel (Hugging Face BERT) and CausalLM (a tiny Llama) i
     console.log(`${format} vs f32, the tiny BERT fixture: ${(100 * err).toFixed(4)}% relative RMS`);
     expect(err).toBeGreaterThan(0);
     // q4 on a model this small (hidden 36, random weights) is far coarser than on BERT-base: a
-    // block of 32 holds most of a row, so its step is set by the row's largest weight
-    expect(err).toBeLessThan(format === "f16" ? 0.001 : 0.25);
+    // block of 32 holds most of a row, so its step is set by the row's largest weight. The three
+    // embedding tables are q4 too: 24.5% (17.6% with them in float32)
+    expect(err).toBeLessThan(format === "f16" ? 0.001 : 0.3);
     expect(m.weightBytes()).toBeLessThan(f32.weightBytes());
     const q = quantize(EncoderModel.fromConfig(config).loadStateDict(dict), format);
     expect(Array.from(q.forward(ids).data)).toEqual(Array.from(m.forward(ids).data));
