@@ -1,6 +1,6 @@
 // The kernel module's exports. Every byte of linear memory above heap_base() is the host's.
 export { attention_f32_workspace, attention_f32_prepare_kv, attention_f32_flash, attention_f32_merge } from "./attention";
-export { kv_row_bytes, kv_store_rows } from "./kv";
+export { kv_row_bytes, kv_store_rows, kv_widen } from "./kv";
 export { gemm_f32, gemm_f32_workspace } from "./gemm";
 export { quantize_rows_i8, pack_q8, pack_q8_bytes, gemm_q8, gemm_q8_workspace } from "./gemm-q8";
 export { pack_f16, pack_f16_bytes, gemm_f16, gemm_f16_workspace } from "./gemm-f16";

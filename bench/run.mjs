@@ -156,15 +156,22 @@ for (const Lk of quick ? [4096] : [1024, 4096]) {
   const [k, v] = [2, 3].map((s) => randomTensor([1, H, Lk, d], s));
   const shape = { H, Lq: 1, Lk, d, causal: false };
   const [rk, rv] = [k, v].map((t) => lib.residentTensor(t.shape, t.data));
+  // K and V as a KV cache of dtype f16 / q8 stores them (issue #14's decode-step targets)
+  const stored = Object.fromEntries(["f16", "q8"].map((dtype) => [dtype, [k, v].map((t) => lib.residentTensor(t.shape, t.data, { dtype }))]));
   await bench(`decode step Lq=1, Lk=${Lk}`, 4 * H * Lk * d, [
     { name: "wasm-attention", fn: () => lib.scaledDotProductAttention(q, k, v).data },
     { name: "wasm-attention (resident K, V)", fn: () => lib.scaledDotProductAttention(q, rk, rv).data },
+    ...["f16", "q8"].map((dtype) => ({
+      name: `wasm-attention (resident K, V, ${dtype})`,
+      fn: () => lib.scaledDotProductAttention(q, ...stored[dtype]).data,
+    })),
     ...withRelaxed("wasm-attention", () => rlib.scaledDotProductAttention(q, k, v).data),
     { name: "onnxruntime-web (ops)", fn: await ortAttention(shape).then((f) => () => f(q, k, v)) },
     ...(tf ? [{ name: "tfjs-wasm", fn: tfAttention(tf, shape).bind(null, q, k, v) }] : []),
   ]);
   rk.dispose();
   rv.dispose();
+  for (const t of Object.values(stored).flat()) t.dispose();
 }
 
 for (const L of quick ? [128] : [128, 512]) {

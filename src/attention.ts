@@ -1,10 +1,11 @@
-import { ShapeError } from "./errors.js";
+import { ArgumentError, ShapeError } from "./errors.js";
 import { runtime } from "./init.js";
 import { type AttentionOptions, type Features, readCall } from "./features.js";
 import { type HeadLayout, attention } from "./route.js";
 import { place } from "./resident.js";
 import { additive, kernelMask } from "./mask.js";
-import { type Snapshot, type Tensor, checkMask, checkTensor, fmt, resultArray, size } from "./tensor.js";
+import { type Snapshot, type Tensor, checkMask, checkStored, checkTensor, describe, fmt, resultArray, size } from "./tensor.js";
+import { storedBytes } from "./heads.js";
 import { KvFormat } from "./enums.js";
 
 /**
@@ -37,11 +38,12 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
   const { kernels: K, heap, pool } = runtime();
   // every caller object is read once, here; only the snapshots are used afterwards
   const q = checkTensor("query", query);
-  const k = key === query ? q : checkTensor("key", key);
-  const v = value === key ? k : value === query ? q : checkTensor("value", value);
+  const k = key === query ? q : checkStored("key", key);
+  const v = value === key ? k : value === query ? q : checkStored("value", value);
   const d = dims(q, k, v);
   const { features: f, given } = readCall(options, d);
   heads(d, q, k, f);
+  const stored = storedKV(k, v, f);
   const { B, Hq, Hk, Lq, Lk, E, Ev } = d;
   const scoreShape = [...q.shape.slice(0, -1), Lk];
   const mask = given.attnMask === undefined ? null : kernelMask("attnMask", additive(checkMask("attnMask", given.attnMask), true), scoreShape);
@@ -70,7 +72,7 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
         weightsLength +
         scoresLength +
         (mask?.data.length ?? 0)) +
-      K.attention_f32_workspace(Lk, E, Ev, KvFormat.F32, true) * pool.size +
+      K.attention_f32_workspace(Lk, E, Ev, stored?.format ?? KvFormat.F32, true) * pool.size +
       8 * (f.blockSparse?.layout.length ?? 0) +
       4 * B +
       64 * 16,
@@ -97,22 +99,29 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
     const out = scope.alloc(4 * outLength);
     // heads are whole blocks [B, H, L, D]
     const at = (base: number, H: number, L: number, D: number) => (b: number, h: number) => base + 4 * (b * H + h) * L * D;
+    // stored keys and values: rows of rowBytes, strides counted in stored values, a q8 row's scale after its values
+    const rows = (base: number, row: number) => (b: number, h: number) => base + (b * Hk + h) * Lk * row;
     const layout: HeadLayout = {
       ...d,
       q: at(qAt, Hq, Lq, E),
-      k: at(kAt, Hk, Lk, E),
-      v: at(vAt, Hk, Lk, Ev),
+      k: stored ? rows(kAt, stored.kRow) : at(kAt, Hk, Lk, E),
+      v: stored ? rows(vAt, stored.vRow) : at(vAt, Hk, Lk, Ev),
       out: at(out, Hq, Lq, Ev),
       qStride: E,
-      kStride: E,
-      vStride: Ev,
+      kStride: stored ? stored.kRow / stored.el : E,
+      vStride: stored ? stored.vRow / stored.el : Ev,
       outStride: Ev,
+    };
+    const kv = stored && {
+      format: stored.format,
+      kScale: (b: number, g: number) => layout.k(b, g) + E,
+      vScale: (b: number, g: number) => layout.v(b, g) + Ev,
     };
     // each sequence's valid keys; bottom-right, its own diagonal
     const lengths = f.keyLengths;
     const keyRange = lengths ? (b: number) => [0, lengths[b]!, f.alignment === "bottom-right" ? lengths[b]! - Lq : 0] as const : undefined;
     const ctx = { K, heap, scope, pool };
-    const call = { diag, mask: placedMask, keyRange };
+    const call = { diag, mask: placedMask, keyRange, kv: kv || undefined };
     // the scores at the stage asked: "masked" is what the kernel's softmax reads, so the same pass gives the output
     const masked = f.returnScores === "masked";
     const w = f.returnWeights || masked ? scope.alloc(4 * scoreLength) : 0;
@@ -134,7 +143,13 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
         sinks: null,
         softcap: f.returnScores === "softcapped" ? f.softcap : 0,
       };
-      attention(ctx, { ...layout, out: at(scope.alloc(4 * outLength), Hq, Lq, Ev) }, plain, { diag: 0, mask: null, weights: s, rawScores: true });
+      attention(ctx, { ...layout, out: at(scope.alloc(4 * outLength), Hq, Lq, Ev) }, plain, {
+        diag: 0,
+        mask: null,
+        weights: s,
+        rawScores: true,
+        kv: kv || undefined,
+      });
       scoresData.set(heap.f32(s, scoreLength));
     }
     return result(outData, weightsData, scoresData);
@@ -198,4 +213,20 @@ function heads(d: { Hq: number; Hk: number }, q: Snapshot, k: Snapshot, f: Featu
       `key: expected ${d.Hq} heads like query ${fmt(q.shape)}, got ${fmt(k.shape)} (pass enableGqa: true for grouped-query attention)`,
     );
   }
+}
+
+/**
+ * Keys and values stored as f16 or q8 rows (ResidentTensor with a dtype): both, in one format,
+ * read as stored; RoPE (which rotates copies) and global tokens need float32 ones.
+ */
+function storedKV(k: Snapshot, v: Snapshot, f: Features): { format: KvFormat; el: number; kRow: number; vRow: number } | null {
+  if (!k.stored && !v.stored) return null;
+  const name = (s: Snapshot) => (s.stored ? `a ResidentTensor of dtype "${s.stored.format === KvFormat.F16 ? "f16" : "q8"}"` : describe(s.data));
+  if (!k.stored || !v.stored || k.stored.format !== v.stored.format) {
+    throw new ArgumentError(`value: expected keys and values stored alike (float32, or ResidentTensors of one dtype), got key ${name(k)} and value ${name(v)}`);
+  }
+  if (f.rope) throw new ArgumentError(`key: expected a float32 tensor with rope (it rotates a copy), got ${name(k)}`);
+  if (f.global) throw new ArgumentError(`key: expected a float32 tensor with globalTokens, got ${name(k)}`);
+  const format = k.stored.format;
+  return { format, el: storedBytes(format), kRow: k.stored.rowBytes, vRow: v.stored.rowBytes };
 }

@@ -1,7 +1,9 @@
+import { type CacheDtype, cacheFormat } from "./cache.js";
+import { KvFormat } from "./enums.js";
 import { ArgumentError, ShapeError, StateError } from "./errors.js";
 import { runtime } from "./init.js";
 import type { Scope } from "./memory.js";
-import { type ResidentInfo, type Snapshot, type Tensor, checkShape, describe, fmt, honest, registerResident, size, typedKind } from "./tensor.js";
+import { type ResidentInfo, type Snapshot, type Tensor, checkOptions, checkShape, describe, fmt, honest, registerResident, size, typedKind } from "./tensor.js";
 
 /**
  * A float32 tensor that lives in WebAssembly memory: passing it to a function copies nothing.
@@ -9,6 +11,11 @@ import { type ResidentInfo, type Snapshot, type Tensor, checkShape, describe, fm
  * you need it rather than keeping the array across calls. `dispose()` frees it (a resident tensor
  * that is garbage-collected without it is freed too, where the runtime has FinalizationRegistry);
  * using it afterwards, or after `shutdown()`, is a StateError.
+ *
+ * With `dtype` "f16" or "q8" its rows (the last dimension) are stored as a KV cache stores them
+ * (halves; int8 with one float32 scale per row): keys and values for scaledDotProductAttention,
+ * which reads them in place, as decoding does. Such a tensor's `data` is a float32 copy of what it
+ * holds (made on each read), and other functions do not take it (ArgumentError).
  */
 export class ResidentTensor implements Tensor {
   readonly shape: readonly number[];
@@ -24,9 +31,29 @@ export class ResidentTensor implements Tensor {
   }
 
   get data(): Float32Array {
-    const { heap, at, shape } = this.#live();
+    const { heap, at, shape, format, rowBytes } = this.#live();
+    if (format !== KvFormat.F32) {
+      // a copy of the stored rows, widened
+      const E = shape.at(-1) ?? 1;
+      const n = size(shape);
+      if (n === 0) return new Float32Array(0);
+      const s = heap.scope();
+      try {
+        const dst = s.alloc(4 * n);
+        runtime().kernels.kv_widen(dst, E, at, at + E, rowBytes, n / E, E, format);
+        return heap.f32(dst, n).slice();
+      } finally {
+        s.release();
+      }
+    }
     if (!this.#view || this.#view.buffer !== heap.memory.buffer) this.#view = heap.f32(at, size(shape));
     return this.#view;
+  }
+
+  /** How the values are stored: "f32", or "f16" / "q8" rows (see the class). */
+  get dtype(): CacheDtype {
+    const f = this.#info.format;
+    return f === KvFormat.F16 ? "f16" : f === KvFormat.Q8 ? "q8" : "f32";
   }
 
   /** The same as dispose(), for `using` (explicit resource management): freed at the end of the block. */
@@ -50,9 +77,13 @@ export class ResidentTensor implements Tensor {
   }
 }
 
-/** A tensor allocated in WebAssembly memory, filled with `data` if given (else zeros). */
-export function residentTensor(shape: readonly number[], data?: ArrayLike<number>): ResidentTensor {
-  const { heap } = runtime();
+/**
+ * A tensor allocated in WebAssembly memory, filled with `data` if given (else zeros); `dtype`
+ * "f16" or "q8" stores its rows as a KV cache does (see ResidentTensor).
+ */
+export function residentTensor(shape: readonly number[], data?: ArrayLike<number>, options: { dtype?: CacheDtype } = {}): ResidentTensor {
+  const { heap, kernels: K } = runtime();
+  const { format } = cacheFormat("residentTensor dtype", checkOptions("residentTensor options", options, ["dtype"]).dtype);
   let dims: readonly number[];
   try {
     dims = checkShape("residentTensor shape", shape);
@@ -70,12 +101,31 @@ export function residentTensor(shape: readonly number[], data?: ArrayLike<number
   }
   if (values !== undefined && values.length !== n)
     throw new ShapeError(`residentTensor data: expected ${n} elements (shape ${fmt(dims)}), got ${values.length}`);
-  heap.need("residentTensor", 4 * n);
-  const at = heap.alloc(4 * n);
-  const view = heap.f32(at, n);
-  if (values) view.set(values);
-  else view.fill(0);
-  return new ResidentTensor({ heap, at, shape: dims });
+  if (format === KvFormat.F32) {
+    heap.need("residentTensor", 4 * n);
+    const at = heap.alloc(4 * n);
+    const view = heap.f32(at, n);
+    if (values) view.set(values);
+    else view.fill(0);
+    return new ResidentTensor({ heap, at, shape: dims, format, rowBytes: 4 * (dims.at(-1) ?? 1) });
+  }
+  if (dims.length === 0) throw new ShapeError(`residentTensor shape: expected at least one dimension (rows of the last) for dtype "${format === KvFormat.F16 ? "f16" : "q8"}", got []`);
+  const E = dims.at(-1)!;
+  const rows = E === 0 ? 0 : n / E;
+  const rowBytes = Number(K.kv_row_bytes(1, E, format));
+  heap.need("residentTensor", Math.max(1, rows * rowBytes) + (values ? 4 * n : 0));
+  const at = heap.alloc(Math.max(1, rows * rowBytes));
+  // zeros store as zero bytes in both formats (a half 0, an int8 0 with scale 0)
+  new Uint8Array(heap.memory.buffer, at, Math.max(1, rows * rowBytes)).fill(0);
+  if (values && n) {
+    const s = heap.scope();
+    try {
+      K.kv_store_rows(at, rowBytes, s.put(values), E, rows, 1, E, format);
+    } finally {
+      s.release();
+    }
+  }
+  return new ResidentTensor({ heap, at, shape: dims, format, rowBytes });
 }
 
 /** @internal the address of `t` in WebAssembly memory: its own if resident, else a copy made in `scope` */

@@ -1,5 +1,6 @@
 import { ArgumentError, OutOfMemoryError, ShapeError, StateError } from "./errors.js";
 import { Heap } from "./memory.js";
+import { KvFormat } from "./enums.js";
 
 /** A row-major, contiguous float32 tensor. */
 export interface Tensor {
@@ -48,6 +49,10 @@ export interface ResidentInfo {
   /** its address; 0 once disposed */
   at: number;
   shape: readonly number[];
+  /** how its rows (of the last dimension) are stored: float32, or as a KV cache stores them (f16, q8) */
+  format: KvFormat;
+  /** bytes of one stored row */
+  rowBytes: number;
 }
 
 // genuine resident tensors, keyed by the object itself: a Proxy or a look-alike is not one
@@ -67,6 +72,8 @@ export interface Snapshot<D = Float32Array> {
   readonly shape: readonly number[];
   /** the address in WebAssembly memory of a resident tensor (read in place); undefined otherwise */
   readonly address?: number | undefined;
+  /** a resident tensor stored as f16 or q8 rows (checkStored only): its format and row bytes */
+  readonly stored?: { format: KvFormat; rowBytes: number } | undefined;
 }
 
 /**
@@ -125,6 +132,15 @@ export function checkTensor(name: string, x: unknown): Snapshot {
   return snapshot(name, x, ["Float32Array"]) as Snapshot;
 }
 
+/**
+ * Reads a float32 tensor once, or a resident one stored as f16 or q8 rows (its `stored` set, its
+ * `data` not to be read): for the functions that read stored rows as they are (attention's keys
+ * and values).
+ */
+export function checkStored(name: string, x: unknown): Snapshot {
+  return snapshot(name, x, ["Float32Array"], true) as Snapshot;
+}
+
 /** Reads a float32 or boolean (Uint8Array) tensor once. */
 export function checkMask(name: string, x: unknown): Snapshot<Float32Array | Uint8Array> {
   return snapshot(name, x, ["Float32Array", "Uint8Array"]);
@@ -157,12 +173,17 @@ export function describe(x: unknown): string {
   return `${typeof x} ${String(x)}`;
 }
 
-function snapshot(name: string, x: unknown, kinds: readonly string[]): Snapshot<Float32Array | Uint8Array> {
+function snapshot(name: string, x: unknown, kinds: readonly string[], storedOk = false): Snapshot<Float32Array | Uint8Array> {
   const resident = typeof x === "object" && x !== null ? residents.get(x) : undefined;
   if (resident) {
     resident.heap.assertOpen(name);
     if (!resident.at) throw new StateError(`${name}: the ResidentTensor was disposed: it can no longer be used`);
-    const { heap, shape } = resident;
+    const { heap, shape, format, rowBytes } = resident;
+    if (format !== KvFormat.F32 && !storedOk) {
+      throw new ArgumentError(
+        `${name}: expected a float32 tensor, got a ResidentTensor of dtype "${format === KvFormat.F16 ? "f16" : "q8"}" (only scaledDotProductAttention's key and value read stored rows)`,
+      );
+    }
     const n = size(shape);
     // read when used: the memory may grow (and detach an older view) during a call, and a later
     // argument's getter may dispose this tensor before then
@@ -172,12 +193,14 @@ function snapshot(name: string, x: unknown, kinds: readonly string[]): Snapshot<
     };
     return {
       get data() {
+        if (format !== KvFormat.F32) throw new Error("wasm-attention internal: the float32 data of stored rows");
         return heap.f32(live(), n);
       },
       get address() {
         return live();
       },
       shape,
+      stored: format === KvFormat.F32 ? undefined : { format, rowBytes },
     };
   }
   const expected = kinds.join(" or ");
