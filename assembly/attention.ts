@@ -1,6 +1,6 @@
 import { KvFormat } from "../src/enums";
 import { tile_4x8 } from "./gemm";
-import { accumulatePV1F16, accumulatePV1Q8, kvElem, kv_pack_t, kv_widen, quantizeQuery_i16, scoreRowsF16, scoreRowsQ8 } from "./kv";
+import { accumulatePV1F16, accumulatePV1Q8, kvElem, kv_pack_t, kv_widen, quantizeQuery_i16, scaleQuery_f16, scoreRowsF16, scoreRowsQ8 } from "./kv";
 import { pack_f32_t, packedBytes, roundUp4, roundUp8 } from "./pack";
 import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4 } from "./simd";
 
@@ -42,8 +42,9 @@ const S_ROW: usize = <usize>BC * F32; // bytes of one row of the score tile
   return vCopied(Ev, format, packed) ? <usize>Lk * roundUp4(Ev) * F32 : 0;
 }
 
+// the query rows as the stored keys need them: int16 (Q8) or float32 times 2^112 (F16Finite)
 @inline function qiBytes(E: i32): usize {
-  return (<usize>BR * <usize>E * 2 + 15) & ~15;
+  return (<usize>BR * <usize>E * F32 + 15) & ~15;
 }
 
 // bytes of scratch that attention_f32_prepare_kv and attention_f32_flash need for these sizes, keys
@@ -136,6 +137,11 @@ export function attention_f32_flash(
         store<f32>(qs + <usize>r * F32, scaleQ);
       }
     }
+    // finite halves: the widening without checks, against the query rows times 2^112 (when they fit)
+    let finite = stored && format == KvFormat.F16Finite;
+    for (let r = 0; finite && r < rows; r++) {
+      finite = scaleQuery_f16(qi + <usize>r * <usize>E * F32, q + <usize>(r0 + r) * <usize>qStride * F32, E);
+    }
     // keys outside every row's band are skipped: start at the first row's lower bound (down to a
     // panel of 8 keys), end after the last row's upper bound
     const keyStart = left < 0 ? 0 : max(0, r0 + diag - left) & ~7;
@@ -162,7 +168,8 @@ export function attention_f32_flash(
         cols = min(BC, to - t0);
         if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
         if (stored && format == KvFormat.Q8) scoreRowsQ8(s, S_ROW, qi, qs, k, kScale, kRow, rows, t0, cols, E);
-        else if (stored) scoreRowsF16(s, S_ROW, q, <usize>qStride * F32, k, kRow, r0, rows, t0, cols, E);
+        else if (finite) scoreRowsF16(s, S_ROW, qi, <usize>E * F32, k, kRow, 0, rows, t0, cols, E, true);
+        else if (stored) scoreRowsF16(s, S_ROW, q, <usize>qStride * F32, k, kRow, r0, rows, t0, cols, E, false);
         else if (k) scoreRows(s, q, <usize>qStride * F32, k, kRow, r0, rows, t0, cols, E);
         else scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E);
         let zeros = false; // some probability of the tile is exactly 0
@@ -184,8 +191,11 @@ export function attention_f32_flash(
             const orow = o + <usize>r * ev4 * F32;
             const prow = s + <usize>r * S_ROW;
             if (format == KvFormat.Q8) accumulatePV1Q8(orow, prow, vt, vScale + <usize>t0 * vRow, vRow, cols, Ev, pairs);
-            else if (zeros) accumulatePV1F16(orow, prow, vt, vRow, cols, Ev, true);
-            else accumulatePV1F16(orow, prow, vt, vRow, cols, Ev, false);
+            else if (format == KvFormat.F16Finite) {
+              if (zeros) accumulatePV1F16(orow, prow, vt, vRow, cols, Ev, true, true);
+              else accumulatePV1F16(orow, prow, vt, vRow, cols, Ev, false, true);
+            } else if (zeros) accumulatePV1F16(orow, prow, vt, vRow, cols, Ev, true, false);
+            else accumulatePV1F16(orow, prow, vt, vRow, cols, Ev, false, false);
           }
         } else if (rows == 1) {
           if (zeros) accumulatePV1(o, s, vt, vRow, cols, ev4, true);

@@ -15,30 +15,52 @@ import { fma_f32x4, hmax_f32x4 } from "./simd";
 // a score is then idot * sq * sk. Q8 values: a tile's weights p_j * sv_j are quantized to int16
 // against their max (32767 levels) and summed over pairs of keys on dot_i16x8_s. Both roundings
 // are relative 2^-16 of the row's max, far below the int8 values' own 2^-8. F16 keys and values
-// are widened exactly (half.ts) and multiplied in float32.
+// are widened exactly (half.ts) and multiplied in float32; when they hold no Infinity or NaN
+// (F16Finite), in 2 operations: a half sign-extended and shifted left by 13, its three sign
+// copies cleared, is the float32 of its value times 2^-112 (normal and subnormal alike), and the
+// 2^112 goes into the query and the probabilities instead (exact: powers of two), so the products
+// and sums are those of the exact widening, bit for bit.
 
 const F32: usize = 4;
 const W_LEVELS: f32 = 32767;
+const TWO_112: f32 = 5.192296858534828e33;
+const SIGN_EXP_MANT: v128 = i32x4(0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000);
+
+@inline export function isF16(format: i32): bool {
+  return format == KvFormat.F16 || format == KvFormat.F16Finite;
+}
+
+// 4 halves at p as float32: exactly (f16_to_f32x4), or, `finite`, as their values times 2^-112
+@inline function widen4(p: usize, finite: bool): v128 {
+  if (finite) return v128.and(i32x4.shl(v128.load16x4_s(p), 13), SIGN_EXP_MANT);
+  return f16_to_f32x4(v128.load16x4_u(p));
+}
 
 // bytes of one stored row of `heads` heads of E values
 export function kv_row_bytes(heads: i32, E: i32, format: i32): usize {
   const n = <usize>heads * <usize>E;
-  if (format == KvFormat.F16) return 2 * n;
+  if (isF16(format)) return 2 * n;
   if (format == KvFormat.Q8) return n + <usize>heads * F32;
   return n * F32;
 }
 
 // dst (rows, row bytes apart) <- src (rows, heads * E) float32 rows srcStride elements apart, stored
 // in `format` (F16: rounded to nearest even, |x| >= 65520 to Infinity; Q8: per head as
-// quantize_rows_i8 quantizes a row: scale max |x| / 127, NaN in a head gives scale NaN)
-export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, rows: i32, heads: i32, E: i32, format: i32): void {
+// quantize_rows_i8 quantizes a row: scale max |x| / 127, NaN in a head gives scale NaN). Returns
+// how many halves stored are Infinity or NaN (F16; 0 for the other formats).
+export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, rows: i32, heads: i32, E: i32, format: i32): i32 {
   const n = heads * E;
+  let nonFinite = 0;
   for (let r = 0; r < rows; r++) {
     const d = dst + <usize>r * <usize>row;
     const s = src + <usize>r * <usize>srcStride * F32;
     if (format == KvFormat.F32) memory.copy(d, s, <usize>n * F32);
-    else if (format == KvFormat.F16) {
-      for (let i = 0; i < n; i++) store<u16>(d + <usize>i * 2, f32_to_f16(load<f32>(s + <usize>i * F32)));
+    else if (isF16(format)) {
+      for (let i = 0; i < n; i++) {
+        const h = f32_to_f16(load<f32>(s + <usize>i * F32));
+        if ((h & 0x7c00) == 0x7c00) nonFinite++;
+        store<u16>(d + <usize>i * 2, h);
+      }
     } else {
       for (let g = 0; g < heads; g++) {
         const scale = quantizeRow_i8(d + <usize>(g * E), s + <usize>(g * E) * F32, E);
@@ -46,18 +68,19 @@ export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, 
       }
     }
   }
+  return nonFinite;
 }
 
 // element e of a stored head row at p (its scale at sp when Q8), as float32
 @inline export function kvLoad(p: usize, sp: usize, e: i32, format: i32): f32 {
-  if (format == KvFormat.F16) return f32x4.extract_lane(f16_to_f32x4(i32x4.splat(<i32>load<u16>(p + <usize>e * 2))), 0);
+  if (isF16(format)) return f32x4.extract_lane(f16_to_f32x4(i32x4.splat(<i32>load<u16>(p + <usize>e * 2))), 0);
   if (format == KvFormat.Q8) return <f32>load<i8>(p + <usize>e) * load<f32>(sp);
   return load<f32>(p + <usize>e * F32);
 }
 
 // bytes of one stored value
 @inline export function kvElem(format: i32): usize {
-  return format == KvFormat.F16 ? 2 : format == KvFormat.Q8 ? 1 : 4;
+  return isF16(format) ? 2 : format == KvFormat.Q8 ? 1 : 4;
 }
 
 // the int16 levels of a quantized query row: E products of |q| <= levels and |k| <= 127 sum within an int32
@@ -138,8 +161,11 @@ export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, 
 }
 
 // pass 1 on F16 keys in place: s[r, j] = q row r . k row (t0 + j) widened, four keys at a time;
-// E a multiple of 4; q rows qRow bytes apart, k rows kRow bytes apart
-@inline export function scoreRowsF16(s: usize, sRow: usize, q: usize, qRow: usize, k: usize, kRow: usize, r0: i32, rows: i32, t0: i32, cols: i32, E: i32): void {
+// E a multiple of 4; q rows qRow bytes apart, k rows kRow bytes apart. `finite`: keys without
+// Infinity or NaN, widened to 2^-112 of their values, and q rows times 2^112 (scaleQuery_f16)
+@inline export function scoreRowsF16(
+  s: usize, sRow: usize, q: usize, qRow: usize, k: usize, kRow: usize, r0: i32, rows: i32, t0: i32, cols: i32, E: i32, finite: bool,
+): void {
   for (let r = 0; r < rows; r++) {
     const qr = q + <usize>(r0 + r) * qRow;
     const srow = s + <usize>r * sRow;
@@ -152,10 +178,10 @@ export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, 
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
       for (let e: usize = 0; e < <usize>E; e += 4) {
         const x = v128.load(qr + e * F32);
-        a0 = fma_f32x4(x, f16_to_f32x4(v128.load16x4_u(k0 + e * 2)), a0);
-        a1 = fma_f32x4(x, f16_to_f32x4(v128.load16x4_u(k1 + e * 2)), a1);
-        a2 = fma_f32x4(x, f16_to_f32x4(v128.load16x4_u(k2 + e * 2)), a2);
-        a3 = fma_f32x4(x, f16_to_f32x4(v128.load16x4_u(k3 + e * 2)), a3);
+        a0 = fma_f32x4(x, widen4(k0 + e * 2, finite), a0);
+        a1 = fma_f32x4(x, widen4(k1 + e * 2, finite), a1);
+        a2 = fma_f32x4(x, widen4(k2 + e * 2, finite), a2);
+        a3 = fma_f32x4(x, widen4(k3 + e * 2, finite), a3);
       }
       const lo = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), v128.shuffle<f32>(a0, a1, 2, 6, 3, 7));
       const hi = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), v128.shuffle<f32>(a2, a3, 2, 6, 3, 7));
@@ -164,7 +190,7 @@ export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, 
     for (; j < cols; j++) {
       const kj = k + <usize>(t0 + j) * kRow;
       let a = f32x4.splat(0);
-      for (let e: usize = 0; e < <usize>E; e += 4) a = fma_f32x4(v128.load(qr + e * F32), f16_to_f32x4(v128.load16x4_u(kj + e * 2)), a);
+      for (let e: usize = 0; e < <usize>E; e += 4) a = fma_f32x4(v128.load(qr + e * F32), widen4(kj + e * 2, finite), a);
       const b = f32x4.add(a, v128.shuffle<f32>(a, a, 2, 3, 0, 1));
       store<f32>(srow + <usize>j * F32, f32x4.extract_lane(f32x4.add(b, v128.shuffle<f32>(b, b, 1, 0, 3, 2)), 0));
     }
@@ -177,20 +203,36 @@ export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, 
   return fma_f32x4(p, v, acc);
 }
 
+// qs (E) = q (E) * 2^112, for scoreRowsF16 over finite keys; false (qs not usable) when some |q|
+// is 2^16 or more, or NaN, where the product could overflow
+@inline export function scaleQuery_f16(qs: usize, q: usize, E: i32): bool {
+  const big = f32x4.splat(65536);
+  const two = f32x4.splat(TWO_112);
+  let fits = true;
+  for (let e: usize = 0; e < <usize>E; e += 4) {
+    const x = v128.load(q + e * F32);
+    if (!i32x4.all_true(f32x4.lt(f32x4.abs(x), big))) fits = false;
+    v128.store(qs + e * F32, f32x4.mul(x, two));
+  }
+  return fits;
+}
+
 // pass 4 on F16 values in place for one query row: o (Ev) += p (cols) . v (cols, Ev) widened, 16
-// columns at a time; Ev a multiple of 4; v rows vRow bytes apart
-@inline export function accumulatePV1F16(o: usize, p: usize, v: usize, vRow: usize, cols: i32, Ev: i32, safe: bool): void {
+// columns at a time; Ev a multiple of 4; v rows vRow bytes apart. `finite`: values without
+// Infinity or NaN, widened to 2^-112 of their values, against p times 2^112 (p <= 1: exact)
+@inline export function accumulatePV1F16(o: usize, p: usize, v: usize, vRow: usize, cols: i32, Ev: i32, safe: bool, finite: bool): void {
+  const pScale = f32x4.splat(finite ? TWO_112 : 1);
   let c: usize = 0;
   for (; c + 16 <= <usize>Ev; c += 16) {
     const op = o + c * F32;
     let a0 = v128.load(op), a1 = v128.load(op, 16), a2 = v128.load(op, 32), a3 = v128.load(op, 48);
     let vp = v + c * 2;
     for (let j = 0; j < cols; j++) {
-      const x = v128.load32_splat(p + <usize>j * F32);
-      a0 = pv(x, f16_to_f32x4(v128.load16x4_u(vp)), a0, safe);
-      a1 = pv(x, f16_to_f32x4(v128.load16x4_u(vp, 8)), a1, safe);
-      a2 = pv(x, f16_to_f32x4(v128.load16x4_u(vp, 16)), a2, safe);
-      a3 = pv(x, f16_to_f32x4(v128.load16x4_u(vp, 24)), a3, safe);
+      const x = finite ? f32x4.mul(v128.load32_splat(p + <usize>j * F32), pScale) : v128.load32_splat(p + <usize>j * F32);
+      a0 = pv(x, widen4(vp, finite), a0, safe);
+      a1 = pv(x, widen4(vp + 8, finite), a1, safe);
+      a2 = pv(x, widen4(vp + 16, finite), a2, safe);
+      a3 = pv(x, widen4(vp + 24, finite), a3, safe);
       vp += vRow;
     }
     v128.store(op, a0);
@@ -203,7 +245,8 @@ export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, 
     let a = v128.load(op);
     let vp = v + c * 2;
     for (let j = 0; j < cols; j++) {
-      a = pv(v128.load32_splat(p + <usize>j * F32), f16_to_f32x4(v128.load16x4_u(vp)), a, safe);
+      const x = finite ? f32x4.mul(v128.load32_splat(p + <usize>j * F32), pScale) : v128.load32_splat(p + <usize>j * F32);
+      a = pv(x, widen4(vp, finite), a, safe);
       vp += vRow;
     }
     v128.store(op, a);

@@ -6,6 +6,7 @@ import { place } from "./resident.js";
 import { additive, kernelMask } from "./mask.js";
 import { type Snapshot, type Tensor, checkMask, checkStored, checkTensor, describe, fmt, resultArray, size } from "./tensor.js";
 import { storedBytes } from "./heads.js";
+import { dtypeOf } from "./cache.js";
 import { KvFormat } from "./enums.js";
 
 /**
@@ -221,12 +222,15 @@ function heads(d: { Hq: number; Hk: number }, q: Snapshot, k: Snapshot, f: Featu
  */
 function storedKV(k: Snapshot, v: Snapshot, f: Features): { format: KvFormat; el: number; kRow: number; vRow: number } | null {
   if (!k.stored && !v.stored) return null;
-  const name = (s: Snapshot) => (s.stored ? `a ResidentTensor of dtype "${s.stored.format === KvFormat.F16 ? "f16" : "q8"}"` : describe(s.data));
-  if (!k.stored || !v.stored || k.stored.format !== v.stored.format) {
-    throw new ArgumentError(`value: expected keys and values stored alike (float32, or ResidentTensors of one dtype), got key ${name(k)} and value ${name(v)}`);
+  const name = (s: Snapshot) => (s.stored ? `a ResidentTensor of dtype "${dtypeOf(s.stored.format)}"` : describe(s.data));
+  if (!k.stored || !v.stored || dtypeOf(k.stored.format) !== dtypeOf(v.stored.format)) {
+    throw new ArgumentError(
+      `value: expected keys and values stored alike (float32, or ResidentTensors of one dtype), got key ${name(k)} and value ${name(v)}`,
+    );
   }
   if (f.rope) throw new ArgumentError(`key: expected a float32 tensor with rope (it rotates a copy), got ${name(k)}`);
   if (f.global) throw new ArgumentError(`key: expected a float32 tensor with globalTokens, got ${name(k)}`);
-  const format = k.stored.format;
+  // f16 keys and values without Infinity or NaN, both: the kernel's unchecked widening
+  const format = k.stored.format === v.stored.format ? k.stored.format : KvFormat.F16;
   return { format, el: storedBytes(format), kRow: k.stored.rowBytes, vRow: v.stored.rowBytes };
 }

@@ -10,6 +10,16 @@ export type CacheDtype = "f32" | "f16" | "q8";
 
 const FORMATS: Record<CacheDtype, KvFormat> = { f32: KvFormat.F32, f16: KvFormat.F16, q8: KvFormat.Q8 };
 
+/** @internal the dtype of rows stored in `format` */
+export function dtypeOf(format: KvFormat): CacheDtype {
+  return format === KvFormat.F16 || format === KvFormat.F16Finite ? "f16" : format === KvFormat.Q8 ? "q8" : "f32";
+}
+
+/** @internal how the kernels read rows stored in `format`: f16 rows without Infinity or NaN skip the checks */
+export function readFormat(format: KvFormat, nonFinite: boolean): KvFormat {
+  return format === KvFormat.F16 && !nonFinite ? KvFormat.F16Finite : format;
+}
+
 /** @internal a cache's `dtype` option, checked */
 export function cacheFormat(name: string, dtype: unknown): { dtype: CacheDtype; format: KvFormat } {
   const d = dtype ?? "f32";
@@ -61,6 +71,8 @@ export class KVCache {
   /** How keys and values are stored. */
   readonly dtype: CacheDtype;
   #length = 0;
+  // some stored half is Infinity or NaN (until reset): the kernels then widen with the checks
+  #nonFinite = false;
   #batch: number | null = null;
   #owner: object | null = null;
   #heap: Heap | null = null;
@@ -83,6 +95,16 @@ export class KVCache {
     return this.#format;
   }
 
+  /** @internal how the kernels read the rows stored so far */
+  get readFormat(): KvFormat {
+    return readFormat(this.#format, this.#nonFinite);
+  }
+
+  /** @internal after storing rows: how many of the values stored are Infinity or NaN (kv_store_rows) */
+  noteStored(nonFinite: number): void {
+    if (nonFinite) this.#nonFinite = true;
+  }
+
   /** Bytes of WebAssembly memory the cache holds (its capacity, keys and values of every layer). */
   get byteLength(): number {
     let n = 0;
@@ -93,6 +115,7 @@ export class KVCache {
   /** Empties the cache, keeping its memory for the next sequence. */
   reset(): void {
     this.#length = 0;
+    this.#nonFinite = false;
     this.#batch = null;
     this.#owner = null;
   }

@@ -252,7 +252,7 @@ export class CausalLM extends Module {
         ...this.#rope.cover(ctx, Math.max(...positions) + 1),
         qpos0,
         runs: cache ? this.#cachedRuns(ctx, cache, L, past, pads) : this.#newRuns(L, pads),
-        stored: cache && cache.dtype !== "f32" ? (layer) => cache.rows(layer) : undefined,
+        stored: cache && cache.dtype !== "f32" ? (layer) => ({ ...cache.rows(layer), format: cache.readFormat() }) : undefined,
         lastRow,
       };
       this.layers.forEach((layer, i) => layer.run(ctx, x, step, i));
@@ -301,8 +301,8 @@ export class CausalLM extends Module {
       if (n > 0) {
         const from = 4 * (b * L + skip) * kvDim;
         const { format, rowBytes } = cache.rows(layer);
-        ctx.K.kv_store_rows(lane.k, rowBytes, K + from, kvDim, n, heads, headDim, format);
-        ctx.K.kv_store_rows(lane.v, rowBytes, V + from, kvDim, n, heads, headDim, format);
+        cache.noteStored(ctx.K.kv_store_rows(lane.k, rowBytes, K + from, kvDim, n, heads, headDim, format));
+        cache.noteStored(ctx.K.kv_store_rows(lane.v, rowBytes, V + from, kvDim, n, heads, headDim, format));
       }
       return lane.runs;
     };

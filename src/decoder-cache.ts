@@ -16,7 +16,7 @@ import { runtime } from "./init.js";
 import type { Heap } from "./memory.js";
 import { int } from "./check.js";
 import { checkOptions, describe } from "./tensor.js";
-import { type CacheDtype, cacheFormat } from "./cache.js";
+import { type CacheDtype, cacheFormat, readFormat } from "./cache.js";
 import type { KvFormat } from "./enums.js";
 
 /** What the cache holds per layer: key/value heads and their size, and its sliding window (null: none). */
@@ -68,6 +68,8 @@ interface Sequence {
 interface Store {
   heap: Heap;
   blocks: Set<Block>;
+  /** some half stored in a block of the family is Infinity or NaN: the kernels widen with the checks */
+  nonFinite: boolean;
 }
 
 /** @internal a run of keys for attention: positions pos0 .. pos0 + n - 1, rows as the cache stores them (kvDim float32 without one) */
@@ -122,7 +124,7 @@ export class DecoderCache {
     if (store) this.#store = store;
     else {
       const blocks = new Set<Block>();
-      this.#store = { heap: runtime().heap, blocks };
+      this.#store = { heap: runtime().heap, blocks, nonFinite: false };
       // the blocks are freed when every cache of the family is gone (a dropped cache's own
       // references are only released by dispose() or with the family)
       this.#store.heap.track(this.#store, blocksOf(blocks));
@@ -273,6 +275,16 @@ export class DecoderCache {
   /** @internal how layer `layer` stores a row: the kernels' format and the row's bytes */
   rows(layer: number): { format: KvFormat; rowBytes: number } {
     return { format: this.#format, rowBytes: this.#layers[layer]?.rowBytes ?? 0 };
+  }
+
+  /** @internal how the kernels read the rows stored so far (this cache and its forks) */
+  readFormat(): KvFormat {
+    return readFormat(this.#format, this.#store.nonFinite);
+  }
+
+  /** @internal after storing rows: how many of the values stored are Infinity or NaN (kv_store_rows) */
+  noteStored(nonFinite: number): void {
+    if (nonFinite) this.#store.nonFinite = true;
   }
 
   /** @internal throws unless `owner` may run a batch of B on this cache */

@@ -28,4 +28,9 @@ export enum KvFormat {
   F16 = 1,
   /** int8 rows of kvDim, then one float32 scale per head (symmetric, max |x| / 127) */
   Q8 = 2,
+  /**
+   * F16 rows known to hold no Infinity or NaN (the host counts what it stores): the kernels widen
+   * them without the checks those need, to the same bits
+   */
+  F16Finite = 3,
 }

@@ -77,12 +77,12 @@ export interface StoredKV {
 
 /** Bytes of one stored value of `format`. */
 export function storedBytes(format: KvFormat): number {
-  return format === KvFormat.F16 ? 2 : format === KvFormat.Q8 ? 1 : 4;
+  return format === KvFormat.F16 || format === KvFormat.F16Finite ? 2 : format === KvFormat.Q8 ? 1 : 4;
 }
 
 /** Whether the kernel can read keys and values of `format` in place: it widens 4 (F16) or 16 (Q8) values at a time. */
 function storedInPlace(format: KvFormat, E: number, Ev: number): boolean {
-  const unit = format === KvFormat.F16 ? 4 : format === KvFormat.Q8 ? 16 : 1;
+  const unit = format === KvFormat.Q8 ? 16 : format === KvFormat.F32 ? 1 : 4;
   return E % unit === 0 && Ev % unit === 0;
 }
 

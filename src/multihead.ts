@@ -368,11 +368,11 @@ export class MultiHeadAttention extends Module {
         if (rope)
           ctx.K.rope_f32(kb, a.Lq, a.Lq, kvDim, this.numKvHeads, hd, rope.rotaryDim, rope.positionOffset + past, rope.theta, rope.interleaved);
         if (direct) continue;
-        ctx.K.kv_store_rows(entry.k + at, entry.rowBytes, kb, kvDim, a.Lq, this.numKvHeads, hd, format);
-        ctx.K.kv_store_rows(entry.v + at, entry.rowBytes, vb, kvDim, a.Lq, this.numKvHeads, hd, format);
+        a.cache.noteStored(ctx.K.kv_store_rows(entry.k + at, entry.rowBytes, kb, kvDim, a.Lq, this.numKvHeads, hd, format));
+        a.cache.noteStored(ctx.K.kv_store_rows(entry.v + at, entry.rowBytes, vb, kvDim, a.Lq, this.numKvHeads, hd, format));
       }
       [kAll, vAll] = [entry.k, entry.v];
-      if (!direct) stored = { rowBytes: entry.rowBytes, format };
+      if (!direct) stored = { rowBytes: entry.rowBytes, format: a.cache.readFormat };
     } else {
       rows = a.Lk;
       kAll = scope.alloc(4 * a.B * a.Lk * kvDim);

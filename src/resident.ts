@@ -1,9 +1,21 @@
-import { type CacheDtype, cacheFormat } from "./cache.js";
+import { type CacheDtype, cacheFormat, dtypeOf, readFormat } from "./cache.js";
 import { KvFormat } from "./enums.js";
 import { ArgumentError, ShapeError, StateError } from "./errors.js";
 import { runtime } from "./init.js";
 import type { Scope } from "./memory.js";
-import { type ResidentInfo, type Snapshot, type Tensor, checkOptions, checkShape, describe, fmt, honest, registerResident, size, typedKind } from "./tensor.js";
+import {
+  type ResidentInfo,
+  type Snapshot,
+  type Tensor,
+  checkOptions,
+  checkShape,
+  describe,
+  fmt,
+  honest,
+  registerResident,
+  size,
+  typedKind,
+} from "./tensor.js";
 
 /**
  * A float32 tensor that lives in WebAssembly memory: passing it to a function copies nothing.
@@ -52,8 +64,7 @@ export class ResidentTensor implements Tensor {
 
   /** How the values are stored: "f32", or "f16" / "q8" rows (see the class). */
   get dtype(): CacheDtype {
-    const f = this.#info.format;
-    return f === KvFormat.F16 ? "f16" : f === KvFormat.Q8 ? "q8" : "f32";
+    return dtypeOf(this.#info.format);
   }
 
   /** The same as dispose(), for `using` (explicit resource management): freed at the end of the block. */
@@ -109,7 +120,8 @@ export function residentTensor(shape: readonly number[], data?: ArrayLike<number
     else view.fill(0);
     return new ResidentTensor({ heap, at, shape: dims, format, rowBytes: 4 * (dims.at(-1) ?? 1) });
   }
-  if (dims.length === 0) throw new ShapeError(`residentTensor shape: expected at least one dimension (rows of the last) for dtype "${format === KvFormat.F16 ? "f16" : "q8"}", got []`);
+  if (dims.length === 0)
+    throw new ShapeError(`residentTensor shape: expected at least one dimension (rows of the last) for dtype "${dtypeOf(format)}", got []`);
   const E = dims.at(-1)!;
   const rows = E === 0 ? 0 : n / E;
   const rowBytes = Number(K.kv_row_bytes(1, E, format));
@@ -117,15 +129,16 @@ export function residentTensor(shape: readonly number[], data?: ArrayLike<number
   const at = heap.alloc(Math.max(1, rows * rowBytes));
   // zeros store as zero bytes in both formats (a half 0, an int8 0 with scale 0)
   new Uint8Array(heap.memory.buffer, at, Math.max(1, rows * rowBytes)).fill(0);
+  let nonFinite = 0;
   if (values && n) {
     const s = heap.scope();
     try {
-      K.kv_store_rows(at, rowBytes, s.put(values), E, rows, 1, E, format);
+      nonFinite = K.kv_store_rows(at, rowBytes, s.put(values), E, rows, 1, E, format);
     } finally {
       s.release();
     }
   }
-  return new ResidentTensor({ heap, at, shape: dims, format, rowBytes });
+  return new ResidentTensor({ heap, at, shape: dims, format: readFormat(format, nonFinite > 0), rowBytes });
 }
 
 /** @internal the address of `t` in WebAssembly memory: its own if resident, else a copy made in `scope` */

@@ -181,7 +181,7 @@ function snapshot(name: string, x: unknown, kinds: readonly string[], storedOk =
     const { heap, shape, format, rowBytes } = resident;
     if (format !== KvFormat.F32 && !storedOk) {
       throw new ArgumentError(
-        `${name}: expected a float32 tensor, got a ResidentTensor of dtype "${format === KvFormat.F16 ? "f16" : "q8"}" (only scaledDotProductAttention's key and value read stored rows)`,
+        `${name}: expected a float32 tensor, got a ResidentTensor of dtype "${format === KvFormat.Q8 ? "q8" : "f16"}" (only scaledDotProductAttention's key and value read stored rows)`,
       );
     }
     const n = size(shape);

@@ -1,4 +1,5 @@
-// KV caches stored as f16 and q8 (KVCache / createCache / generate dtype): decoding through
+// KV caches stored as f16 and q8 (KVCache / createCache / generate dtype, residentTensor's dtype
+// for scaledDotProductAttention): decoding through
 // MultiHeadAttention with identity projections (its heads are column slices of x, the key/value
 // heads the first Hk of them) against a float64 oracle over the keys and values as stored
 // (halves; int8 times the per-token, per-head scale, quantized by the rule of test/support/q8.ts),
@@ -186,6 +187,105 @@ describe("KVCache dtype: decoding against a float64 oracle over the stored keys 
     expect(cache.byteLength).toBe(0);
     linear.dispose();
     plain.dispose();
+  });
+});
+
+describe("residentTensor dtype: keys and values stored for scaledDotProductAttention", () => {
+  // [B, H, L, D] rows as stored, per row of D
+  const storedRows = (x: Float32Array, D: number, dtype: Dtype) => stored(x, x.length / D, 1, D, dtype);
+  const cases: [B: number, Hq: number, Hk: number, Lq: number, Lk: number, E: number, Ev: number][] = [
+    [1, 12, 12, 1, 300, 64, 64],
+    [2, 4, 2, 1, 70, 16, 32],
+    [1, 3, 3, 5, 33, 7, 9],
+    [2, 2, 1, 3, 129, 80, 80],
+    [1, 1, 1, 1, 1, 1, 1],
+  ];
+  for (const dtype of ["f16", "q8"] as const) {
+    for (const [B, Hq, Hk, Lq, Lk, E, Ev] of cases) {
+      test(`${dtype}: [${B}, ${Hq}/${Hk}, ${Lq} x ${Lk}], E ${E}, Ev ${Ev}, bottom-right causal and not`, () => {
+        const seed = freshSeed();
+        const r = rng(seed);
+        const q = lib.tensor(r.floats(B * Hq * Lq * E), [B, Hq, Lq, E]);
+        const k = r.floats(B * Hk * Lk * E);
+        const v = r.floats(B * Hk * Lk * Ev);
+        const rk = lib.residentTensor([B, Hk, Lk, E], k, { dtype });
+        const rv = lib.residentTensor([B, Hk, Lk, Ev], v, { dtype });
+        expect(rk.dtype).toBe(dtype);
+        // data: a float32 copy of what is stored
+        expect(Array.from(rk.data)).toEqual(Array.from(storedRows(k, E, dtype), Math.fround));
+        const [kd, vd] = [storedRows(k, E, dtype), storedRows(v, Ev, dtype)] as unknown as Float32Array[];
+        const d = { batch: [B], Hq, Hk, Lq, Lk, E, Ev };
+        for (const isCausal of [false, true]) {
+          const got = lib.scaledDotProductAttention(q, rk, rv, { isCausal, causalAlignment: "bottom-right", enableGqa: Hq !== Hk }) as lib.Tensor;
+          const want = attentionRef(q.data, kd!, vd!, d, isCausal ? { causalOffset: Lk - Lq } : {}).out;
+          expectClose(got.data, want, [B, Hq, Lq, Ev], TOL[dtype], `seed ${seed}, causal ${isCausal}`);
+        }
+        rk.dispose();
+        rv.dispose();
+      });
+    }
+  }
+
+  test("f16 without Infinity or NaN takes the unchecked widening: the same bits as the checked one", () => {
+    const r = rng(freshSeed());
+    const [H, Lk, E] = [4, 200, 64];
+    const q = lib.tensor(r.floats(H * E, 3), [1, H, 1, E]);
+    const k = r.floats(H * (Lk + 1) * E, 2);
+    const v = r.floats(H * (Lk + 1) * E, 5);
+    // the same keys and values, plus one more each: finite, or Infinity / NaN (never read: keyLengths)
+    const run = (extra: number) => {
+      const [k2, v2] = [k.slice(), v.slice()];
+      for (let h = 0; h < H; h++) {
+        k2[(h * (Lk + 1) + Lk) * E] = extra;
+        v2[(h * (Lk + 1) + Lk) * E + 1] = extra;
+      }
+      const rk = lib.residentTensor([1, H, Lk + 1, E], k2, { dtype: "f16" });
+      const rv = lib.residentTensor([1, H, Lk + 1, E], v2, { dtype: "f16" });
+      const out = (lib.scaledDotProductAttention(q, rk, rv, { keyLengths: Int32Array.of(Lk) }) as lib.Tensor).data;
+      rk.dispose();
+      rv.dispose();
+      return out;
+    };
+    const fast = run(0.5);
+    expect(run(Number.POSITIVE_INFINITY)).toEqual(fast);
+    expect(run(Number.NaN)).toEqual(fast);
+    expect(run(1e6)).toEqual(fast); // beyond a half's range: stored as Infinity
+    // queries beyond 2^16 would overflow times 2^112: the checked widening, still finite and right
+    const big = lib.tensor(
+      q.data.map((x) => x * 1e5),
+      q.shape,
+    );
+    const rk = lib.residentTensor([1, H, Lk + 1, E], k, { dtype: "f16" });
+    const rv = lib.residentTensor([1, H, Lk + 1, E], v, { dtype: "f16" });
+    const got = (lib.scaledDotProductAttention(big, rk, rv, { keyLengths: Int32Array.of(Lk) }) as lib.Tensor).data;
+    expect(Array.from(got).every(Number.isFinite)).toBe(true);
+    rk.dispose();
+    rv.dispose();
+  });
+
+  test("stored tensors: key and value alike, no rope or globalTokens, and no other function takes one", () => {
+    const q = lib.tensor(rng(1).floats(2 * 3 * 16), [1, 2, 3, 16]);
+    const f32 = lib.tensor(rng(2).floats(2 * 3 * 16), [1, 2, 3, 16]);
+    const q8 = lib.residentTensor([1, 2, 3, 16], f32.data, { dtype: "q8" });
+    const f16 = lib.residentTensor([1, 2, 3, 16], f32.data, { dtype: "f16" });
+    expect(() => lib.scaledDotProductAttention(q, q8, f32)).toThrow(
+      'value: expected keys and values stored alike (float32, or ResidentTensors of one dtype), got key a ResidentTensor of dtype "q8" and value Float32Array',
+    );
+    expect(() => lib.scaledDotProductAttention(q, q8, f16)).toThrow(lib.ArgumentError);
+    expect(() => lib.scaledDotProductAttention(q, q8, q8, { rope: {} })).toThrow(
+      'key: expected a float32 tensor with rope (it rotates a copy), got a ResidentTensor of dtype "q8"',
+    );
+    expect(() => lib.scaledDotProductAttention(q8, f32, f32)).toThrow('query: expected a float32 tensor, got a ResidentTensor of dtype "q8"');
+    expect(() => lib.linearAttention(q, f16, f16)).toThrow('key: expected a float32 tensor, got a ResidentTensor of dtype "f16"');
+    expect(() => lib.residentTensor([2], [1, 2], { dtype: "q4" as Dtype })).toThrow(
+      'residentTensor dtype: expected "f32", "f16" or "q8", got string q4',
+    );
+    expect(() => lib.residentTensor([], [1], { dtype: "q8" })).toThrow(lib.ShapeError);
+    expect(lib.residentTensor([2, 0], undefined, { dtype: "q8" }).data).toHaveLength(0);
+    const zeros = lib.residentTensor([3, 16], undefined, { dtype: "f16" });
+    expect(Array.from(zeros.data)).toEqual(new Array(48).fill(0));
+    for (const t of [q8, f16, zeros]) t.dispose();
+    expect(() => q8.data).toThrow(lib.StateError);
   });
 });
 
