@@ -14,6 +14,7 @@ export function workerMain(): void {
     scratchBase: number;
     scratchStride: number;
     scratch: number;
+    spinMs: number;
   };
   type Msg = {
     module: WebAssembly.Module;
@@ -44,6 +45,9 @@ export function workerMain(): void {
     const L = msg.layout; // the control block's slots, as threads.ts lays them out
     let seen = msg.seen;
     for (;;) {
+      // poll for the next dispatch a little before sleeping (threads.ts LAYOUT.spinMs)
+      const sleepAfter = performance.now() + L.spinMs;
+      while (Atomics.load(ctrl, L.gen) === seen && performance.now() < sleepAfter) {}
       Atomics.wait(ctrl, L.gen, seen);
       seen = Atomics.load(ctrl, L.gen);
       if (Atomics.load(ctrl, L.stop)) return;
