@@ -20,10 +20,6 @@ export const LAYOUT = {
   scratchBase: 4, // Float64 slot
   scratchStride: 5, // Float64 slot
   scratch: Number.MIN_SAFE_INTEGER, // SCRATCH
-  // milliseconds a thread polls for the next dispatch (a worker) or for the last task (the caller)
-  // before it sleeps: decoding dispatches every few tens of microseconds, and waking a sleeping
-  // thread costs about as much, so a thread that slept between them would leave the work to the caller
-  spinMs: 0.25,
 } as const;
 const { gen: GEN, next: NEXT, done: DONE, count: COUNT, stop: STOP, failed: FAILED } = LAYOUT;
 /** @internal stands for the running thread's scratch in a call; never a real argument (-1 is one: an unbounded side of a band) */
@@ -194,9 +190,8 @@ export class Pool {
     }
     let done = Atomics.load(ctrl, DONE);
     let progress = performance.now();
-    const sleepAfter = progress + LAYOUT.spinMs;
     while ((done & 0xffff) < count) {
-      if (this.#canBlock && performance.now() > sleepAfter) Atomics.wait(ctrl, DONE, done, 50);
+      if (this.#canBlock) Atomics.wait(ctrl, DONE, done, 50);
       const now = Atomics.load(ctrl, DONE);
       if (now !== done) {
         done = now;

@@ -14,7 +14,6 @@ export function workerMain(): void {
     scratchBase: number;
     scratchStride: number;
     scratch: number;
-    spinMs: number;
   };
   type Msg = {
     module: WebAssembly.Module;
@@ -45,9 +44,6 @@ export function workerMain(): void {
     const L = msg.layout; // the control block's slots, as threads.ts lays them out
     let seen = msg.seen;
     for (;;) {
-      // poll for the next dispatch a little before sleeping (threads.ts LAYOUT.spinMs)
-      const sleepAfter = performance.now() + L.spinMs;
-      while (Atomics.load(ctrl, L.gen) === seen && performance.now() < sleepAfter) {}
       Atomics.wait(ctrl, L.gen, seen);
       seen = Atomics.load(ctrl, L.gen);
       if (Atomics.load(ctrl, L.stop)) return;
