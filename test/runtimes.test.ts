@@ -20,7 +20,8 @@ beforeAll(() => {
 describe("one package, the same bits everywhere (baseline build)", () => {
   test("Node", () => {
     expect(node.info).toEqual({ simd: "baseline", threads: 1 });
-    expect(node.bits.split(",").length).toBe(2 * 4 * 37 * 24 + 3 * 11 * 32);
+    // attention, the encoder in f32, f16, q8 and q4, attention over f16 and q8 keys and values (decoding and widened)
+    expect(node.bits.split(",").length).toBe(2 * 4 * 37 * 24 + 4 * 3 * 11 * 32 + 2 * (4 * 1 * 32 + 4 * 5 * 24));
   });
 
   test("Node, the built package on two threads (worker_threads)", () => {
