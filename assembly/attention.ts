@@ -271,7 +271,7 @@ export function attention_f32_merge(out: usize, outStride: i32, stats: usize, ou
   const q2 = r0 + 2 < Lq ? q1 + qRow : q1;
   const q3 = r0 + 3 < Lq ? q2 + qRow : q2;
   for (let c = 0; c < cols8; c += 8) {
-    tile_4x8(s + <usize>c * F32, S_ROW, q0, q1, q2, q3, kt + <usize>((t0 + c) >> 3) * <usize>E * 8 * F32, E);
+    tile_4x8(s + <usize>c * F32, S_ROW, q0, q1, q2, q3, kt + <usize>((t0 + c) >> 3) * <usize>E * 8 * F32, 32, E);
   }
 }
 

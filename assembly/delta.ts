@@ -23,7 +23,7 @@
 // taken through a boundary r with j < r <= t, so that for decays <= 0 no factor exceeds 1.
 import { Act } from "../src/enums";
 import { gemm_f32 } from "./gemm";
-import { pack_f32_t, roundUp4, roundUp8 } from "./pack";
+import { pack_f32_w, roundUp4, weightRows } from "./pack";
 import { exp_f32, exp_f32x4, fma_f32x4 } from "./simd";
 
 const F32: usize = 4;
@@ -103,7 +103,7 @@ export function linear_chunked_f32(
     const K = rows(kc, k + <usize>c0 * <usize>kRow * F32, kRow, n, dk);
     const V = rows(vc, v + <usize>c0 * <usize>vRow * F32, vRow, n, dv);
     if (gDim) runningSum(lam, g + <usize>c0 * <usize>gDim * F32, n, gDim);
-    pack_f32_t(kp, K, dk, n, dk); // K as the right operand of X K^T
+    pack_f32_w(kp, K, dk, n, dk); // K as the right operand of X K^T
     pack_f32_n(sp, s, dv, dk, dv); // S0 as the right operand of X S0
     // 2. U, what the chunk's tokens write (the WY representation of the delta rule); V without one
     let U = V;
@@ -173,22 +173,22 @@ function layout(base: usize, C: i32, dk: i32, dv: i32, gDim: i32): usize {
   kc = at; at += roundUp4(C * dk) * F32;
   vc = at; at += roundUp4(C * dv) * F32;
   qc = at; at += roundUp4(C * dk) * F32;
-  kp = at; at += roundUp8(C) * <usize>dk * F32;
-  sp = at; at += roundUp8(dv) * <usize>dk * F32;
+  kp = at; at += weightRows(C) * <usize>dk * F32;
+  sp = at; at += weightRows(dv) * <usize>dk * F32;
   gm = at; at += roundUp4(C * C) * F32;
   tm = at; at += roundUp4(C * C) * F32;
   pm = at; at += roundUp4(C * C) * F32;
   xs = at; at += roundUp4(C * dmax) * F32;
-  xp = at; at += roundUp8(dmax) * <usize>C * F32;
+  xp = at; at += weightRows(dmax) * <usize>C * F32;
   um = at; at += roundUp4(C * dv) * F32;
   wk = at; at += roundUp4(C * dk) * F32;
-  up = at; at += roundUp8(dv) * <usize>C * F32;
+  up = at; at += weightRows(dv) * <usize>C * F32;
   om = at; at += roundUp4(C * dv) * F32;
   kt = at; at += roundUp4(C * dk) * F32;
   lm = at; at += roundUp4(C * max(gDim, 1)) * F32;
   if (gDim > 1) {
     ys = at; at += roundUp4(C * dk) * F32;
-    ysp = at; at += roundUp8(C) * <usize>dk * F32;
+    ysp = at; at += weightRows(C) * <usize>dk * F32;
     blk = at; at += roundUp4(SUB * C) * F32;
   }
   gw = at; at += 32 * F32;
@@ -204,20 +204,19 @@ function layout(base: usize, C: i32, dk: i32, dv: i32, gDim: i32): usize {
 }
 
 // dst = src (K, N), rows srcRow floats apart, packed as gemm_f32's right operand for out = a . src:
-// panel p holds columns 8p..8p+7 as a (K, 8) block, dst + p * K * 8 floats; columns past N are zero
-// (pack_f32_t does the same for a matrix given transposed)
+// group g holds columns 32g..32g+31 as a (K, 32) block, dst + g * K * 32 floats; columns past N
+// are zero (pack_f32_w does the same for a matrix given transposed)
 function pack_f32_n(dst: usize, src: usize, srcRow: i32, K: i32, N: i32): void {
-  const panel = <usize>K * 8 * F32;
+  const group = <usize>K * 32 * F32;
   for (let r = 0; r < K; r++) {
     const row = src + <usize>r * <usize>srcRow * F32;
-    let at = dst + <usize>r * 8 * F32;
+    let at = dst + <usize>r * 32 * F32;
     let c = 0;
-    for (; c + 8 <= N; c += 8) {
-      v128.store(at, v128.load(row + <usize>c * F32));
-      v128.store(at, v128.load(row + <usize>c * F32, 16), 16);
-      at += panel;
+    for (; c + 32 <= N; c += 32) {
+      for (let j: usize = 0; j < 128; j += 16) v128.store(at + j, v128.load(row + <usize>c * F32 + j));
+      at += group;
     }
-    if (c < N) for (let j = 0; j < 8; j++) store<f32>(at + <usize>j * F32, c + j < N ? load<f32>(row + <usize>(c + j) * F32) : 0);
+    if (c < N) for (let j = 0; j < 32; j++) store<f32>(at + <usize>j * F32, c + j < N ? load<f32>(row + <usize>(c + j) * F32) : 0);
   }
 }
 
@@ -289,7 +288,7 @@ function decayedGram(out: usize, x: usize, y: usize, lam: usize, n: i32, dk: i32
     if (i0 > 0) {
       expRows(xs, x + <usize>i0 * row, m, dk, lam + <usize>i0 * row, dk, ref, 0, 1); // x_i exp(lam_i - lam_r), i in the block
       expRows(ys, y, i0, dk, lam, dk, ref, 0, 1, -1); // y_j exp(lam_r - lam_j), j < r
-      pack_f32_t(ysp, ys, dk, i0, dk);
+      pack_f32_w(ysp, ys, dk, i0, dk);
       matmul(blk, xs, ysp, 0, m, i0, dk);
       for (let i = 0; i < m; i++) copy(out + <usize>(i0 + i) * <usize>n * F32, blk + <usize>i * <usize>i0 * F32, i0);
     }

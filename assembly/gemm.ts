@@ -4,10 +4,11 @@ import { storeTile_f32 } from "./store";
 const F32: usize = 4;
 const NC: i32 = 64; // columns of w per panel: K x 64 floats of w stay in cache across row blocks
 
-// dst (4, 8), rows dstRow bytes apart = rows a0..a3 (K) . b (K, 8), b contiguous (a pack_f32_t panel).
-// The register micro-kernel of every matrix product here: 8 accumulators, per k two loads of b,
-// four splats of a and eight multiply-adds.
-@inline export function tile_4x8(dst: usize, dstRow: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, K: i32): void {
+// dst (4, 8), rows dstRow bytes apart = rows a0..a3 (K) . b (K, 8), 8 floats per k, bRow bytes
+// apart (32: a pack_f32_t panel; 128: a panel of a pack_f32_w group). The register micro-kernel
+// of every matrix product here: 8 accumulators, per k two loads of b, four splats of a and eight
+// multiply-adds.
+@inline export function tile_4x8(dst: usize, dstRow: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, bRow: usize, K: i32): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
@@ -28,7 +29,7 @@ const NC: i32 = 64; // columns of w per panel: K x 64 floats of w stay in cache 
     x = v128.load32_splat(a3 + k);
     c30 = fma_f32x4(x, b0, c30);
     c31 = fma_f32x4(x, b1, c31);
-    b += 32;
+    b += bRow;
   }
   v128.store(dst, c00);
   v128.store(dst, c01, 16);
@@ -40,29 +41,25 @@ const NC: i32 = 64; // columns of w per panel: K x 64 floats of w stay in cache 
   v128.store(dst + 3 * dstRow, c31, 16);
 }
 
-// dst (1, 8 * panels) = row a (K) . `panels` consecutive panels of b (each (K, 8), `panel` bytes
-// apart), panels <= 4: the one-row micro-kernel, eight accumulators for four panels, so a row is
-// not computed four times over as in tile_4x8 with repeated rows. Each element is the same
-// sequence of fma_f32x4 over k as in tile_4x8: the same bits.
-@inline function row_1x32(dst: usize, a: usize, b: usize, panel: usize, panels: i32, K: i32): void {
+// dst (1, 32) = row a (K) . a pack_f32_w group of b (K, 32): the one-row micro-kernel, eight
+// accumulators for the group's four panels, so a row is not computed four times over as in
+// tile_4x8 with repeated rows, and the group is read as one stream (128 bytes per k: four panels
+// K * 32 bytes apart, read side by side, held a Linear 576 -> 1536 at 15 GB/s where one stream
+// reached 22). Each element is the same sequence of fma_f32x4 over k as in tile_4x8: the same bits.
+@inline function row_1x32(dst: usize, a: usize, b: usize, K: i32): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
   const end = <usize>K * F32;
-  // past the last panel, read the last one again (its results are not stored)
-  const b0 = b;
-  const b1 = panels > 1 ? b0 + panel : b0;
-  const b2 = panels > 2 ? b1 + panel : b1;
-  const b3 = panels > 3 ? b2 + panel : b2;
-  for (let k: usize = 0, o: usize = 0; k < end; k += F32, o += 32) {
+  for (let k: usize = 0, o = b; k < end; k += F32, o += 128) {
     const x = v128.load32_splat(a + k);
-    c00 = fma_f32x4(x, v128.load(b0 + o), c00);
-    c01 = fma_f32x4(x, v128.load(b0 + o, 16), c01);
-    c10 = fma_f32x4(x, v128.load(b1 + o), c10);
-    c11 = fma_f32x4(x, v128.load(b1 + o, 16), c11);
-    c20 = fma_f32x4(x, v128.load(b2 + o), c20);
-    c21 = fma_f32x4(x, v128.load(b2 + o, 16), c21);
-    c30 = fma_f32x4(x, v128.load(b3 + o), c30);
-    c31 = fma_f32x4(x, v128.load(b3 + o, 16), c31);
+    c00 = fma_f32x4(x, v128.load(o), c00);
+    c01 = fma_f32x4(x, v128.load(o, 16), c01);
+    c10 = fma_f32x4(x, v128.load(o, 32), c10);
+    c11 = fma_f32x4(x, v128.load(o, 48), c11);
+    c20 = fma_f32x4(x, v128.load(o, 64), c20);
+    c21 = fma_f32x4(x, v128.load(o, 80), c21);
+    c30 = fma_f32x4(x, v128.load(o, 96), c30);
+    c31 = fma_f32x4(x, v128.load(o, 112), c31);
   }
   v128.store(dst, c00);
   v128.store(dst, c01, 16);
@@ -80,14 +77,14 @@ export function gemm_f32_workspace(): usize {
 }
 
 // out (M, N) = act(a (M, K) . W^T + bias (N)) + residual (M, N)
-//   w:        W (N, K), a torch Linear weight, packed by pack_f32_t (panels of 8 rows of W)
+//   w:        W (N, K), a torch Linear weight, packed by pack_f32_w (groups of 32 rows of W)
 //   bias, residual: 0 for none; residual may be out itself (x = x + f(x))
 //   act:      ACT_* from activation.ts
 //   work:     gemm_f32_workspace() bytes
 // Rows past M repeat the last row and are not stored; columns past N are zeros of w, not stored.
 export function gemm_f32(out: usize, a: usize, w: usize, bias: usize, residual: usize, work: usize, M: i32, N: i32, K: i32, act: i32): void {
   const aRow = <usize>K * F32;
-  const panel = <usize>K * 8 * F32;
+  const group = <usize>K * 32 * F32;
   for (let jc = 0; jc < N; jc += NC) {
     const jEnd = min(N, jc + NC);
     for (let r0 = 0; r0 < M; r0 += 4) {
@@ -102,7 +99,7 @@ export function gemm_f32(out: usize, a: usize, w: usize, bias: usize, residual: 
           const ar = a0 + <usize>r * aRow;
           for (let c = jc; c < jEnd; c += 32) {
             const panels = min(4, (jEnd - c + 7) >> 3);
-            row_1x32(work, ar, w + <usize>(c >> 3) * panel, panel, panels, K);
+            row_1x32(work, ar, w + <usize>(c >> 5) * group, K);
             for (let p = 0; p < panels; p++) {
               const cp = c + 8 * p;
               storeTile_f32(out, work + <usize>p * 8 * F32, bias, residual, r0 + r, 1, cp, min(8, N - cp), N, act);
@@ -112,7 +109,7 @@ export function gemm_f32(out: usize, a: usize, w: usize, bias: usize, residual: 
         continue;
       }
       for (let c = jc; c < jEnd; c += 8) {
-        tile_4x8(work, 8 * F32, a0, a1, a2, a3, w + <usize>(c >> 3) * panel, K);
+        tile_4x8(work, 8 * F32, a0, a1, a2, a3, w + <usize>(c >> 5) * group + <usize>((c >> 3) & 3) * 32, 128, K);
         storeTile_f32(out, work, bias, residual, r0, rows, c, min(8, N - c), N, act);
       }
     }

@@ -8,7 +8,7 @@ export { pack_q4, pack_q4_bytes, gemm_q4, gemm_q4_workspace } from "./gemm-q4";
 export { f16_to_f32_n } from "./half";
 export { layernorm_f32 } from "./layernorm";
 export { mean_f32 } from "./reduce";
-export { pack_f32_t } from "./pack";
+export { pack_f32_t, pack_f32_w } from "./pack";
 export { exp_f32_n } from "./exp";
 export { linear_attention_f32 } from "./linear";
 export { linear_recurrent_f32, linear_recurrent_f32_workspace, linear_chunked_f32, linear_chunked_f32_workspace } from "./delta";

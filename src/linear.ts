@@ -170,26 +170,27 @@ export class Linear extends Module {
       return;
     }
     const [N, K] = [this.outFeatures, this.inFeatures];
-    // the float kernels take the same arguments; they differ in the bytes of a panel of 8 channels
-    const { kernel, work, panel } = {
-      f32: { kernel: "gemm_f32", work: ctx.K.gemm_f32_workspace(), panel: 32 * K },
-      f16: { kernel: "gemm_f16", work: ctx.K.gemm_f16_workspace(K), panel: 16 * K },
-    }[this.#format as "f32" | "f16"] as { kernel: "gemm_f32"; work: number; panel: number }; // one signature: typed as gemm_f32's
+    // the float kernels take the same arguments; they differ in their packing: `unit` channels
+    // together (f32: groups of 32, f16: panels of 8), `panel` bytes each
+    const { kernel, work, panel, unit } = {
+      f32: { kernel: "gemm_f32", work: ctx.K.gemm_f32_workspace(), panel: 128 * K, unit: 32 },
+      f16: { kernel: "gemm_f16", work: ctx.K.gemm_f16_workspace(K), panel: 16 * K, unit: 8 },
+    }[this.#format as "f32" | "f16"] as { kernel: "gemm_f32"; work: number; panel: number; unit: number }; // one signature: typed as gemm_f32's
     const scratch = ctx.scope.alloc(work * ctx.pool.size);
     const blocks = ctx.pool.size > 1 && M * N * K >= 1 << 20 ? 4 * ctx.pool.size : 1;
     const [w, bias] = [this.#w.get("weight"), this.#w.get("bias")];
     const tasks: Call[][] = [];
     if (M === 1 && blocks > 1) {
-      // one row (a decoding step): blocks of columns instead, each a run of whole 8-column panels
+      // one row (a decoding step): blocks of columns instead, each a run of whole groups (panels)
       // of the packed weight; every element is computed as it would be whole, so the bits are the same
-      const cols = Math.max(8, Math.ceil(N / blocks / 8) * 8);
+      const cols = Math.max(unit, Math.ceil(N / blocks / unit) * unit);
       for (let c = 0; c < N; c += cols) {
         tasks.push([
           [
             kernel,
             out + 4 * c,
             a,
-            w + (c / 8) * panel,
+            w + (c / unit) * panel,
             bias && bias + 4 * c,
             residual && residual + 4 * c,
             SCRATCH,

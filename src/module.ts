@@ -127,11 +127,11 @@ export class Resident {
     residents.set(owner, [...(residents.get(owner) ?? []), this]);
   }
 
-  /** Copies `data` in as `name` (replacing what was there); `pack` lays out a Linear weight (N, K) for gemm. */
+  /** Copies `data` in as `name` (replacing what was there); `pack` lays out a Linear weight (N, K) for gemm_f32 (pack_f32_w). */
   set(name: string, data: Float32Array, pack?: { N: number; K: number }): void {
     const { kernels: K, heap } = runtime();
     this.#attach(heap);
-    const bytes = pack ? 4 * pack.K * Math.ceil(pack.N / 8) * 8 : data.byteLength;
+    const bytes = pack ? 4 * pack.K * Math.ceil(pack.N / 32) * 32 : data.byteLength;
     heap.need(`loading "${name}"`, bytes + (pack ? data.byteLength : 0));
     const at = heap.alloc(bytes);
     try {
@@ -140,7 +140,7 @@ export class Resident {
         const src = heap.alloc(data.byteLength);
         try {
           heap.f32(src, data.length).set(data);
-          K.pack_f32_t(at, src, pack.K, pack.N, pack.K);
+          K.pack_f32_w(at, src, pack.K, pack.N, pack.K);
         } finally {
           heap.free(src);
         }

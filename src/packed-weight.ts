@@ -1,5 +1,5 @@
 // A weight W (N, K) in WebAssembly memory, held in one of the WeightFormats in the layout its
-// matrix product reads (panels of 8 rows: pack_f32_t, pack_f16, pack_q8 + scales, pack_q4): what
+// matrix product reads (groups of 32 rows: pack_f32_w; panels of 8: pack_f16, pack_q8 + scales, pack_q4): what
 // Linear and the vocabulary tables (Embedding, CausalLM's embedding and LM head) share. Writing
 // one in, reading it back as float32 rows (f32, f16), and reading single rows dequantized (the
 // tables' gather).
@@ -12,7 +12,7 @@ import { type WeightFormat, preQuantizedRows } from "./weights.js";
 /** @internal bytes of WebAssembly memory W (N, K) takes held in `format` (q8: the int8 panels, then N scales) */
 export function packedBytes(format: WeightFormat, N: number, K: number): number {
   const { kernels } = runtime();
-  if (format === "f32") return 4 * K * Math.ceil(N / 8) * 8;
+  if (format === "f32") return 4 * K * Math.ceil(N / 32) * 32;
   if (format === "f16") return kernels.pack_f16_bytes(N, K);
   if (format === "q8") return kernels.pack_q8_bytes(N, K) + 4 * N;
   return kernels.pack_q4_bytes(N, K);
@@ -75,13 +75,15 @@ function packHalfOrQ4(w: Resident, name: string, data: Float32Array, N: number, 
 /** @internal the float32 rows (N, K) of W held as f32 or f16 at `at` (f16: widened exactly) */
 export function unpackWeight(at: number, format: "f32" | "f16", N: number, K: number): Float32Array {
   const { kernels, heap } = runtime();
-  const n = Math.ceil(N / 8) * 8 * K;
-  // both layouts put row r at panel r >> 3, lane r & 7, its element k 8 elements after k - 1
+  // f32 puts row r at group r >> 5, lane r & 31, its element k 32 elements after k - 1; f16 at
+  // panel r >> 3, lane r & 7, 8 elements apart
+  const lanes = format === "f32" ? 32 : 8;
+  const n = Math.ceil(N / lanes) * lanes * K;
   const rows = (packed: Float32Array) => {
     const w = new Float32Array(N * K);
     for (let r = 0; r < N; r++) {
-      const from = (r >> 3) * K * 8 + (r & 7);
-      for (let k = 0; k < K; k++) w[r * K + k] = packed[from + k * 8]!;
+      const from = Math.floor(r / lanes) * K * lanes + (r % lanes);
+      for (let k = 0; k < K; k++) w[r * K + k] = packed[from + k * lanes]!;
     }
     return w;
   };
@@ -108,8 +110,8 @@ export function rowReader(format: WeightFormat, at: number, N: number, K: number
   if (format === "f32") {
     const f32 = new Float32Array(buffer);
     return (r, row) => {
-      const from = at / 4 + (r >> 3) * K * 8 + (r & 7);
-      for (let k = 0; k < K; k++) row[k] = f32[from + 8 * k]!;
+      const from = at / 4 + (r >> 5) * K * 32 + (r & 31);
+      for (let k = 0; k < K; k++) row[k] = f32[from + 32 * k]!;
     };
   }
   if (format === "q8") {

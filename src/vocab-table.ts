@@ -14,8 +14,8 @@ import { type WeightFormat, formatFor } from "./weights.js";
 /**
  * @internal A vocabulary table [rows, dim] (state dict: weight), kept as blocks of `blockRows`
  * rows (about 4 MB of float32 each: a file's F16 / BF16 table is widened a block at a time), each
- * packed for its format's product as a Linear weight (blockRows, dim) is: f32 as pack_f32_t (row r
- * of a block at panel r >> 3, lane r & 7, its element c at panel * dim * 8 + c * 8 + lane), f16 as
+ * packed for its format's product as a Linear weight (blockRows, dim) is: f32 as pack_f32_w (row r
+ * of a block at group r >> 5, lane r & 31, its element c at group * dim * 32 + c * 32 + lane), f16 as
  * pack_f16, q8 as pack_q8 then one float32 scale per row, q4 as pack_q4.
  */
 export class VocabTable extends Module {

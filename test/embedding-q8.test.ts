@@ -155,7 +155,7 @@ describe("bytes: weightBytes and liveBytes show each table as held", () => {
     let total = 0;
     for (let first = 0; first < V; first += R) {
       const n = Math.min(R, V - first);
-      total += format === "f32" ? 4 * up(n, 8) * D : up(n, 8) * up(D, 4) + 4 * n;
+      total += format === "f32" ? 4 * up(n, 32) * D : up(n, 8) * up(D, 4) + 4 * n;
     }
     return total;
   };
@@ -342,8 +342,8 @@ describe("models", () => {
     // the same model in float32 with the table's dequantized values
     const deq = Float32Array.from(q, (v, i) => v * scales[Math.floor(i / H)]!);
     const f32 = CausalLM.fromConfig(config).loadStateDict({ ...dict, "model.embed_tokens.weight": { data: deq, shape: [V, H] } });
-    // the models differ in their table only: f32 4 bytes a weight (rows padded to 8), q8 1 (dim padded to 4) and a scale per row
-    const [f32Table, q8Table] = [4 * up(V, 8) * H, up(V, 8) * up(H, 4) + 4 * V];
+    // the models differ in their table only: f32 4 bytes a weight (rows padded to 32), q8 1 (rows padded to 8, dim to 4) and a scale per row
+    const [f32Table, q8Table] = [4 * up(V, 32) * H, up(V, 8) * up(H, 4) + 4 * V];
     console.log(
       `the llama-tied fixture's table (${V} x ${H}): f32 ${f32Table} bytes, q8 ${q8Table} bytes; the model ${f32.weightBytes()} -> ${tableQ8.weightBytes()} bytes`,
     );

@@ -30,7 +30,7 @@ const activations: Record<keyof typeof ACT, (x: number) => number> = {
   silu: (x) => x / (1 + Math.exp(-x)),
 };
 
-// out (M, N) = act(a (M, K) . w (N, K)^T + bias) + residual, through pack_f32_t and gemm_f32
+// out (M, N) = act(a (M, K) . w (N, K)^T + bias) + residual, through pack_f32_w and gemm_f32
 function gemm(
   a: Float32Array,
   w: Float32Array,
@@ -46,8 +46,8 @@ function gemm(
   const s = heap.scope();
   try {
     const wRaw = s.put(w);
-    const packed = s.alloc(4 * K * Math.ceil(N / 8) * 8);
-    k.pack_f32_t(packed, wRaw, K, N, K);
+    const packed = s.alloc(4 * K * Math.ceil(N / 32) * 32);
+    k.pack_f32_w(packed, wRaw, K, N, K);
     const res = residual ? s.put(residual) : 0;
     const out = aliasResidual ? res : s.alloc(4 * M * N);
     k.gemm_f32(out, s.put(a), packed, bias ? s.put(bias) : 0, res, s.alloc(k.gemm_f32_workspace()), M, N, K, ACT[act]);
