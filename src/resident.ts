@@ -1,5 +1,6 @@
 import { type CacheDtype, cacheFormat, dtypeOf, readFormat } from "./cache.js";
 import { KvFormat } from "./enums.js";
+import { storedBytes } from "./heads.js";
 import { ArgumentError, ShapeError, StateError } from "./errors.js";
 import { runtime } from "./init.js";
 import type { Scope } from "./memory.js";
@@ -124,16 +125,22 @@ export function residentTensor(shape: readonly number[], data?: ArrayLike<number
     throw new ShapeError(`residentTensor shape: expected at least one dimension (rows of the last) for dtype "${dtypeOf(format)}", got []`);
   const E = dims.at(-1)!;
   const rows = E === 0 ? 0 : n / E;
-  const rowBytes = Number(K.kv_row_bytes(1, E, format));
-  heap.need("residentTensor", Math.max(1, rows * rowBytes) + (values ? 4 * n : 0));
-  const at = heap.alloc(Math.max(1, rows * rowBytes));
+  // kv_row_bytes(1, E, format), counted here: the kernel's 32 bits would wrap for rows of 2^31 halves
+  const rowBytes = storedBytes(format) * E + (format === KvFormat.Q8 ? 4 : 0);
+  const bytes = Math.max(1, rows * rowBytes);
+  heap.need("residentTensor", bytes + (values ? 4 * n : 0));
+  const at = heap.alloc(bytes);
   // zeros store as zero bytes in both formats (a half 0, an int8 0 with scale 0)
-  new Uint8Array(heap.memory.buffer, at, Math.max(1, rows * rowBytes)).fill(0);
+  new Uint8Array(heap.memory.buffer, at, bytes).fill(0);
   let nonFinite = 0;
   if (values && n) {
     const s = heap.scope();
     try {
       nonFinite = K.kv_store_rows(at, rowBytes, s.put(values), E, rows, 1, E, format);
+    } catch (error) {
+      // the copy of the values could not be made (out of memory): nothing stays allocated
+      heap.free(at);
+      throw error;
     } finally {
       s.release();
     }

@@ -287,6 +287,21 @@ describe("residentTensor dtype: keys and values stored for scaledDotProductAtten
     for (const t of [q8, f16, zeros]) t.dispose();
     expect(() => q8.data).toThrow(lib.StateError);
   });
+
+  test("rows past the kernels' i32: an OutOfMemoryError, as for float32, never a tensor over fewer bytes than its rows", () => {
+    const before = lib.memoryStats().liveBytes;
+    // 2^31 halves in a row are 2^32 bytes: counted in 32 bits they were 0 (a 1-byte tensor of 2^31 elements)
+    const cases: [number[], Dtype][] = [
+      [[1, 2 ** 31], "f32"],
+      [[1, 2 ** 31], "f16"],
+      [[2, 3 * 2 ** 30], "f16"],
+      [[2, 2 ** 31], "q8"],
+    ];
+    for (const [shape, dtype] of cases) {
+      expect(() => lib.residentTensor(shape, undefined, { dtype }), `${dtype} ${shape}`).toThrow(lib.OutOfMemoryError);
+    }
+    expect(lib.memoryStats().liveBytes).toBe(before);
+  });
 });
 
 describe("CausalLM caches in f16 and q8", () => {
