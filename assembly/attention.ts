@@ -1,8 +1,8 @@
 import { KvFormat } from "../src/enums";
 import { tile_4x8 } from "./gemm";
-import { accumulatePV1F16, accumulatePV1Q8, kvElem, kv_pack_t, kv_widen, quantizeQuery_i16, scaleQuery_f16, scoreRowsF16, scoreRowsQ8 } from "./kv";
+import { accumulatePV1F16, accumulatePV1Q8, kvElem, kv_pack_t, kv_widen, pv, quantizeQuery_i16, scaleQuery_f16, scoreRows, scoreRowsQ8 } from "./kv";
 import { pack_f32_t, packedBytes, roundUp4, roundUp8 } from "./pack";
-import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4 } from "./simd";
+import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4, sums4_f32x4 } from "./simd";
 
 // Flash attention for one (batch, head) pair: scores are made one tile of BR queries by BC keys at
 // a time and folded into an online softmax, so the Lq x Lk matrix never exists unless the caller
@@ -168,9 +168,9 @@ export function attention_f32_flash(
         cols = min(BC, to - t0);
         if (mask && tileMasked(mask, maskRow, r0, rows, t0, cols)) continue;
         if (stored && format == KvFormat.Q8) scoreRowsQ8(s, S_ROW, qi, qs, k, kScale, kRow, rows, t0, cols, E);
-        else if (finite) scoreRowsF16(s, S_ROW, qi, <usize>E * F32, k, kRow, 0, rows, t0, cols, E, true);
-        else if (stored) scoreRowsF16(s, S_ROW, q, <usize>qStride * F32, k, kRow, r0, rows, t0, cols, E, false);
-        else if (k) scoreRows(s, q, <usize>qStride * F32, k, kRow, r0, rows, t0, cols, E);
+        else if (finite) scoreRows<u16>(s, S_ROW, qi, <usize>E * F32, k, kRow, 0, rows, t0, cols, E, true);
+        else if (stored) scoreRows<u16>(s, S_ROW, q, <usize>qStride * F32, k, kRow, r0, rows, t0, cols, E, false);
+        else if (k) scoreRows<f32>(s, S_ROW, q, <usize>qStride * F32, k, kRow, r0, rows, t0, cols, E, false);
         else scoreTile(s, q, <usize>qStride * F32, work, r0, Lq, t0, <i32>roundUp8(cols), E);
         let zeros = false; // some probability of the tile is exactly 0
         for (let r = 0; r < rows; r++) {
@@ -272,50 +272,6 @@ export function attention_f32_merge(out: usize, outStride: i32, stats: usize, ou
   const q3 = r0 + 3 < Lq ? q2 + qRow : q2;
   for (let c = 0; c < cols8; c += 8) {
     tile_4x8(s + <usize>c * F32, S_ROW, q0, q1, q2, q3, kt + <usize>((t0 + c) >> 3) * <usize>E * 8 * F32, 32, E);
-  }
-}
-
-// pass 1 without Kt: s[r, j] = q row (r0 + r) . k row (t0 + j), four keys at a time, summed
-// across lanes at the end; columns cols..cols8 are left for maskScores to fill
-@inline function scoreRows(s: usize, q: usize, qRow: usize, k: usize, kRow: usize, r0: i32, rows: i32, t0: i32, cols: i32, E: i32): void {
-  const e4 = <usize>(E & ~3) * F32;
-  const eEnd = <usize>E * F32;
-  for (let r = 0; r < rows; r++) {
-    const qr = q + <usize>(r0 + r) * qRow;
-    const srow = s + <usize>r * S_ROW;
-    let j = 0;
-    for (; j + 4 <= cols; j += 4) {
-      const k0 = k + <usize>(t0 + j) * kRow;
-      const k1 = k0 + kRow;
-      const k2 = k1 + kRow;
-      const k3 = k2 + kRow;
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      for (let e: usize = 0; e < e4; e += 16) {
-        const x = v128.load(qr + e);
-        a0 = fma_f32x4(x, v128.load(k0 + e), a0);
-        a1 = fma_f32x4(x, v128.load(k1 + e), a1);
-        a2 = fma_f32x4(x, v128.load(k2 + e), a2);
-        a3 = fma_f32x4(x, v128.load(k3 + e), a3);
-      }
-      // lanes: [sum a0, sum a1, sum a2, sum a3]
-      const lo = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), v128.shuffle<f32>(a0, a1, 2, 6, 3, 7));
-      const hi = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), v128.shuffle<f32>(a2, a3, 2, 6, 3, 7));
-      let dots = f32x4.add(v128.shuffle<f32>(lo, hi, 0, 1, 4, 5), v128.shuffle<f32>(lo, hi, 2, 3, 6, 7));
-      for (let e = e4; e < eEnd; e += F32) {
-        const x = f32x4.splat(load<f32>(qr + e));
-        const ks = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(load<f32>(k0 + e)), 1, load<f32>(k1 + e)), 2, load<f32>(k2 + e)), 3, load<f32>(k3 + e));
-        dots = fma_f32x4(x, ks, dots);
-      }
-      v128.store(srow + <usize>j * F32, dots);
-    }
-    for (; j < cols; j++) {
-      const kj = k + <usize>(t0 + j) * kRow;
-      let a = f32x4.splat(0);
-      for (let e: usize = 0; e < e4; e += 16) a = fma_f32x4(v128.load(qr + e), v128.load(kj + e), a);
-      let dot = hsum_f32x4(a);
-      for (let e = e4; e < eEnd; e += F32) dot += load<f32>(qr + e) * load<f32>(kj + e);
-      store<f32>(srow + <usize>j * F32, dot);
-    }
   }
 }
 
@@ -421,12 +377,6 @@ function shapeScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i3
   const cv = f32x4.splat(correction);
   for (let e: usize = 0; e < ev4 * F32; e += 16) v128.store(orow + e, f32x4.mul(v128.load(orow + e), cv));
   return anyZero;
-}
-
-// acc + p v, where with `safe` a p of exactly 0 adds 0 whatever v holds (not 0 x NaN)
-@inline function pv(p: v128, v: v128, acc: v128, safe: bool): v128 {
-  if (safe) return fma_f32x4(p, v128.and(v, f32x4.ne(p, f32x4.splat(0))), acc);
-  return fma_f32x4(p, v, acc);
 }
 
 // pass 4: o (BR, ev4) += p (BR, BC; cols used) . v (cols, ev4), rows of v vRow bytes apart

@@ -1,7 +1,7 @@
 import { KvFormat } from "../src/enums";
 import { quantizeRow_i8 } from "./gemm-q8";
 import { f16_to_f32x4, f32_to_f16 } from "./half";
-import { fma_f32x4, hmax_f32x4 } from "./simd";
+import { fma_f32x4, hmax_f32x4, hsum_f32x4, sums4_f32x4, sums4_i32x4 } from "./simd";
 
 // Keys and values stored as halves or int8 (a KV cache's `format`, KvFormat in src/enums.ts), and
 // the attention kernel's reads of them. A row of a cache holds every key/value head of one token:
@@ -134,10 +134,7 @@ export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, 
         b = v128.load(k3 + e);
         a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(b), x1)));
       }
-      // lanes: [sum a0, sum a1, sum a2, sum a3]
-      const lo = i32x4.add(v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), v128.shuffle<i32>(a0, a1, 2, 6, 3, 7));
-      const hi = i32x4.add(v128.shuffle<i32>(a2, a3, 0, 4, 1, 5), v128.shuffle<i32>(a2, a3, 2, 6, 3, 7));
-      const dots = i32x4.add(v128.shuffle<i32>(lo, hi, 0, 1, 4, 5), v128.shuffle<i32>(lo, hi, 2, 3, 6, 7));
+      const dots = sums4_i32x4(a0, a1, a2, a3);
       const sk = ks + <usize>(t0 + j) * kRow;
       const scales = f32x4.replace_lane(
         f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(load<f32>(sk)), 1, load<f32>(sk + kRow)), 2, load<f32>(sk + 2 * kRow)),
@@ -160,12 +157,28 @@ export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, 
   }
 }
 
-// pass 1 on F16 keys in place: s[r, j] = q row r . k row (t0 + j) widened, four keys at a time;
-// E a multiple of 4; q rows qRow bytes apart, k rows kRow bytes apart. `finite`: keys without
-// Infinity or NaN, widened to 2^-112 of their values, and q rows times 2^112 (scaleQuery_f16)
-@inline export function scoreRowsF16(
+// 4 values of a key row at element e as float32: stored as float32 (T = f32), or halves (T = u16:
+// widen4, `finite` as there)
+@inline function load4<T>(p: usize, e: usize, finite: bool): v128 {
+  if (sizeof<T>() == 2) return widen4(p + e * 2, finite);
+  return v128.load(p + e * F32);
+}
+
+// one value of a key row, for the tails of E % 4 (float32 keys only: halves come in multiples of 4)
+@inline function load1<T>(p: usize, e: usize): f32 {
+  if (sizeof<T>() == 2) return kvLoad(p, 0, <i32>e, KvFormat.F16);
+  return load<f32>(p + e * F32);
+}
+
+// pass 1 with the keys read in place, stored as T (f32, or u16 halves): s[r, j] = q row (r0 + r) .
+// k row (t0 + j), four keys at a time, summed across lanes at the end; columns cols..cols8 are left
+// for maskScores to fill. q rows qRow bytes apart, k rows kRow bytes apart; halves need E a
+// multiple of 4, and with `finite` (no Infinity or NaN) are widened to 2^-112 of their values
+// against q rows times 2^112 (scaleQuery_f16).
+@inline export function scoreRows<T>(
   s: usize, sRow: usize, q: usize, qRow: usize, k: usize, kRow: usize, r0: i32, rows: i32, t0: i32, cols: i32, E: i32, finite: bool,
 ): void {
+  const E4 = <usize>(E & ~3);
   for (let r = 0; r < rows; r++) {
     const qr = q + <usize>(r0 + r) * qRow;
     const srow = s + <usize>r * sRow;
@@ -176,34 +189,39 @@ export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, 
       const k2 = k1 + kRow;
       const k3 = k2 + kRow;
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      for (let e: usize = 0; e < <usize>E; e += 4) {
+      for (let e: usize = 0; e < E4; e += 4) {
         const x = v128.load(qr + e * F32);
-        a0 = fma_f32x4(x, widen4(k0 + e * 2, finite), a0);
-        a1 = fma_f32x4(x, widen4(k1 + e * 2, finite), a1);
-        a2 = fma_f32x4(x, widen4(k2 + e * 2, finite), a2);
-        a3 = fma_f32x4(x, widen4(k3 + e * 2, finite), a3);
+        a0 = fma_f32x4(x, load4<T>(k0, e, finite), a0);
+        a1 = fma_f32x4(x, load4<T>(k1, e, finite), a1);
+        a2 = fma_f32x4(x, load4<T>(k2, e, finite), a2);
+        a3 = fma_f32x4(x, load4<T>(k3, e, finite), a3);
       }
-      const lo = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), v128.shuffle<f32>(a0, a1, 2, 6, 3, 7));
-      const hi = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), v128.shuffle<f32>(a2, a3, 2, 6, 3, 7));
-      v128.store(srow + <usize>j * F32, f32x4.add(v128.shuffle<f32>(lo, hi, 0, 1, 4, 5), v128.shuffle<f32>(lo, hi, 2, 3, 6, 7)));
+      let dots = sums4_f32x4(a0, a1, a2, a3);
+      for (let e = E4; e < <usize>E; e++) {
+        const x = f32x4.splat(load<f32>(qr + e * F32));
+        const ks = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(load1<T>(k0, e)), 1, load1<T>(k1, e)), 2, load1<T>(k2, e)), 3, load1<T>(k3, e));
+        dots = fma_f32x4(x, ks, dots);
+      }
+      v128.store(srow + <usize>j * F32, dots);
     }
     for (; j < cols; j++) {
       const kj = k + <usize>(t0 + j) * kRow;
       let a = f32x4.splat(0);
-      for (let e: usize = 0; e < <usize>E; e += 4) a = fma_f32x4(v128.load(qr + e * F32), widen4(kj + e * 2, finite), a);
-      const b = f32x4.add(a, v128.shuffle<f32>(a, a, 2, 3, 0, 1));
-      store<f32>(srow + <usize>j * F32, f32x4.extract_lane(f32x4.add(b, v128.shuffle<f32>(b, b, 1, 0, 3, 2)), 0));
+      for (let e: usize = 0; e < E4; e += 4) a = fma_f32x4(v128.load(qr + e * F32), load4<T>(kj, e, finite), a);
+      let dot = hsum_f32x4(a);
+      for (let e = E4; e < <usize>E; e++) dot += load<f32>(qr + e * F32) * load1<T>(kj, e);
+      store<f32>(srow + <usize>j * F32, dot);
     }
   }
 }
 
-// p v for one lane group, where with `safe` a p of exactly 0 adds 0 whatever v holds (not 0 x NaN)
-@inline function pv(p: v128, v: v128, acc: v128, safe: bool): v128 {
+// acc + p v, where with `safe` a p of exactly 0 adds 0 whatever v holds (not 0 x NaN)
+@inline export function pv(p: v128, v: v128, acc: v128, safe: bool): v128 {
   if (safe) return fma_f32x4(p, v128.and(v, f32x4.ne(p, f32x4.splat(0))), acc);
   return fma_f32x4(p, v, acc);
 }
 
-// qs (E) = q (E) * 2^112, for scoreRowsF16 over finite keys; false (qs not usable) when some |q|
+// qs (E) = q (E) * 2^112, for scoreRows<u16> over finite keys; false (qs not usable) when some |q|
 // is 2^16 or more, or NaN, where the product could overflow
 @inline export function scaleQuery_f16(qs: usize, q: usize, E: i32): bool {
   const big = f32x4.splat(65536);

@@ -13,6 +13,19 @@
   return f32x4.extract_lane(c, 0);
 }
 
+// [sum of a0's lanes, of a1's, of a2's, of a3's]: four dot products at once (float32; i32x4 below)
+@inline export function sums4_f32x4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const lo = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), v128.shuffle<f32>(a0, a1, 2, 6, 3, 7));
+  const hi = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), v128.shuffle<f32>(a2, a3, 2, 6, 3, 7));
+  return f32x4.add(v128.shuffle<f32>(lo, hi, 0, 1, 4, 5), v128.shuffle<f32>(lo, hi, 2, 3, 6, 7));
+}
+
+@inline export function sums4_i32x4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const lo = i32x4.add(v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), v128.shuffle<i32>(a0, a1, 2, 6, 3, 7));
+  const hi = i32x4.add(v128.shuffle<i32>(a2, a3, 0, 4, 1, 5), v128.shuffle<i32>(a2, a3, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<i32>(lo, hi, 0, 1, 4, 5), v128.shuffle<i32>(lo, hi, 2, 3, 6, 7));
+}
+
 @inline export function hsum_f32x4(a: v128): f32 {
   const b = f32x4.add(a, v128.shuffle<f32>(a, a, 2, 3, 0, 1));
   const c = f32x4.add(b, v128.shuffle<f32>(b, b, 1, 0, 3, 2));
