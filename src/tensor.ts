@@ -1,4 +1,4 @@
-import { ArgumentError, OutOfMemoryError, ShapeError, StateError } from "./errors.js";
+import { ArgumentError, OutOfMemoryError, ShapeError, StateError, WasmAttentionError } from "./errors.js";
 import { Heap } from "./memory.js";
 import { KvFormat } from "./enums.js";
 
@@ -204,6 +204,17 @@ function snapshot(name: string, x: unknown, kinds: readonly string[], storedOk =
     };
   }
   const expected = kinds.join(" or ");
+  try {
+    return plainSnapshot(name, x, kinds, expected);
+  } catch (error) {
+    // a getter that throws (a Proxy, or an object made from ResidentTensor's prototype that is not one)
+    if (error instanceof WasmAttentionError) throw error;
+    throw new ArgumentError(`${name}: expected a tensor { data: ${expected}, shape }, got ${describe(x)} whose properties throw (${String(error)})`);
+  }
+}
+
+// snapshot() of an object that is not a genuine resident tensor
+function plainSnapshot(name: string, x: unknown, kinds: readonly string[], expected: string): Snapshot<Float32Array | Uint8Array> {
   if (x === null || typeof x !== "object" || !("data" in x) || !("shape" in x || "dims" in x)) {
     throw new ArgumentError(`${name}: expected a tensor { data: ${expected}, shape }, got ${describe(x)}`);
   }

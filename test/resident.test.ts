@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, test } from "vitest";
-import { ResidentTensor, StateError, init, memoryStats, residentTensor, scaledDotProductAttention, tensor } from "../src/index.js";
+import { ArgumentError, ResidentTensor, StateError, init, memoryStats, residentTensor, scaledDotProductAttention, tensor } from "../src/index.js";
 import { freshSeed, rng } from "./reference.js";
 
 beforeAll(() => init());
@@ -35,6 +35,19 @@ describe("resident tensors", () => {
     );
     q.dispose();
     kv.dispose();
+  });
+
+  test("look-alikes (a Proxy of one, an object made from its prototype) are not resident tensors: an ArgumentError naming the argument", () => {
+    const q = tensor(rng(1).floats(2 * 3 * 16), [2, 3, 16]);
+    const real = residentTensor(q.shape, q.data);
+    const fakes = [new Proxy(real, {}), Object.create(ResidentTensor.prototype, { shape: { value: [2, 3, 16] } })];
+    for (const fake of fakes) {
+      expect(() => scaledDotProductAttention(q, fake, q)).toThrow(ArgumentError);
+      expect(() => scaledDotProductAttention(q, fake, q)).toThrow(
+        /^key: expected a tensor \{ data: Float32Array, shape \}, got .* whose properties throw \(TypeError/,
+      );
+    }
+    real.dispose();
   });
 
   test("dispose frees the memory; use after dispose is a StateError", () => {
