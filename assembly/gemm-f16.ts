@@ -9,7 +9,7 @@
 // in both (not fma_f32x4, which the relaxed build fuses), and the widening is exact.
 //
 // Three paths, one result: M < 4, each row alone with the halves
-// widened in registers (tile_f16_1x8); M = 4, four rows (tile_f16_4x8); M > 4, each group of 64
+// widened in registers (tile_f16_1x8); M = 4, four rows (tile_4x8_madd on the halves); M > 4, each group of 64
 // channels widened once into the workspace and read by tile_4x8_madd for every block of 4 rows
 // (widening in the 4 x 8 micro-kernel, about 20 integer and float operations per 8 weights next
 // to 16 multiply-adds, ran 2.6x slower than gemm_f32 at M = 32, N = K = 768; widening once per
@@ -31,7 +31,7 @@ export function pack_f16_bytes(N: i32, K: i32): usize {
   return roundUp8(N) * <usize>K * 2;
 }
 
-// dst = W (N, K) as halves, in panels of 8 output channels the way tile_f16_4x8 reads them: panel p
+// dst = W (N, K) as halves, in panels of 8 output channels the way tile_4x8_madd<u16> reads them: panel p
 // (channels 8p..8p+7) at dst + p * K * 16, per k 16 bytes (c0 c1 ... c7, one v128 load).
 //   src:  W's rows srcStride elements apart, of type srcType: 0 float32 (rounded to nearest half,
 //         ties to even), 1 half (copied), 2 bfloat16 (widened, then rounded to half)
@@ -95,8 +95,8 @@ export function gemm_f16(out: usize, a: usize, w: usize, bias: usize, residual: 
         continue;
       }
       for (let c = jc; c < jEnd; c += 8) {
-        if (M > 4) tile_4x8_madd(work, a0, a1, a2, a3, wide + <usize>((c - jc) >> 3) * <usize>K * 32, K);
-        else tile_f16_4x8(work, a0, a1, a2, a3, w + <usize>(c >> 3) * panel, K);
+        if (M > 4) tile_4x8_madd<f32>(work, a0, a1, a2, a3, wide + <usize>((c - jc) >> 3) * <usize>K * 32, K);
+        else tile_4x8_madd<u16>(work, a0, a1, a2, a3, w + <usize>(c >> 3) * panel, K);
         storeTile_f32(out, work, bias, residual, r0, rows, c, min(8, N - c), N, act);
       }
     }
@@ -113,7 +113,7 @@ export function gemm_f16(out: usize, a: usize, w: usize, bias: usize, residual: 
   }
 }
 
-// dst (1, 8) = row a (K) . b (K, 8) halves: tile_f16_4x8 for one row, the same operations per element
+// dst (1, 8) = row a (K) . b (K, 8) halves: tile_4x8_madd<u16> for one row, the same operations per element
 @inline function tile_f16_1x8(dst: usize, a: usize, b: usize, K: i32): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0);
   const end = <usize>K * F32;
@@ -126,40 +126,4 @@ export function gemm_f16(out: usize, a: usize, w: usize, bias: usize, residual: 
   }
   v128.store(dst, c0);
   v128.store(dst, c1, 16);
-}
-
-// dst (4, 8) = rows a0..a3 (K) . b (K, 8) halves (a pack_f16 panel): per k one load of 8 halves,
-// widened to two f32x4 (f16_to_f32x4), four splats of a and eight multiply-adds, as tile_4x8
-@inline function tile_f16_4x8(dst: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, K: i32): void {
-  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
-  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-  const end = <usize>K * F32;
-  for (let k: usize = 0; k < end; k += F32) {
-    const h = v128.load(b);
-    const b0 = f16_to_f32x4(i32x4.extend_low_i16x8_u(h));
-    const b1 = f16_to_f32x4(i32x4.extend_high_i16x8_u(h));
-    let x = v128.load32_splat(a0 + k);
-    c00 = f32x4.add(f32x4.mul(x, b0), c00);
-    c01 = f32x4.add(f32x4.mul(x, b1), c01);
-    x = v128.load32_splat(a1 + k);
-    c10 = f32x4.add(f32x4.mul(x, b0), c10);
-    c11 = f32x4.add(f32x4.mul(x, b1), c11);
-    x = v128.load32_splat(a2 + k);
-    c20 = f32x4.add(f32x4.mul(x, b0), c20);
-    c21 = f32x4.add(f32x4.mul(x, b1), c21);
-    x = v128.load32_splat(a3 + k);
-    c30 = f32x4.add(f32x4.mul(x, b0), c30);
-    c31 = f32x4.add(f32x4.mul(x, b1), c31);
-    b += 16;
-  }
-  v128.store(dst, c00);
-  v128.store(dst, c01, 16);
-  v128.store(dst, c10, 32);
-  v128.store(dst, c11, 48);
-  v128.store(dst, c20, 64);
-  v128.store(dst, c21, 80);
-  v128.store(dst, c30, 96);
-  v128.store(dst, c31, 112);
 }

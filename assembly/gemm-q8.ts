@@ -18,7 +18,7 @@
 //     instruction is computed wrongly by V8 11.3's baseline compiler, Liftoff (it returns twice the
 //     products and drops the accumulator) until TurboFan takes over.
 // bench/peak.mjs measures both instructions.
-import { activate_f32x4 } from "./activation";
+import { storeTile_f32 } from "./store";
 import { hmax_f32x4 } from "./simd";
 import { roundUp4, roundUp8 } from "./pack";
 
@@ -179,39 +179,22 @@ export function gemm_q8(out: usize, aq: usize, aScales: usize, wq: usize, wScale
 }
 
 // out[r0.., c..] = act(f32(sum) * (aScale * wScale) + bias) + residual for rows x cols of the
-// tile: the same operations, in the same order, in the vector path (8 channels) and the scalar one
-// (the last cols < 8)
+// tile: the int32 sums become float32 in place (the same operations for 8 channels and for the
+// last cols < 8), then storeTile_f32 applies bias, activation and residual as for every format
 @inline function storeTile(out: usize, tile: usize, aScales: usize, wScales: usize, bias: usize, residual: usize, r0: i32, rows: i32, c: i32, cols: i32, N: i32, act: i32): void {
   for (let r = 0; r < rows; r++) {
-    const at = (<usize>(r0 + r) * <usize>N + <usize>c) * F32;
     const t = tile + <usize>r * 8 * I32;
     const sa = load<f32>(aScales + <usize>(r0 + r) * F32);
     if (cols == 8) {
-      const s0 = v128.load(t);
-      const s1 = v128.load(t, 16);
       const vsa = f32x4.splat(sa);
-      let x0 = f32x4.mul(f32x4.convert_i32x4_s(s0), f32x4.mul(vsa, v128.load(wScales + <usize>c * F32)));
-      let x1 = f32x4.mul(f32x4.convert_i32x4_s(s1), f32x4.mul(vsa, v128.load(wScales + <usize>c * F32, 16)));
-      if (bias) {
-        x0 = f32x4.add(x0, v128.load(bias + <usize>c * F32));
-        x1 = f32x4.add(x1, v128.load(bias + <usize>c * F32, 16));
-      }
-      x0 = activate_f32x4(x0, act);
-      x1 = activate_f32x4(x1, act);
-      if (residual) {
-        x0 = f32x4.add(x0, v128.load(residual + at));
-        x1 = f32x4.add(x1, v128.load(residual + at, 16));
-      }
-      v128.store(out + at, x0);
-      v128.store(out + at, x1, 16);
+      v128.store(t, f32x4.mul(f32x4.convert_i32x4_s(v128.load(t)), f32x4.mul(vsa, v128.load(wScales + <usize>c * F32))));
+      v128.store(t, f32x4.mul(f32x4.convert_i32x4_s(v128.load(t, 16)), f32x4.mul(vsa, v128.load(wScales + <usize>c * F32, 16))), 16);
     } else {
       for (let j = 0; j < cols; j++) {
-        let x = <f32>load<i32>(t + <usize>j * I32) * (sa * load<f32>(wScales + <usize>(c + j) * F32));
-        if (bias) x += load<f32>(bias + <usize>(c + j) * F32);
-        x = f32x4.extract_lane(activate_f32x4(f32x4.splat(x), act), 0);
-        if (residual) x += load<f32>(residual + at + <usize>j * F32);
-        store<f32>(out + at + <usize>j * F32, x);
+        const at = t + <usize>j * I32;
+        store<f32>(at, <f32>load<i32>(at) * (sa * load<f32>(wScales + <usize>(c + j) * F32)));
       }
     }
   }
+  storeTile_f32(out, tile, bias, residual, r0, rows, c, cols, N, act);
 }

@@ -1,6 +1,7 @@
-// The fused store of the float matrix products (gemm_f32, gemm_f16, gemm_q4): one function, so every
+// The fused store of the matrix products (gemm_f32, gemm_f16, gemm_q4, gemm_q8): one function, so every
 // format applies bias, activation and residual with the same operations in the same order.
 import { activate_f32x4 } from "./activation";
+import { f16_to_f32x4 } from "./half";
 
 const F32: usize = 4;
 
@@ -38,19 +39,26 @@ const F32: usize = 4;
   }
 }
 
-// dst (4, 8) = rows a0..a3 (K) . b (K, 8) float32, b contiguous (8 floats per k): tile_4x8 of
-// gemm.ts with a multiply then an add instead of fma_f32x4, so both builds give the same bits and
-// each element is the same sequence of operations as in the f16 micro-kernels that widen
-// their weights in registers (the weights they widen are exactly the floats this one loads)
-@inline export function tile_4x8_madd(dst: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, K: i32): void {
+// dst (4, 8) = rows a0..a3 (K) . b (K, 8), b contiguous, 8 values per k: float32 (T = f32) or
+// halves widened exactly in registers (T = u16, a pack_f16 panel). tile_4x8 of gemm.ts with a
+// multiply then an add instead of fma_f32x4, so both builds give the same bits, and a panel of
+// halves gives the same bits as the same panel widened once into float32 (gemm_f16 does both).
+@inline export function tile_4x8_madd<T>(dst: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, K: i32): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
   const end = <usize>K * F32;
   for (let k: usize = 0; k < end; k += F32) {
-    const b0 = v128.load(b);
-    const b1 = v128.load(b, 16);
+    let b0: v128, b1: v128;
+    if (sizeof<T>() == 2) {
+      const h = v128.load(b);
+      b0 = f16_to_f32x4(i32x4.extend_low_i16x8_u(h));
+      b1 = f16_to_f32x4(i32x4.extend_high_i16x8_u(h));
+    } else {
+      b0 = v128.load(b);
+      b1 = v128.load(b, 16);
+    }
     let x = v128.load32_splat(a0 + k);
     c00 = f32x4.add(f32x4.mul(x, b0), c00);
     c01 = f32x4.add(f32x4.mul(x, b1), c01);
@@ -63,7 +71,7 @@ const F32: usize = 4;
     x = v128.load32_splat(a3 + k);
     c30 = f32x4.add(f32x4.mul(x, b0), c30);
     c31 = f32x4.add(f32x4.mul(x, b1), c31);
-    b += 32;
+    b += 8 * sizeof<T>();
   }
   v128.store(dst, c00);
   v128.store(dst, c01, 16);
