@@ -5,8 +5,9 @@
 // Glossary: M rows of activations, N output channels (rows of the torch weight W (N, K)), K inputs.
 // K4 = K rounded up to 4, N8 = N rounded up to 8: the padding the kernels read, all zeros.
 //
-// One kernel for both builds: i32x4.dot_i16x8_s on int8 widened to int16 (weights in the
-// micro-kernel, activations once per block of 4 rows). Its sums are exact integers, so both builds
+// One kernel for both builds: i32x4.dot_i16x8_s on int8 widened to int16 (weights once per group
+// of 64 channels, into the workspace, or in registers for fewer than 4 rows; activations once per
+// block of 4 rows). Its sums are exact integers, so both builds
 // give the same bits (for act none/relu; gelu and silu go through exp_f32x4, whose multiply-adds
 // the relaxed build may fuse). The relaxed build does not use i32x4.relaxed_dot_i8x16_i7x16_add_s:
 //   - its second operand must lie in [0, 127] (x86 reads it unsigned, Arm signed), so one side
@@ -93,10 +94,10 @@ export function pack_q8(dst: usize, src: usize, srcStride: i32, N: i32, K: i32):
   }
 }
 
-// bytes of scratch gemm_q8 needs for inner dimension K: the 4 x 8 int32 tile, then 4 rows of
-// activations widened to i16
+// bytes of scratch gemm_q8 needs for inner dimension K: the 4 x 8 int32 tile, 4 rows of
+// activations widened to int16, and one group of up to 8 panels widened to int16 (K4 x 16 bytes each)
 export function gemm_q8_workspace(K: i32): usize {
-  return 4 * 8 * I32 + 4 * roundUp4(K) * 2;
+  return 4 * 8 * I32 + 4 * roundUp4(K) * 2 + (NC >> 3) * roundUp4(K) * 16;
 }
 
 // out (M, N) = act((aq (M, K4) . Wq^T) * aScales[m] * wScales[n] + bias (N)) + residual (M, N)
@@ -112,21 +113,47 @@ export function gemm_q8(out: usize, aq: usize, aScales: usize, wq: usize, wScale
   const panel = K4 * 8;
   const tile = work;
   const rowsAt = work + 4 * 8 * I32;
+  const pairs = rowsAt + 4 * K4 * 2; // the group's panels widened, K4 x 16 bytes each
   const step = K4 * 2; // bytes between widened rows
   for (let jc = 0; jc < N; jc += NC) {
     const jEnd = min(N, jc + NC);
+    if (M >= 4) widenPanels(pairs, wq + <usize>(jc >> 3) * panel, (jEnd - jc + 7) >> 3, K4);
     for (let r0 = 0; r0 < M; r0 += 4) {
       const rows = min(4, M - r0);
       widenRows(rowsAt, aq + <usize>r0 * K4, rows, K4);
+      if (M < 4) {
+        // fewer than 4 rows (decoding: one): each row alone on the int8 panels, each weight read
+        // once per row (widening the group would not pay)
+        for (let r = 0; r < rows; r++) {
+          for (let c = jc; c < jEnd; c += 8) {
+            tile_q8_1x8(tile, rowsAt + <usize>r * step, wq + <usize>(c >> 3) * panel, K4);
+            storeTile(out, tile, aScales, wScales, bias, residual, r0 + r, 1, c, min(8, N - c), N, act);
+          }
+        }
+        continue;
+      }
       const a0 = rowsAt;
       const a1 = rows > 1 ? a0 + step : a0;
       const a2 = rows > 2 ? a1 + step : a1;
       const a3 = rows > 3 ? a2 + step : a2;
       for (let c = jc; c < jEnd; c += 8) {
-        tile_q8_4x8(tile, a0, a1, a2, a3, wq + <usize>(c >> 3) * panel, K4);
+        tile_q8_4x8(tile, a0, a1, a2, a3, pairs + <usize>((c - jc) >> 3) * K4 * 16, K4);
         storeTile(out, tile, aScales, wScales, bias, residual, r0, rows, c, min(8, N - c), N, act);
       }
     }
+  }
+}
+
+// `panels` consecutive pack_q8 panels at src -> dst, each widened to int16 (K4 x 16 bytes): per
+// pair of k, channels 0..3 then 4..7 as i16x8 (the pairs dot_i16x8_s sums). One group at a time,
+// reused by every block of 4 rows: the micro-kernel then loads int16 and does not widen.
+@inline function widenPanels(dst: usize, src: usize, panels: i32, K4: usize): void {
+  const end = src + <usize>panels * K4 * 8;
+  for (; src < end; src += 16) {
+    const w = v128.load(src);
+    v128.store(dst, i16x8.extend_low_i8x16_s(w));
+    v128.store(dst, i16x8.extend_high_i8x16_s(w), 16);
+    dst += 32;
   }
 }
 
@@ -141,9 +168,9 @@ export function gemm_q8(out: usize, aq: usize, aScales: usize, wq: usize, wScale
   }
 }
 
-// dst (4, 8) int32 = rows a0..a3 (K4 int16) . b (a pack_q8 panel): per pair of k, one load of
-// 8 channels x 2 k widened to two i16x8; a 32-bit splat (2 x i16) of each row; eight
-// dot_i16x8_s + add, each 8 multiply-adds.
+// dst (4, 8) int32 = rows a0..a3 (K4 int16) . b (a widened panel): per pair of k, two loads of
+// 4 channels x 2 k; a 32-bit splat (2 x i16) of each row; eight dot_i16x8_s + add, each 8
+// multiply-adds
 @inline function tile_q8_4x8(dst: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, K4: usize): void {
   let c00 = i32x4.splat(0), c01 = i32x4.splat(0);
   let c10 = i32x4.splat(0), c11 = i32x4.splat(0);
@@ -151,9 +178,8 @@ export function gemm_q8(out: usize, aq: usize, aScales: usize, wq: usize, wScale
   let c30 = i32x4.splat(0), c31 = i32x4.splat(0);
   const end = K4 * 2;
   for (let k: usize = 0; k < end; k += 4) {
-    const w = v128.load(b);
-    const w0 = i16x8.extend_low_i8x16_s(w); // channels 0..3, k and k + 1
-    const w1 = i16x8.extend_high_i8x16_s(w); // channels 4..7
+    const w0 = v128.load(b); // channels 0..3, k and k + 1
+    const w1 = v128.load(b, 16); // channels 4..7
     let x = v128.load32_splat(a0 + k);
     c00 = i32x4.add(c00, i32x4.dot_i16x8_s(x, w0));
     c01 = i32x4.add(c01, i32x4.dot_i16x8_s(x, w1));
@@ -166,7 +192,7 @@ export function gemm_q8(out: usize, aq: usize, aScales: usize, wq: usize, wScale
     x = v128.load32_splat(a3 + k);
     c30 = i32x4.add(c30, i32x4.dot_i16x8_s(x, w0));
     c31 = i32x4.add(c31, i32x4.dot_i16x8_s(x, w1));
-    b += 16;
+    b += 32;
   }
   v128.store(dst, c00);
   v128.store(dst, c01, 16);
@@ -176,6 +202,26 @@ export function gemm_q8(out: usize, aq: usize, aScales: usize, wq: usize, wScale
   v128.store(dst, c21, 80);
   v128.store(dst, c30, 96);
   v128.store(dst, c31, 112);
+}
+
+// dst (1, 8) int32 = row a (K4 int16) . b (a pack_q8 panel, int8, widened here): two pairs of k
+// per step into two sets of sums (integer sums: the order does not change them)
+@inline function tile_q8_1x8(dst: usize, a: usize, b: usize, K4: usize): void {
+  let c0 = i32x4.splat(0), c1 = i32x4.splat(0), d0 = i32x4.splat(0), d1 = i32x4.splat(0);
+  const end = K4 * 2;
+  for (let k: usize = 0; k < end; k += 8) {
+    const w = v128.load(b);
+    const v = v128.load(b, 16);
+    const x = v128.load32_splat(a + k);
+    const y = v128.load32_splat(a + k, 4);
+    c0 = i32x4.add(c0, i32x4.dot_i16x8_s(x, i16x8.extend_low_i8x16_s(w)));
+    c1 = i32x4.add(c1, i32x4.dot_i16x8_s(x, i16x8.extend_high_i8x16_s(w)));
+    d0 = i32x4.add(d0, i32x4.dot_i16x8_s(y, i16x8.extend_low_i8x16_s(v)));
+    d1 = i32x4.add(d1, i32x4.dot_i16x8_s(y, i16x8.extend_high_i8x16_s(v)));
+    b += 32;
+  }
+  v128.store(dst, i32x4.add(c0, d0));
+  v128.store(dst, i32x4.add(c1, d1), 16);
 }
 
 // out[r0.., c..] = act(f32(sum) * (aScale * wScale) + bias) + residual for rows x cols of the

@@ -212,8 +212,8 @@ export class Linear extends Module {
   }
 
   // run() with int8 activations (q8 and q4 weights): each block of rows quantized
-  // (quantize_rows_i8), then gemm_q8 or gemm_q4; q4 splits one row's columns in whole panels
-  // across the pool too, each task quantizing the row itself (the same bits in every task)
+  // (quantize_rows_i8), then gemm_q8 or gemm_q4; one row's columns are split in whole panels
+  // across the pool instead, each task quantizing the row itself (the same bits in every task)
   #runInt8(ctx: Ctx, out: number, a: number, M: number, residual: number, act: keyof typeof ACT): void {
     const [N, K] = [this.outFeatures, this.inFeatures];
     const K4 = Math.ceil(K / 4) * 4;
@@ -224,29 +224,19 @@ export class Linear extends Module {
     const scratch = ctx.scope.alloc(work * ctx.pool.size);
     const blocks = ctx.pool.size > 1 && M * N * K >= 1 << 20 ? 4 * ctx.pool.size : 1;
     const tasks: Call[][] = [];
-    if (q4 && M === 1 && blocks > 1) {
-      const panel = 144 * Math.ceil(K / 32); // bytes of 8 output channels
+    if (M === 1 && blocks > 1) {
+      const panel = q4 ? 144 * Math.ceil(K / 32) : 8 * K4; // bytes of 8 output channels
       const cols = Math.max(8, Math.ceil(N / blocks / 8) * 8);
       const aq = ctx.scope.alloc(Math.ceil(N / cols) * (K4 + 16));
       const aScales = ctx.scope.alloc(4 * Math.ceil(N / cols));
       for (let c = 0, t = 0; c < N; c += cols, t++) {
         const [q, s] = [aq + t * (K4 + 16), aScales + 4 * t];
+        const [wc, n, b, res] = [w + (c / 8) * panel, Math.min(cols, N - c), bias && bias + 4 * c, residual && residual + 4 * c];
         tasks.push([
           ["quantize_rows_i8", q, s, a, 1, K],
-          [
-            "gemm_q4",
-            out + 4 * c,
-            q,
-            s,
-            w + (c / 8) * panel,
-            bias && bias + 4 * c,
-            residual && residual + 4 * c,
-            SCRATCH,
-            1,
-            Math.min(cols, N - c),
-            K,
-            ACT[act],
-          ],
+          q4
+            ? ["gemm_q4", out + 4 * c, q, s, wc, b, res, SCRATCH, 1, n, K, ACT[act]]
+            : ["gemm_q8", out + 4 * c, q, s, wc, scales + 4 * c, b, res, SCRATCH, 1, n, K, ACT[act]],
         ]);
       }
       ctx.pool.run(tasks, { base: scratch, stride: work });
