@@ -278,6 +278,7 @@ export function kv_store_rows(dst: usize, row: i32, src: usize, srcStride: i32, 
 // past cols), and is overwritten. A NaN or infinite weight (a value scale of NaN) makes the row
 // NaN, as its product would in float32.
 @inline export function accumulatePV1Q8(o: usize, p: usize, v: usize, vs: usize, vRow: usize, cols: i32, Ev: i32, pairs: usize): void {
+  if (Ev == 0) return; // no values, and no scales stored after them to read
   let wmax: f32 = 0;
   for (let j = 0; j < cols; j++) {
     const pj = load<f32>(p + <usize>j * F32);

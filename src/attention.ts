@@ -60,8 +60,10 @@ export function scaledDotProductAttention(query: Tensor, key: Tensor, value: Ten
     if (f.returnScores) r.scores = { data: scores, shape: scoreShape };
     return r;
   };
-  // nothing to compute, however the empty tensors are shaped
-  if (outLength === 0) return result(new Float32Array(0), new Float32Array(weightsLength), new Float32Array(scoresLength));
+  // nothing to compute, however the empty tensors are shaped (with Ev = 0 the weights and scores
+  // still exist, as in torch: the kernel computes them and reads no value)
+  if (outLength === 0 && weightsLength + scoresLength === 0)
+    return result(new Float32Array(0), new Float32Array(weightsLength), new Float32Array(scoresLength));
   const copies = (t: Snapshot) => (t.address === undefined || f.rope ? t.data.length : 0);
   heap.need(
     "scaledDotProductAttention",

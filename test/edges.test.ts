@@ -2,7 +2,7 @@
 // masked rows, NaN contained to what it touches, requests too large for WebAssembly memory.
 import { beforeAll, describe, expect, test } from "vitest";
 import * as lib from "../src/index.js";
-import { freshSeed, rng } from "./reference.js";
+import { attentionRef, expectClose, freshSeed, rng } from "./reference.js";
 
 const r = rng(freshSeed());
 const t = (shape: number[], scale = 0.5) =>
@@ -35,6 +35,39 @@ describe("empty batches", () => {
     expect(enc.forward(x).shape).toEqual([0, 5, 8]);
     expect(dec.forward(x, lib.tensor(new Float32Array(0), [0, 3, 8])).shape).toEqual([0, 5, 8]);
     expect(new lib.Linear({ inFeatures: 8, outFeatures: 2 }).loadStateDict({ weight: t([2, 8]), bias: t([2]) }).forward(x).shape).toEqual([0, 5, 2]);
+  });
+});
+
+describe("values of width 0 (Ev = 0)", () => {
+  // torch: an empty output, and the softmax over the keys all the same
+  test("plain tensors: empty output; weights and scores as with any value width", () => {
+    const [q, k] = [t([2, 3, 5, 7]), t([2, 3, 6, 7])];
+    const empty = lib.tensor(new Float32Array(0), [2, 3, 6, 0]);
+    const got = lib.scaledDotProductAttention(q, k, empty, { returnWeights: true, returnScores: "masked", isCausal: true });
+    const wide = lib.scaledDotProductAttention(q, k, t([2, 3, 6, 4]), { returnWeights: true, returnScores: "masked", isCausal: true });
+    expect(got.output.shape).toEqual([2, 3, 5, 0]);
+    expect(got.weights.shape).toEqual([2, 3, 5, 6]);
+    expect(got.weights.data).toEqual(wide.weights.data);
+    expect(got.scores!.data).toEqual(wide.scores!.data);
+    const ref = attentionRef(q.data, k.data, new Float32Array(0), { batch: [2], Hq: 3, Hk: 3, Lq: 5, Lk: 6, E: 7, Ev: 0 }, { causalOffset: 0 }); // torch is_causal: top-left
+    expectClose(got.weights.data, ref.weights, got.weights.shape, { atol: 1e-6, rtol: 1e-5 }, "weights");
+  });
+
+  test.each(["f16", "q8"] as const)("stored %s keys and values: the same weights as with a value width of 16", (dtype) => {
+    const q = t([1, 2, 3, 16]);
+    const keys = t([1, 2, 9, 16]);
+    const k = lib.residentTensor(keys.shape, keys.data, { dtype });
+    const v0 = lib.residentTensor([1, 2, 9, 0], undefined, { dtype });
+    const v16 = lib.residentTensor([1, 2, 9, 16], t([1, 2, 9, 16]).data, { dtype });
+    try {
+      const got = lib.scaledDotProductAttention(q, k, v0, { returnWeights: true });
+      const wide = lib.scaledDotProductAttention(q, k, v16, { returnWeights: true });
+      expect(got.output.data).toHaveLength(0);
+      expect(got.weights.data).toEqual(wide.weights.data);
+      expect(got.weights.data.every((w) => w > 0)).toBe(true);
+    } finally {
+      for (const x of [k, v0, v16]) x.dispose();
+    }
   });
 });
 
