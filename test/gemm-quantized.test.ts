@@ -114,7 +114,7 @@ function gemm(
   }
 }
 
-describe.each(KERNELS)("gemm_$name vs the float64 oracle of the dequantized product", ({ name: format, shapes, weights }) => {
+describe.each(KERNELS.map((k) => [k.name, k] as const))("gemm_%s vs the float64 oracle of the dequantized product", (format, { shapes, weights }) => {
   test.each(shapes)("M=%i N=%i K=%i", (M, N, K) => {
     const seed = freshSeed();
     const r = rng(seed);

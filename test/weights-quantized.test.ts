@@ -108,7 +108,7 @@ describe("against f32 on a BERT-base-sized layer (hidden 768, ff 3072, 12 heads,
   });
   afterAll(() => [f32, ...Object.values(layers)].forEach((l) => l.dispose()));
 
-  describe.each(FORMATS)("$name", ({ name: format, relRms: target, matrixBytes, bytesRatio }) => {
+  describe.each(FORMATS.map((f) => [f.name, f] as const))("%s", (format, { relRms: target, matrixBytes, bytesRatio }) => {
     test(`the layer's output is within the issue's target of f32 (relative RMS below ${target.bertLayer})`, () => {
       const want = f32.forward(x).data;
       const err = relRms(layers[format].forward(x).data, want);
@@ -463,7 +463,7 @@ describe("quantize()", () => {
 });
 
 describe("models: EncoderModel (Hugging Face BERT) and CausalLM (a tiny Llama)", () => {
-  describe.each(FORMATS)("$name", ({ name: format, relRms: target }) => {
+  describe.each(FORMATS.map((f) => [f.name, f] as const))("%s", (format, { relRms: target }) => {
     test(`EncoderModel with { weights: "${format}" }: every Linear and embedding table in the format, close to f32 (below ${target.bertFixture}), fewer bytes; quantize() gives the same bits`, () => {
       const { config, dict, ids } = bertFixture();
       const f32 = EncoderModel.fromConfig(config).loadStateDict(dict);
