@@ -1,16 +1,16 @@
 // Embedding tables in q8 (and f16, q4), chosen as Linear weights are ({ weights }, quantize(),
-// pre-quantized I8 + _scale): Embedding's gather against the dequantized rows exactly; the LM head
-// product of CausalLM's table (VocabTable.project) against the float64 oracle of the same math
-// (q8: exact int8 sums, so only the float32 store rounds); odd sizes (vocab not a multiple of 8,
-// dim 7 and 33) and a table of two blocks; weightBytes and liveBytes; EncoderModel and tied and
-// untied CausalLMs against f32; one thread against two; hostile ids and format names.
-import { readFileSync } from "node:fs";
+// pre-quantized I8 + _scale): Embedding's gather against the dequantized rows exactly (each
+// format's dequantize reference in FORMATS, test/support/quantized.ts); the LM head product of
+// CausalLM's table (VocabTable.project) against the float64 oracle of the same math (q8: exact
+// int8 sums, so only the float32 store rounds); odd sizes (vocab not a multiple of 8, dim 7 and
+// 33) and a table of two blocks; weightBytes and liveBytes; tied and untied CausalLMs against f32
+// (EncoderModel's three tables in each format: test/weights-quantized.test.ts); one thread against
+// two; hostile ids and format names.
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import {
   ArgumentError,
   CausalLM,
   Embedding,
-  EncoderModel,
   type IntegerTensor,
   type StateDict,
   StateError,
@@ -24,33 +24,23 @@ import { runtime } from "../src/init.js";
 import { withScope } from "../src/module.js";
 import { VocabTable } from "../src/vocab-table.js";
 import { expectClose, freshSeed, rng } from "./reference.js";
-import { intSums, quantizeRows } from "./support/q8.js";
-import { halfWeights, product, q4Weights } from "./support/q4f16.js";
+import {
+  FORMAT,
+  FORMATS,
+  decoderFixture,
+  dequantizeRows,
+  halfBits,
+  halfWeights,
+  product,
+  quantizeRows,
+  relRms,
+  safetensors,
+} from "./support/quantized.js";
 
 beforeAll(() => init());
 
-type Format = "f16" | "q8" | "q4";
-const FORMATS = ["q8", "f16", "q4"] as const;
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const up = (n: number, m: number) => Math.ceil(n / m) * m;
-
-const relRms = (got: ArrayLike<number>, want: ArrayLike<number>) => {
-  let d = 0;
-  let w = 0;
-  for (let i = 0; i < want.length; i++) {
-    d += (got[i]! - want[i]!) ** 2;
-    w += want[i]! ** 2;
-  }
-  return Math.sqrt(d / w);
-};
-
-// the table (N, K) as the format holds it, dequantized: what the gather must return, exactly
-function dequantized(format: Format, w: Float32Array, N: number, K: number): Float32Array {
-  if (format === "f16") return halfWeights(w);
-  if (format === "q4") return q4Weights(w, N, K).deq;
-  const { q, scales } = quantizeRows(w, N, K);
-  return Float32Array.from(q, (v, i) => v * scales[Math.floor(i / K)]!);
-}
 
 // rows of 33 floats: 31768 rows per block (2^20 floats rounded down to whole panels of 8), so this
 // table is a full block and a tail of 13 rows (not a multiple of 8)
@@ -58,7 +48,7 @@ const TWO_BLOCKS = [31768 + 13, 33] as const;
 const SIZES = [[1, 1], [3, 7], [13, 33], [67, 64 + 3], TWO_BLOCKS] as const;
 
 describe("Embedding's gather: exactly the rows as held (q8: q * scale; f16: the halves; q4: q * d)", () => {
-  for (const format of FORMATS) {
+  for (const { name: format, dequantize } of FORMATS) {
     test.each(SIZES)(`${format} %i x %i`, (V, D) => {
       const seed = freshSeed();
       const w = rng(seed).floats(V * D, 0.5);
@@ -67,7 +57,7 @@ describe("Embedding's gather: exactly the rows as held (q8: q * scale; f16: the 
       // every row of a small table; of the large one rows around the block boundary and the tail
       const ids = V < 100 ? Int32Array.from({ length: V }, (_, i) => (i * 5) % V) : Int32Array.of(0, 7, 8, 31767, 31768, 31775, 31776, 31780, 12345);
       const got = emb.forward(ids).data;
-      const want = dequantized(format, w, V, D);
+      const want = dequantize(w, V, D);
       ids.forEach((id, i) => {
         for (let c = 0; c < D; c++) {
           if (got[i * D + c] !== want[id * D + c])
@@ -88,42 +78,28 @@ describe("the LM head: VocabTable.project on the format's product against the fl
       return into;
     });
 
-  test.each([
-    [1, 1, 1],
-    [3, 13, 7],
-    [5, 67, 33],
-    [1, ...TWO_BLOCKS],
-    [6, ...TWO_BLOCKS],
-  ] as const)("q8 M=%i V=%i D=%i: int8 activations per row, exact integer sums, times both scales", (M, V, D) => {
-    const seed = freshSeed();
-    const r = rng(seed);
-    const w = r.floats(V * D, 0.1);
-    const a = r.floats(M * D, 2);
-    const t = new VocabTable(V, D).loadStateDict({ weight: { data: w, shape: [V, D] } }, "", { weights: "q8" });
-    expect(t.weights).toBe("q8");
-    const wq = quantizeRows(w, V, D);
-    const aq = quantizeRows(a, M, D);
-    const want = Float64Array.from(intSums(aq.q, wq.q, M, V, D), (s, i) => s * aq.scales[Math.floor(i / V)]! * wq.scales[i % V]!);
-    const max = want.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-    expectClose(project(t, a, M), want, [M, V], { atol: 1e-6 * (1 + max), rtol: 1e-6 }, `q8 (seed ${seed})`);
-    t.dispose();
-  });
-
-  test.each([
-    ["f16", 3, 13, 7],
-    ["f16", 5, 67, 33],
-    ["f16", 2, ...TWO_BLOCKS],
-    ["q4", 3, 13, 7],
-    ["q4", 5, 67, 33],
-    ["q4", 2, ...TWO_BLOCKS],
-  ] as const)("%s M=%i V=%i D=%i", (format, M, V, D) => {
+  // q8: int8 activations per row, exact integer sums, times both scales; q4: an exact integer sum per block
+  test.each(
+    FORMATS.flatMap(({ name }) =>
+      [
+        [1, 1, 1],
+        [3, 13, 7],
+        [5, 67, 33],
+        [1, ...TWO_BLOCKS],
+        [2, ...TWO_BLOCKS],
+        [6, ...TWO_BLOCKS],
+      ].map(([M, V, D]) => [name, M!, V!, D!] as const),
+    ),
+  )("%s M=%i V=%i D=%i", (format, M, V, D) => {
     const seed = freshSeed();
     const r = rng(seed);
     const w = r.floats(V * D, 0.1);
     const a = r.floats(M * D, 2);
     const t = new VocabTable(V, D).loadStateDict({ weight: { data: w, shape: [V, D] } }, "", { weights: format });
+    expect(t.weights).toBe(format);
     const { x } = product(format, a, w, M, V, D);
-    expectClose(project(t, a, M), x, [M, V], { atol: 1e-5, rtol: 1e-5 }, `${format} (seed ${seed})`);
+    const max = x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    expectClose(project(t, a, M), x, [M, V], FORMAT[format].oracle(max, 0), `${format} (seed ${seed})`);
     t.dispose();
   });
 
@@ -191,7 +167,7 @@ describe("chosen as Linear weights are: quantize(), later loads, pre-quantized t
   test("quantize(embedding, format) gives the same bits as loading with { weights: format }; f32 -> f16 -> q8 quantizes the halves", () => {
     const w = rng(freshSeed()).floats(V * D);
     const dict = { weight: { data: w, shape: [V, D] } };
-    for (const format of FORMATS) {
+    for (const { name: format } of FORMATS) {
       const a = quantize(new Embedding({ numEmbeddings: V, embeddingDim: D }).loadStateDict(dict), format);
       const b = new Embedding({ numEmbeddings: V, embeddingDim: D }).loadStateDict(dict, "", { weights: format });
       expect(a.weights).toBe(format);
@@ -227,7 +203,7 @@ describe("chosen as Linear weights are: quantize(), later loads, pre-quantized t
     const dict = () => ({ weight: { data: q, shape: [V, D], dtype: "I8" } as IntegerTensor, weight_scale: { data: scales, shape: [V] } });
     const emb = new Embedding({ numEmbeddings: V, embeddingDim: D }).loadStateDict(dict());
     expect(emb.weights).toBe("q8");
-    const want = Float32Array.from(q, (v, i) => v * scales[Math.floor(i / D)]!);
+    const want = dequantizeRows({ q, scales }, D);
     expect(emb.forward(ids).data).toEqual(want);
     expect(emb.weightBytes()).toBe(up(V, 8) * up(D, 4) + 4 * V);
     // with { weights: "f32" }: dequantized (q * scale, rounded once), held in float32
@@ -241,22 +217,7 @@ describe("chosen as Linear weights are: quantize(), later loads, pre-quantized t
   test("a file's F16 table of two blocks into q8, a block at a time: the same bits as from float32 arrays", () => {
     const [V2, D2] = TWO_BLOCKS;
     const values = halfWeights(rng(freshSeed()).floats(V2 * D2));
-    const bits = Uint16Array.from(values, (v) => {
-      // values are halves already: their bit patterns
-      const f = new Float32Array([v]);
-      const u = new Uint32Array(f.buffer)[0]!;
-      const sign = (u >>> 16) & 0x8000;
-      const a = Math.abs(v);
-      if (a === 0) return sign;
-      const e = Math.floor(Math.log2(a));
-      if (e < -14) return sign | Math.round(a * 2 ** 24);
-      return sign | ((e + 15) << 10) | Math.round((a / 2 ** e - 1) * 1024);
-    });
-    const json = JSON.stringify({ weight: { dtype: "F16", shape: [V2, D2], data_offsets: [0, 2 * bits.length] } }).padEnd(64);
-    const file = new Uint8Array(8 + json.length + 2 * bits.length);
-    new DataView(file.buffer).setBigUint64(0, BigInt(json.length), true);
-    file.set(new TextEncoder().encode(json), 8);
-    file.set(new Uint8Array(bits.buffer), 8 + json.length);
+    const file = safetensors({ weight: { dtype: "F16", shape: [V2, D2], bytes: new Uint8Array(halfBits(values).buffer) } });
     const a = new Embedding({ numEmbeddings: V2, embeddingDim: D2 }).loadStateDict(loadSafetensors(file), "", { weights: "q8" });
     const b = new Embedding({ numEmbeddings: V2, embeddingDim: D2 }).loadStateDict({ weight: { data: values, shape: [V2, D2] } }, "", {
       weights: "q8",
@@ -270,35 +231,10 @@ describe("chosen as Linear weights are: quantize(), later loads, pre-quantized t
 });
 
 describe("models", () => {
-  test('EncoderModel (the tiny BERT fixture) with { weights: "q8" }: its three tables q8, close to f32; quantize() the same bits', () => {
-    const dir = new URL("./fixtures/encoders/", import.meta.url);
-    const config = JSON.parse(readFileSync(new URL("bert-f32.config.json", dir), "utf8")) as Record<string, unknown>;
-    const dict: StateDict = loadSafetensors(readFileSync(new URL("bert-f32.safetensors", dir)));
-    const ids = { data: Int32Array.from({ length: 2 * 9 }, (_, i) => (i * 7) % 61), shape: [2, 9] };
-    const f32 = EncoderModel.fromConfig(config).loadStateDict(dict);
-    const q8 = EncoderModel.fromConfig(config).loadStateDict(dict, undefined, { weights: "q8" });
-    for (const e of [q8.wordEmbeddings, q8.positionEmbeddings, q8.tokenTypeEmbeddings]) expect(e.weights).toBe("q8");
-    const err = relRms(q8.forward(ids).data, f32.forward(ids).data);
-    console.log(`q8 (tables too) vs f32, the tiny BERT fixture: ${(100 * err).toFixed(3)}% relative RMS`);
-    expect(err).toBeGreaterThan(0);
-    expect(err).toBeLessThan(0.03); // test/quantize.test.ts's bound for this fixture in q8
-    const q = quantize(EncoderModel.fromConfig(config).loadStateDict(dict), "q8");
-    expect(q.forward(ids).data).toEqual(q8.forward(ids).data);
-    expect(q.weightBytes()).toBe(q8.weightBytes());
-    expect(() => quantize(q, "f32")).toThrow(/\d+ Linear layers and 3 embedding tables hold q8 weights/);
-    for (const m of [f32, q8, q]) m.dispose();
-  });
-
-  const dir = new URL("./fixtures/decoders/", import.meta.url);
-  const fixture = (name: string) => ({
-    config: JSON.parse(readFileSync(new URL(`${name}.config.json`, dir), "utf8")) as Record<string, unknown>,
-    dict: loadSafetensors(readFileSync(new URL(`${name}.safetensors`, dir))),
-  });
-
   test.each(["llama-tied", "llama-untied", "gemma2"])(
     'CausalLM %s with { weights: "q8" }: logits close to f32; lastOnly the last row\'s bits; quantize() the same bits',
     (name) => {
-      const { config, dict } = fixture(name);
+      const { config, dict } = decoderFixture(name);
       const f32 = CausalLM.fromConfig(config).loadStateDict(dict);
       const q8 = CausalLM.fromConfig(config).loadStateDict(dict, "", { weights: "q8" });
       const V = Number(config.vocab_size);
@@ -314,9 +250,9 @@ describe("models", () => {
         `q8 vs f32, the ${name} fixture's logits (${q8.tieWordEmbeddings ? "tied" : "untied"}): ${(100 * err).toFixed(3)}% relative RMS with the tables in q8, ${(100 * errLinears).toFixed(3)}% without`,
       );
       expect(err).toBeGreaterThan(0);
-      // test/quantize.test.ts's bound for the Llama fixture in q8; Gemma 2's (sandwich norms, soft-capping) is
-      // 11% with the Linear layers alone
-      expect(err).toBeLessThan(name === "gemma2" ? 0.15 : 0.05);
+      // the Llama fixture's bound in q8 (FORMATS, as test/weights-quantized.test.ts holds it); Gemma 2's
+      // (sandwich norms, soft-capping) is 11% with the Linear layers alone
+      expect(err).toBeLessThan(name === "gemma2" ? 0.15 : FORMAT.q8.relRms.llamaFixture);
       expect(err).toBeLessThan(errLinears + 0.03); // what the tables add
       linears.dispose();
       // the head's product for one row (a decode step) gives that row's bits of the whole product
@@ -329,7 +265,7 @@ describe("models", () => {
   );
 
   test("a tied CausalLM whose only q8 weight is its table (pre-quantized): the embedding reads the dequantized rows exactly, the head adds int8 activations' error only", () => {
-    const { config, dict } = fixture("llama-tied");
+    const { config, dict } = decoderFixture("llama-tied");
     const w = dict["model.embed_tokens.weight"] as Tensor;
     const [V, H] = w.shape as [number, number];
     const { q, scales } = quantizeRows(w.data, V, H);
@@ -340,7 +276,7 @@ describe("models", () => {
     };
     const tableQ8 = CausalLM.fromConfig(config).loadStateDict(pre);
     // the same model in float32 with the table's dequantized values
-    const deq = Float32Array.from(q, (v, i) => v * scales[Math.floor(i / H)]!);
+    const deq = dequantizeRows({ q, scales }, H);
     const f32 = CausalLM.fromConfig(config).loadStateDict({ ...dict, "model.embed_tokens.weight": { data: deq, shape: [V, H] } });
     // the models differ in their table only: f32 4 bytes a weight (rows padded to 32), q8 1 (rows padded to 8, dim to 4) and a scale per row
     const [f32Table, q8Table] = [4 * up(V, 32) * H, up(V, 8) * up(H, 4) + 4 * V];
@@ -409,9 +345,8 @@ describe("hostile inputs", () => {
     emb = new Embedding({ numEmbeddings: 13, embeddingDim: 7 }).loadStateDict({ weight: { data: rng(1).floats(13 * 7), shape: [13, 7] } }, "", {
       weights: "q8",
     });
-    const dir = new URL("./fixtures/decoders/", import.meta.url);
-    const config = JSON.parse(readFileSync(new URL("llama-tied.config.json", dir), "utf8")) as Record<string, unknown>;
-    lm = CausalLM.fromConfig(config).loadStateDict(loadSafetensors(readFileSync(new URL("llama-tied.safetensors", dir))), "", { weights: "q8" });
+    const { config, dict } = decoderFixture("llama-tied");
+    lm = CausalLM.fromConfig(config).loadStateDict(dict, "", { weights: "q8" });
   });
   afterAll(() => {
     emb.dispose();
@@ -480,12 +415,7 @@ describe("two threads give the same bits as one", () => {
   });
   afterAll(() => two.shutdown());
 
-  test.each([
-    ["q8", 1],
-    ["q8", 5],
-    ["q4", 1],
-    ["f16", 5],
-  ] as const)("the LM head of a table of two blocks, %s, M = %i", (format, M) => {
+  test.each(FORMATS.flatMap(({ name }) => [1, 5].map((M) => [name, M] as const)))("the LM head of a table of two blocks, %s, M = %i", (format, M) => {
     const [V, D] = TWO_BLOCKS;
     const r = rng(freshSeed());
     const dict = { weight: { data: r.floats(V * D, 0.1), shape: [V, D] } };

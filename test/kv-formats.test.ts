@@ -2,7 +2,7 @@
 // for scaledDotProductAttention): decoding through
 // MultiHeadAttention with identity projections (its heads are column slices of x, the key/value
 // heads the first Hk of them) against a float64 oracle over the keys and values as stored
-// (halves; int8 times the per-token, per-head scale, quantized by the rule of test/support/q8.ts),
+// (halves; int8 times the per-token, per-head scale, quantized by the rule of test/support/quantized.ts),
 // at head sizes that take every path (read in place: 16, 64, 80; widened: 1, 7, 33), prefill,
 // single tokens and chunks, batches and grouped heads; then NaN containment, bytes, errors, the
 // decoder caches (fork, truncate, sliding windows stay exact), and greedy agreement.
@@ -10,8 +10,7 @@ import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import * as lib from "../src/index.js";
 import { attentionRef, expectClose, freshSeed, rng } from "./reference.js";
-import { quantizeRows } from "./support/q8.js";
-import { toHalf } from "./support/q4f16.js";
+import { quantizeRows, toHalf } from "./support/quantized.js";
 
 beforeAll(() => lib.init());
 
