@@ -50,6 +50,7 @@ export interface PoolOptions {
 export class Pool {
   readonly size: number;
   readonly #kernels: Kernels;
+  readonly #args: (number | boolean)[][] = []; // #call's argument arrays, by arity
   readonly #hangMs: number;
   #threads: Thread[] = [];
   readonly #spawn: Spawn | null;
@@ -222,10 +223,17 @@ export class Pool {
     this.#threads.forEach((t) => t.terminate());
   }
 
-  #call([name, ...args]: Call, scratch: number): void {
-    // the tuple's type matched the kernel's signature where the call was made; here it is spread
-    const fn = this.#kernels[name] as unknown as (...a: (number | boolean)[]) => void;
-    fn(...args.map((a) => (a === SCRATCH ? scratch : a)));
+  #call(call: Call, scratch: number): void {
+    // the tuple's type matched the kernel's signature where the call was made; here its arguments
+    // go through one array per arity, reused (a call per kernel: rest, map and spread made three)
+    const n = call.length - 1;
+    const args = this.#args[n] ?? new Array<number | boolean>(n);
+    this.#args[n] = args;
+    for (let i = 0; i < n; i++) {
+      const a = call[i + 1] as number | boolean;
+      args[i] = a === SCRATCH ? scratch : a;
+    }
+    (this.#kernels[call[0]] as unknown as (...a: (number | boolean)[]) => void).apply(undefined, args);
   }
 }
 
