@@ -168,5 +168,5 @@ export function attendHeads(ctx: Ctx, a: Heads): void {
       }
     }
   }
-  pool.run(tasks, { base: scratch, stride: work });
+  pool.run(tasks, { base: scratch, stride: work }, a.B * a.Hq * a.Lq * a.Lk * (a.E + a.Ev));
 }

@@ -48,6 +48,13 @@ export interface PoolOptions {
  * and later calls work. A worker that dies idle costs nothing: the others take its share.
  */
 export class Pool {
+  /**
+   * Multiply-adds below which run() keeps every task on the calling thread: a worker asleep
+   * between the calls of a decoding step is slow to wake (2-core VM, q8 decoding on 2 threads:
+   * attention over 1024 keys ran faster on one thread, over 4096 faster on two). The tests set 0,
+   * so that every call that can be split is.
+   */
+  static dispatchMin = 2 ** 21;
   readonly size: number;
   readonly #kernels: Kernels;
   readonly #args: (number | boolean)[][] = []; // #call's argument arrays, by arity
@@ -126,9 +133,13 @@ export class Pool {
     return pool;
   }
 
-  /** Runs every task; `scratch` is where thread t finds its scratch: base + t * stride. */
-  run(tasks: Call[][], scratch = { base: 0, stride: 0 }): void {
-    if (this.size === 1 || tasks.length === 1) {
+  /**
+   * Runs every task; `scratch` is where thread t finds its scratch: base + t * stride. `work`: the
+   * multiply-adds of all tasks together, when known; below Pool.dispatchMin they all run on this
+   * thread, since waking a sleeping worker costs more than they do.
+   */
+  run(tasks: Call[][], scratch = { base: 0, stride: 0 }, work = Infinity): void {
+    if (this.size === 1 || tasks.length === 1 || work < Pool.dispatchMin) {
       for (const task of tasks) for (const call of task) this.#call(call, scratch.base);
       return;
     }

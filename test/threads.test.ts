@@ -201,6 +201,21 @@ describe("a worker that dies", () => {
     lib.shutdown();
   });
 
+  test("work below Pool.dispatchMin stays on this thread: no worker is woken", async () => {
+    const { lib, pool, marked } = await faultyPool(diesInMarkedCall);
+    const { Pool } = await import("../src/threads.js");
+    const setting = Pool.dispatchMin; // 0 in the tests (test/setup.ts)
+    Pool.dispatchMin = 2 ** 21;
+    try {
+      marked.calls = 0;
+      pool.run(marks(), undefined, 2 ** 21 - 1); // no ThreadError: the worker that dies in a marked call gets none
+      expect(marked.calls).toBe(6);
+    } finally {
+      Pool.dispatchMin = setting;
+      lib.shutdown();
+    }
+  });
+
   test("idle: it costs nothing, this thread takes its share", async () => {
     const { lib, pool, marked } = await faultyPool(diesWhenIdle);
     pool.run(marks()); // no ThreadError: nothing waits for the dead worker
