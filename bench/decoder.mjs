@@ -2,7 +2,12 @@
 // onnxruntime-web running the same model as an ONNX graph with its GroupQueryAttention contrib op
 // (rotary inside, past/present key-values: what transformers.js runs), the same random weights.
 //
-//   npm run build && node bench/decoder.mjs [--threads=2] [--quick] [--only=30M]
+//   npm run build && node bench/decoder.mjs [--threads=2] [--quick] [--only=30M] [--weights=q8]
+//
+// --weights=q8: both models with int8 weights, the same int8 values and per-channel scales: ours
+// loaded with { weights: "q8" } (the tied table too), theirs as the graph onnxruntime's
+// quantize_dynamic writes for every MatMul, the LM head included (DynamicQuantizeLinear of the
+// input, MatMulInteger, the scales' product): what transformers.js's "q8" decoders hold.
 //
 // For each model: the prefill of a 128-token prompt, then decode steps at context 128 and at
 // context 1024 (the cache filled to that length first). Median of many steps after warm-up, one
@@ -15,10 +20,16 @@ import * as ort from "onnxruntime-web";
 import * as lib from "../dist/index.js";
 import { randomTensor, table } from "./harness.mjs";
 import { model } from "./onnx.mjs";
+import { q8Weight } from "./peers.mjs";
 
 const threads = Number(process.argv.find((a) => a.startsWith("--threads="))?.slice(10) ?? 1);
 const quick = process.argv.includes("--quick");
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
+const format = process.argv.find((a) => a.startsWith("--weights="))?.slice(10) ?? "f32";
+if (format !== "f32" && format !== "q8") throw new Error(`--weights: expected f32 or q8, got ${format}`);
+// logits of the two contenders agree to this, relative to the largest (q8: the peer quantizes
+// activations per tensor to uint8, we quantize them per row to int8)
+const AGREE = format === "q8" ? 0.05 : 1e-3;
 const PROMPT = 128;
 const CONTEXTS = quick ? [128] : [128, 1024];
 const STEPS = quick ? 8 : 32;
@@ -50,14 +61,14 @@ for (const [name, shape] of Object.entries(MODELS)) {
     ...shape,
   };
   const dict = weights(config);
-  const ours = lib.CausalLM.fromConfig(config).loadStateDict(dict);
-  const theirs = await ortModel(config, dict);
+  const ours = lib.CausalLM.fromConfig(config).loadStateDict(dict, "", format === "q8" ? { weights: "q8" } : {});
+  const theirs = await ortModel(config, dict, format);
   const prompt = Int32Array.from({ length: PROMPT }, (_, i) => (i * 7919) % config.vocab_size);
   // the two agree before anything is timed
   const a = ours.forward(prompt, { lastOnly: true }).data;
   const b = (await theirs.prefill(prompt)).logits;
   const diff = maxRelative(a, b);
-  if (diff > 1e-3) throw new Error(`${name}: onnxruntime-web's logits differ from ours by ${diff} (relative to the largest)`);
+  if (diff > AGREE) throw new Error(`${name}: onnxruntime-web's logits differ from ours by ${diff} (relative to the largest)`);
   const params = paramCount(config);
   // the prompt
   const prefill = {
@@ -94,7 +105,9 @@ for (const [name, shape] of Object.entries(MODELS)) {
   }
   ours.dispose();
 }
-console.log(`Decoding, ${threads} thread${threads > 1 ? "s" : ""}, baseline SIMD build; medians; "ours / theirs" above 1 means we are faster.\n`);
+console.log(
+  `Decoding, ${format} weights, ${threads} thread${threads > 1 ? "s" : ""}, baseline SIMD build; medians; "ours / theirs" above 1 means we are faster.\n`,
+);
 console.log(table(rows, ["model", "case", "wasm-attention ms", "onnxruntime-web ms", "ours", "theirs", "speed-up"]));
 for (const [what, shares] of profiles) {
   console.log(`\nWhere our time goes per token, ${what} (V8's sampling profiler, self time; kernels are the wasm functions):\n`);
@@ -248,6 +261,14 @@ function weights(c) {
   return d;
 }
 
+// the table [rows, cols] that q8Weight's int8 [cols, rows] and per-row scales hold: the rows our
+// q8 embedding table gives (the Gather of a q8 model reads the same values as its tied head)
+function dequantized([[, [cols, rows], q], [, , scales]]) {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = Math.fround(q[c * rows + r] * scales[r]);
+  return out;
+}
+
 // torch Linear weight [out, in] -> MatMul's [in, out]
 function transpose({ data, shape: [rows, cols] }) {
   const out = new Float32Array(rows * cols);
@@ -259,8 +280,9 @@ function transpose({ data, shape: [rows, cols] }) {
  * The model as one ONNX graph: Gather, then per layer SimplifiedLayerNormalization, the q/k/v
  * MatMuls, GroupQueryAttention (do_rotary with cos/sin caches, past/present), the output MatMul and
  * residual, the SiLU-gated MLP; the final norm on the last position and the tied LM head.
+ * `format` "q8": every MatMul as quantize_dynamic writes it (see the top of this file).
  */
-async function ortModel(c, d) {
+async function ortModel(c, d, format) {
   const H = c.hidden_size,
     hd = H / c.num_attention_heads,
     kvH = c.num_key_value_heads;
@@ -275,9 +297,23 @@ async function ortModel(c, d) {
       sin[p * half + i] = Math.sin(a);
     }
   }
+  // a torch Linear weight [out, in] as MatMul's [in, out] initializer(s)
+  const weight = (name, t) => (format === "q8" ? q8Weight(name, t.data, t.shape[0], t.shape[1]) : [[name, [t.shape[1], t.shape[0]], transpose(t)]]);
+  const quantized = new Set(); // inputs already through DynamicQuantizeLinear (one feeds q, k and v)
+  const matmul = (x, w, out) =>
+    format === "q8"
+      ? [
+          ...(quantized.has(x) ? [] : (quantized.add(x), [{ op: "DynamicQuantizeLinear", inputs: [x], outputs: [`${x}_q`, `${x}_s`, `${x}_z`] }])),
+          { op: "MatMulInteger", inputs: [`${x}_q`, w, `${x}_z`, `${w}_zp`], outputs: [`${out}_i`] },
+          { op: "Mul", inputs: [`${x}_s`, `${w}_scale`], outputs: [`${out}_s`] },
+          { op: "Cast", inputs: [`${out}_i`], outputs: [`${out}_c`], attrs: { to: 1 } },
+          { op: "Mul", inputs: [`${out}_c`, `${out}_s`], outputs: [out] },
+        ]
+      : [{ op: "MatMul", inputs: [x, w], outputs: [out] }];
+  const head = weight("lm_head", d["model.embed_tokens.weight"]);
   const init = [
-    ["embed", [c.vocab_size, H], d["model.embed_tokens.weight"].data],
-    ["lm_head", [H, c.vocab_size], transpose(d["model.embed_tokens.weight"])],
+    ["embed", [c.vocab_size, H], format === "q8" ? dequantized(head) : d["model.embed_tokens.weight"].data],
+    ...head,
     ["final_norm", [H], d["model.norm.weight"].data],
     ["cos_cache", [c.max_position_embeddings, half], cos],
     ["sin_cache", [c.max_position_embeddings, half], sin],
@@ -296,15 +332,15 @@ async function ortModel(c, d) {
     const p = `model.layers.${i}.`;
     const x = `h${i}`,
       y = `h${i + 1}`;
-    const w = (name) => [`${name}_${i}`, [d[p + name].shape[1], d[p + name].shape[0]], transpose(d[p + name])];
+    const w = (name) => weight(`${name}_${i}`, d[p + name]);
     init.push(
-      w("self_attn.q_proj.weight"),
-      w("self_attn.k_proj.weight"),
-      w("self_attn.v_proj.weight"),
-      w("self_attn.o_proj.weight"),
-      w("mlp.gate_proj.weight"),
-      w("mlp.up_proj.weight"),
-      w("mlp.down_proj.weight"),
+      ...w("self_attn.q_proj.weight"),
+      ...w("self_attn.k_proj.weight"),
+      ...w("self_attn.v_proj.weight"),
+      ...w("self_attn.o_proj.weight"),
+      ...w("mlp.gate_proj.weight"),
+      ...w("mlp.up_proj.weight"),
+      ...w("mlp.down_proj.weight"),
       [`ln1_${i}`, [H], d[`${p}input_layernorm.weight`].data],
       [`ln2_${i}`, [H], d[`${p}post_attention_layernorm.weight`].data],
     );
@@ -312,9 +348,9 @@ async function ortModel(c, d) {
     outputs.push([`present_key_${i}`, [1, kvH, "T", hd]], [`present_value_${i}`, [1, kvH, "T", hd]]);
     nodes.push(
       { op: "SimplifiedLayerNormalization", inputs: [x, `ln1_${i}`], outputs: [`n1_${i}`], attrs: { axis: -1, epsilon: c.rms_norm_eps } },
-      { op: "MatMul", inputs: [`n1_${i}`, `self_attn.q_proj.weight_${i}`], outputs: [`q_${i}`] },
-      { op: "MatMul", inputs: [`n1_${i}`, `self_attn.k_proj.weight_${i}`], outputs: [`k_${i}`] },
-      { op: "MatMul", inputs: [`n1_${i}`, `self_attn.v_proj.weight_${i}`], outputs: [`v_${i}`] },
+      ...matmul(`n1_${i}`, `self_attn.q_proj.weight_${i}`, `q_${i}`),
+      ...matmul(`n1_${i}`, `self_attn.k_proj.weight_${i}`, `k_${i}`),
+      ...matmul(`n1_${i}`, `self_attn.v_proj.weight_${i}`, `v_${i}`),
       {
         op: "GroupQueryAttention",
         domain: "com.microsoft",
@@ -322,15 +358,15 @@ async function ortModel(c, d) {
         outputs: [`a_${i}`, `present_key_${i}`, `present_value_${i}`],
         attrs: { num_heads: c.num_attention_heads, kv_num_heads: kvH, do_rotary: 1, rotary_interleaved: 0 },
       },
-      { op: "MatMul", inputs: [`a_${i}`, `self_attn.o_proj.weight_${i}`], outputs: [`o_${i}`] },
+      ...matmul(`a_${i}`, `self_attn.o_proj.weight_${i}`, `o_${i}`),
       { op: "Add", inputs: [x, `o_${i}`], outputs: [`r_${i}`] },
       { op: "SimplifiedLayerNormalization", inputs: [`r_${i}`, `ln2_${i}`], outputs: [`n2_${i}`], attrs: { axis: -1, epsilon: c.rms_norm_eps } },
-      { op: "MatMul", inputs: [`n2_${i}`, `mlp.gate_proj.weight_${i}`], outputs: [`g_${i}`] },
+      ...matmul(`n2_${i}`, `mlp.gate_proj.weight_${i}`, `g_${i}`),
       { op: "Sigmoid", inputs: [`g_${i}`], outputs: [`gs_${i}`] },
       { op: "Mul", inputs: [`g_${i}`, `gs_${i}`], outputs: [`silu_${i}`] },
-      { op: "MatMul", inputs: [`n2_${i}`, `mlp.up_proj.weight_${i}`], outputs: [`u_${i}`] },
+      ...matmul(`n2_${i}`, `mlp.up_proj.weight_${i}`, `u_${i}`),
       { op: "Mul", inputs: [`silu_${i}`, `u_${i}`], outputs: [`m_${i}`] },
-      { op: "MatMul", inputs: [`m_${i}`, `mlp.down_proj.weight_${i}`], outputs: [`f_${i}`] },
+      ...matmul(`m_${i}`, `mlp.down_proj.weight_${i}`, `f_${i}`),
       { op: "Add", inputs: [`r_${i}`, `f_${i}`], outputs: [y] },
     );
   }
@@ -338,7 +374,7 @@ async function ortModel(c, d) {
   nodes.push(
     { op: "Slice", inputs: [top, "last", "end", "axis1"], outputs: ["h_last"] },
     { op: "SimplifiedLayerNormalization", inputs: ["h_last", "final_norm"], outputs: ["h_norm"], attrs: { axis: -1, epsilon: c.rms_norm_eps } },
-    { op: "MatMul", inputs: ["h_norm", "lm_head"], outputs: ["logits"] },
+    ...matmul("h_norm", "lm_head", "logits"),
   );
   const session = await ort.InferenceSession.create(model({ inputs, outputs, nodes, initializers: init }), {
     executionProviders: ["wasm"],

@@ -234,7 +234,7 @@ function layerGraph(dict, { E, H, F }, { weights = "f32" } = {}) {
 // int8 (in, out), one scale and a zero point of 0 per output channel. The int8 values follow our
 // rule (quantize_rows_i8: scale = max|w_row| / 127, q = nearest(w * fl(127 / max))), so both
 // contenders multiply the same integers.
-function q8Weight(name, w, rows, cols) {
+export function q8Weight(name, w, rows, cols) {
   const q = new Int8Array(rows * cols);
   const scales = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
