@@ -173,32 +173,50 @@ function normalized(o: Form, p: ReturnType<typeof shapes>): Tensor {
     const out = scope.alloc(4 * p.N * p.Lq * p.Ev);
     const state = scope.alloc(4 * (p.E * p.Ev + p.E));
     const work = scope.alloc(4 * p.E);
-    for (let n = 0; n < p.N; n++) {
+    // each slice from a zero state
+    const fresh = () => {
       heap.f32(state, p.E * p.Ev + p.E).fill(0);
-      K.linear_attention_f32(
-        out + 4 * n * p.Lq * p.Ev,
-        p.Ev,
-        q + 4 * n * p.Lq * p.E,
-        p.E,
-        k + 4 * n * p.Lk * p.E,
-        p.E,
-        v + 4 * n * p.Lk * p.Ev,
-        p.Ev,
-        state,
-        state + 4 * p.E * p.Ev,
-        work,
-        p.Lq,
-        p.Lk,
-        p.E,
-        p.Ev,
-        o.causal,
-        o.map,
-        o.eps,
-      );
-    }
+      return state;
+    };
+    attendNormalized(K, p, { q, k, v, out, work }, fresh, o);
     return { data: heap.f32(out, p.N * p.Lq * p.Ev).slice(), shape: [...p.lead, p.Lq, p.Ev] };
   } finally {
     scope.release();
+  }
+}
+
+// out = normalised linear attention of each of the N slices of the placed q, k, v (rows as
+// shapes() gives them), slice n from the state at state(n) ([E, Ev] then [E]), updated in place
+function attendNormalized(
+  K: Kernels,
+  p: ReturnType<typeof shapes>,
+  at: { q: number; k: number; v: number; out: number; work: number },
+  state: (n: number) => number,
+  o: Pick<Form, "causal" | "map" | "eps">,
+): void {
+  const { N, Lq, Lk, E, Ev } = p;
+  for (let n = 0; n < N; n++) {
+    const s = state(n);
+    K.linear_attention_f32(
+      at.out + 4 * n * Lq * Ev,
+      Ev,
+      at.q + 4 * n * Lq * E,
+      E,
+      at.k + 4 * n * Lk * E,
+      E,
+      at.v + 4 * n * Lk * Ev,
+      Ev,
+      s,
+      s + 4 * E * Ev,
+      at.work,
+      Lq,
+      Lk,
+      E,
+      Ev,
+      o.causal,
+      o.map,
+      o.eps,
+    );
   }
 }
 
@@ -575,29 +593,7 @@ export class LinearAttentionState {
       const out = scope.alloc(4 * p.N * p.Lq * p.Ev);
       const work = scope.alloc(4 * p.E);
       const per = this.#per;
-      for (let n = 0; n < p.N; n++) {
-        const s = at + 4 * n * per;
-        K.linear_attention_f32(
-          out + 4 * n * p.Lq * p.Ev,
-          p.Ev,
-          q + 4 * n * p.Lq * p.E,
-          p.E,
-          k + 4 * n * p.Lq * p.E,
-          p.E,
-          v + 4 * n * p.Lq * p.Ev,
-          p.Ev,
-          s,
-          s + 4 * p.E * p.Ev,
-          work,
-          p.Lq,
-          p.Lq,
-          p.E,
-          p.Ev,
-          true,
-          this.#o.map,
-          this.#o.eps,
-        );
-      }
+      attendNormalized(K, p, { q, k, v, out, work }, (n) => at + 4 * n * per, { ...this.#o, causal: true });
       return { data: heap.f32(out, p.N * p.Lq * p.Ev).slice(), shape: [...p.lead, p.Lq, p.Ev] };
     } finally {
       scope.release();

@@ -46,11 +46,11 @@ describe("values of width 0 (Ev = 0)", () => {
     const got = lib.scaledDotProductAttention(q, k, empty, { returnWeights: true, returnScores: "masked", isCausal: true });
     const wide = lib.scaledDotProductAttention(q, k, t([2, 3, 6, 4]), { returnWeights: true, returnScores: "masked", isCausal: true });
     expect(got.output.shape).toEqual([2, 3, 5, 0]);
-    expect(got.weights.shape).toEqual([2, 3, 5, 6]);
-    expect(got.weights.data).toEqual(wide.weights.data);
+    expect(got.weights!.shape).toEqual([2, 3, 5, 6]);
+    expect(got.weights!.data).toEqual(wide.weights!.data);
     expect(got.scores!.data).toEqual(wide.scores!.data);
     const ref = attentionRef(q.data, k.data, new Float32Array(0), { batch: [2], Hq: 3, Hk: 3, Lq: 5, Lk: 6, E: 7, Ev: 0 }, { causalOffset: 0 }); // torch is_causal: top-left
-    expectClose(got.weights.data, ref.weights, got.weights.shape, { atol: 1e-6, rtol: 1e-5 }, "weights");
+    expectClose(got.weights!.data, ref.weights, got.weights!.shape, { atol: 1e-6, rtol: 1e-5 }, "weights");
   });
 
   test.each(["f16", "q8"] as const)("stored %s keys and values: the same weights as with a value width of 16", (dtype) => {
