@@ -33,6 +33,7 @@
 // bits for act none/relu (integer sums and a multiply then an add, never fused).
 import { f16_to_f32x4, f32_to_f16 } from "./half";
 import { roundUp4, roundUp8 } from "./pack";
+import { dotHigh_i8, dotLow_i8 } from "./simd";
 import { storeTile_f32 } from "./store";
 
 const F32: usize = 4;
@@ -231,10 +232,8 @@ export function gemm_q4(out: usize, aq: usize, aScales: usize, w: usize, bias: u
       const p23 = i8x16.shuffle(lo, hi, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
       const x01 = v128.load32_splat(a + k);
       const x23 = v128.load32_splat(a + k, 4);
-      c0 = i32x4.add(c0, i32x4.dot_i16x8_s(x01, i16x8.extend_low_i8x16_s(p01)));
-      c1 = i32x4.add(c1, i32x4.dot_i16x8_s(x01, i16x8.extend_high_i8x16_s(p01)));
-      c0 = i32x4.add(c0, i32x4.dot_i16x8_s(x23, i16x8.extend_low_i8x16_s(p23)));
-      c1 = i32x4.add(c1, i32x4.dot_i16x8_s(x23, i16x8.extend_high_i8x16_s(p23)));
+      c0 = dotLow_i8(dotLow_i8(c0, x01, p01), x23, p23);
+      c1 = dotHigh_i8(dotHigh_i8(c1, x01, p01), x23, p23);
       k += 8;
     }
     f0 = f32x4.add(f0, f32x4.mul(f32x4.convert_i32x4_s(c0), f16_to_f32x4(i32x4.extend_low_i16x8_u(sc))));

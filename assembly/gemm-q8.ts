@@ -20,7 +20,7 @@
 //     products and drops the accumulator) until TurboFan takes over.
 // bench/peak.mjs measures both instructions.
 import { storeTile_f32 } from "./store";
-import { hmax_f32x4 } from "./simd";
+import { dotHigh_i8, dotLow_i8, hmax_f32x4 } from "./simd";
 import { roundUp4, roundUp8 } from "./pack";
 
 const F32: usize = 4;
@@ -214,10 +214,10 @@ export function gemm_q8(out: usize, aq: usize, aScales: usize, wq: usize, wScale
     const v = v128.load(b, 16);
     const x = v128.load32_splat(a + k);
     const y = v128.load32_splat(a + k, 4);
-    c0 = i32x4.add(c0, i32x4.dot_i16x8_s(x, i16x8.extend_low_i8x16_s(w)));
-    c1 = i32x4.add(c1, i32x4.dot_i16x8_s(x, i16x8.extend_high_i8x16_s(w)));
-    d0 = i32x4.add(d0, i32x4.dot_i16x8_s(y, i16x8.extend_low_i8x16_s(v)));
-    d1 = i32x4.add(d1, i32x4.dot_i16x8_s(y, i16x8.extend_high_i8x16_s(v)));
+    c0 = dotLow_i8(c0, x, w);
+    c1 = dotHigh_i8(c1, x, w);
+    d0 = dotLow_i8(d0, y, v);
+    d1 = dotHigh_i8(d1, y, v);
     b += 32;
   }
   v128.store(dst, i32x4.add(c0, d0));

@@ -63,3 +63,14 @@
 @inline export function exp_f32(x: f32): f32 {
   return f32x4.extract_lane(exp_f32x4(f32x4.splat(x)), 0);
 }
+
+// acc + x . w for int8 weights held as pairs of k (c0k0 c0k1 c1k0 ... c7k0 c7k1): w's low 8 bytes
+// (channels 0..3) or high 8 bytes (channels 4..7) widened to int16, against x (one row's pair of k,
+// splatted): 8 exact multiply-adds into the 4 channels' int32 sums
+@inline export function dotLow_i8(acc: v128, x: v128, w: v128): v128 {
+  return i32x4.add(acc, i32x4.dot_i16x8_s(x, i16x8.extend_low_i8x16_s(w)));
+}
+
+@inline export function dotHigh_i8(acc: v128, x: v128, w: v128): v128 {
+  return i32x4.add(acc, i32x4.dot_i16x8_s(x, i16x8.extend_high_i8x16_s(w)));
+}
