@@ -259,7 +259,7 @@ function scenarioResult(r) {
   const mb = (b) => (b / 2 ** 20).toFixed(1);
   if (r.ms !== undefined) return `${r.ms.toFixed(1)} ms`;
   if (r.rssGrowth !== undefined)
-    return `RSS grew ${mb(r.rssGrowth)} MB over the 10,000 calls after 1,000 warm-up calls (WebAssembly memory ${mb(r.wasmBytes)} MB, flat)`;
+    return `RSS grew ${mb(r.rssGrowth)} MB over 10,000 calls after 1,000 warm-up calls, then ${mb(r.rssGrowthAfter)} MB over 10,000 more; live JavaScript heap after a collection ${mb(r.heapGrowth)} MB from the start (WebAssembly memory ${mb(r.wasmBytes)} MB, flat)`;
   return `${mb(r.bytes)} MB above the process baseline${r.wasmBytes ? ` (WebAssembly memory ${mb(r.wasmBytes)} MB)` : ""}${r.failed ? `; failed: ${r.failed}` : ""}`;
 }
 
@@ -292,9 +292,9 @@ if (!threadsArg && !quick) {
   const out = execFileSync(process.execPath, args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 24 });
   rows.push(...JSON.parse(out.trim().split("\n").pop()).rows);
 }
-// cold start and peak memory, each in a fresh process
+// cold start and peak memory, each in a fresh process (with --only, those it names)
 const scenarioRows = [];
-if (!quick && !threadsArg && !only) {
+if (!quick && !threadsArg) {
   const { execFileSync } = await import("node:child_process");
   for (const name of [
     "cold start: wasm-attention",
@@ -303,7 +303,7 @@ if (!quick && !threadsArg && !only) {
     "memory: attention L=16384, onnxruntime-web",
     "memory: 4-layer encoder L=4096, wasm-attention",
     "rss: 10,000 encoder and attention calls",
-  ]) {
+  ].filter((n) => !only || n.includes(only))) {
     const r = JSON.parse(
       execFileSync(process.execPath, ["--expose-gc", new URL("./scenarios.mjs", import.meta.url).pathname, name], {
         encoding: "utf8",
@@ -337,7 +337,12 @@ let results = { date: new Date().toISOString().slice(0, 10), machine, peak, rows
 if (only && !quick) {
   // --only=<case>: the cases it names replace theirs in the last full run's results; the rest are kept
   const last = JSON.parse(readFileSync(new URL("./results.json", import.meta.url), "utf8"));
-  results = { ...last, rows: [...last.rows.filter((r) => !r.case.includes(only)), ...rows], updated: `${results.date}: ${only}` };
+  results = {
+    ...last,
+    rows: [...last.rows.filter((r) => !r.case.includes(only)), ...rows],
+    scenarioRows: last.scenarioRows.map((r) => scenarioRows.find((s) => s.scenario === r.scenario) ?? r),
+    updated: `${results.date}: ${only}`,
+  };
 }
 console.log(report(results));
 if (!quick) {

@@ -76,12 +76,23 @@ const scenarios = {
         lib.scaledDotProductAttention(x, x, x, { returnWeights: i % 2 === 0 });
       }
     };
+    const settle = () => {
+      globalThis.gc?.();
+      return { rss: rss(), heap: process.memoryUsage().heapUsed };
+    };
     run(1000);
-    globalThis.gc?.();
-    const base = rss();
+    const base = settle();
     run(10_000);
-    globalThis.gc?.();
-    return { rssGrowth: rss() - base, wasmBytes: lib.memoryStats().bufferBytes };
+    const mid = settle();
+    // a second 10,000: V8 grows its young generation once under this allocation rate, then stays
+    run(10_000);
+    const end = settle();
+    return {
+      rssGrowth: mid.rss - base.rss,
+      rssGrowthAfter: end.rss - mid.rss,
+      heapGrowth: end.heap - base.heap,
+      wasmBytes: lib.memoryStats().bufferBytes,
+    };
   },
 };
 
