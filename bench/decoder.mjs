@@ -300,10 +300,15 @@ async function ortModel(c, d, format) {
   // a torch Linear weight [out, in] as MatMul's [in, out] initializer(s)
   const weight = (name, t) => (format === "q8" ? q8Weight(name, t.data, t.shape[0], t.shape[1]) : [[name, [t.shape[1], t.shape[0]], transpose(t)]]);
   const quantized = new Set(); // inputs already through DynamicQuantizeLinear (one feeds q, k and v)
+  const quantize = (x) => {
+    if (quantized.has(x)) return [];
+    quantized.add(x);
+    return [{ op: "DynamicQuantizeLinear", inputs: [x], outputs: [`${x}_q`, `${x}_s`, `${x}_z`] }];
+  };
   const matmul = (x, w, out) =>
     format === "q8"
       ? [
-          ...(quantized.has(x) ? [] : (quantized.add(x), [{ op: "DynamicQuantizeLinear", inputs: [x], outputs: [`${x}_q`, `${x}_s`, `${x}_z`] }])),
+          ...quantize(x),
           { op: "MatMulInteger", inputs: [`${x}_q`, w, `${x}_z`, `${w}_zp`], outputs: [`${out}_i`] },
           { op: "Mul", inputs: [`${x}_s`, `${w}_scale`], outputs: [`${out}_s`] },
           { op: "Cast", inputs: [`${out}_i`], outputs: [`${out}_c`], attrs: { to: 1 } },

@@ -7,6 +7,7 @@
 // (EncoderModel's three tables in each format: test/weights-quantized.test.ts); one thread against
 // two; hostile ids and format names.
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { freshLibrary } from "./support/fresh.js";
 import {
   ArgumentError,
   CausalLM,
@@ -407,8 +408,7 @@ describe("two threads give the same bits as one", () => {
   let TwoTable: typeof VocabTable;
   let twoScope: typeof withScope;
   beforeAll(async () => {
-    vi.resetModules();
-    two = await import("../src/index.js");
+    two = await freshLibrary();
     TwoTable = (await import("../src/vocab-table.js")).VocabTable;
     twoScope = (await import("../src/module.js")).withScope;
     await two.init({ threads: 2, simd: "baseline" });

@@ -4,14 +4,13 @@
 // during a call, and objects kept across shutdown() + init(). Each test gets its own copy of the
 // library (init state is per copy), as in test/init.test.ts.
 import { readFileSync } from "node:fs";
-import { describe, expect, test, vi } from "vitest";
+import { describe, expect, test } from "vitest";
+import { type Lib, freshLibrary } from "./support/fresh.js";
 import { rng } from "./reference.js";
 import { canary } from "./support/canary.js";
 
-type Lib = typeof import("../src/index.js");
 async function fresh(init = true): Promise<Lib> {
-  vi.resetModules();
-  const lib = await import("../src/index.js");
+  const lib = await freshLibrary();
   if (init) await lib.init({ simd: "baseline" });
   return lib;
 }

@@ -2,6 +2,7 @@
 // each call throws a WasmAttentionError promptly or returns quickly. Calls that hang or abort the
 // process today run in a child Node (test/support/hardening-child.mjs), killed when it runs long.
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { freshLibrary } from "./support/fresh.js";
 import * as lib from "../src/index.js";
 import { describeRun, removeBundle, runChild } from "./support/child.js";
 
@@ -57,8 +58,7 @@ describe("init({ threads }) beyond a sane maximum is an ArgumentError, before an
 
   for (const threads of [257, 1000, 100_000]) {
     test(`init({ threads: ${threads} }) rejects with an ArgumentError within 2 s`, async () => {
-      vi.resetModules();
-      const fresh = await import("../src/index.js");
+      const fresh = await freshLibrary();
       made = 0;
       vi.stubGlobal("Worker", FakeWorker);
       const t0 = performance.now();

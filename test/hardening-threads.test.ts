@@ -1,14 +1,11 @@
 // Issue #10, threads at large batches: a decode step of a few hundred sequences (thousands of
 // (sequence, head) tasks in one dispatch) works on two threads and gives the bits of one thread.
 // Two copies of the library, as in test/threads.test.ts: one on one thread, one on two.
-import { afterAll, describe, expect, test, vi } from "vitest";
+import { afterAll, describe, expect, test } from "vitest";
+import { freshLibrary } from "./support/fresh.js";
 import { rng } from "./reference.js";
 
-type Lib = typeof import("../src/index.js");
-async function fresh(): Promise<Lib> {
-  vi.resetModules();
-  return import("../src/index.js");
-}
+const fresh = freshLibrary;
 
 const one = await fresh();
 await one.init({ threads: 1, simd: "baseline" });

@@ -1,13 +1,11 @@
 import { readFileSync } from "node:fs";
 import vm from "node:vm";
 import { describe, expect, test, vi } from "vitest";
+import { freshLibrary } from "./support/fresh.js";
 import { attentionRef, expectClose, rng } from "./reference.js";
 
 // each test gets a fresh copy of the library: init state is per module instance
-async function fresh() {
-  vi.resetModules();
-  return import("../src/index.js");
-}
+const fresh = freshLibrary;
 
 const wasmUrl = new URL("../build/kernels.wasm", import.meta.url);
 const bytes = () => new Uint8Array(readFileSync(wasmUrl));

@@ -6,6 +6,7 @@ import { Pool } from "../src/threads.js";
 
 Heap.guard = true;
 // every call that can be split across threads is, however small: the threaded paths stay tested
+// (this reaches the first copy of the library; test/support/fresh.ts makes the others)
 Pool.dispatchMin = 0;
 
 afterAll(() => Heap.checkGuards());

@@ -3,12 +3,10 @@
 // relaxed build stays within 1e-5 of the baseline.
 import { readFileSync } from "node:fs";
 import { afterAll, afterEach, describe, expect, test, vi } from "vitest";
+import { freshLibrary } from "./support/fresh.js";
 import { describeRun, removeBundle, runChild } from "./support/child.js";
 
-async function fresh() {
-  vi.resetModules();
-  return import("../src/index.js");
-}
+const fresh = freshLibrary;
 
 const file = (path: string) => readFileSync(new URL(`../${path}`, import.meta.url));
 // the truth the detection must match: does this runtime accept the relaxed kernel build itself?

@@ -1,13 +1,10 @@
 import { readFileSync } from "node:fs";
 import { afterAll, describe, expect, test, vi } from "vitest";
+import { freshLibrary } from "./support/fresh.js";
 import { attentionRef, expectClose, freshSeed, rng } from "./reference.js";
 import { MARKED, diesInMarkedCall, diesWhenIdle, faultyKernels } from "./support/faulty-workers.js";
 
-type Lib = typeof import("../src/index.js");
-async function fresh(): Promise<Lib> {
-  vi.resetModules();
-  return import("../src/index.js");
-}
+const fresh = freshLibrary;
 
 const one = await fresh();
 await one.init({ threads: 1, simd: "baseline" });
@@ -204,7 +201,7 @@ describe("a worker that dies", () => {
   test("work below Pool.dispatchMin stays on this thread: no worker is woken", async () => {
     const { lib, pool, marked } = await faultyPool(diesInMarkedCall);
     const { Pool } = await import("../src/threads.js");
-    const setting = Pool.dispatchMin; // 0 in the tests (test/setup.ts)
+    const setting = Pool.dispatchMin; // 0 in the tests (test/setup.ts, test/support/fresh.ts)
     Pool.dispatchMin = 2 ** 21;
     try {
       marked.calls = 0;

@@ -8,6 +8,7 @@
 // (<key> I8 + <key>_scale F32) and their errors, quantize between f16 and q4, the F16 files f16
 // and q4 pack 64 rows at a time.
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { freshLibrary } from "./support/fresh.js";
 import {
   ArgumentError,
   CausalLM,
@@ -518,8 +519,7 @@ describe("two threads give the same bits as one", () => {
   type Lib = typeof import("../src/index.js");
   let two: Lib;
   beforeAll(async () => {
-    vi.resetModules();
-    two = await import("../src/index.js");
+    two = await freshLibrary();
     await two.init({ threads: 2, simd: "baseline" });
   });
   afterAll(() => two.shutdown());
