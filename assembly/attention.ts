@@ -2,7 +2,7 @@ import { KvFormat } from "../src/enums";
 import { tile_4x8 } from "./gemm";
 import { accumulatePV1F16, accumulatePV1Q8, kvElem, kv_pack_t, kv_widen, pv, quantizeQuery_i16, scaleQuery_f16, scoreRows, scoreRowsQ8 } from "./kv";
 import { pack_f32_t, packedBytes, roundUp4, roundUp8 } from "./pack";
-import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4, sums4_f32x4 } from "./simd";
+import { exp_f32, exp_f32x4, fma_f32x4, hmax_f32x4, hsum_f32x4, store8_v128, sums4_f32x4 } from "./simd";
 
 // Flash attention for one (batch, head) pair: scores are made one tile of BR queries by BC keys at
 // a time and folded into an online softmax, so the Lq x Lk matrix never exists unless the caller
@@ -461,14 +461,7 @@ function shapeScores(srow: usize, mrow: usize, lower: i32, limit: i32, cols8: i3
       a7 = pv(x, v128.load(vp, 112), a7, safe);
       vp += vRow;
     }
-    v128.store(op, a0);
-    v128.store(op, a1, 16);
-    v128.store(op, a2, 32);
-    v128.store(op, a3, 48);
-    v128.store(op, a4, 64);
-    v128.store(op, a5, 80);
-    v128.store(op, a6, 96);
-    v128.store(op, a7, 112);
+    store8_v128(op, a0, a1, a2, a3, a4, a5, a6, a7);
   }
   for (; c < ev4; c += 4) {
     const op = o + c * F32;

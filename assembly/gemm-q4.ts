@@ -35,6 +35,7 @@ import { f16_to_f32x4, f32_to_f16 } from "./half";
 import { roundUp4, roundUp8 } from "./pack";
 import { dotHigh_i8, dotLow_i8 } from "./simd";
 import { storeTile_f32 } from "./store";
+import { tile_i16_4x8 } from "./tile-i16";
 
 const F32: usize = 4;
 const NC: i32 = 64; // output channels per panel group: their blocks stay in cache across row blocks
@@ -57,7 +58,7 @@ export function pack_q4_bytes(N: i32, K: i32): usize {
 }
 
 // dst = W (N, K) float32, rows srcStride floats apart, quantized (the q4_0 rule above) and laid out
-// the way tile_q4_4x8 reads it: panel p (channels 8p..8p+7) at dst + p * NB * 144; its block b at
+// the way the micro-kernel reads it (after unpackPanels): panel p (channels 8p..8p+7) at dst + p * NB * 144; its block b at
 // + b * 144: the 8 channels' scales (halves, 16 bytes), then per group of 4 k (k0..k0+3) 16 bytes:
 //   byte j (0..7):   channel j's nibble of k0 (low) and of k0 + 1 (high)
 //   byte 8 + j:      channel j's nibble of k0 + 2 (low) and of k0 + 3 (high)
@@ -156,7 +157,7 @@ export function gemm_q4(out: usize, aq: usize, aScales: usize, w: usize, bias: u
       const s3 = rows > 3 ? s2 + F32 : s2;
       for (let c = jc; c < jEnd; c += 8) {
         const p = <usize>((c - jc) >> 3);
-        tile_q4_4x8(tile, a0, a1, a2, a3, s0, s1, s2, s3, pairs + p * K32 * 16, scales + p * <usize>NB * 32, NB);
+        tile_i16_4x8<f32>(tile, a0, a1, a2, a3, s0, s1, s2, s3, pairs + p * K32 * 16, scales + p * <usize>NB * 32, NB, 16);
         storeTile_f32(out, tile, bias, residual, r0, rows, c, min(8, N - c), N, act);
       }
     }
@@ -164,7 +165,7 @@ export function gemm_q4(out: usize, aq: usize, aScales: usize, w: usize, bias: u
 }
 
 // rows (rows, K4) int8 at src -> dst (rows, K32) int16, zeros from K4 to K32: the form
-// tile_q4_4x8 splats, two k at a time
+// the micro-kernel (tile-i16.ts) splats, two k at a time
 @inline function widenRows(dst: usize, src: usize, rows: i32, K4: usize, K32: usize): void {
   for (let r = 0; r < rows; r++) {
     const s = src + <usize>r * K4;
@@ -213,7 +214,7 @@ export function gemm_q4(out: usize, aq: usize, aScales: usize, w: usize, bias: u
 // dst (1, 8) float32 = row a (K32 int16) . one pack_q4 panel b, unpacked in registers: per group of
 // 4 k one load of 32 nibbles, mask and shift, minus 8, interleaved into pairs of k and widened to
 // int16 (unpackPanels' form), four dot_i16x8_s; per block f += f32(sum) * d; at the end f * the
-// row's scale (at s): tile_q4_4x8's operations for one row, so the same bits
+// row's scale (at s): tile_i16_4x8's operations for one row, so the same bits
 @inline function tile_q4_1x8(dst: usize, a: usize, s: usize, b: usize, NB: i32): void {
   let f0 = f32x4.splat(0), f1 = f32x4.splat(0);
   const mask = i8x16.splat(0x0f);
@@ -242,58 +243,4 @@ export function gemm_q4(out: usize, aq: usize, aScales: usize, w: usize, bias: u
   const sa = v128.load32_splat(s);
   v128.store(dst, f32x4.mul(f0, sa));
   v128.store(dst, f32x4.mul(f1, sa), 16);
-}
-
-// dst (4, 8) float32 = for rows a0..a3 (K32 int16) and one unpacked panel (b: int16 pairs,
-// sc: NB x 8 scales): per block, 16 pairs of k of dot_i16x8_s into int32 (exact), then
-// f += f32(sum) * d; at the end f * the row's scale (at s0..s3)
-@inline function tile_q4_4x8(dst: usize, a0: usize, a1: usize, a2: usize, a3: usize, s0: usize, s1: usize, s2: usize, s3: usize, b: usize, sc: usize, NB: i32): void {
-  let f00 = f32x4.splat(0), f01 = f32x4.splat(0), f10 = f32x4.splat(0), f11 = f32x4.splat(0);
-  let f20 = f32x4.splat(0), f21 = f32x4.splat(0), f30 = f32x4.splat(0), f31 = f32x4.splat(0);
-  let k: usize = 0; // byte offset in the int16 rows
-  for (let blk = 0; blk < NB; blk++) {
-    let c00 = i32x4.splat(0), c01 = i32x4.splat(0), c10 = i32x4.splat(0), c11 = i32x4.splat(0);
-    let c20 = i32x4.splat(0), c21 = i32x4.splat(0), c30 = i32x4.splat(0), c31 = i32x4.splat(0);
-    for (let q = 0; q < 16; q++) {
-      const w0 = v128.load(b);
-      const w1 = v128.load(b, 16);
-      b += 32;
-      let x = v128.load32_splat(a0 + k);
-      c00 = i32x4.add(c00, i32x4.dot_i16x8_s(x, w0));
-      c01 = i32x4.add(c01, i32x4.dot_i16x8_s(x, w1));
-      x = v128.load32_splat(a1 + k);
-      c10 = i32x4.add(c10, i32x4.dot_i16x8_s(x, w0));
-      c11 = i32x4.add(c11, i32x4.dot_i16x8_s(x, w1));
-      x = v128.load32_splat(a2 + k);
-      c20 = i32x4.add(c20, i32x4.dot_i16x8_s(x, w0));
-      c21 = i32x4.add(c21, i32x4.dot_i16x8_s(x, w1));
-      x = v128.load32_splat(a3 + k);
-      c30 = i32x4.add(c30, i32x4.dot_i16x8_s(x, w0));
-      c31 = i32x4.add(c31, i32x4.dot_i16x8_s(x, w1));
-      k += 4;
-    }
-    const d0 = v128.load(sc);
-    const d1 = v128.load(sc, 16);
-    sc += 32;
-    f00 = f32x4.add(f00, f32x4.mul(f32x4.convert_i32x4_s(c00), d0));
-    f01 = f32x4.add(f01, f32x4.mul(f32x4.convert_i32x4_s(c01), d1));
-    f10 = f32x4.add(f10, f32x4.mul(f32x4.convert_i32x4_s(c10), d0));
-    f11 = f32x4.add(f11, f32x4.mul(f32x4.convert_i32x4_s(c11), d1));
-    f20 = f32x4.add(f20, f32x4.mul(f32x4.convert_i32x4_s(c20), d0));
-    f21 = f32x4.add(f21, f32x4.mul(f32x4.convert_i32x4_s(c21), d1));
-    f30 = f32x4.add(f30, f32x4.mul(f32x4.convert_i32x4_s(c30), d0));
-    f31 = f32x4.add(f31, f32x4.mul(f32x4.convert_i32x4_s(c31), d1));
-  }
-  let sa = v128.load32_splat(s0);
-  v128.store(dst, f32x4.mul(f00, sa));
-  v128.store(dst, f32x4.mul(f01, sa), 16);
-  sa = v128.load32_splat(s1);
-  v128.store(dst, f32x4.mul(f10, sa), 32);
-  v128.store(dst, f32x4.mul(f11, sa), 48);
-  sa = v128.load32_splat(s2);
-  v128.store(dst, f32x4.mul(f20, sa), 64);
-  v128.store(dst, f32x4.mul(f21, sa), 80);
-  sa = v128.load32_splat(s3);
-  v128.store(dst, f32x4.mul(f30, sa), 96);
-  v128.store(dst, f32x4.mul(f31, sa), 112);
 }

@@ -22,6 +22,7 @@
 import { storeTile_f32 } from "./store";
 import { dotHigh_i8, dotLow_i8, hmax_f32x4 } from "./simd";
 import { roundUp4, roundUp8 } from "./pack";
+import { tile_i16_4x8 } from "./tile-i16";
 
 const F32: usize = 4;
 const I32: usize = 4;
@@ -78,7 +79,7 @@ export function pack_q8_bytes(N: i32, K: i32): usize {
 }
 
 // dst = int8 weights src (N, K), rows srcStride bytes apart, in panels of 8 output channels, the way
-// tile_q8_4x8 reads them: panel p (channels 8p..8p+7) at dst + p * K4 * 8, per pair of k 16 bytes
+// the micro-kernel reads them: panel p (channels 8p..8p+7) at dst + p * K4 * 8, per pair of k 16 bytes
 //   c0k0 c0k1 c1k0 c1k1 ... c7k0 c7k1
 // (one v128 load: 8 channels x 2 k, the pairs dot_i16x8_s sums). Channels past N and k past K are zeros.
 export function pack_q8(dst: usize, src: usize, srcStride: i32, N: i32, K: i32): void {
@@ -137,7 +138,7 @@ export function gemm_q8(out: usize, aq: usize, aScales: usize, wq: usize, wScale
       const a2 = rows > 2 ? a1 + step : a1;
       const a3 = rows > 3 ? a2 + step : a2;
       for (let c = jc; c < jEnd; c += 8) {
-        tile_q8_4x8(tile, a0, a1, a2, a3, pairs + <usize>((c - jc) >> 3) * K4 * 16, K4);
+        tile_i16_4x8<i32>(tile, a0, a1, a2, a3, 0, 0, 0, 0, pairs + <usize>((c - jc) >> 3) * K4 * 16, 0, 1, K4 >> 1);
         storeTile(out, tile, aScales, wScales, bias, residual, r0, rows, c, min(8, N - c), N, act);
       }
     }
@@ -157,7 +158,7 @@ export function gemm_q8(out: usize, aq: usize, aScales: usize, wq: usize, wScale
   }
 }
 
-// rows (rows, K4) int8 at src -> dst (rows, K4) int16, the form tile_q8_4x8 splats
+// rows (rows, K4) int8 at src -> dst (rows, K4) int16, the form the micro-kernel splats
 @inline function widenRows(dst: usize, src: usize, rows: i32, K4: usize): void {
   for (let r = 0; r < rows; r++) {
     const s = src + <usize>r * K4;
@@ -166,42 +167,6 @@ export function gemm_q8(out: usize, aq: usize, aScales: usize, wq: usize, wScale
     for (; k + 8 <= K4; k += 8) v128.store(d + k * 2, v128.load8x8_s(s + k));
     for (; k < K4; k++) store<i16>(d + k * 2, <i16>load<i8>(s + k));
   }
-}
-
-// dst (4, 8) int32 = rows a0..a3 (K4 int16) . b (a widened panel): per pair of k, two loads of
-// 4 channels x 2 k; a 32-bit splat (2 x i16) of each row; eight dot_i16x8_s + add, each 8
-// multiply-adds
-@inline function tile_q8_4x8(dst: usize, a0: usize, a1: usize, a2: usize, a3: usize, b: usize, K4: usize): void {
-  let c00 = i32x4.splat(0), c01 = i32x4.splat(0);
-  let c10 = i32x4.splat(0), c11 = i32x4.splat(0);
-  let c20 = i32x4.splat(0), c21 = i32x4.splat(0);
-  let c30 = i32x4.splat(0), c31 = i32x4.splat(0);
-  const end = K4 * 2;
-  for (let k: usize = 0; k < end; k += 4) {
-    const w0 = v128.load(b); // channels 0..3, k and k + 1
-    const w1 = v128.load(b, 16); // channels 4..7
-    let x = v128.load32_splat(a0 + k);
-    c00 = i32x4.add(c00, i32x4.dot_i16x8_s(x, w0));
-    c01 = i32x4.add(c01, i32x4.dot_i16x8_s(x, w1));
-    x = v128.load32_splat(a1 + k);
-    c10 = i32x4.add(c10, i32x4.dot_i16x8_s(x, w0));
-    c11 = i32x4.add(c11, i32x4.dot_i16x8_s(x, w1));
-    x = v128.load32_splat(a2 + k);
-    c20 = i32x4.add(c20, i32x4.dot_i16x8_s(x, w0));
-    c21 = i32x4.add(c21, i32x4.dot_i16x8_s(x, w1));
-    x = v128.load32_splat(a3 + k);
-    c30 = i32x4.add(c30, i32x4.dot_i16x8_s(x, w0));
-    c31 = i32x4.add(c31, i32x4.dot_i16x8_s(x, w1));
-    b += 32;
-  }
-  v128.store(dst, c00);
-  v128.store(dst, c01, 16);
-  v128.store(dst, c10, 32);
-  v128.store(dst, c11, 48);
-  v128.store(dst, c20, 64);
-  v128.store(dst, c21, 80);
-  v128.store(dst, c30, 96);
-  v128.store(dst, c31, 112);
 }
 
 // dst (1, 8) int32 = row a (K4 int16) . b (a pack_q8 panel, int8, widened here): two pairs of k

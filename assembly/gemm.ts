@@ -1,4 +1,4 @@
-import { fma_f32x4 } from "./simd";
+import { fma_f32x4, store8_v128 } from "./simd";
 import { storeTile_f32 } from "./store";
 
 const F32: usize = 4;
@@ -61,14 +61,7 @@ const NC: i32 = 64; // columns of w per panel: K x 64 floats of w stay in cache 
     c30 = fma_f32x4(x, v128.load(o, 96), c30);
     c31 = fma_f32x4(x, v128.load(o, 112), c31);
   }
-  v128.store(dst, c00);
-  v128.store(dst, c01, 16);
-  v128.store(dst, c10, 32);
-  v128.store(dst, c11, 48);
-  v128.store(dst, c20, 64);
-  v128.store(dst, c21, 80);
-  v128.store(dst, c30, 96);
-  v128.store(dst, c31, 112);
+  store8_v128(dst, c00, c01, c10, c11, c20, c21, c30, c31);
 }
 
 // bytes of scratch gemm_f32 needs

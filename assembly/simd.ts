@@ -74,3 +74,15 @@
 @inline export function dotHigh_i8(acc: v128, x: v128, w: v128): v128 {
   return i32x4.add(acc, i32x4.dot_i16x8_s(x, i16x8.extend_high_i8x16_s(w)));
 }
+
+// eight vectors to 128 consecutive bytes at dst (a 4 x 8 tile of 32-bit lanes, or 32 of a row)
+@inline export function store8_v128(dst: usize, a0: v128, a1: v128, a2: v128, a3: v128, a4: v128, a5: v128, a6: v128, a7: v128): void {
+  v128.store(dst, a0);
+  v128.store(dst, a1, 16);
+  v128.store(dst, a2, 32);
+  v128.store(dst, a3, 48);
+  v128.store(dst, a4, 64);
+  v128.store(dst, a5, 80);
+  v128.store(dst, a6, 96);
+  v128.store(dst, a7, 112);
+}

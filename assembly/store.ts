@@ -2,6 +2,7 @@
 // format applies bias, activation and residual with the same operations in the same order.
 import { activate_f32x4 } from "./activation";
 import { f16_to_f32x4 } from "./half";
+import { store8_v128 } from "./simd";
 
 const F32: usize = 4;
 
@@ -73,12 +74,5 @@ const F32: usize = 4;
     c31 = f32x4.add(f32x4.mul(x, b1), c31);
     b += 8 * sizeof<T>();
   }
-  v128.store(dst, c00);
-  v128.store(dst, c01, 16);
-  v128.store(dst, c10, 32);
-  v128.store(dst, c11, 48);
-  v128.store(dst, c20, 64);
-  v128.store(dst, c21, 80);
-  v128.store(dst, c30, 96);
-  v128.store(dst, c31, 112);
+  store8_v128(dst, c00, c01, c10, c11, c20, c21, c30, c31);
 }
