@@ -20,7 +20,7 @@ import * as ort from "onnxruntime-web";
 import * as lib from "../dist/index.js";
 import { randomTensor, table } from "./harness.mjs";
 import { model } from "./onnx.mjs";
-import { q8Weight } from "./peers.mjs";
+import { q8MatMul, q8Weight } from "./peers.mjs";
 
 const threads = Number(process.argv.find((a) => a.startsWith("--threads="))?.slice(10) ?? 1);
 const quick = process.argv.includes("--quick");
@@ -299,22 +299,8 @@ async function ortModel(c, d, format) {
   }
   // a torch Linear weight [out, in] as MatMul's [in, out] initializer(s)
   const weight = (name, t) => (format === "q8" ? q8Weight(name, t.data, t.shape[0], t.shape[1]) : [[name, [t.shape[1], t.shape[0]], transpose(t)]]);
-  const quantized = new Set(); // inputs already through DynamicQuantizeLinear (one feeds q, k and v)
-  const quantize = (x) => {
-    if (quantized.has(x)) return [];
-    quantized.add(x);
-    return [{ op: "DynamicQuantizeLinear", inputs: [x], outputs: [`${x}_q`, `${x}_s`, `${x}_z`] }];
-  };
-  const matmul = (x, w, out) =>
-    format === "q8"
-      ? [
-          ...quantize(x),
-          { op: "MatMulInteger", inputs: [`${x}_q`, w, `${x}_z`, `${w}_zp`], outputs: [`${out}_i`] },
-          { op: "Mul", inputs: [`${x}_s`, `${w}_scale`], outputs: [`${out}_s`] },
-          { op: "Cast", inputs: [`${out}_i`], outputs: [`${out}_c`], attrs: { to: 1 } },
-          { op: "Mul", inputs: [`${out}_c`, `${out}_s`], outputs: [out] },
-        ]
-      : [{ op: "MatMul", inputs: [x, w], outputs: [out] }];
+  const q8 = q8MatMul(); // one input feeds q, k and v: quantized once
+  const matmul = (x, w, out) => (format === "q8" ? q8(x, w, out) : [{ op: "MatMul", inputs: [x, w], outputs: [out] }]);
   const head = weight("lm_head", d["model.embed_tokens.weight"]);
   const init = [
     ["embed", [c.vocab_size, H], format === "q8" ? dequantized(head) : d["model.embed_tokens.weight"].data],

@@ -166,22 +166,10 @@ function layerGraph(dict, { E, H, F }, { weights = "f32" } = {}) {
     ["one", [], new Float32Array([1])],
     ["rsqrt2", [], new Float32Array([Math.SQRT1_2])],
   ];
-  const quantized = new Set(); // inputs already through DynamicQuantizeLinear (x feeds q, k and v)
-  const quantize = (x) => {
-    if (quantized.has(x)) return [];
-    quantized.add(x);
-    return [{ op: "DynamicQuantizeLinear", inputs: [x], outputs: [`${x}_q`, `${x}_s`, `${x}_z`] }];
-  };
+  const q8 = q8MatMul(); // x feeds q, k and v: quantized once
   const linear = (x, w, b, out) =>
     weights === "q8"
-      ? [
-          ...quantize(x),
-          { op: "MatMulInteger", inputs: [`${x}_q`, w, `${x}_z`, `${w}_zp`], outputs: [`${out}_i`] },
-          { op: "Mul", inputs: [`${x}_s`, `${w}_scale`], outputs: [`${out}_s`] },
-          { op: "Cast", inputs: [`${out}_i`], outputs: [`${out}_c`], attrs: { to: 1 } },
-          { op: "Mul", inputs: [`${out}_c`, `${out}_s`], outputs: [`${out}_m`] },
-          { op: "Add", inputs: [`${out}_m`, b], outputs: [out] },
-        ]
+      ? [...q8(x, w, `${out}_m`), { op: "Add", inputs: [`${out}_m`, b], outputs: [out] }]
       : weights === "q4"
         ? [
             {
@@ -228,6 +216,26 @@ function layerGraph(dict, { E, H, F }, { weights = "f32" } = {}) {
     { op: "LayerNormalization", inputs: ["r2", "g2", "n2"], outputs: ["y"], attrs: { axis: -1, epsilon: 1e-5 } },
   ];
   return { nodes, init };
+}
+
+/**
+ * A builder of the nodes onnxruntime's quantize_dynamic writes for x . w (w from q8Weight):
+ * DynamicQuantizeLinear of x (once per input, however many products read it), MatMulInteger,
+ * Cast, and the product of the two scales; (x, w, out) -> nodes.
+ */
+export function q8MatMul() {
+  const quantized = new Set();
+  return (x, w, out) => {
+    const nodes = quantized.has(x) ? [] : [{ op: "DynamicQuantizeLinear", inputs: [x], outputs: [`${x}_q`, `${x}_s`, `${x}_z`] }];
+    quantized.add(x);
+    return [
+      ...nodes,
+      { op: "MatMulInteger", inputs: [`${x}_q`, w, `${x}_z`, `${w}_zp`], outputs: [`${out}_i`] },
+      { op: "Mul", inputs: [`${x}_s`, `${w}_scale`], outputs: [`${out}_s`] },
+      { op: "Cast", inputs: [`${out}_i`], outputs: [`${out}_c`], attrs: { to: 1 } },
+      { op: "Mul", inputs: [`${out}_c`, `${out}_s`], outputs: [out] },
+    ];
+  };
 }
 
 // a torch Linear weight w (rows = out, cols = in) as quantize_dynamic's per-channel initializers:

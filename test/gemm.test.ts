@@ -1,34 +1,9 @@
 import { beforeAll, describe, expect, test } from "vitest";
 import { init, runtime } from "../src/init.js";
 import { ACT } from "../src/linear.js";
-import { expectClose, freshSeed, rng } from "./reference.js";
+import { activations, expectClose, freshSeed, rng } from "./reference.js";
 
 beforeAll(() => init());
-
-const erf = (x: number): number => {
-  // float64 erf: Taylor series near 0, continued fraction for erfc in the tails (both < 1e-14)
-  const z = Math.abs(x);
-  if (z < 3) {
-    let term = z;
-    let sum = z;
-    for (let n = 1; n < 200; n++) {
-      term *= (-z * z) / n;
-      sum += term / (2 * n + 1);
-    }
-    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  let f = 0;
-  for (let n = 60; n >= 1; n--) f = n / 2 / (z + f);
-  return Math.sign(x) * (1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / (z + f));
-};
-
-const activations: Record<keyof typeof ACT, (x: number) => number> = {
-  none: (x) => x,
-  relu: (x) => Math.max(x, 0),
-  gelu: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
-  "gelu-tanh": (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
-  silu: (x) => x / (1 + Math.exp(-x)),
-};
 
 // out (M, N) = act(a (M, K) . w (N, K)^T + bias) + residual, through pack_f32_w and gemm_f32
 function gemm(

@@ -66,6 +66,32 @@ export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, 
   return { out, weights };
 }
 
+// float64 erf: Taylor series near 0, continued fraction for erfc in the tails (both < 1e-14)
+function erf(x: number): number {
+  const z = Math.abs(x);
+  if (z < 3) {
+    let term = z;
+    let sum = z;
+    for (let n = 1; n < 200; n++) {
+      term *= (-z * z) / n;
+      sum += term / (2 * n + 1);
+    }
+    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = n / 2 / (z + f);
+  return Math.sign(x) * (1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / (z + f));
+}
+
+/** The fused products' activations (src/linear.ts ACT), in float64. */
+export const activations = {
+  none: (x: number) => x,
+  relu: (x: number) => Math.max(x, 0),
+  gelu: (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
+  "gelu-tanh": (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
+  silu: (x: number) => x / (1 + Math.exp(-x)),
+} as const;
+
 // flat index into an array of shape `shape` broadcast (numpy rules) to `target`, at `coords` of target
 export function broadcastIndex(shape: readonly number[], target: readonly number[], coords: readonly number[]): number {
   const off = target.length - shape.length;

@@ -4,7 +4,9 @@
 // oracle. FORMATS is their table: for each, its quantize helper, its dequantize reference and the
 // tolerances the tests hold it to; the tests loop over it.
 import { readFileSync } from "node:fs";
+import { vi } from "vitest";
 import { type StateDict, loadSafetensors } from "../../src/index.js";
+import { runtime } from "../../src/init.js";
 
 export type Format = "q8" | "f16" | "q4";
 
@@ -49,30 +51,7 @@ export function dequantizeRows({ q, scales }: Q8Rows, K: number): Float32Array {
   return Float32Array.from(q, (v, i) => v * scales[Math.floor(i / K)]!);
 }
 
-// float64 activations, as in test/gemm.test.ts
-const erf = (x: number): number => {
-  const z = Math.abs(x);
-  if (z < 3) {
-    let term = z;
-    let sum = z;
-    for (let n = 1; n < 200; n++) {
-      term *= (-z * z) / n;
-      sum += term / (2 * n + 1);
-    }
-    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  let c = 0;
-  for (let n = 60; n >= 1; n--) c = n / 2 / (z + c);
-  return Math.sign(x) * (1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / (z + c));
-};
-
-export const activations = {
-  none: (x: number) => x,
-  relu: (x: number) => Math.max(x, 0),
-  gelu: (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
-  "gelu-tanh": (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
-  silu: (x: number) => x / (1 + Math.exp(-x)),
-} as const;
+export { activations } from "../reference.js";
 
 /** exact integer sums (M, N) of aq (M, K) . wq (N, K)^T */
 export function intSums(aq: Int8Array, wq: Int8Array, M: number, N: number, K: number): Float64Array {
@@ -332,4 +311,20 @@ export function decoderFixture(name: string): { config: Record<string, unknown>;
     config: JSON.parse(readFileSync(new URL(`${name}.config.json`, dir), "utf8")) as Record<string, unknown>,
     dict: loadSafetensors(readFileSync(new URL(`${name}.safetensors`, dir))),
   };
+}
+
+/** fn's result and the largest block it allocated in WebAssembly memory (no float32 copy of a whole weight) */
+export function largestAllocation<T>(fn: () => T): [T, number] {
+  const { heap } = runtime();
+  const original = heap.alloc.bind(heap);
+  let largest = 0;
+  const alloc = vi.spyOn(heap, "alloc").mockImplementation((bytes: number) => {
+    largest = Math.max(largest, bytes);
+    return original(bytes);
+  });
+  try {
+    return [fn(), largest];
+  } finally {
+    alloc.mockRestore();
+  }
 }
